@@ -1,0 +1,85 @@
+//! The contracts every `edge-*` crate is written against, and the one primitive they all share.
+//!
+//! `edge` is an SDK for the thin, hot slice of a web service that runs at the edge: auth, rate limiting,
+//! caching with request coalescing, edge-side rendering, durable-object state and tracing. The same code runs
+//! in an axum app, in a bare hyper server and in a Cloudflare Worker. This crate is what makes that possible:
+//! each capability is a trait here, with an embedded default and platform backends in the sibling crates.
+//!
+//! # Map
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`sync`] | [`MaybeSend`] / [`MaybeSync`] / [`BoxFuture`]: `Send` on native hosts, nothing on wasm32 |
+//! | [`clock`] | [`Clock`], [`SystemClock`] (reads `Date.now()` in a Worker), [`ManualClock`] for tests |
+//! | [`kv`] | [`KvStore`]: get, metadata, TTL, list by prefix with a cursor |
+//! | [`cache`] | [`CacheStore`]: stored HTTP responses by key, purge by tag |
+//! | [`fetch`] | [`Fetcher`]: outbound HTTP; [`HyperFetcher`](fetch::hyper::HyperFetcher) with feature `hyper` |
+//! | [`wait_until`] | [`WaitUntil`]: work after the response; `TokioWaitUntil` with feature `tokio` |
+//! | [`body`] | [`Body`]: buffered or streamed, an `http_body::Body` for axum and hyper |
+//! | [`coalesce`] | [`Coalescer`]: one load per key for any number of concurrent callers |
+//! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
+//! | [`testing`] | conformance kits and [`TestFetcher`](testing::TestFetcher) (feature `testing`) |
+//!
+//! # Writing against the contracts
+//!
+//! Trait methods return `impl Future<Output = …> + MaybeSend`; implementations write `async fn`. Generic code
+//! is then provably `Send` on tokio, and `!Send` JS handles compile on Workers without `unsafe impl Send`.
+//! Where a trait object is wanted, each contract has a `Dyn…` twin (`DynKvStore`, `DynFetcher`, …) with a
+//! blanket impl; `dyn DynKvStore` implements `KvStore` again, so boxed and generic code mix freely.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use edge_core::{Clock, Error, KvStore, kv::PutOptions};
+//!
+//! /// Counts visits in KV: works with the in-memory store, Redis, or Workers KV.
+//! async fn count_visit<S: KvStore, C: Clock>(kv: &S, clock: &C, page: &str) -> Result<u64, Error> {
+//!     let key = format!("visits:{page}");
+//!     let seen: u64 = match kv.get(&key).await? {
+//!         Some(raw) => std::str::from_utf8(&raw).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+//!         None => 0,
+//!     };
+//!     let _ = clock.wall_time(); // time is always injected, never read from std
+//!     kv.put(&key, Bytes::from((seen + 1).to_string()), PutOptions::new()).await?;
+//!     Ok(seen + 1)
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `hyper` | [`fetch::hyper::HyperFetcher`] (native only) |
+//! | `tokio` | `wait_until::TokioWaitUntil` (native only) |
+//! | `testing` | [`testing`]: conformance kits, `TestFetcher` |
+//! | `full` | all of the above |
+//!
+//! Features are additive and never change behaviour. The default build has no runtime dependency and builds
+//! for `wasm32-unknown-unknown`.
+//!
+//! # MSRV
+//!
+//! Rust 1.85 (edition 2024).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+pub mod cache;
+pub mod clock;
+pub mod coalesce;
+pub mod error;
+pub mod fetch;
+pub mod kv;
+pub mod sync;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+pub mod wait_until;
+
+pub use body::Body;
+pub use cache::CacheStore;
+pub use clock::{Clock, Instant, ManualClock, SystemClock};
+pub use coalesce::Coalescer;
+pub use error::{BoxError, Error, ErrorKind};
+pub use fetch::Fetcher;
+pub use kv::KvStore;
+pub use sync::{BoxFuture, BoxStream, MaybeSend, MaybeSync};
+pub use wait_until::WaitUntil;

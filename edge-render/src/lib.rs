@@ -1,0 +1,13 @@
+//! Edge-side rendering: what the response body looks like and when each byte of it leaves.
+//!
+//! This crate will own, as sans-IO cores with thin async edges:
+//!
+//! | module (planned) | what it decides or does |
+//! |---|---|
+//! | `html` | a streaming HTML writer: shell first, then sections as their data arrives, escaping chosen by context |
+//! | `rewrite` | a streaming body transformer over `lol_html`, usable from axum, hyper and a Worker alike |
+//! | `esi` | a chunk-split-invariant ESI tokenizer and an assembler that fetches includes in parallel (through `Fetcher`, cached via `CacheStore`, coalesced) and streams in document order |
+//! | `hints` | `Link` preload headers and 103 Early Hints from a bundle manifest |
+//!
+//! Nothing is implemented yet: rendering lands with its own issue. The crate builds on native targets and on
+//! wasm32.
