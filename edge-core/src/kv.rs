@@ -320,7 +320,7 @@ impl KvLimits {
             return Err(Error::too_large("value", value.len(), self.max_value_len));
         }
         if let Some(metadata) = &options.metadata {
-            let len = json_len(metadata);
+            let len = metadata_len(metadata);
             if len > self.max_metadata_len {
                 return Err(Error::too_large("metadata", len, self.max_metadata_len));
             }
@@ -375,8 +375,10 @@ impl Default for KvLimits {
     }
 }
 
-/// Length of `value` as compact JSON, without allocating the text.
-fn json_len(value: &Value) -> usize {
+/// Length of a metadata document as compact JSON (what [`KvLimits::max_metadata_len`] limits), computed
+/// without allocating the text.
+#[must_use]
+pub fn metadata_len(value: &Value) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -562,6 +564,6 @@ mod tests {
     #[test]
     fn json_len_matches_serialisation() {
         let v = serde_json::json!({"a": [1, "two", null], "b": {"c": true}});
-        assert_eq!(json_len(&v), serde_json::to_string(&v).unwrap().len());
+        assert_eq!(metadata_len(&v), serde_json::to_string(&v).unwrap().len());
     }
 }

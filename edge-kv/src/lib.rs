@@ -1,1 +1,32 @@
-//! placeholder
+//! Key-value stores implementing [`edge_core::KvStore`].
+//!
+//! | store | module | consistency | feature |
+//! |---|---|---|---|
+//! | [`MemoryKv`] | [`memory`] | strong (linearizable per key), one process | default |
+//! | `SimulatedKv` | planned | eventual, many PoPs with replication lag and partitions, on a `ManualClock` | default |
+//! | `RedisKv` | planned | strong, shared by many servers | `redis` |
+//! | `WorkersKv` | planned | eventual (Cloudflare Workers KV) | `workers` |
+//!
+//! A user who outgrows one process swaps the constructor, not the code: everything is written against
+//! `KvStore`, and every store passes the same conformance kit (`edge_core::testing::kv`).
+//!
+//! ```
+//! use bytes::Bytes;
+//! use edge_core::{KvStore, kv::PutOptions};
+//! use edge_kv::MemoryKv;
+//!
+//! # futures::executor::block_on(async {
+//! let kv = MemoryKv::new();
+//! kv.put("flag:new-checkout", Bytes::from_static(b"on"), PutOptions::new()).await?;
+//! assert_eq!(kv.get("flag:new-checkout").await?, Some(Bytes::from_static(b"on")));
+//! # Ok::<_, edge_core::Error>(()) }).unwrap();
+//! ```
+//!
+//! # MSRV
+//!
+//! Rust 1.85 (edition 2024).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod memory;
+
+pub use memory::{MemoryKv, MemoryKvBuilder};
