@@ -1,0 +1,49 @@
+//! `gateway`: the edge SDK's request path on axum, in front of an embedded demo origin.
+//!
+//! ```text
+//! cargo run -p edge-example-gateway                      # http://127.0.0.1:8787
+//! cargo run -p edge-example-gateway -- --port 9000 --origin http://127.0.0.1:3000
+//! ```
+
+use std::process::ExitCode;
+
+use edge_example_pipeline::config::{GatewayConfig, USAGE};
+use edge_example_pipeline::pipeline::Edge;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("gateway: the edge pipeline on axum\n\n{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let config = match GatewayConfig::from_env_and_args() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("gateway: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: &GatewayConfig) -> std::io::Result<()> {
+    let edge = Edge::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    println!("edge gateway (axum) listening on http://{}", listener.local_addr()?);
+    println!("origin: {}", edge.origin_url());
+    let shutdown = async {
+        // If the signal handler cannot be installed, run until killed.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    edge_example_gateway::serve(listener, edge.service(), shutdown).await?;
+    edge.drain().await;
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Settings of the example hosts, read from flags and environment variables; all have working defaults.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use http::Uri;
+
+/// What an example host needs to know to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    /// Where the edge listens (default `127.0.0.1:8787`).
+    pub listen: SocketAddr,
+    /// The origin to proxy to; `None` starts the embedded demo origin on an ephemeral loopback port.
+    pub origin: Option<Uri>,
+    /// How long to wait for the origin's response head before answering `504` (default 5 s).
+    pub origin_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8787),
+            origin: None,
+            origin_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Usage text for `--help`.
+pub const USAGE: &str = "\
+options (each also read from the environment variable shown):
+  --port <n>               port on 127.0.0.1 to listen on          [EDGE_PORT, default 8787]
+  --listen <ip:port>       full listen address                     [EDGE_LISTEN]
+  --origin <url>           proxy to this origin instead of the embedded demo origin [EDGE_ORIGIN]
+  --origin-timeout-ms <n>  origin response deadline                [EDGE_ORIGIN_TIMEOUT_MS, default 5000]";
+
+impl GatewayConfig {
+    /// Proxies to `origin` instead of starting the demo origin.
+    #[must_use]
+    pub fn with_origin(mut self, origin: Uri) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// Sets the origin response deadline.
+    #[must_use]
+    pub const fn with_origin_timeout(mut self, timeout: Duration) -> Self {
+        self.origin_timeout = timeout;
+        self
+    }
+
+    /// Reads the process's environment and arguments. Flags win over environment variables.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the bad setting.
+    pub fn from_env_and_args() -> Result<Self, String> {
+        let env = |name: &str| std::env::var(name).ok();
+        Self::parse(env, std::env::args().skip(1))
+    }
+
+    /// Reads settings from `env` and `args`; a testable core of [`from_env_and_args`](Self::from_env_and_args).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the bad setting.
+    pub fn parse(
+        env: impl Fn(&str) -> Option<String>,
+        args: impl IntoIterator<Item = String>,
+    ) -> Result<Self, String> {
+        let mut config = Self::default();
+        let mut settings: Vec<(String, String)> = ["EDGE_PORT", "EDGE_LISTEN", "EDGE_ORIGIN", "EDGE_ORIGIN_TIMEOUT_MS"]
+            .into_iter()
+            .filter_map(|name| env(name).map(|value| (name.to_owned(), value)))
+            .collect();
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let name = match flag.as_str() {
+                "--port" => "EDGE_PORT",
+                "--listen" => "EDGE_LISTEN",
+                "--origin" => "EDGE_ORIGIN",
+                "--origin-timeout-ms" => "EDGE_ORIGIN_TIMEOUT_MS",
+                other => return Err(format!("unknown option `{other}`\n{USAGE}")),
+            };
+            let value = args.next().ok_or_else(|| format!("`{flag}` needs a value"))?;
+            settings.push((name.to_owned(), value));
+        }
+        for (name, value) in settings {
+            match name.as_str() {
+                "EDGE_PORT" => {
+                    let port = value.parse().map_err(|_| format!("port `{value}` is not a number from 0 to 65535"))?;
+                    config.listen.set_port(port);
+                }
+                "EDGE_LISTEN" => {
+                    config.listen = value.parse().map_err(|_| format!("listen address `{value}` is not ip:port"))?;
+                }
+                "EDGE_ORIGIN" => {
+                    let uri: Uri = value.parse().map_err(|_| format!("origin `{value}` is not a url"))?;
+                    if uri.scheme().is_none() || uri.authority().is_none() {
+                        return Err(format!("origin `{value}` must be an absolute url like http://127.0.0.1:3000"));
+                    }
+                    config.origin = Some(uri);
+                }
+                _ => {
+                    let ms: u64 = value.parse().map_err(|_| format!("origin timeout `{value}` is not milliseconds"))?;
+                    config.origin_timeout = Duration::from_millis(ms);
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(env: &[(&str, &str)], args: &[&str]) -> Result<GatewayConfig, String> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        GatewayConfig::parse(
+            |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+            args.iter().map(|a| (*a).to_owned()),
+        )
+    }
+
+    #[test]
+    fn defaults_env_and_flags() {
+        assert_eq!(parse(&[], &[]).unwrap(), GatewayConfig::default());
+        let config = parse(&[("EDGE_PORT", "9000")], &["--origin-timeout-ms", "250"]).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.origin_timeout, Duration::from_millis(250));
+        let config = parse(&[("EDGE_PORT", "9000")], &["--port", "9001"]).unwrap();
+        assert_eq!(config.listen.port(), 9001, "flags win");
+        let config = parse(&[], &["--origin", "http://127.0.0.1:3000"]).unwrap();
+        assert_eq!(config.origin.unwrap().to_string(), "http://127.0.0.1:3000/");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        assert!(parse(&[("EDGE_PORT", "99999")], &[]).unwrap_err().contains("99999"));
+        assert!(parse(&[], &["--origin", "/relative"]).unwrap_err().contains("absolute"));
+        assert!(parse(&[], &["--port"]).unwrap_err().contains("needs a value"));
+        assert!(parse(&[], &["--frobnicate"]).unwrap_err().contains("unknown option"));
+    }
+}

@@ -1,0 +1,177 @@
+//! A small demo origin: a few HTML pages and JSON endpoints, one of them deliberately slow.
+//!
+//! It stands in for the application server behind the edge, so the examples need nothing else running. It is
+//! served by bare hyper on a loopback port and reached by the pipeline through real HTTP.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/` , `/about` | HTML pages, `Cache-Control: public, max-age=60` |
+//! | `/api/products` | JSON list, `max-age=30` |
+//! | `/api/products/{id}` | one product as JSON, or a JSON `404` |
+//! | `/api/slow?ms=N` | JSON after `N` ms (default 2000, at most 10000): the slow backend the edge must not wait on forever |
+//! | `/api/echo` | JSON describing the request as the origin saw it (method, path, forwarded headers, body size) |
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_core::Body;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The longest `/api/slow` waits, whatever it is asked.
+pub const MAX_SLOW: Duration = Duration::from_secs(10);
+
+const PRODUCTS: [(u32, &str, u32); 3] = [(1, "Espresso cup", 1200), (2, "Pour-over kettle", 4900), (3, "Hand grinder", 8900)];
+
+/// A running demo origin; stops accepting connections when dropped.
+#[derive(Debug)]
+pub struct DemoOrigin {
+    addr: SocketAddr,
+    accept: JoinHandle<()>,
+}
+
+impl DemoOrigin {
+    /// Starts the origin on an ephemeral port on 127.0.0.1.
+    ///
+    /// # Errors
+    ///
+    /// The port could not be bound.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        Ok(Self::serve(listener))
+    }
+
+    /// Serves the origin on `listener`.
+    #[must_use]
+    pub fn serve(listener: TcpListener) -> Self {
+        let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                tokio::spawn(async move {
+                    let service = service_fn(|request| async move { Ok::<_, Infallible>(respond(request).await) });
+                    // A client that goes away mid-request is not the origin's problem.
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self { addr, accept }
+    }
+
+    /// Where the origin listens.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The origin's base URL, `http://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for DemoOrigin {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn respond(request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    match (request.method(), path.as_str()) {
+        (&Method::GET | &Method::HEAD, "/") => html(StatusCode::OK, 60, &page("Home", HOME)),
+        (&Method::GET | &Method::HEAD, "/about") => html(StatusCode::OK, 60, &page("About", ABOUT)),
+        (&Method::GET | &Method::HEAD, "/api/products") => {
+            let products: Vec<_> =
+                PRODUCTS.iter().map(|(id, name, cents)| json!({ "id": id, "name": name, "price_cents": cents })).collect();
+            json_response(StatusCode::OK, 30, &json!({ "products": products }))
+        }
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/api/products/") => {
+            let id = p.trim_start_matches("/api/products/").parse::<u32>().ok();
+            match PRODUCTS.iter().find(|(pid, _, _)| Some(*pid) == id) {
+                Some((id, name, cents)) => {
+                    json_response(StatusCode::OK, 30, &json!({ "id": id, "name": name, "price_cents": cents }))
+                }
+                None => json_response(StatusCode::NOT_FOUND, 0, &json!({ "error": "no such product" })),
+            }
+        }
+        (&Method::GET, "/api/slow") => {
+            let ms = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("ms="))
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .unwrap_or(2000);
+            let delay = Duration::from_millis(ms).min(MAX_SLOW);
+            tokio::time::sleep(delay).await;
+            json_response(StatusCode::OK, 0, &json!({ "slept_ms": delay.as_millis() }))
+        }
+        (_, "/api/echo") => {
+            let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let description = json!({
+                "method": request.method().as_str(),
+                "path": path,
+                "query": query,
+                "host": header("host"),
+                "via": header("via"),
+                "x_forwarded_host": header("x-forwarded-host"),
+                "connection": header("connection"),
+            });
+            let body = collect_body(request.into_body()).await;
+            let mut description = description;
+            description["body_bytes"] = json!(body.len());
+            json_response(StatusCode::OK, 0, &description)
+        }
+        _ => html(StatusCode::NOT_FOUND, 0, &page("Not found", "<p>Nothing here.</p>")),
+    }
+}
+
+async fn collect_body(body: Incoming) -> Bytes {
+    Body::from_http_body(body).collect(1024 * 1024).await.unwrap_or_default()
+}
+
+const HOME: &str = r#"<p>This page came from the demo origin, through the edge.</p>
+<ul>
+  <li><a href="/about">About</a></li>
+  <li><a href="/api/products">Products (JSON)</a></li>
+  <li><a href="/api/slow?ms=1500">A slow endpoint</a></li>
+  <li><a href="/api/echo">What the origin sees</a></li>
+</ul>"#;
+
+const ABOUT: &str = "<p>The edge gateway example: an axum server in front of this origin, built from the edge SDK.</p>";
+
+fn page(title: &str, main: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{title} · edge demo</title></head>\n\
+         <body>\n<header><h1>{title}</h1></header>\n<main>\n{main}\n</main>\n</body>\n</html>\n"
+    )
+}
+
+fn html(status: StatusCode, max_age: u32, body: &str) -> Response<Body> {
+    with_headers(status, max_age, "text/html; charset=utf-8", Bytes::from(body.to_owned()))
+}
+
+fn json_response(status: StatusCode, max_age: u32, value: &serde_json::Value) -> Response<Body> {
+    with_headers(status, max_age, "application/json", Bytes::from(value.to_string()))
+}
+
+fn with_headers(status: StatusCode, max_age: u32, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let cache_control = if max_age == 0 { "no-store".to_owned() } else { format!("public, max-age={max_age}") };
+    if let Ok(value) = HeaderValue::from_str(&cache_control) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    response
+}

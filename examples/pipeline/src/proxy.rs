@@ -1,0 +1,169 @@
+//! [`OriginProxy`]: the innermost service of the pipeline, forwarding to the origin through a [`Fetcher`].
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use edge_core::{Body, BoxFuture, ErrorKind, Fetcher};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode};
+
+/// The `Via` pseudonym this edge adds to forwarded messages (RFC 9110 §7.6.3).
+const VIA: HeaderValue = HeaderValue::from_static("1.1 edge");
+
+/// Forwards each request to `origin` through the fetcher and passes the response back.
+///
+/// Hop-by-hop headers (RFC 9110 §7.6.1, including those named in `Connection`) are removed in both
+/// directions, `Via` is added, and the client's `Host` travels as `X-Forwarded-Host`. A failure to get a
+/// response becomes `504 Gateway Timeout` (deadline passed) or `502 Bad Gateway` (anything else): the
+/// service itself never fails.
+#[derive(Debug)]
+pub struct OriginProxy<F> {
+    fetcher: Arc<F>,
+    origin: Uri,
+}
+
+impl<F> Clone for OriginProxy<F> {
+    fn clone(&self) -> Self {
+        Self { fetcher: Arc::clone(&self.fetcher), origin: self.origin.clone() }
+    }
+}
+
+impl<F: Fetcher + 'static> OriginProxy<F> {
+    /// A proxy to `origin` (scheme and authority are used; its path is ignored).
+    pub fn new(fetcher: F, origin: Uri) -> Self {
+        Self { fetcher: Arc::new(fetcher), origin }
+    }
+
+    fn upstream_request(&self, request: Request<Body>) -> Result<Request<Body>, http::Error> {
+        let (mut parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut uri = Uri::builder().path_and_query(path);
+        if let Some(scheme) = self.origin.scheme() {
+            uri = uri.scheme(scheme.clone());
+        }
+        if let Some(authority) = self.origin.authority() {
+            uri = uri.authority(authority.clone());
+        }
+        parts.uri = uri.build()?;
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(host) = parts.headers.remove(header::HOST) {
+            parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        }
+        parts.headers.append(header::VIA, VIA);
+        Ok(Request::from_parts(parts, body))
+    }
+}
+
+impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let upstream = self.upstream_request(request);
+        let fetcher = Arc::clone(&self.fetcher);
+        Box::pin(async move {
+            let Ok(upstream) = upstream else {
+                return Ok(error_response(StatusCode::BAD_REQUEST, "request target cannot be forwarded"));
+            };
+            match fetcher.fetch(upstream).await {
+                Ok(mut response) => {
+                    strip_hop_by_hop(response.headers_mut());
+                    response.headers_mut().append(header::VIA, VIA);
+                    Ok(response)
+                }
+                Err(e) if e.kind() == ErrorKind::Timeout => {
+                    Ok(error_response(StatusCode::GATEWAY_TIMEOUT, "the origin did not answer in time"))
+                }
+                Err(_) => Ok(error_response(StatusCode::BAD_GATEWAY, "the origin could not be reached")),
+            }
+        })
+    }
+}
+
+/// Removes the headers that describe one connection rather than the message.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+fn error_response(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_core::testing::{Reply, TestFetcher};
+    use tower::ServiceExt;
+
+    fn proxy(fetcher: TestFetcher) -> OriginProxy<TestFetcher> {
+        OriginProxy::new(fetcher, Uri::from_static("http://origin.internal:8080"))
+    }
+
+    #[tokio::test]
+    async fn forwards_path_and_query_and_strips_hop_by_hop_headers() {
+        let origin = TestFetcher::new();
+        origin.route("/a", Reply::ok("hi").with_header(header::CONNECTION, "x-secret").with_header(HeaderName::from_static("x-secret"), "1"));
+        let request = Request::get("/a?b=1")
+            .header(header::HOST, "shop.example")
+            .header(header::CONNECTION, "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .header("x-keep", "1")
+            .body(Body::empty())
+            .unwrap();
+        let response = proxy(origin.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("x-secret").is_none());
+        assert_eq!(response.headers()[header::VIA], "1.1 edge");
+        let seen = &origin.requests()[0];
+        assert_eq!(seen.uri.to_string(), "http://origin.internal:8080/a?b=1");
+        assert_eq!(seen.headers["x-forwarded-host"], "shop.example");
+        assert_eq!(seen.headers["x-keep"], "1");
+        assert!(seen.headers.get("x-hop").is_none() && seen.headers.get(header::CONNECTION).is_none());
+        assert!(seen.headers.get(header::HOST).is_none());
+    }
+
+    #[tokio::test]
+    async fn origin_failures_become_gateway_errors() {
+        let origin = TestFetcher::new();
+        origin.route("/down", Reply::fail(ErrorKind::Unavailable));
+        origin.route("/late", Reply::fail(ErrorKind::Timeout));
+        let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
+        let response = proxy(origin.clone()).oneshot(get("/down")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let response = proxy(origin).oneshot(get("/late")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+}

@@ -1,0 +1,89 @@
+//! What the host examples' tests share: a loopback HTTP client and the standard conversation every host must
+//! hold with the same answers.
+
+use bytes::Bytes;
+use edge_core::fetch::hyper::HyperFetcher;
+use edge_core::{Body, Fetcher};
+use http::{HeaderMap, Method, Request, StatusCode};
+
+/// One exchange as seen by a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Exchange {
+    /// `METHOD path`.
+    pub request: String,
+    /// The status.
+    pub status: StatusCode,
+    /// The response headers, minus `date` (which differs from run to run).
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Exchange {
+    /// The body parsed as JSON (`Null` if it is not JSON).
+    #[must_use]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    /// A header as text, or `""`.
+    #[must_use]
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+/// Sends one request to `base` (like `http://127.0.0.1:8787`) over real loopback HTTP.
+///
+/// # Errors
+///
+/// No response was received.
+pub async fn exchange(base: &str, method: Method, path: &str, body: Bytes) -> Result<Exchange, edge_core::Error> {
+    exchange_with_headers(base, method, path, &[], body).await
+}
+
+/// [`exchange`] with extra request headers.
+///
+/// # Errors
+///
+/// No response was received, or a header was malformed.
+pub async fn exchange_with_headers(
+    base: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Exchange, edge_core::Error> {
+    let mut request = Request::builder().method(method.clone()).uri(format!("{base}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Body::from(body))
+        .map_err(|e| edge_core::Error::with_source(edge_core::ErrorKind::InvalidInput, "bad test request", e))?;
+    let response = HyperFetcher::new().fetch(request).await?;
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::DATE);
+    let body = body.collect(16 * 1024 * 1024).await?;
+    Ok(Exchange { request: format!("{method} {path}"), status: parts.status, headers: parts.headers, body })
+}
+
+/// The conversation every host must hold identically: pages, JSON, a 404 passed through, a request body
+/// streamed to the origin, and the origin's view of the forwarded request. Responses that depend on the
+/// listening port are left out so two hosts can be compared byte for byte.
+///
+/// # Errors
+///
+/// A request got no response.
+pub async fn standard_conversation(base: &str) -> Result<Vec<Exchange>, edge_core::Error> {
+    let mut transcript = Vec::new();
+    for path in ["/", "/about", "/api/products", "/api/products/2", "/api/products/99", "/missing?x=1"] {
+        transcript.push(exchange(base, Method::GET, path, Bytes::new()).await?);
+    }
+    transcript.push(exchange(base, Method::HEAD, "/", Bytes::new()).await?);
+    let body = Bytes::from(vec![b'x'; 100_000]);
+    let host = [("host", "shop.example")];
+    transcript.push(exchange_with_headers(base, Method::POST, "/api/echo?q=1", &host, body).await?);
+    Ok(transcript)
+}
