@@ -7,15 +7,17 @@
 //!
 //! # Semantics
 //!
-//! - The load is started lazily by the first poll of the first caller's future, never under a lock, so a load
-//!   may itself use the coalescer.
+//! - The load is started lazily, when any caller's future is first polled, and is never polled under a lock,
+//!   so a load may itself use the coalescer.
 //! - Whoever is polling drives the load: if the caller that started it is dropped, the others carry it on.
 //!   Only when *every* caller has been dropped is the load dropped (cancelled), and the next caller starts a
 //!   fresh one.
 //! - Once a load completes, its key is free: a caller arriving after completion starts a new load (results
 //!   are shared, not cached; put a cache in front for that).
-//! - No `Send` bound on wasm32; on native targets the load future must be `Send` and the result
-//!   `Send + Sync`, as for any future shared across a multi-threaded runtime.
+//! - No `Send` bound on wasm32; on native targets the load future and its result must be `Send`, as for any
+//!   future shared across a multi-threaded runtime.
+//! - If the load panics, the caller polling it panics with it and every other caller's future panics when
+//!   polled (as with `futures::future::Shared`) instead of waiting forever.
 //!
 //! # Cancel safety
 //!
@@ -44,127 +46,161 @@
 //! ```
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
-
-use futures_util::FutureExt;
-use futures_util::future::{Shared, WeakShared};
+use std::task::{Context, Poll, Waker};
 
 use crate::sync::{BoxFuture, MaybeSend, MaybeSync, lock};
 
-type Flights<K, V> = Mutex<HashMap<K, Flight<V>>>;
-
-struct Flight<V> {
-    id: u64,
-    load: WeakShared<BoxFuture<'static, V>>,
-}
+type Flights<K, V> = Mutex<HashMap<K, Weak<Flight<K, V>>, foldhash::fast::RandomState>>;
 
 /// Deduplicates concurrent loads by key. See the [module docs](self).
 ///
 /// Cheap to clone; clones share the flights in progress.
-pub struct Coalescer<K, V> {
+pub struct Coalescer<K: Hash + Eq, V> {
     flights: Arc<Flights<K, V>>,
-    next_id: Arc<AtomicU64>,
 }
 
-impl<K, V> Coalescer<K, V> {
+/// One load in progress and everyone waiting for it. The map holds it weakly: when every waiter is gone, it
+/// is dropped, and the load with it.
+struct Flight<K: Hash + Eq, V> {
+    key: K,
+    flights: Arc<Flights<K, V>>,
+    /// Set once this flight's entry has been removed from the map, so it is not looked up twice.
+    released: AtomicBool,
+    state: Mutex<State<V>>,
+}
+
+struct State<V> {
+    /// The load, when no one is polling it. `None` while a waiter drives it, and once it has finished.
+    load: Option<BoxFuture<'static, V>>,
+    result: Option<V>,
+    /// Set if the load panicked: the waiters cannot get a result and say so.
+    poisoned: bool,
+    /// One slot per waiter that has been pending; a slot keeps its index for the waiter's lifetime.
+    wakers: Vec<Option<Waker>>,
+    /// The slot of the waiter that last polled the load: the load's own wake-ups go to that waiter only.
+    driver: Option<usize>,
+}
+
+impl<K: Hash + Eq, V> Coalescer<K, V> {
     /// A coalescer with no loads in flight.
     #[must_use]
     pub fn new() -> Self {
-        Self { flights: Arc::default(), next_id: Arc::default() }
+        Self { flights: Arc::new(Mutex::new(HashMap::with_hasher(foldhash::fast::RandomState::default()))) }
     }
 
     /// How many keys have a load in flight.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        lock(&self.flights).len()
+        lock(&self.flights).values().filter(|flight| flight.strong_count() > 0).count()
     }
 }
 
 impl<K, V> Coalescer<K, V>
 where
-    K: Hash + Eq + Clone + MaybeSend + 'static,
-    V: Clone + MaybeSend + MaybeSync + 'static,
+    K: Hash + Eq + Clone + MaybeSend + MaybeSync + 'static,
+    V: Clone + MaybeSend + 'static,
 {
     /// Joins the load in flight for `key`, or starts one with `load` if there is none.
     ///
-    /// `load` is called at most once, on the first poll of the returned future, and only if this call started
-    /// the flight ([`Coalesced::is_leader`]).
-    pub fn run<F, Fut>(&self, key: K, load: F) -> Coalesced<V>
+    /// `load` is used only if this call started the flight ([`Coalesced::is_leader`]), and then called once,
+    /// when any waiter of the flight is first polled; otherwise it is dropped unused.
+    pub fn run<F, Fut>(&self, key: K, load: F) -> Coalesced<K, V>
     where
         F: FnOnce() -> Fut + MaybeSend + 'static,
         Fut: Future<Output = V> + MaybeSend + 'static,
     {
         let mut flights = lock(&self.flights);
-        if let Some(shared) = flights.get(&key).and_then(|flight| flight.load.upgrade()) {
-            return Coalesced { shared, leader: false };
+        let entry = flights.entry(key);
+        if let Entry::Occupied(live) = &entry {
+            if let Some(flight) = live.get().upgrade() {
+                return Coalesced { flight, slot: None, leader: false };
+            }
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let release = Release { flights: Arc::downgrade(&self.flights), key: Some(key.clone()), id };
-        let future: BoxFuture<'static, V> = Box::pin(async move {
-            // Dropped when the load finishes or is abandoned by every waiter: either way the key is free.
-            let _release = release;
-            load().await
+        let flight = Arc::new(Flight {
+            key: entry.key().clone(),
+            flights: Arc::clone(&self.flights),
+            released: AtomicBool::new(false),
+            state: Mutex::new(State {
+                load: Some(Box::pin(async move { load().await })),
+                result: None,
+                poisoned: false,
+                wakers: Vec::new(),
+                driver: None,
+            }),
         });
-        let shared = future.shared();
-        if let Some(weak) = shared.downgrade() {
-            // Replaces a dead flight (all its waiters gone) if there was one; dropping a weak handle runs no
-            // user code, so doing it under the lock is safe.
-            flights.insert(key, Flight { id, load: weak });
-        }
-        Coalesced { shared, leader: true }
+        // Replaces a dead entry (every waiter of an earlier flight gone) if there was one; dropping a `Weak`
+        // runs no user code, so doing it under the lock is safe.
+        entry.insert_entry(Arc::downgrade(&flight));
+        Coalesced { flight, slot: None, leader: true }
     }
 }
 
-impl<K, V> Clone for Coalescer<K, V> {
+impl<K: Hash + Eq, V> Clone for Coalescer<K, V> {
     fn clone(&self) -> Self {
-        Self { flights: Arc::clone(&self.flights), next_id: Arc::clone(&self.next_id) }
+        Self { flights: Arc::clone(&self.flights) }
     }
 }
 
-impl<K, V> Default for Coalescer<K, V> {
+impl<K: Hash + Eq, V> Default for Coalescer<K, V> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<K, V> fmt::Debug for Coalescer<K, V> {
+impl<K: Hash + Eq, V> fmt::Debug for Coalescer<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Coalescer").field("in_flight", &self.in_flight()).finish()
     }
 }
 
-/// Frees the key of a flight once its load is over.
-struct Release<K: Hash + Eq, V> {
-    flights: Weak<Flights<K, V>>,
-    key: Option<K>,
-    id: u64,
+impl<K: Hash + Eq, V> Flight<K, V> {
+    /// Frees the key so the next caller starts a new load, unless a newer flight already owns it.
+    fn release_key(&self) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut flights = lock(&self.flights);
+        if let Some((key, entry)) = flights.remove_entry(&self.key) {
+            if !std::ptr::eq(entry.as_ptr(), self) {
+                // A newer flight owns the key (this one was abandoned and replaced): put it back. Rare, and
+                // cheaper than looking the key up twice on the common path.
+                flights.insert(key, entry);
+            }
+        }
+    }
 }
 
-impl<K: Hash + Eq, V> Drop for Release<K, V> {
+impl<K: Hash + Eq, V> Drop for Flight<K, V> {
     fn drop(&mut self) {
-        let (Some(flights), Some(key)) = (self.flights.upgrade(), self.key.take()) else { return };
-        let removed = {
-            let mut flights = lock(&flights);
-            // A later flight may own the key by now (this one was abandoned and replaced): leave it alone.
-            if flights.get(&key).is_some_and(|flight| flight.id == self.id) { flights.remove(&key) } else { None }
-        };
-        drop(removed);
+        // Every waiter is gone. If the load had not finished, its entry is now a dead `Weak`: remove it so
+        // abandoned keys do not pile up. The load itself is dropped (cancelled) with the state, after this
+        // body has released the lock.
+        if !*self.released.get_mut() {
+            self.release_key();
+        }
     }
 }
 
 /// A caller's share of a coalesced load; resolves to a clone of the load's result.
+///
+/// # Panics
+///
+/// Polling panics if the load itself panicked (in whichever waiter was driving it), as
+/// `futures::future::Shared` does: there is no result to hand out.
 #[must_use = "futures do nothing unless polled"]
-pub struct Coalesced<V> {
-    shared: Shared<BoxFuture<'static, V>>,
+pub struct Coalesced<K: Hash + Eq, V> {
+    flight: Arc<Flight<K, V>>,
+    slot: Option<usize>,
     leader: bool,
 }
 
-impl<V> Coalesced<V> {
+impl<K: Hash + Eq, V> Coalesced<K, V> {
     /// `true` if this call started the load rather than joining one in flight.
     #[must_use]
     pub fn is_leader(&self) -> bool {
@@ -172,15 +208,122 @@ impl<V> Coalesced<V> {
     }
 }
 
-impl<V: Clone> Future for Coalesced<V> {
-    type Output = V;
+/// Marks the flight poisoned if the load panics while this waiter polls it.
+struct PoisonOnUnwind<'a, V> {
+    state: &'a Mutex<State<V>>,
+    armed: bool,
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<V> {
-        Pin::new(&mut self.shared).poll(cx)
+impl<V> Drop for PoisonOnUnwind<'_, V> {
+    fn drop(&mut self) {
+        if self.armed {
+            let wakers = {
+                let mut state = lock(self.state);
+                state.poisoned = true;
+                std::mem::take(&mut state.wakers)
+            };
+            wakers.into_iter().flatten().for_each(Waker::wake);
+        }
     }
 }
 
-impl<V> fmt::Debug for Coalesced<V> {
+impl<K: Hash + Eq, V: Clone> Future for Coalesced<K, V> {
+    type Output = V;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<V> {
+        let this = &mut *self;
+        let flight = &*this.flight;
+        let mut load = {
+            let mut state = lock(&flight.state);
+            if let Some(result) = &state.result {
+                return Poll::Ready(result.clone());
+            }
+            assert!(!state.poisoned, "the coalesced load panicked");
+            match state.load.take() {
+                Some(load) => load,
+                None => {
+                    // Another waiter is polling the load right now; it will wake us when it finishes.
+                    register(&mut state, &mut this.slot, cx.waker());
+                    return Poll::Pending;
+                }
+            }
+        };
+
+        // Poll the load with no lock held: it may take any time and may use this coalescer.
+        let mut poison = PoisonOnUnwind { state: &flight.state, armed: true };
+        let polled = load.as_mut().poll(cx);
+        poison.armed = false;
+        match polled {
+            Poll::Pending => {
+                let mut state = lock(&flight.state);
+                state.load = Some(load);
+                let slot = register(&mut state, &mut this.slot, cx.waker());
+                state.driver = Some(slot);
+                Poll::Pending
+            }
+            Poll::Ready(value) => {
+                drop(load);
+                // Free the key first: from here on nobody new can join, so if we are the only waiter the
+                // value needs no clone and no one needs waking.
+                flight.release_key();
+                if Arc::strong_count(&this.flight) == 1 {
+                    return Poll::Ready(value);
+                }
+                let wakers = {
+                    let mut state = lock(&flight.state);
+                    state.result = Some(value.clone());
+                    std::mem::take(&mut state.wakers)
+                };
+                wakers.into_iter().flatten().for_each(Waker::wake);
+                Poll::Ready(value)
+            }
+        }
+    }
+}
+
+/// Records `waker` in this waiter's slot (allocating one on first use) and returns the slot.
+fn register<V>(state: &mut State<V>, slot: &mut Option<usize>, waker: &Waker) -> usize {
+    match *slot {
+        Some(index) => {
+            if let Some(entry) = state.wakers.get_mut(index) {
+                match entry {
+                    Some(existing) if existing.will_wake(waker) => {}
+                    _ => *entry = Some(waker.clone()),
+                }
+            }
+            index
+        }
+        None => {
+            state.wakers.push(Some(waker.clone()));
+            let index = state.wakers.len() - 1;
+            *slot = Some(index);
+            index
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Drop for Coalesced<K, V> {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot else { return };
+        let orphaned = {
+            let mut state = lock(&self.flight.state);
+            if let Some(entry) = state.wakers.get_mut(slot) {
+                *entry = None;
+            }
+            // If the load's wake-ups were going to this waiter, hand the load to the others: wake them all,
+            // and whichever polls first drives it from now on.
+            if state.driver == Some(slot) && state.result.is_none() {
+                state.driver = None;
+                state.wakers.iter_mut().filter_map(Option::take).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        orphaned.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl<K: Hash + Eq, V> fmt::Debug for Coalesced<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Coalesced").field("leader", &self.leader).finish_non_exhaustive()
     }
@@ -190,6 +333,7 @@ impl<V> fmt::Debug for Coalesced<V> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use futures_util::FutureExt;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
@@ -259,6 +403,46 @@ mod tests {
         assert!(fresh.is_leader());
         clock.advance(Duration::from_secs(1));
         assert_eq!(fresh.now_or_never(), Some(Ok(2)));
+    }
+
+    #[test]
+    fn orphaned_waiters_are_woken_to_take_over_the_load() {
+        use std::sync::atomic::AtomicBool;
+        struct Flag(AtomicBool);
+        impl futures_util::task::ArcWake for Flag {
+            fn wake_by_ref(arc_self: &Arc<Self>) {
+                arc_self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let clock = ManualClock::new();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let coalescer: Coalescer<u8, Result<u32, String>> = Coalescer::new();
+        let mut leader = coalescer.run(1, counting_load(&loads, &clock, Ok(5)));
+        let mut follower = coalescer.run(1, counting_load(&loads, &clock, Ok(6)));
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = futures_util::task::waker(Arc::clone(&flag));
+        assert!(Pin::new(&mut leader).poll(&mut Context::from_waker(&waker)).is_pending());
+        // The last waiter to poll the load is the one its wake-ups go to.
+        assert!((&mut follower).now_or_never().is_none(), "the follower now drives the load");
+        assert!(!flag.0.load(Ordering::SeqCst));
+        drop(follower);
+        assert!(flag.0.load(Ordering::SeqCst), "the leader was woken to take the load over");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(leader.now_or_never(), Some(Ok(5)));
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_panicking_load_fails_every_waiter_instead_of_hanging() {
+        let coalescer: Coalescer<u8, u8> = Coalescer::new();
+        let leader = coalescer.run(1, || async { panic!("origin client bug") });
+        let follower = coalescer.run(1, || async { 0 });
+        let leader_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| leader.now_or_never()));
+        assert!(leader_result.is_err());
+        let follower_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| follower.now_or_never()));
+        assert!(follower_result.is_err());
+        assert_eq!(coalescer.in_flight(), 0);
+        assert_eq!(coalescer.run(1, || async { 3 }).now_or_never(), Some(3), "the key is usable again");
     }
 
     #[test]
