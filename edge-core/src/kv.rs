@@ -301,8 +301,8 @@ impl KvLimits {
         Ok(())
     }
 
-    /// Checks a write and resolves its expiry against `now`: key, value size, metadata size, TTL bounds.
-    /// Returns the absolute expiry, if any.
+    /// Checks a write and resolves its expiry against the wall time `now` (read only if the write expires):
+    /// key, value size, metadata size, TTL bounds. Returns the absolute expiry, if any.
     ///
     /// # Errors
     ///
@@ -313,7 +313,7 @@ impl KvLimits {
         key: &str,
         value: &[u8],
         options: &PutOptions,
-        now: SystemTime,
+        now: impl FnOnce() -> SystemTime,
     ) -> Result<Option<SystemTime>, Error> {
         self.check_key(key)?;
         if value.len() > self.max_value_len {
@@ -328,6 +328,7 @@ impl KvLimits {
         match options.expiration {
             None => Ok(None),
             Some(Expiration::Ttl(ttl)) => {
+                let now = now();
                 if ttl < self.min_ttl {
                     return Err(Error::new(
                         ErrorKind::InvalidInput,
@@ -339,6 +340,7 @@ impl KvLimits {
                     .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "ttl overflows the wall clock"))
             }
             Some(Expiration::At(at)) => {
+                let now = now();
                 let earliest = now.checked_add(self.min_ttl).unwrap_or(now);
                 if at < earliest {
                     return Err(Error::new(
@@ -539,17 +541,17 @@ mod tests {
     fn puts_are_checked_and_expiry_resolved() {
         let limits = KvLimits::new(16, 4).with_max_metadata_len(8);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let at = limits.check_put("k", b"1234", &PutOptions::new().with_ttl(Duration::from_secs(60)), now);
+        let at = limits.check_put("k", b"1234", &PutOptions::new().with_ttl(Duration::from_secs(60)), || now);
         assert_eq!(at.unwrap(), Some(now + Duration::from_secs(60)));
-        assert!(limits.check_put("k", b"12345", &PutOptions::new(), now).unwrap_err().is_too_large());
+        assert!(limits.check_put("k", b"12345", &PutOptions::new(), || now).unwrap_err().is_too_large());
         let big_meta = PutOptions::new().with_metadata(serde_json::json!({"abcdefgh": 1}));
-        assert!(limits.check_put("k", b"", &big_meta, now).unwrap_err().is_too_large());
+        assert!(limits.check_put("k", b"", &big_meta, || now).unwrap_err().is_too_large());
         let short = PutOptions::new().with_ttl(Duration::from_secs(59));
-        assert_eq!(limits.check_put("k", b"", &short, now).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(limits.check_put("k", b"", &short, || now).unwrap_err().kind(), ErrorKind::InvalidInput);
         let past = PutOptions::new().with_expiration(now);
-        assert_eq!(limits.check_put("k", b"", &past, now).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(limits.check_put("k", b"", &past, || now).unwrap_err().kind(), ErrorKind::InvalidInput);
         let huge = PutOptions::new().with_ttl(Duration::MAX);
-        assert_eq!(limits.check_put("k", b"", &huge, now).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(limits.check_put("k", b"", &huge, || now).unwrap_err().kind(), ErrorKind::InvalidInput);
     }
 
     #[test]

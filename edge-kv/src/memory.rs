@@ -2,10 +2,11 @@
 //!
 //! # Design
 //!
-//! Keys are spread over a power-of-two number of shards by hash. Each shard holds a hash map for point reads
+//! Keys are spread over a power-of-two number of shards by hash. Each shard holds a hash table for point reads
 //! and writes and an ordered set of the same keys (shared `Arc<str>`s, so no key is stored twice) for
-//! `list`. A read takes one shard's read lock; a write takes one shard's write lock; `list` reads every shard
-//! and merges at most `limit + 1` keys from each.
+//! `list`. A key is hashed once per operation: the same hash picks the shard and probes its table. A read
+//! takes one shard's read lock; a write takes one shard's write lock; `list` reads every shard and merges at
+//! most `limit + 1` keys from each.
 //!
 //! # Bounds
 //!
@@ -25,7 +26,7 @@
 //! Expiry is measured on the wall clock of the store's [`Clock`] ([`SystemClock`] by default), so a test
 //! passes a [`ManualClock`](edge_core::ManualClock) and advances it instead of sleeping.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::ops::Bound;
@@ -34,6 +35,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use edge_core::kv::{KvEntry, KvLimits, ListKey, ListOptions, ListPage, PutOptions, metadata_len};
 use edge_core::{Clock, Error, ErrorKind, KvStore, SystemClock};
 use serde_json::Value;
@@ -77,8 +79,21 @@ struct Inner<C> {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Arc<str>, Entry, foldhash::fast::RandomState>,
+    table: HashTable<Slot>,
     order: BTreeSet<Arc<str>>,
+}
+
+struct Slot {
+    key: Arc<str>,
+    /// Kept so the table can grow without hashing every key again.
+    hash: u64,
+    entry: Entry,
+}
+
+impl Shard {
+    fn find(&self, hash: u64, key: &str) -> Option<&Entry> {
+        self.table.find(hash, |slot| &*slot.key == key).map(|slot| &slot.entry)
+    }
 }
 
 struct Entry {
@@ -240,12 +255,14 @@ impl<C> MemoryKv<C> {
         self.inner.bytes.load(Ordering::Acquire)
     }
 
-    fn shard(&self, key: &str) -> &RwLock<Shard> {
+    /// The key's hash and its shard.
+    fn locate(&self, key: &str) -> (u64, &RwLock<Shard>) {
         let hash = self.inner.hasher.hash_one(key);
-        // `shard_mask` is `shards.len() - 1` for a power-of-two length of at least one (see `build`), so the
-        // masked index is always in bounds.
-        let index = usize::try_from((hash >> 7) & self.inner.shard_mask).unwrap_or(0);
-        &self.inner.shards[index]
+        // Bits 40.. pick the shard: the table inside uses the low bits (bucket) and the top seven (tag), so
+        // the shard choice takes no entropy away from either. `shard_mask` is `shards.len() - 1` for a
+        // power-of-two length of at least one (see `build`), so the index is always in bounds.
+        let index = usize::try_from((hash >> 40) & self.inner.shard_mask).unwrap_or(0);
+        (hash, &self.inner.shards[index])
     }
 
     /// Releases the capacity held by `entry`.
@@ -266,6 +283,13 @@ impl<C> MemoryKv<C> {
             return false;
         }
         let freed = old_weight.unwrap_or(0);
+        if new_weight <= freed {
+            // Shrinking (or same-size) replacement: always fits, no compare-and-swap needed.
+            if new_weight < freed {
+                inner.bytes.fetch_sub(freed - new_weight, Ordering::AcqRel);
+            }
+            return true;
+        }
         let reserved = inner.bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
             let next = used.saturating_sub(freed).saturating_add(new_weight);
             (next <= inner.max_bytes || next <= used).then_some(next)
@@ -288,14 +312,13 @@ impl<C: Clock> MemoryKv<C> {
         let mut removed = 0;
         for shard in &*self.inner.shards {
             let mut shard = write(shard);
-            let Shard { map, order } = &mut *shard;
-            map.retain(|key, entry| {
-                if entry.is_live(|| now) {
+            let Shard { table, order } = &mut *shard;
+            table.retain(|slot| {
+                if slot.entry.is_live(|| now) {
                     return true;
                 }
-                order.remove(key);
-                self.inner.entries.fetch_sub(1, Ordering::AcqRel);
-                self.inner.bytes.fetch_sub(entry.weight, Ordering::AcqRel);
+                order.remove(&slot.key);
+                self.release(&slot.entry);
                 removed += 1;
                 false
             });
@@ -305,28 +328,30 @@ impl<C: Clock> MemoryKv<C> {
 
     fn lookup<T>(&self, key: &str, read_entry: impl FnOnce(&Entry) -> T) -> Result<Option<T>, Error> {
         self.inner.limits.check_key(key)?;
-        let shard = read(self.shard(key));
-        Ok(shard.map.get(key).filter(|e| e.is_live(|| self.inner.clock.wall_time())).map(read_entry))
+        let (hash, shard) = self.locate(key);
+        let shard = read(shard);
+        Ok(shard.find(hash, key).filter(|e| e.is_live(|| self.inner.clock.wall_time())).map(read_entry))
     }
 
     fn insert(&self, key: &str, value: Bytes, options: PutOptions) -> Result<(), Error> {
-        let expires_at = self.inner.limits.check_put(key, &value, &options, self.inner.clock.wall_time())?;
+        let expires_at = self.inner.limits.check_put(key, &value, &options, || self.inner.clock.wall_time())?;
         let metadata_weight = options.metadata.as_ref().map_or(0, metadata_len);
         let weight = key.len() + value.len() + metadata_weight + ENTRY_OVERHEAD;
         let entry = Entry { value, metadata: options.metadata, expires_at, weight };
-        let lock = self.shard(key);
+        let (hash, lock) = self.locate(key);
         for attempt in 0..2 {
             {
                 let mut shard = write(lock);
-                let old_weight = shard.map.get(key).map(|e| e.weight);
-                if self.reserve(old_weight, weight) {
-                    if let Some(slot) = shard.map.get_mut(key) {
-                        *slot = entry;
-                    } else {
-                        let key: Arc<str> = Arc::from(key);
-                        shard.order.insert(Arc::clone(&key));
-                        shard.map.insert(key, entry);
+                if let Some(slot) = shard.table.find_mut(hash, |slot| &*slot.key == key) {
+                    if self.reserve(Some(slot.entry.weight), weight) {
+                        // The old value is dropped here, under the lock; dropping `Bytes` runs no user code.
+                        slot.entry = entry;
+                        return Ok(());
                     }
+                } else if self.reserve(None, weight) {
+                    let key: Arc<str> = Arc::from(key);
+                    shard.order.insert(Arc::clone(&key));
+                    shard.table.insert_unique(hash, Slot { key, hash, entry }, |slot| slot.hash);
                     return Ok(());
                 }
             }
@@ -349,10 +374,12 @@ impl<C: Clock> MemoryKv<C> {
 
     fn remove(&self, key: &str) -> Result<(), Error> {
         self.inner.limits.check_key(key)?;
-        let mut shard = write(self.shard(key));
-        if let Some(entry) = shard.map.remove(key) {
+        let (hash, shard) = self.locate(key);
+        let mut shard = write(shard);
+        if let Ok(found) = shard.table.find_entry(hash, |slot| &*slot.key == key) {
+            let (slot, _) = found.remove();
             shard.order.remove(key);
-            self.release(&entry);
+            self.release(&slot.entry);
         }
         Ok(())
     }
@@ -373,7 +400,10 @@ impl<C: Clock> MemoryKv<C> {
                 .order
                 .range::<str, _>((start, Bound::Unbounded))
                 .take_while(|key| key.starts_with(prefix))
-                .filter_map(|key| shard.map.get(&**key).filter(|e| e.is_live(|| now)).map(|e| (key, e)))
+                .filter_map(|key| {
+                    let entry = shard.find(self.inner.hasher.hash_one(&**key), key);
+                    entry.filter(|e| e.is_live(|| now)).map(|e| (key, e))
+                })
                 .take(limit + 1)
                 .map(|(key, e)| ListKey::new(&**key).with_expires_at(e.expires_at).with_metadata(e.metadata.clone()));
             candidates.extend(keys);
