@@ -54,13 +54,18 @@ fn many_waiters(c: &mut Criterion) {
                 })
             });
             let results = block_on(join_all(waiters));
-            assert_eq!(loads.load(Ordering::Relaxed) - before, 1, "exactly one load per 1000 waiters");
+            assert_eq!(
+                loads.load(Ordering::Relaxed) - before,
+                1,
+                "exactly one load per 1000 waiters"
+            );
             black_box(results);
         });
     });
 
     group.bench_function("singleflight_async::SingleFlight", |b| {
-        let flights: singleflight_async::SingleFlight<u64, u64> = singleflight_async::SingleFlight::new();
+        let flights: singleflight_async::SingleFlight<u64, u64> =
+            singleflight_async::SingleFlight::new();
         let loads = Arc::new(AtomicUsize::new(0));
         b.iter(|| {
             let before = loads.load(Ordering::Relaxed);
@@ -73,7 +78,11 @@ fn many_waiters(c: &mut Criterion) {
                 })
             });
             let results = block_on(join_all(waiters));
-            assert_eq!(loads.load(Ordering::Relaxed) - before, 1, "exactly one load per 1000 waiters");
+            assert_eq!(
+                loads.load(Ordering::Relaxed) - before,
+                1,
+                "exactly one load per 1000 waiters"
+            );
             black_box(results);
         });
     });
@@ -105,7 +114,8 @@ fn uncontended(c: &mut Criterion) {
         b.iter(|| black_box(coalescer.run(black_box(7), || async { 42 }).now_or_never()));
     });
 
-    let flights: singleflight_async::SingleFlight<u64, u64> = singleflight_async::SingleFlight::new();
+    let flights: singleflight_async::SingleFlight<u64, u64> =
+        singleflight_async::SingleFlight::new();
     group.bench_function("singleflight_async::SingleFlight", |b| {
         b.iter(|| black_box(flights.work(black_box(7), || async { 42 }).now_or_never()));
     });

@@ -17,7 +17,14 @@ use futures::FutureExt;
 const KEYS: usize = 10_000;
 
 fn keys() -> Vec<String> {
-    (0..KEYS).map(|i| format!("session:{:016x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect()
+    (0..KEYS)
+        .map(|i| {
+            format!(
+                "session:{:016x}",
+                (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            )
+        })
+        .collect()
 }
 
 fn value() -> Bytes {
@@ -32,7 +39,10 @@ fn get(c: &mut Criterion) {
 
     let kv = MemoryKv::new();
     for k in &keys {
-        kv.put(k, value.clone(), PutOptions::new()).now_or_never().unwrap().unwrap();
+        kv.put(k, value.clone(), PutOptions::new())
+            .now_or_never()
+            .unwrap()
+            .unwrap();
     }
     group.bench_function(BenchmarkId::new("edge_kv::MemoryKv", KEYS), |b| {
         b.iter(|| {
@@ -78,7 +88,10 @@ fn put(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("edge_kv::MemoryKv", KEYS), |b| {
         b.iter(|| {
             for k in &keys {
-                kv.put(black_box(k), value.clone(), PutOptions::new()).now_or_never().unwrap().unwrap();
+                kv.put(black_box(k), value.clone(), PutOptions::new())
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap();
             }
         });
     });

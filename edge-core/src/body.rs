@@ -44,14 +44,22 @@ impl Body {
     /// An empty body.
     #[must_use]
     pub const fn empty() -> Self {
-        Self { kind: Kind::Full(None) }
+        Self {
+            kind: Kind::Full(None),
+        }
     }
 
     /// A body of one buffer.
     #[must_use]
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        if bytes.is_empty() { Self::empty() } else { Self { kind: Kind::Full(Some(bytes)) } }
+        if bytes.is_empty() {
+            Self::empty()
+        } else {
+            Self {
+                kind: Kind::Full(Some(bytes)),
+            }
+        }
     }
 
     /// A body that yields the chunks of `stream`. Stream errors become [`ErrorKind::Backend`] errors with the
@@ -62,7 +70,9 @@ impl Body {
         E: Into<BoxError> + 'static,
     {
         let stream = stream.map(|chunk| chunk.map_err(|e| stream_error(e.into())));
-        Self { kind: Kind::Stream(Box::pin(stream)) }
+        Self {
+            kind: Kind::Stream(Box::pin(stream)),
+        }
     }
 
     /// Wraps any [`http_body::Body`] (hyper's `Incoming`, axum's `Body`, …). Trailers are dropped.
@@ -74,7 +84,11 @@ impl Body {
         if body.is_end_stream() {
             return Self::empty();
         }
-        Self { kind: Kind::Stream(Box::pin(DataFrames { body: Box::pin(body) })) }
+        Self {
+            kind: Kind::Stream(Box::pin(DataFrames {
+                body: Box::pin(body),
+            })),
+        }
     }
 
     /// The whole body if it is buffered, without consuming it.
@@ -106,7 +120,11 @@ impl Body {
         let mut stream = match self.kind {
             Kind::Full(bytes) => {
                 let bytes = bytes.unwrap_or_default();
-                return if bytes.len() > limit { Err(Error::too_large("body", bytes.len(), limit)) } else { Ok(bytes) };
+                return if bytes.len() > limit {
+                    Err(Error::too_large("body", bytes.len(), limit))
+                } else {
+                    Ok(bytes)
+                };
             }
             Kind::Stream(stream) => stream,
         };
@@ -155,7 +173,10 @@ impl Default for Body {
 impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Full(bytes) => f.debug_tuple("Body::Full").field(&bytes.as_ref().map_or(0, Bytes::len)).finish(),
+            Kind::Full(bytes) => f
+                .debug_tuple("Body::Full")
+                .field(&bytes.as_ref().map_or(0, Bytes::len))
+                .finish(),
             Kind::Stream(_) => f.write_str("Body::Stream"),
         }
     }
@@ -216,8 +237,12 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        self.poll_next(cx).map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.poll_next(cx)
+            .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -281,7 +306,9 @@ mod tests {
     #[test]
     fn oversized_bodies_are_refused() {
         assert!(collect(Body::from("hello"), 4).unwrap_err().is_too_large());
-        let chunks = futures_util::stream::iter((0..10).map(|_| Ok::<_, Error>(Bytes::from_static(b"0123456789"))));
+        let chunks = futures_util::stream::iter(
+            (0..10).map(|_| Ok::<_, Error>(Bytes::from_static(b"0123456789"))),
+        );
         let err = collect(Body::from_stream(chunks), 95).unwrap_err();
         assert!(err.is_too_large(), "{err}");
     }
@@ -294,13 +321,23 @@ mod tests {
         ]);
         let err = collect(Body::from_stream(chunks), 100).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Backend);
-        assert_eq!(std::error::Error::source(&err).map(ToString::to_string).as_deref(), Some("reset"));
+        assert_eq!(
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("reset")
+        );
     }
 
     #[test]
     fn edge_errors_pass_through_streams_unchanged() {
-        let chunks = futures_util::stream::iter([Err::<Bytes, _>(Error::new(ErrorKind::Timeout, "origin"))]);
-        assert!(collect(Body::from_stream(chunks), 100).unwrap_err().is_timeout());
+        let chunks =
+            futures_util::stream::iter([Err::<Bytes, _>(Error::new(ErrorKind::Timeout, "origin"))]);
+        assert!(
+            collect(Body::from_stream(chunks), 100)
+                .unwrap_err()
+                .is_timeout()
+        );
     }
 
     #[test]

@@ -54,7 +54,14 @@ impl CachedResponse {
     /// A response stored at `stored_at`, with no expiry and no tags.
     #[must_use]
     pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes, stored_at: SystemTime) -> Self {
-        Self { status, headers, body, stored_at, expires_at: None, tags: Vec::new() }
+        Self {
+            status,
+            headers,
+            body,
+            stored_at,
+            expires_at: None,
+            tags: Vec::new(),
+        }
     }
 
     /// Sets when the store may forget the entry.
@@ -78,7 +85,11 @@ impl CachedResponse {
     /// Approximate memory held by the entry: body, headers and tags.
     #[must_use]
     pub fn weight(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 32).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum();
         let tags: usize = self.tags.iter().map(String::len).sum();
         self.body.len() + headers + tags + 64
     }
@@ -108,7 +119,12 @@ impl CacheLimits {
     /// Keys up to 8 KiB, entries up to `max_entry_weight`, up to 64 tags of up to 1 KiB each.
     #[must_use]
     pub const fn new(max_entry_weight: usize) -> Self {
-        Self { max_key_len: 8 * 1024, max_entry_weight, max_tags: 64, max_tag_len: 1024 }
+        Self {
+            max_key_len: 8 * 1024,
+            max_entry_weight,
+            max_tags: 64,
+            max_tag_len: 1024,
+        }
     }
 
     /// Sets the longest key.
@@ -147,12 +163,20 @@ impl CacheLimits {
         self.check_key(key)?;
         let weight = response.weight();
         if weight > self.max_entry_weight {
-            return Err(Error::too_large("cache entry", weight, self.max_entry_weight));
+            return Err(Error::too_large(
+                "cache entry",
+                weight,
+                self.max_entry_weight,
+            ));
         }
         if response.tags.len() > self.max_tags {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("{} cache tags, the limit is {}", response.tags.len(), self.max_tags),
+                format!(
+                    "{} cache tags, the limit is {}",
+                    response.tags.len(),
+                    self.max_tags
+                ),
             ));
         }
         for tag in &response.tags {
@@ -191,14 +215,21 @@ pub trait CacheStore: MaybeSend + MaybeSync {
     /// # Errors
     ///
     /// An invalid key, or a backend failure (callers usually treat it as a miss).
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<CachedResponse>, Error>> + MaybeSend;
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<CachedResponse>, Error>> + MaybeSend;
 
     /// Stores `response` under `key`, replacing any entry.
     ///
     /// # Errors
     ///
     /// Inputs outside [`CacheStore::limits`] or a backend failure; on error the previous entry is untouched.
-    fn put(&self, key: &str, response: CachedResponse) -> impl Future<Output = Result<(), Error>> + MaybeSend;
+    fn put(
+        &self,
+        key: &str,
+        response: CachedResponse,
+    ) -> impl Future<Output = Result<(), Error>> + MaybeSend;
 
     /// Removes the entry under `key`; `true` if there was a live one.
     ///
@@ -220,9 +251,16 @@ pub trait DynCacheStore: MaybeSend + MaybeSync {
     /// See [`CacheStore::limits`].
     fn limits(&self) -> CacheLimits;
     /// See [`CacheStore::get`].
-    fn get_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<CachedResponse>, Error>>;
+    fn get_boxed<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CachedResponse>, Error>>;
     /// See [`CacheStore::put`].
-    fn put_boxed<'a>(&'a self, key: &'a str, response: CachedResponse) -> BoxFuture<'a, Result<(), Error>>;
+    fn put_boxed<'a>(
+        &'a self,
+        key: &'a str,
+        response: CachedResponse,
+    ) -> BoxFuture<'a, Result<(), Error>>;
     /// See [`CacheStore::delete`].
     fn delete_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>>;
     /// See [`CacheStore::purge_tag`].
@@ -233,10 +271,17 @@ impl<T: CacheStore> DynCacheStore for T {
     fn limits(&self) -> CacheLimits {
         CacheStore::limits(self)
     }
-    fn get_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<CachedResponse>, Error>> {
+    fn get_boxed<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CachedResponse>, Error>> {
         Box::pin(self.get(key))
     }
-    fn put_boxed<'a>(&'a self, key: &'a str, response: CachedResponse) -> BoxFuture<'a, Result<(), Error>> {
+    fn put_boxed<'a>(
+        &'a self,
+        key: &'a str,
+        response: CachedResponse,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(self.put(key, response))
     }
     fn delete_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
@@ -252,17 +297,17 @@ impl<'d> CacheStore for dyn DynCacheStore + 'd {
     fn limits(&self) -> CacheLimits {
         DynCacheStore::limits(self)
     }
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<CachedResponse>, Error>> + MaybeSend {
-        async move { self.get_boxed(key).await }
+    async fn get(&self, key: &str) -> Result<Option<CachedResponse>, Error> {
+        self.get_boxed(key).await
     }
-    fn put(&self, key: &str, response: CachedResponse) -> impl Future<Output = Result<(), Error>> + MaybeSend {
-        async move { self.put_boxed(key, response).await }
+    async fn put(&self, key: &str, response: CachedResponse) -> Result<(), Error> {
+        self.put_boxed(key, response).await
     }
-    fn delete(&self, key: &str) -> impl Future<Output = Result<bool, Error>> + MaybeSend {
-        async move { self.delete_boxed(key).await }
+    async fn delete(&self, key: &str) -> Result<bool, Error> {
+        self.delete_boxed(key).await
     }
-    fn purge_tag(&self, tag: &str) -> impl Future<Output = Result<usize, Error>> + MaybeSend {
-        async move { self.purge_tag_boxed(tag).await }
+    async fn purge_tag(&self, tag: &str) -> Result<usize, Error> {
+        self.purge_tag_boxed(tag).await
     }
 }
 
@@ -270,10 +315,17 @@ impl<S: CacheStore + ?Sized> CacheStore for std::sync::Arc<S> {
     fn limits(&self) -> CacheLimits {
         (**self).limits()
     }
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<CachedResponse>, Error>> + MaybeSend {
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<CachedResponse>, Error>> + MaybeSend {
         (**self).get(key)
     }
-    fn put(&self, key: &str, response: CachedResponse) -> impl Future<Output = Result<(), Error>> + MaybeSend {
+    fn put(
+        &self,
+        key: &str,
+        response: CachedResponse,
+    ) -> impl Future<Output = Result<(), Error>> + MaybeSend {
         (**self).put(key, response)
     }
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool, Error>> + MaybeSend {

@@ -114,7 +114,9 @@ pub trait Clock: MaybeSend + MaybeSync {
 
     /// The current wall-clock time as a duration since the Unix epoch (zero for times before it).
     fn unix_time(&self) -> Duration {
-        self.wall_time().duration_since(UNIX_EPOCH).unwrap_or_default()
+        self.wall_time()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
     }
 }
 
@@ -247,19 +249,23 @@ impl ManualClock {
     /// Sets the wall clock alone (the monotonic clock does not move).
     pub fn set_wall_time(&self, wall: SystemTime) {
         let wall = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
-        self.inner.wall_nanos.store(saturating_nanos(wall), Ordering::SeqCst);
+        self.inner
+            .wall_nanos
+            .store(saturating_nanos(wall), Ordering::SeqCst);
     }
 
     /// A future that completes once the clock has been advanced by `duration` from now.
-    #[must_use]
     pub fn sleep(&self, duration: Duration) -> ManualSleep {
         self.sleep_until(self.now() + duration)
     }
 
     /// A future that completes once the clock reads `deadline` or later.
-    #[must_use]
     pub fn sleep_until(&self, deadline: Instant) -> ManualSleep {
-        ManualSleep { clock: self.clone(), deadline, id: None }
+        ManualSleep {
+            clock: self.clone(),
+            deadline,
+            id: None,
+        }
     }
 
     /// How many [`ManualSleep`] futures are waiting for the clock to move.
@@ -278,7 +284,10 @@ impl ManualClock {
                 .filter(|(_, (deadline, _))| *deadline <= now)
                 .map(|(id, _)| *id)
                 .collect();
-            ids.iter().filter_map(|id| sleepers.waiting.remove(id)).map(|(_, waker)| waker).collect()
+            ids.iter()
+                .filter_map(|id| sleepers.waiting.remove(id))
+                .map(|(_, waker)| waker)
+                .collect()
         };
         // Wake outside the lock: a waker may poll inline and register again.
         due.into_iter().for_each(Waker::wake);
@@ -302,7 +311,9 @@ impl fmt::Debug for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        Instant(Duration::from_nanos(self.inner.mono_nanos.load(Ordering::SeqCst)))
+        Instant(Duration::from_nanos(
+            self.inner.mono_nanos.load(Ordering::SeqCst),
+        ))
     }
 
     fn wall_time(&self) -> SystemTime {
@@ -343,7 +354,9 @@ impl Future for ManualSleep {
             sleepers.next_id += 1;
             sleepers.next_id
         });
-        sleepers.waiting.insert(id, (this.deadline, cx.waker().clone()));
+        sleepers
+            .waiting
+            .insert(id, (this.deadline, cx.waker().clone()));
         Poll::Pending
     }
 }
@@ -358,7 +371,9 @@ impl Drop for ManualSleep {
 
 impl fmt::Debug for ManualSleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualSleep").field("deadline", &self.deadline).finish_non_exhaustive()
+        f.debug_struct("ManualSleep")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
@@ -368,7 +383,9 @@ fn saturating_nanos(d: Duration) -> u64 {
 
 fn add_saturating(cell: &AtomicU64, by: u64) {
     // fetch_update with a closure that always returns Some cannot fail.
-    let _ = cell.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_add(by)));
+    let _ = cell.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+        Some(v.saturating_add(by))
+    });
 }
 
 #[cfg(test)]
@@ -380,7 +397,10 @@ mod tests {
         let t = Instant::from_origin(Duration::from_secs(5));
         assert_eq!(t - Duration::from_secs(10), Instant::ORIGIN);
         assert_eq!(Instant::ORIGIN - t, Duration::ZERO);
-        assert_eq!((Instant::ORIGIN + Duration::MAX) + Duration::from_secs(1), Instant::from_origin(Duration::MAX));
+        assert_eq!(
+            (Instant::ORIGIN + Duration::MAX) + Duration::from_secs(1),
+            Instant::from_origin(Duration::MAX)
+        );
         assert_eq!(t.checked_duration_since(t + Duration::from_secs(1)), None);
     }
 
@@ -400,11 +420,20 @@ mod tests {
         assert_eq!(clock.now(), Instant::ORIGIN);
         assert_eq!(clock.unix_time(), MANUAL_CLOCK_START);
         other.advance(Duration::from_millis(1500));
-        assert_eq!(clock.now(), Instant::from_origin(Duration::from_millis(1500)));
-        assert_eq!(clock.unix_time(), MANUAL_CLOCK_START + Duration::from_millis(1500));
+        assert_eq!(
+            clock.now(),
+            Instant::from_origin(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            clock.unix_time(),
+            MANUAL_CLOCK_START + Duration::from_millis(1500)
+        );
         clock.set_wall_time(UNIX_EPOCH);
         assert_eq!(clock.unix_time(), Duration::ZERO);
-        assert_eq!(clock.now(), Instant::from_origin(Duration::from_millis(1500)));
+        assert_eq!(
+            clock.now(),
+            Instant::from_origin(Duration::from_millis(1500))
+        );
     }
 
     #[test]

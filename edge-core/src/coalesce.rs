@@ -91,13 +91,20 @@ impl<K: Hash + Eq, V> Coalescer<K, V> {
     /// A coalescer with no loads in flight.
     #[must_use]
     pub fn new() -> Self {
-        Self { flights: Arc::new(Mutex::new(HashMap::with_hasher(foldhash::fast::RandomState::default()))) }
+        Self {
+            flights: Arc::new(Mutex::new(HashMap::with_hasher(
+                foldhash::fast::RandomState::default(),
+            ))),
+        }
     }
 
     /// How many keys have a load in flight.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        lock(&self.flights).values().filter(|flight| flight.strong_count() > 0).count()
+        lock(&self.flights)
+            .values()
+            .filter(|flight| flight.strong_count() > 0)
+            .count()
     }
 }
 
@@ -119,7 +126,11 @@ where
         let entry = flights.entry(key);
         if let Entry::Occupied(live) = &entry {
             if let Some(flight) = live.get().upgrade() {
-                return Coalesced { flight, slot: None, leader: false };
+                return Coalesced {
+                    flight,
+                    slot: None,
+                    leader: false,
+                };
             }
         }
         let flight = Arc::new(Flight {
@@ -137,13 +148,19 @@ where
         // Replaces a dead entry (every waiter of an earlier flight gone) if there was one; dropping a `Weak`
         // runs no user code, so doing it under the lock is safe.
         entry.insert_entry(Arc::downgrade(&flight));
-        Coalesced { flight, slot: None, leader: true }
+        Coalesced {
+            flight,
+            slot: None,
+            leader: true,
+        }
     }
 }
 
 impl<K: Hash + Eq, V> Clone for Coalescer<K, V> {
     fn clone(&self) -> Self {
-        Self { flights: Arc::clone(&self.flights) }
+        Self {
+            flights: Arc::clone(&self.flights),
+        }
     }
 }
 
@@ -155,7 +172,9 @@ impl<K: Hash + Eq, V> Default for Coalescer<K, V> {
 
 impl<K: Hash + Eq, V> fmt::Debug for Coalescer<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Coalescer").field("in_flight", &self.in_flight()).finish()
+        f.debug_struct("Coalescer")
+            .field("in_flight", &self.in_flight())
+            .finish()
     }
 }
 
@@ -250,7 +269,10 @@ impl<K: Hash + Eq, V: Clone> Future for Coalesced<K, V> {
         };
 
         // Poll the load with no lock held: it may take any time and may use this coalescer.
-        let mut poison = PoisonOnUnwind { state: &flight.state, armed: true };
+        let mut poison = PoisonOnUnwind {
+            state: &flight.state,
+            armed: true,
+        };
         let polled = load.as_mut().poll(cx);
         poison.armed = false;
         match polled {
@@ -325,7 +347,9 @@ impl<K: Hash + Eq, V> Drop for Coalesced<K, V> {
 
 impl<K: Hash + Eq, V> fmt::Debug for Coalesced<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Coalesced").field("leader", &self.leader).finish_non_exhaustive()
+        f.debug_struct("Coalesced")
+            .field("leader", &self.leader)
+            .finish_non_exhaustive()
     }
 }
 
@@ -358,8 +382,14 @@ mod tests {
         let clock = ManualClock::new();
         let loads = Arc::new(AtomicUsize::new(0));
         let coalescer: Coalescer<&'static str, Result<u32, String>> = Coalescer::new();
-        let mut waiters: Vec<_> =
-            (0..10).map(|_| coalescer.run("k", counting_load(&loads, &clock, Err("origin down".into())))).collect();
+        let mut waiters: Vec<_> = (0..10)
+            .map(|_| {
+                coalescer.run(
+                    "k",
+                    counting_load(&loads, &clock, Err("origin down".into())),
+                )
+            })
+            .collect();
         assert!(waiters[0].is_leader());
         assert!(waiters[1..].iter().all(|w| !w.is_leader()));
         for w in &mut waiters {
@@ -371,7 +401,11 @@ mod tests {
             assert_eq!(w.now_or_never(), Some(Err("origin down".to_owned())));
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
-        assert_eq!(coalescer.in_flight(), 0, "the key is free once the load is done");
+        assert_eq!(
+            coalescer.in_flight(),
+            0,
+            "the key is free once the load is done"
+        );
     }
 
     #[test]
@@ -421,12 +455,22 @@ mod tests {
         let mut follower = coalescer.run(1, counting_load(&loads, &clock, Ok(6)));
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = futures_util::task::waker(Arc::clone(&flag));
-        assert!(Pin::new(&mut leader).poll(&mut Context::from_waker(&waker)).is_pending());
+        assert!(
+            Pin::new(&mut leader)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
         // The last waiter to poll the load is the one its wake-ups go to.
-        assert!((&mut follower).now_or_never().is_none(), "the follower now drives the load");
+        assert!(
+            (&mut follower).now_or_never().is_none(),
+            "the follower now drives the load"
+        );
         assert!(!flag.0.load(Ordering::SeqCst));
         drop(follower);
-        assert!(flag.0.load(Ordering::SeqCst), "the leader was woken to take the load over");
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the leader was woken to take the load over"
+        );
         clock.advance(Duration::from_secs(1));
         assert_eq!(leader.now_or_never(), Some(Ok(5)));
         assert_eq!(loads.load(Ordering::SeqCst), 1);
@@ -437,12 +481,18 @@ mod tests {
         let coalescer: Coalescer<u8, u8> = Coalescer::new();
         let leader = coalescer.run(1, || async { panic!("origin client bug") });
         let follower = coalescer.run(1, || async { 0 });
-        let leader_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| leader.now_or_never()));
+        let leader_result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| leader.now_or_never()));
         assert!(leader_result.is_err());
-        let follower_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| follower.now_or_never()));
+        let follower_result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| follower.now_or_never()));
         assert!(follower_result.is_err());
         assert_eq!(coalescer.in_flight(), 0);
-        assert_eq!(coalescer.run(1, || async { 3 }).now_or_never(), Some(3), "the key is usable again");
+        assert_eq!(
+            coalescer.run(1, || async { 3 }).now_or_never(),
+            Some(3),
+            "the key is usable again"
+        );
     }
 
     #[test]
@@ -460,7 +510,10 @@ mod tests {
     fn distinct_keys_load_independently_and_loads_may_nest() {
         let coalescer: Coalescer<u8, u8> = Coalescer::new();
         let inner = coalescer.clone();
-        let outer = coalescer.run(1, move || async move { inner.run(2, || async { 20 }).await + 1 });
+        let outer = coalescer.run(
+            1,
+            move || async move { inner.run(2, || async { 20 }).await + 1 },
+        );
         assert_eq!(outer.now_or_never(), Some(21));
         assert_eq!(coalescer.in_flight(), 0);
     }
@@ -479,7 +532,8 @@ mod tests {
         let gate = Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
         for _ in 0..1000 {
-            let (coalescer, loads, gate) = (coalescer.clone(), Arc::clone(&loads), Arc::clone(&gate));
+            let (coalescer, loads, gate) =
+                (coalescer.clone(), Arc::clone(&loads), Arc::clone(&gate));
             tasks.push(tokio::spawn(async move {
                 coalescer
                     .run("hot".to_owned(), move || async move {

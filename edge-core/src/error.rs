@@ -88,7 +88,13 @@ struct Inner {
 impl Error {
     /// An error of `kind` with a lowercase description of what happened.
     pub fn new(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self { inner: Box::new(Inner { kind, detail: detail.into(), source: None }) }
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                detail: detail.into(),
+                source: None,
+            }),
+        }
     }
 
     /// An error of `kind` caused by `source`.
@@ -97,7 +103,13 @@ impl Error {
         detail: impl Into<Cow<'static, str>>,
         source: impl Into<BoxError>,
     ) -> Self {
-        Self { inner: Box::new(Inner { kind, detail: detail.into(), source: Some(source.into()) }) }
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                detail: detail.into(),
+                source: Some(source.into()),
+            }),
+        }
     }
 
     /// What went wrong.
@@ -141,14 +153,18 @@ impl Error {
     }
 
     pub(crate) fn too_large(what: &str, size: usize, limit: usize) -> Self {
-        Self::new(ErrorKind::TooLarge, format!("{what} is {size} bytes, the limit is {limit}"))
+        Self::new(
+            ErrorKind::TooLarge,
+            format!("{what} is {size} bytes, the limit is {limit}"),
+        )
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.inner.kind).field("detail", &self.inner.detail);
+        d.field("kind", &self.inner.kind)
+            .field("detail", &self.inner.detail);
         if let Some(source) = &self.inner.source {
             d.field("source", source);
         }
@@ -168,7 +184,10 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -67,7 +67,10 @@ impl PutOptions {
     /// No expiry, no metadata.
     #[must_use]
     pub const fn new() -> Self {
-        Self { expiration: None, metadata: None }
+        Self {
+            expiration: None,
+            metadata: None,
+        }
     }
 
     /// Expire `ttl` after the write.
@@ -108,7 +111,11 @@ impl KvEntry {
     /// An entry without metadata or expiry.
     #[must_use]
     pub fn new(value: Bytes) -> Self {
-        Self { value, metadata: None, expires_at: None }
+        Self {
+            value,
+            metadata: None,
+            expires_at: None,
+        }
     }
 
     /// Sets the metadata.
@@ -142,7 +149,11 @@ impl ListOptions {
     /// All keys, first page, the store's maximum page size.
     #[must_use]
     pub const fn new() -> Self {
-        Self { prefix: None, cursor: None, limit: None }
+        Self {
+            prefix: None,
+            cursor: None,
+            limit: None,
+        }
     }
 
     /// Only keys starting with `prefix`.
@@ -183,7 +194,11 @@ impl ListKey {
     /// A listed key without expiry or metadata.
     #[must_use]
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), expires_at: None, metadata: None }
+        Self {
+            name: name.into(),
+            expires_at: None,
+            metadata: None,
+        }
     }
 
     /// Sets the expiry.
@@ -255,7 +270,11 @@ impl KvLimits {
     /// Limits with the given maximum key and value sizes, the rest as [`KvLimits::WORKERS`].
     #[must_use]
     pub const fn new(max_key_len: usize, max_value_len: usize) -> Self {
-        Self { max_key_len, max_value_len, ..Self::WORKERS }
+        Self {
+            max_key_len,
+            max_value_len,
+            ..Self::WORKERS
+        }
     }
 
     /// Sets the largest metadata document.
@@ -335,9 +354,9 @@ impl KvLimits {
                         format!("ttl of {ttl:?} is below the minimum of {:?}", self.min_ttl),
                     ));
                 }
-                now.checked_add(ttl)
-                    .map(Some)
-                    .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "ttl overflows the wall clock"))
+                now.checked_add(ttl).map(Some).ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidInput, "ttl overflows the wall clock")
+                })
             }
             Some(Expiration::At(at)) => {
                 let now = now();
@@ -345,7 +364,10 @@ impl KvLimits {
                 if at < earliest {
                     return Err(Error::new(
                         ErrorKind::InvalidInput,
-                        format!("expiration must be at least {:?} in the future", self.min_ttl),
+                        format!(
+                            "expiration must be at least {:?} in the future",
+                            self.min_ttl
+                        ),
                     ));
                 }
                 Ok(Some(at))
@@ -361,10 +383,16 @@ impl KvLimits {
     pub fn check_list_limit(&self, limit: Option<usize>) -> Result<usize, Error> {
         match limit {
             None => Ok(self.max_list_limit),
-            Some(0) => Err(Error::new(ErrorKind::InvalidInput, "list limit must be at least 1")),
+            Some(0) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                "list limit must be at least 1",
+            )),
             Some(n) if n > self.max_list_limit => Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("list limit {n} is above the maximum of {}", self.max_list_limit),
+                format!(
+                    "list limit {n} is above the maximum of {}",
+                    self.max_list_limit
+                ),
             )),
             Some(n) => Ok(n),
         }
@@ -420,14 +448,22 @@ pub trait KvStore: MaybeSend + MaybeSync {
     /// # Errors
     ///
     /// An invalid key, or a backend failure.
-    fn get_with_metadata(&self, key: &str) -> impl Future<Output = Result<Option<KvEntry>, Error>> + MaybeSend;
+    fn get_with_metadata(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<KvEntry>, Error>> + MaybeSend;
 
     /// Stores `value` at `key`, replacing what was there (value, metadata and expiry together).
     ///
     /// # Errors
     ///
     /// Inputs outside [`KvStore::limits`], a full store, or a backend failure; on error nothing changed.
-    fn put(&self, key: &str, value: Bytes, options: PutOptions) -> impl Future<Output = Result<(), Error>> + MaybeSend;
+    fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        options: PutOptions,
+    ) -> impl Future<Output = Result<(), Error>> + MaybeSend;
 
     /// Removes `key`. Removing an absent key succeeds.
     ///
@@ -441,7 +477,10 @@ pub trait KvStore: MaybeSend + MaybeSync {
     /// # Errors
     ///
     /// A cursor this store did not hand out, a limit outside `1..=max_list_limit`, or a backend failure.
-    fn list(&self, options: ListOptions) -> impl Future<Output = Result<ListPage, Error>> + MaybeSend;
+    fn list(
+        &self,
+        options: ListOptions,
+    ) -> impl Future<Output = Result<ListPage, Error>> + MaybeSend;
 }
 
 /// The object-safe twin of [`KvStore`], for `Arc<dyn DynKvStore>`. Every `KvStore` is one.
@@ -451,9 +490,17 @@ pub trait DynKvStore: MaybeSend + MaybeSync {
     /// See [`KvStore::get`].
     fn get_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, Error>>;
     /// See [`KvStore::get_with_metadata`].
-    fn get_with_metadata_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KvEntry>, Error>>;
+    fn get_with_metadata_boxed<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<KvEntry>, Error>>;
     /// See [`KvStore::put`].
-    fn put_boxed<'a>(&'a self, key: &'a str, value: Bytes, options: PutOptions) -> BoxFuture<'a, Result<(), Error>>;
+    fn put_boxed<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        options: PutOptions,
+    ) -> BoxFuture<'a, Result<(), Error>>;
     /// See [`KvStore::delete`].
     fn delete_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), Error>>;
     /// See [`KvStore::list`].
@@ -467,10 +514,18 @@ impl<T: KvStore> DynKvStore for T {
     fn get_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, Error>> {
         Box::pin(self.get(key))
     }
-    fn get_with_metadata_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<KvEntry>, Error>> {
+    fn get_with_metadata_boxed<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<KvEntry>, Error>> {
         Box::pin(self.get_with_metadata(key))
     }
-    fn put_boxed<'a>(&'a self, key: &'a str, value: Bytes, options: PutOptions) -> BoxFuture<'a, Result<(), Error>> {
+    fn put_boxed<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        options: PutOptions,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(self.put(key, value, options))
     }
     fn delete_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), Error>> {
@@ -486,20 +541,20 @@ impl<'d> KvStore for dyn DynKvStore + 'd {
     fn limits(&self) -> KvLimits {
         DynKvStore::limits(self)
     }
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, Error>> + MaybeSend {
-        async move { self.get_boxed(key).await }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
+        self.get_boxed(key).await
     }
-    fn get_with_metadata(&self, key: &str) -> impl Future<Output = Result<Option<KvEntry>, Error>> + MaybeSend {
-        async move { self.get_with_metadata_boxed(key).await }
+    async fn get_with_metadata(&self, key: &str) -> Result<Option<KvEntry>, Error> {
+        self.get_with_metadata_boxed(key).await
     }
-    fn put(&self, key: &str, value: Bytes, options: PutOptions) -> impl Future<Output = Result<(), Error>> + MaybeSend {
-        async move { self.put_boxed(key, value, options).await }
+    async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<(), Error> {
+        self.put_boxed(key, value, options).await
     }
-    fn delete(&self, key: &str) -> impl Future<Output = Result<(), Error>> + MaybeSend {
-        async move { self.delete_boxed(key).await }
+    async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.delete_boxed(key).await
     }
-    fn list(&self, options: ListOptions) -> impl Future<Output = Result<ListPage, Error>> + MaybeSend {
-        async move { self.list_boxed(options).await }
+    async fn list(&self, options: ListOptions) -> Result<ListPage, Error> {
+        self.list_boxed(options).await
     }
 }
 
@@ -510,16 +565,27 @@ impl<S: KvStore + ?Sized> KvStore for std::sync::Arc<S> {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, Error>> + MaybeSend {
         (**self).get(key)
     }
-    fn get_with_metadata(&self, key: &str) -> impl Future<Output = Result<Option<KvEntry>, Error>> + MaybeSend {
+    fn get_with_metadata(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<KvEntry>, Error>> + MaybeSend {
         (**self).get_with_metadata(key)
     }
-    fn put(&self, key: &str, value: Bytes, options: PutOptions) -> impl Future<Output = Result<(), Error>> + MaybeSend {
+    fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        options: PutOptions,
+    ) -> impl Future<Output = Result<(), Error>> + MaybeSend {
         (**self).put(key, value, options)
     }
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), Error>> + MaybeSend {
         (**self).delete(key)
     }
-    fn list(&self, options: ListOptions) -> impl Future<Output = Result<ListPage, Error>> + MaybeSend {
+    fn list(
+        &self,
+        options: ListOptions,
+    ) -> impl Future<Output = Result<ListPage, Error>> + MaybeSend {
         (**self).list(options)
     }
 }
@@ -533,7 +599,10 @@ mod tests {
         let limits = KvLimits::new(4, 10);
         assert!(limits.check_key("abcd").is_ok());
         for bad in ["", ".", "..", "abcde"] {
-            assert!(limits.check_key(bad).unwrap_err().is_invalid_key(), "{bad:?}");
+            assert!(
+                limits.check_key(bad).unwrap_err().is_invalid_key(),
+                "{bad:?}"
+            );
         }
     }
 
@@ -541,17 +610,50 @@ mod tests {
     fn puts_are_checked_and_expiry_resolved() {
         let limits = KvLimits::new(16, 4).with_max_metadata_len(8);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let at = limits.check_put("k", b"1234", &PutOptions::new().with_ttl(Duration::from_secs(60)), || now);
+        let at = limits.check_put(
+            "k",
+            b"1234",
+            &PutOptions::new().with_ttl(Duration::from_secs(60)),
+            || now,
+        );
         assert_eq!(at.unwrap(), Some(now + Duration::from_secs(60)));
-        assert!(limits.check_put("k", b"12345", &PutOptions::new(), || now).unwrap_err().is_too_large());
+        assert!(
+            limits
+                .check_put("k", b"12345", &PutOptions::new(), || now)
+                .unwrap_err()
+                .is_too_large()
+        );
         let big_meta = PutOptions::new().with_metadata(serde_json::json!({"abcdefgh": 1}));
-        assert!(limits.check_put("k", b"", &big_meta, || now).unwrap_err().is_too_large());
+        assert!(
+            limits
+                .check_put("k", b"", &big_meta, || now)
+                .unwrap_err()
+                .is_too_large()
+        );
         let short = PutOptions::new().with_ttl(Duration::from_secs(59));
-        assert_eq!(limits.check_put("k", b"", &short, || now).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            limits
+                .check_put("k", b"", &short, || now)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
         let past = PutOptions::new().with_expiration(now);
-        assert_eq!(limits.check_put("k", b"", &past, || now).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            limits
+                .check_put("k", b"", &past, || now)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
         let huge = PutOptions::new().with_ttl(Duration::MAX);
-        assert_eq!(limits.check_put("k", b"", &huge, || now).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            limits
+                .check_put("k", b"", &huge, || now)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
     }
 
     #[test]

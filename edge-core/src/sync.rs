@@ -61,5 +61,7 @@ pub use imp::{BoxFuture, BoxStream, MaybeSend, MaybeSync};
 /// Every critical section in this SDK leaves its data consistent before any code that could panic runs, so a
 /// poisoned lock carries no broken invariant; refusing to continue would turn one panic into many.
 pub(crate) fn lock<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -30,3 +30,8 @@
 pub mod memory;
 
 pub use memory::{MemoryKv, MemoryKvBuilder};
+
+/// The examples in the repository's README, run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -35,9 +35,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 use edge_core::kv::{KvEntry, KvLimits, ListKey, ListOptions, ListPage, PutOptions, metadata_len};
 use edge_core::{Clock, Error, ErrorKind, KvStore, SystemClock};
+use hashbrown::HashTable;
 use serde_json::Value;
 
 /// Bytes charged per entry on top of key, value and metadata: map slots, the ordered index, `Arc` headers.
@@ -92,7 +92,9 @@ struct Slot {
 
 impl Shard {
     fn find(&self, hash: u64, key: &str) -> Option<&Entry> {
-        self.table.find(hash, |slot| &*slot.key == key).map(|slot| &slot.entry)
+        self.table
+            .find(hash, |slot| &*slot.key == key)
+            .map(|slot| &slot.entry)
     }
 }
 
@@ -211,7 +213,9 @@ impl Default for MemoryKv<SystemClock> {
 
 impl<C> Clone for MemoryKv<C> {
     fn clone(&self) -> Self {
-        Self { inner: Arc::clone(&self.inner) }
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 
@@ -229,11 +233,15 @@ impl<C> fmt::Debug for MemoryKv<C> {
 fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
     // A panic cannot leave a shard half-updated: every mutation below completes before anything that could
     // panic runs, so poisoning carries no broken invariant.
-    shard.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    shard
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
-    shard.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    shard
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl<C> MemoryKv<C> {
@@ -277,7 +285,9 @@ impl<C> MemoryKv<C> {
         if old_weight.is_none()
             && inner
                 .entries
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < inner.max_entries).then_some(n + 1))
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < inner.max_entries).then_some(n + 1)
+                })
                 .is_err()
         {
             return false;
@@ -290,10 +300,12 @@ impl<C> MemoryKv<C> {
             }
             return true;
         }
-        let reserved = inner.bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-            let next = used.saturating_sub(freed).saturating_add(new_weight);
-            (next <= inner.max_bytes || next <= used).then_some(next)
-        });
+        let reserved = inner
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                let next = used.saturating_sub(freed).saturating_add(new_weight);
+                (next <= inner.max_bytes || next <= used).then_some(next)
+            });
         if reserved.is_err() {
             if old_weight.is_none() {
                 inner.entries.fetch_sub(1, Ordering::AcqRel);
@@ -326,18 +338,33 @@ impl<C: Clock> MemoryKv<C> {
         removed
     }
 
-    fn lookup<T>(&self, key: &str, read_entry: impl FnOnce(&Entry) -> T) -> Result<Option<T>, Error> {
+    fn lookup<T>(
+        &self,
+        key: &str,
+        read_entry: impl FnOnce(&Entry) -> T,
+    ) -> Result<Option<T>, Error> {
         self.inner.limits.check_key(key)?;
         let (hash, shard) = self.locate(key);
         let shard = read(shard);
-        Ok(shard.find(hash, key).filter(|e| e.is_live(|| self.inner.clock.wall_time())).map(read_entry))
+        Ok(shard
+            .find(hash, key)
+            .filter(|e| e.is_live(|| self.inner.clock.wall_time()))
+            .map(read_entry))
     }
 
     fn insert(&self, key: &str, value: Bytes, options: PutOptions) -> Result<(), Error> {
-        let expires_at = self.inner.limits.check_put(key, &value, &options, || self.inner.clock.wall_time())?;
+        let expires_at = self
+            .inner
+            .limits
+            .check_put(key, &value, &options, || self.inner.clock.wall_time())?;
         let metadata_weight = options.metadata.as_ref().map_or(0, metadata_len);
         let weight = key.len() + value.len() + metadata_weight + ENTRY_OVERHEAD;
-        let entry = Entry { value, metadata: options.metadata, expires_at, weight };
+        let entry = Entry {
+            value,
+            metadata: options.metadata,
+            expires_at,
+            weight,
+        };
         let (hash, lock) = self.locate(key);
         for attempt in 0..2 {
             {
@@ -351,7 +378,9 @@ impl<C: Clock> MemoryKv<C> {
                 } else if self.reserve(None, weight) {
                     let key: Arc<str> = Arc::from(key);
                     shard.order.insert(Arc::clone(&key));
-                    shard.table.insert_unique(hash, Slot { key, hash, entry }, |slot| slot.hash);
+                    shard
+                        .table
+                        .insert_unique(hash, Slot { key, hash, entry }, |slot| slot.hash);
                     return Ok(());
                 }
             }
@@ -405,13 +434,21 @@ impl<C: Clock> MemoryKv<C> {
                     entry.filter(|e| e.is_live(|| now)).map(|e| (key, e))
                 })
                 .take(limit + 1)
-                .map(|(key, e)| ListKey::new(&**key).with_expires_at(e.expires_at).with_metadata(e.metadata.clone()));
+                .map(|(key, e)| {
+                    ListKey::new(&**key)
+                        .with_expires_at(e.expires_at)
+                        .with_metadata(e.metadata.clone())
+                });
             candidates.extend(keys);
         }
         candidates.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let more = candidates.len() > limit;
         candidates.truncate(limit);
-        let cursor = if more { candidates.last().map(|k| encode_cursor(&k.name)) } else { None };
+        let cursor = if more {
+            candidates.last().map(|k| encode_cursor(&k.name))
+        } else {
+            None
+        };
         Ok(ListPage::new(candidates, cursor))
     }
 }
@@ -430,12 +467,24 @@ fn encode_cursor(last_key: &str) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Result<String, Error> {
-    let invalid = || Error::new(ErrorKind::InvalidCursor, "not a cursor handed out by this store");
-    let hex = cursor.strip_prefix(CURSOR_PREFIX).filter(|h| !h.is_empty() && h.len() % 2 == 0).ok_or_else(invalid)?;
+    let invalid = || {
+        Error::new(
+            ErrorKind::InvalidCursor,
+            "not a cursor handed out by this store",
+        )
+    };
+    let hex = cursor
+        .strip_prefix(CURSOR_PREFIX)
+        .filter(|h| !h.is_empty() && h.len() % 2 == 0)
+        .ok_or_else(invalid)?;
     let bytes = hex
         .as_bytes()
         .chunks_exact(2)
-        .map(|pair| std::str::from_utf8(pair).ok().and_then(|s| u8::from_str_radix(s, 16).ok()))
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok())
+        })
         .collect::<Option<Vec<u8>>>()
         .ok_or_else(invalid)?;
     String::from_utf8(bytes).map_err(|_| invalid())
@@ -452,7 +501,9 @@ impl<C: Clock> KvStore for MemoryKv<C> {
 
     async fn get_with_metadata(&self, key: &str) -> Result<Option<KvEntry>, Error> {
         self.lookup(key, |e| {
-            KvEntry::new(e.value.clone()).with_metadata(e.metadata.clone()).with_expires_at(e.expires_at)
+            KvEntry::new(e.value.clone())
+                .with_metadata(e.metadata.clone())
+                .with_expires_at(e.expires_at)
         })
     }
 
@@ -482,7 +533,11 @@ mod tests {
             assert_eq!(decode_cursor(&encode_cursor(key)).unwrap(), key);
         }
         for bad in ["", "mkv1.", "mkv1.0", "mkv1.zz", "mkv1.ff", "mkv2.61", "61"] {
-            assert_eq!(decode_cursor(bad).unwrap_err().kind(), ErrorKind::InvalidCursor, "{bad:?}");
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().kind(),
+                ErrorKind::InvalidCursor,
+                "{bad:?}"
+            );
         }
     }
 
@@ -490,47 +545,79 @@ mod tests {
     fn full_store_refuses_writes_without_side_effects() {
         let kv = MemoryKv::builder().max_entries(2).build();
         block_on(async {
-            kv.put("a", Bytes::from_static(b"1"), PutOptions::new()).await.unwrap();
-            kv.put("b", Bytes::from_static(b"2"), PutOptions::new()).await.unwrap();
-            let err = kv.put("c", Bytes::from_static(b"3"), PutOptions::new()).await.unwrap_err();
+            kv.put("a", Bytes::from_static(b"1"), PutOptions::new())
+                .await
+                .unwrap();
+            kv.put("b", Bytes::from_static(b"2"), PutOptions::new())
+                .await
+                .unwrap();
+            let err = kv
+                .put("c", Bytes::from_static(b"3"), PutOptions::new())
+                .await
+                .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::CapacityExceeded);
             assert_eq!(kv.get("c").await.unwrap(), None);
             assert_eq!(kv.len(), 2);
             // Overwriting an existing key needs no new slot.
-            kv.put("a", Bytes::from_static(b"9"), PutOptions::new()).await.unwrap();
+            kv.put("a", Bytes::from_static(b"9"), PutOptions::new())
+                .await
+                .unwrap();
             kv.delete("b").await.unwrap();
-            kv.put("c", Bytes::from_static(b"3"), PutOptions::new()).await.unwrap();
+            kv.put("c", Bytes::from_static(b"3"), PutOptions::new())
+                .await
+                .unwrap();
         });
     }
 
     #[test]
     fn byte_bound_counts_replacements_and_deletes() {
-        let kv = MemoryKv::builder().max_bytes(3 * (ENTRY_OVERHEAD + 101)).build();
+        let kv = MemoryKv::builder()
+            .max_bytes(3 * (ENTRY_OVERHEAD + 101))
+            .build();
         block_on(async {
             let value = Bytes::from(vec![0u8; 100]);
             for key in ["a", "b", "c"] {
                 kv.put(key, value.clone(), PutOptions::new()).await.unwrap();
             }
             assert_eq!(kv.used_bytes(), 3 * (ENTRY_OVERHEAD + 101));
-            let err = kv.put("a", Bytes::from(vec![0u8; 101]), PutOptions::new()).await.unwrap_err();
+            let err = kv
+                .put("a", Bytes::from(vec![0u8; 101]), PutOptions::new())
+                .await
+                .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::CapacityExceeded);
-            assert_eq!(kv.get("a").await.unwrap(), Some(value.clone()), "refused replacement kept the old value");
-            kv.put("a", Bytes::from(vec![0u8; 10]), PutOptions::new()).await.unwrap();
+            assert_eq!(
+                kv.get("a").await.unwrap(),
+                Some(value.clone()),
+                "refused replacement kept the old value"
+            );
+            kv.put("a", Bytes::from(vec![0u8; 10]), PutOptions::new())
+                .await
+                .unwrap();
             kv.delete("b").await.unwrap();
-            assert_eq!(kv.used_bytes(), (ENTRY_OVERHEAD + 11) + (ENTRY_OVERHEAD + 101));
+            assert_eq!(
+                kv.used_bytes(),
+                (ENTRY_OVERHEAD + 11) + (ENTRY_OVERHEAD + 101)
+            );
         });
     }
 
     #[test]
     fn expired_entries_make_room_when_full() {
         let clock = ManualClock::new();
-        let kv = MemoryKv::builder().clock(clock.clone()).max_entries(2).build();
+        let kv = MemoryKv::builder()
+            .clock(clock.clone())
+            .max_entries(2)
+            .build();
         block_on(async {
             let ttl = PutOptions::new().with_ttl(Duration::from_secs(60));
-            kv.put("a", Bytes::from_static(b"1"), ttl.clone()).await.unwrap();
+            kv.put("a", Bytes::from_static(b"1"), ttl.clone())
+                .await
+                .unwrap();
             kv.put("b", Bytes::from_static(b"2"), ttl).await.unwrap();
             clock.advance(Duration::from_secs(60));
-            kv.put("c", Bytes::from_static(b"3"), PutOptions::new()).await.unwrap();
+            kv.put("c", Bytes::from_static(b"3"), PutOptions::new())
+                .await
+                .unwrap();
             assert_eq!(kv.len(), 1);
             assert_eq!(kv.used_bytes(), 1 + 1 + ENTRY_OVERHEAD);
         });

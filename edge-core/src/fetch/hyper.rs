@@ -64,7 +64,10 @@ where
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        Self { client, timeout: None }
+        Self {
+            client,
+            timeout: None,
+        }
     }
 
     /// Fails a request with [`ErrorKind::Timeout`] if its response head has not arrived within `timeout`.
@@ -89,13 +92,20 @@ where
         }
         let response = self.client.request(request);
         let response = match self.timeout {
-            Some(timeout) => tokio::time::timeout(timeout, response)
-                .await
-                .map_err(|_| Error::new(ErrorKind::Timeout, format!("no response within {timeout:?}")))?,
+            Some(timeout) => tokio::time::timeout(timeout, response).await.map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!("no response within {timeout:?}"),
+                )
+            })?,
             None => response.await,
         };
         let response = response.map_err(|e| {
-            let kind = if e.is_connect() { ErrorKind::Unavailable } else { ErrorKind::Protocol };
+            let kind = if e.is_connect() {
+                ErrorKind::Unavailable
+            } else {
+                ErrorKind::Protocol
+            };
             Error::with_source(kind, "http request failed", e)
         })?;
         Ok(response.map(Body::from_http_body))

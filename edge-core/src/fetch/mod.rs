@@ -45,7 +45,10 @@ pub trait Fetcher: MaybeSend + MaybeSync {
     /// # Errors
     ///
     /// No response could be obtained; see the [module docs](self#errors).
-    fn fetch(&self, request: Request<Body>) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend;
+    fn fetch(
+        &self,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend;
 }
 
 /// The object-safe twin of [`Fetcher`]. Every `Fetcher` is one.
@@ -62,13 +65,19 @@ impl<T: Fetcher> DynFetcher for T {
 
 /// A `dyn DynFetcher` is itself a [`Fetcher`].
 impl<'d> Fetcher for dyn DynFetcher + 'd {
-    fn fetch(&self, request: Request<Body>) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend {
+    fn fetch(
+        &self,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend {
         self.fetch_boxed(request)
     }
 }
 
 impl<F: Fetcher + ?Sized> Fetcher for std::sync::Arc<F> {
-    fn fetch(&self, request: Request<Body>) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend {
+    fn fetch(
+        &self,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend {
         (**self).fetch(request)
     }
 }

@@ -23,7 +23,11 @@ pub struct Reply {
 
 #[derive(Clone, Debug)]
 enum Outcome {
-    Respond { status: StatusCode, headers: HeaderMap, chunks: Vec<Bytes> },
+    Respond {
+        status: StatusCode,
+        headers: HeaderMap,
+        chunks: Vec<Bytes>,
+    },
     Fail(ErrorKind),
 }
 
@@ -37,14 +41,24 @@ impl Reply {
     /// An empty response with `status`.
     #[must_use]
     pub fn status(status: StatusCode) -> Self {
-        Self { outcome: Outcome::Respond { status, headers: HeaderMap::new(), chunks: Vec::new() }, latency: Duration::ZERO }
+        Self {
+            outcome: Outcome::Respond {
+                status,
+                headers: HeaderMap::new(),
+                chunks: Vec::new(),
+            },
+            latency: Duration::ZERO,
+        }
     }
 
     /// No response: the fetch fails with an error of `kind` (`Unavailable` for a refused connection,
     /// `Timeout`, …).
     #[must_use]
     pub fn fail(kind: ErrorKind) -> Self {
-        Self { outcome: Outcome::Fail(kind), latency: Duration::ZERO }
+        Self {
+            outcome: Outcome::Fail(kind),
+            latency: Duration::ZERO,
+        }
     }
 
     /// Replaces the body with one buffer.
@@ -81,11 +95,17 @@ impl Reply {
     fn into_response(self) -> Result<Response<Body>, Error> {
         match self.outcome {
             Outcome::Fail(kind) => Err(Error::new(kind, "scripted failure")),
-            Outcome::Respond { status, headers, chunks } => {
+            Outcome::Respond {
+                status,
+                headers,
+                chunks,
+            } => {
                 let body = match chunks.len() {
                     0 => Body::empty(),
                     1 => Body::from_bytes(chunks.into_iter().next().unwrap_or_default()),
-                    _ => Body::from_stream(futures_util::stream::iter(chunks.into_iter().map(Ok::<_, Error>))),
+                    _ => Body::from_stream(futures_util::stream::iter(
+                        chunks.into_iter().map(Ok::<_, Error>),
+                    )),
                 };
                 let mut response = Response::new(body);
                 *response.status_mut() = status;
@@ -171,12 +191,21 @@ impl TestFetcher {
 
     /// Answers every request for `path` with `reply` (after any queued one-shot replies).
     pub fn route(&self, path: &str, reply: Reply) {
-        lock(&self.state).routes.entry(path.to_owned()).or_default().standing = Some(reply);
+        lock(&self.state)
+            .routes
+            .entry(path.to_owned())
+            .or_default()
+            .standing = Some(reply);
     }
 
     /// Answers the next request for `path` with `reply`, once.
     pub fn enqueue(&self, path: &str, reply: Reply) {
-        lock(&self.state).routes.entry(path.to_owned()).or_default().queued.push_back(reply);
+        lock(&self.state)
+            .routes
+            .entry(path.to_owned())
+            .or_default()
+            .queued
+            .push_back(reply);
     }
 
     /// How many requests matched `path`.
@@ -199,11 +228,19 @@ impl TestFetcher {
             headers: request.headers().clone(),
         });
         let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let key = if state.routes.contains_key(path_and_query) { path_and_query } else { request.uri().path() };
+        let key = if state.routes.contains_key(path_and_query) {
+            path_and_query
+        } else {
+            request.uri().path()
+        };
         match state.routes.get_mut(key) {
             Some(route) => {
                 route.hits += 1;
-                route.queued.pop_front().or_else(|| route.standing.clone()).unwrap_or_else(|| Reply::status(StatusCode::NOT_FOUND))
+                route
+                    .queued
+                    .pop_front()
+                    .or_else(|| route.standing.clone())
+                    .unwrap_or_else(|| Reply::status(StatusCode::NOT_FOUND))
             }
             None => Reply::status(StatusCode::NOT_FOUND),
         }

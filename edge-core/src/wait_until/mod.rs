@@ -115,6 +115,8 @@ impl WaitUntil for QueuedWaitUntil {
 
 impl fmt::Debug for QueuedWaitUntil {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueuedWaitUntil").field("pending", &self.pending()).finish()
+        f.debug_struct("QueuedWaitUntil")
+            .field("pending", &self.pending())
+            .finish()
     }
 }

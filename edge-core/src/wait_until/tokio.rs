@@ -61,7 +61,10 @@ impl TokioWaitUntil {
     /// Spawns on the runtime behind `handle`.
     #[must_use]
     pub fn with_handle(handle: Handle) -> Self {
-        Self { handle, tracker: Arc::default() }
+        Self {
+            handle,
+            tracker: Arc::default(),
+        }
     }
 
     /// Work handed off and not yet finished.
@@ -99,6 +102,8 @@ impl WaitUntil for TokioWaitUntil {
 
 impl fmt::Debug for TokioWaitUntil {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokioWaitUntil").field("in_flight", &self.in_flight()).finish_non_exhaustive()
+        f.debug_struct("TokioWaitUntil")
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
     }
 }

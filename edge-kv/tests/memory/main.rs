@@ -23,7 +23,8 @@ async fn conformance_kit_with_one_shard() {
 #[tokio::test]
 async fn conformance_kit_through_a_trait_object() {
     testing::kv::run_all(|clock| {
-        let store: Arc<dyn edge_core::kv::DynKvStore> = Arc::new(MemoryKv::builder().clock(clock).build());
+        let store: Arc<dyn edge_core::kv::DynKvStore> =
+            Arc::new(MemoryKv::builder().clock(clock).build());
         store
     })
     .await;
@@ -38,12 +39,20 @@ async fn threads_writing_and_listing_at_once_lose_nothing() {
         tasks.push(tokio::spawn(async move {
             for i in 0..500 {
                 let key = format!("t{t}/{i:04}");
-                kv.put(&key, Bytes::from(key.clone()), PutOptions::new()).await.unwrap();
+                kv.put(&key, Bytes::from(key.clone()), PutOptions::new())
+                    .await
+                    .unwrap();
                 if i % 3 == 0 {
                     kv.delete(&key).await.unwrap();
                 }
                 if i % 100 == 0 {
-                    kv.list(ListOptions::new().with_prefix(format!("t{t}/")).with_limit(50)).await.unwrap();
+                    kv.list(
+                        ListOptions::new()
+                            .with_prefix(format!("t{t}/"))
+                            .with_limit(50),
+                    )
+                    .await
+                    .unwrap();
                 }
             }
         }));

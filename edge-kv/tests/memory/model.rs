@@ -13,11 +13,19 @@ use serde_json::json;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { key: String, value: Vec<u8>, ttl_secs: Option<u64>, tag: Option<u8> },
+    Put {
+        key: String,
+        value: Vec<u8>,
+        ttl_secs: Option<u64>,
+        tag: Option<u8>,
+    },
     Delete(String),
     Get(String),
     Advance(u64),
-    List { prefix: String, limit: usize },
+    List {
+        prefix: String,
+        limit: usize,
+    },
 }
 
 fn key() -> impl Strategy<Value = String> {

@@ -20,8 +20,11 @@ use tower::ServiceExt;
 
 /// The axum app: the gateway's own routes, then the edge pipeline for everything else.
 pub fn app(edge: EdgeService) -> Router {
-    let edge = edge.map_request(|request: Request<axum::body::Body>| request.map(Body::from_http_body));
-    Router::new().route("/_edge/health", get(|| async { "ok\n" })).fallback_service(edge)
+    let edge =
+        edge.map_request(|request: Request<axum::body::Body>| request.map(Body::from_http_body));
+    Router::new()
+        .route("/_edge/health", get(|| async { "ok\n" }))
+        .fallback_service(edge)
 }
 
 /// Serves `edge` on `listener` until `shutdown` resolves, then finishes the requests in flight.
@@ -34,5 +37,7 @@ pub async fn serve(
     edge: EdgeService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, app(edge)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(edge))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -35,7 +35,10 @@ async fn main() -> ExitCode {
 async fn run(config: &GatewayConfig) -> std::io::Result<()> {
     let edge = Edge::start(config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    println!("edge gateway (axum) listening on http://{}", listener.local_addr()?);
+    println!(
+        "edge gateway (axum) listening on http://{}",
+        listener.local_addr()?
+    );
     println!("origin: {}", edge.origin_url());
     let shutdown = async {
         // If the signal handler cannot be installed, run until killed.

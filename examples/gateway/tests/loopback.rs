@@ -23,10 +23,19 @@ async fn start(config: GatewayConfig) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(edge_example_gateway::serve(listener, edge.service(), async {
-        let _ = stopped.await;
-    }));
-    Running { base, stop, server, _edge: edge }
+    let server = tokio::spawn(edge_example_gateway::serve(
+        listener,
+        edge.service(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Running {
+        base,
+        stop,
+        server,
+        _edge: edge,
+    }
 }
 
 #[tokio::test]
@@ -39,14 +48,22 @@ async fn serves_the_demo_origin_through_the_pipeline() {
     assert_eq!(home.header("content-type"), "text/html; charset=utf-8");
     assert_eq!(home.header("cache-control"), "public, max-age=60");
     assert_eq!(home.header("via"), "1.1 edge");
-    assert!(std::str::from_utf8(&home.body).unwrap().contains("came from the demo origin"));
+    assert!(
+        std::str::from_utf8(&home.body)
+            .unwrap()
+            .contains("came from the demo origin")
+    );
 
     let products = transcript[2].json();
     assert_eq!(products["products"].as_array().map(Vec::len), Some(3));
     assert_eq!(transcript[3].json()["name"], "Pour-over kettle");
     assert_eq!(transcript[4].status, StatusCode::NOT_FOUND);
     assert_eq!(transcript[4].json()["error"], "no such product");
-    assert_eq!(transcript[5].status, StatusCode::NOT_FOUND, "origin 404s pass through");
+    assert_eq!(
+        transcript[5].status,
+        StatusCode::NOT_FOUND,
+        "origin 404s pass through"
+    );
 
     let head = &transcript[6];
     assert_eq!((head.status, head.body.len()), (StatusCode::OK, 0));
@@ -54,13 +71,27 @@ async fn serves_the_demo_origin_through_the_pipeline() {
     let echo = transcript[7].json();
     assert_eq!(echo["method"], "POST");
     assert_eq!(echo["query"], "q=1");
-    assert_eq!(echo["body_bytes"], 100_000, "request bodies stream to the origin");
+    assert_eq!(
+        echo["body_bytes"], 100_000,
+        "request bodies stream to the origin"
+    );
     assert_eq!(echo["via"], "1.1 edge");
-    assert_eq!(echo["x_forwarded_host"], "shop.example", "the client's host travels as x-forwarded-host");
-    assert_ne!(echo["host"], "shop.example", "the origin is addressed by its own authority");
+    assert_eq!(
+        echo["x_forwarded_host"], "shop.example",
+        "the client's host travels as x-forwarded-host"
+    );
+    assert_ne!(
+        echo["host"], "shop.example",
+        "the origin is addressed by its own authority"
+    );
 
-    let health = exchange(&gateway.base, Method::GET, "/_edge/health", Bytes::new()).await.unwrap();
-    assert_eq!((health.status, &health.body[..]), (StatusCode::OK, &b"ok\n"[..]));
+    let health = exchange(&gateway.base, Method::GET, "/_edge/health", Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (health.status, &health.body[..]),
+        (StatusCode::OK, &b"ok\n"[..])
+    );
 
     gateway.stop.send(()).unwrap();
     gateway.server.await.unwrap().unwrap();
@@ -70,9 +101,18 @@ async fn serves_the_demo_origin_through_the_pipeline() {
 async fn a_slow_origin_gets_a_gateway_timeout() {
     let config = GatewayConfig::default().with_origin_timeout(Duration::from_millis(200));
     let gateway = start(config).await;
-    let slow = exchange(&gateway.base, Method::GET, "/api/slow?ms=3000", Bytes::new()).await.unwrap();
+    let slow = exchange(
+        &gateway.base,
+        Method::GET,
+        "/api/slow?ms=3000",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
-    let quick = exchange(&gateway.base, Method::GET, "/api/slow?ms=10", Bytes::new()).await.unwrap();
+    let quick = exchange(&gateway.base, Method::GET, "/api/slow?ms=10", Bytes::new())
+        .await
+        .unwrap();
     assert_eq!(quick.status, StatusCode::OK);
     assert_eq!(quick.json()["slept_ms"], 10);
 }
@@ -80,18 +120,29 @@ async fn a_slow_origin_gets_a_gateway_timeout() {
 #[tokio::test]
 async fn an_unreachable_origin_gets_a_bad_gateway() {
     // Bind and drop a listener to find a loopback port nothing listens on.
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let origin = format!("http://{closed}").parse().unwrap();
     let config = GatewayConfig::default().with_origin(origin);
     let gateway = start(config).await;
-    let down = exchange(&gateway.base, Method::GET, "/", Bytes::new()).await.unwrap();
+    let down = exchange(&gateway.base, Method::GET, "/", Bytes::new())
+        .await
+        .unwrap();
     assert_eq!(down.status, StatusCode::BAD_GATEWAY);
     assert_eq!(down.header("cache-control"), "no-store");
 }
 
 #[tokio::test]
 async fn the_binary_starts_on_the_port_it_is_given_and_answers() {
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
         .env("EDGE_PORT", port.to_string())
         .kill_on_drop(true)
@@ -107,8 +158,14 @@ async fn the_binary_starts_on_the_port_it_is_given_and_answers() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(answered, Some(StatusCode::OK), "the gateway binary answered on EDGE_PORT");
-    let home = exchange(&base, Method::GET, "/", Bytes::new()).await.unwrap();
+    assert_eq!(
+        answered,
+        Some(StatusCode::OK),
+        "the gateway binary answered on EDGE_PORT"
+    );
+    let home = exchange(&base, Method::GET, "/", Bytes::new())
+        .await
+        .unwrap();
     assert_eq!(home.status, StatusCode::OK);
     child.kill().await.unwrap();
 }

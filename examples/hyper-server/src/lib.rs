@@ -24,7 +24,11 @@ use tower::ServiceExt;
 /// # Errors
 ///
 /// Never in practice: accept errors (such as running out of file descriptors) are waited out, as axum does.
-pub async fn serve(listener: TcpListener, edge: EdgeService, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    edge: EdgeService,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

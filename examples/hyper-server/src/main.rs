@@ -34,7 +34,10 @@ async fn main() -> ExitCode {
 async fn run(config: &GatewayConfig) -> std::io::Result<()> {
     let edge = Edge::start(config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    println!("edge (bare hyper) listening on http://{}", listener.local_addr()?);
+    println!(
+        "edge (bare hyper) listening on http://{}",
+        listener.local_addr()?
+    );
     println!("origin: {}", edge.origin_url());
     let shutdown = async {
         if tokio::signal::ctrl_c().await.is_err() {

@@ -11,9 +11,17 @@ use http::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-type Serve = fn(TcpListener, edge_example_pipeline::EdgeService, oneshot::Receiver<()>) -> tokio::task::JoinHandle<()>;
+type Serve = fn(
+    TcpListener,
+    edge_example_pipeline::EdgeService,
+    oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()>;
 
-fn hyper_host(listener: TcpListener, edge: edge_example_pipeline::EdgeService, stop: oneshot::Receiver<()>) -> tokio::task::JoinHandle<()> {
+fn hyper_host(
+    listener: TcpListener,
+    edge: edge_example_pipeline::EdgeService,
+    stop: oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         edge_example_hyper_server::serve(listener, edge, async {
             let _ = stop.await;
@@ -23,7 +31,11 @@ fn hyper_host(listener: TcpListener, edge: edge_example_pipeline::EdgeService, s
     })
 }
 
-fn axum_host(listener: TcpListener, edge: edge_example_pipeline::EdgeService, stop: oneshot::Receiver<()>) -> tokio::task::JoinHandle<()> {
+fn axum_host(
+    listener: TcpListener,
+    edge: edge_example_pipeline::EdgeService,
+    stop: oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         edge_example_gateway::serve(listener, edge, async {
             let _ = stop.await;
@@ -34,7 +46,10 @@ fn axum_host(listener: TcpListener, edge: edge_example_pipeline::EdgeService, st
 }
 
 /// Runs `host` in front of a shared origin; returns its base URL, its stop switch and its task.
-async fn start(host: Serve, edge: &Edge) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+async fn start(
+    host: Serve,
+    edge: &Edge,
+) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel();
@@ -65,9 +80,14 @@ async fn answers_exactly_as_the_axum_gateway_does() {
 
 #[tokio::test]
 async fn a_slow_origin_gets_a_gateway_timeout() {
-    let edge = Edge::start(&GatewayConfig::default().with_origin_timeout(Duration::from_millis(200))).await.unwrap();
+    let edge =
+        Edge::start(&GatewayConfig::default().with_origin_timeout(Duration::from_millis(200)))
+            .await
+            .unwrap();
     let (base, stop, task) = start(hyper_host, &edge).await;
-    let slow = exchange(&base, Method::GET, "/api/slow?ms=3000", Bytes::new()).await.unwrap();
+    let slow = exchange(&base, Method::GET, "/api/slow?ms=3000", Bytes::new())
+        .await
+        .unwrap();
     assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -84,14 +104,28 @@ async fn shutdown_waits_for_the_request_in_flight() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(()).unwrap();
     let answered = in_flight.await.unwrap().unwrap();
-    assert_eq!(answered.status, StatusCode::OK, "the request in flight finished");
+    assert_eq!(
+        answered.status,
+        StatusCode::OK,
+        "the request in flight finished"
+    );
     task.await.unwrap();
-    assert!(exchange(&base, Method::GET, "/", Bytes::new()).await.is_err(), "no longer accepting");
+    assert!(
+        exchange(&base, Method::GET, "/", Bytes::new())
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test]
 async fn the_binary_answers_on_the_port_it_is_given() {
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hyper-server"))
         .args(["--port", &port.to_string()])
         .kill_on_drop(true)

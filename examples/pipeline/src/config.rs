@@ -70,10 +70,15 @@ impl GatewayConfig {
         args: impl IntoIterator<Item = String>,
     ) -> Result<Self, String> {
         let mut config = Self::default();
-        let mut settings: Vec<(String, String)> = ["EDGE_PORT", "EDGE_LISTEN", "EDGE_ORIGIN", "EDGE_ORIGIN_TIMEOUT_MS"]
-            .into_iter()
-            .filter_map(|name| env(name).map(|value| (name.to_owned(), value)))
-            .collect();
+        let mut settings: Vec<(String, String)> = [
+            "EDGE_PORT",
+            "EDGE_LISTEN",
+            "EDGE_ORIGIN",
+            "EDGE_ORIGIN_TIMEOUT_MS",
+        ]
+        .into_iter()
+        .filter_map(|name| env(name).map(|value| (name.to_owned(), value)))
+        .collect();
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let name = match flag.as_str() {
@@ -83,27 +88,39 @@ impl GatewayConfig {
                 "--origin-timeout-ms" => "EDGE_ORIGIN_TIMEOUT_MS",
                 other => return Err(format!("unknown option `{other}`\n{USAGE}")),
             };
-            let value = args.next().ok_or_else(|| format!("`{flag}` needs a value"))?;
+            let value = args
+                .next()
+                .ok_or_else(|| format!("`{flag}` needs a value"))?;
             settings.push((name.to_owned(), value));
         }
         for (name, value) in settings {
             match name.as_str() {
                 "EDGE_PORT" => {
-                    let port = value.parse().map_err(|_| format!("port `{value}` is not a number from 0 to 65535"))?;
+                    let port = value
+                        .parse()
+                        .map_err(|_| format!("port `{value}` is not a number from 0 to 65535"))?;
                     config.listen.set_port(port);
                 }
                 "EDGE_LISTEN" => {
-                    config.listen = value.parse().map_err(|_| format!("listen address `{value}` is not ip:port"))?;
+                    config.listen = value
+                        .parse()
+                        .map_err(|_| format!("listen address `{value}` is not ip:port"))?;
                 }
                 "EDGE_ORIGIN" => {
-                    let uri: Uri = value.parse().map_err(|_| format!("origin `{value}` is not a url"))?;
+                    let uri: Uri = value
+                        .parse()
+                        .map_err(|_| format!("origin `{value}` is not a url"))?;
                     if uri.scheme().is_none() || uri.authority().is_none() {
-                        return Err(format!("origin `{value}` must be an absolute url like http://127.0.0.1:3000"));
+                        return Err(format!(
+                            "origin `{value}` must be an absolute url like http://127.0.0.1:3000"
+                        ));
                     }
                     config.origin = Some(uri);
                 }
                 _ => {
-                    let ms: u64 = value.parse().map_err(|_| format!("origin timeout `{value}` is not milliseconds"))?;
+                    let ms: u64 = value
+                        .parse()
+                        .map_err(|_| format!("origin timeout `{value}` is not milliseconds"))?;
                     config.origin_timeout = Duration::from_millis(ms);
                 }
             }
@@ -117,7 +134,10 @@ mod tests {
     use super::*;
 
     fn parse(env: &[(&str, &str)], args: &[&str]) -> Result<GatewayConfig, String> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         GatewayConfig::parse(
             |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
             args.iter().map(|a| (*a).to_owned()),
@@ -138,9 +158,25 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        assert!(parse(&[("EDGE_PORT", "99999")], &[]).unwrap_err().contains("99999"));
-        assert!(parse(&[], &["--origin", "/relative"]).unwrap_err().contains("absolute"));
-        assert!(parse(&[], &["--port"]).unwrap_err().contains("needs a value"));
-        assert!(parse(&[], &["--frobnicate"]).unwrap_err().contains("unknown option"));
+        assert!(
+            parse(&[("EDGE_PORT", "99999")], &[])
+                .unwrap_err()
+                .contains("99999")
+        );
+        assert!(
+            parse(&[], &["--origin", "/relative"])
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(
+            parse(&[], &["--port"])
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            parse(&[], &["--frobnicate"])
+                .unwrap_err()
+                .contains("unknown option")
+        );
     }
 }

@@ -29,7 +29,11 @@ use tokio::task::JoinHandle;
 /// The longest `/api/slow` waits, whatever it is asked.
 pub const MAX_SLOW: Duration = Duration::from_secs(10);
 
-const PRODUCTS: [(u32, &str, u32); 3] = [(1, "Espresso cup", 1200), (2, "Pour-over kettle", 4900), (3, "Hand grinder", 8900)];
+const PRODUCTS: [(u32, &str, u32); 3] = [
+    (1, "Espresso cup", 1200),
+    (2, "Pour-over kettle", 4900),
+    (3, "Hand grinder", 8900),
+];
 
 /// A running demo origin; stops accepting connections when dropped.
 #[derive(Debug)]
@@ -52,14 +56,23 @@ impl DemoOrigin {
     /// Serves the origin on `listener`.
     #[must_use]
     pub fn serve(listener: TcpListener) -> Self {
-        let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 tokio::spawn(async move {
-                    let service = service_fn(|request| async move { Ok::<_, Infallible>(respond(request).await) });
+                    let service =
+                        service_fn(
+                            |request| async move { Ok::<_, Infallible>(respond(request).await) },
+                        );
                     // A client that goes away mid-request is not the origin's problem.
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -92,17 +105,25 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
         (&Method::GET | &Method::HEAD, "/") => html(StatusCode::OK, 60, &page("Home", HOME)),
         (&Method::GET | &Method::HEAD, "/about") => html(StatusCode::OK, 60, &page("About", ABOUT)),
         (&Method::GET | &Method::HEAD, "/api/products") => {
-            let products: Vec<_> =
-                PRODUCTS.iter().map(|(id, name, cents)| json!({ "id": id, "name": name, "price_cents": cents })).collect();
+            let products: Vec<_> = PRODUCTS
+                .iter()
+                .map(|(id, name, cents)| json!({ "id": id, "name": name, "price_cents": cents }))
+                .collect();
             json_response(StatusCode::OK, 30, &json!({ "products": products }))
         }
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/api/products/") => {
             let id = p.trim_start_matches("/api/products/").parse::<u32>().ok();
             match PRODUCTS.iter().find(|(pid, _, _)| Some(*pid) == id) {
-                Some((id, name, cents)) => {
-                    json_response(StatusCode::OK, 30, &json!({ "id": id, "name": name, "price_cents": cents }))
-                }
-                None => json_response(StatusCode::NOT_FOUND, 0, &json!({ "error": "no such product" })),
+                Some((id, name, cents)) => json_response(
+                    StatusCode::OK,
+                    30,
+                    &json!({ "id": id, "name": name, "price_cents": cents }),
+                ),
+                None => json_response(
+                    StatusCode::NOT_FOUND,
+                    0,
+                    &json!({ "error": "no such product" }),
+                ),
             }
         }
         (&Method::GET, "/api/slow") => {
@@ -116,7 +137,13 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
             json_response(StatusCode::OK, 0, &json!({ "slept_ms": delay.as_millis() }))
         }
         (_, "/api/echo") => {
-            let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
             let description = json!({
                 "method": request.method().as_str(),
                 "path": path,
@@ -131,12 +158,19 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
             description["body_bytes"] = json!(body.len());
             json_response(StatusCode::OK, 0, &description)
         }
-        _ => html(StatusCode::NOT_FOUND, 0, &page("Not found", "<p>Nothing here.</p>")),
+        _ => html(
+            StatusCode::NOT_FOUND,
+            0,
+            &page("Not found", "<p>Nothing here.</p>"),
+        ),
     }
 }
 
 async fn collect_body(body: Incoming) -> Bytes {
-    Body::from_http_body(body).collect(1024 * 1024).await.unwrap_or_default()
+    Body::from_http_body(body)
+        .collect(1024 * 1024)
+        .await
+        .unwrap_or_default()
 }
 
 const HOME: &str = r#"<p>This page came from the demo origin, through the edge.</p>
@@ -157,19 +191,38 @@ fn page(title: &str, main: &str) -> String {
 }
 
 fn html(status: StatusCode, max_age: u32, body: &str) -> Response<Body> {
-    with_headers(status, max_age, "text/html; charset=utf-8", Bytes::from(body.to_owned()))
+    with_headers(
+        status,
+        max_age,
+        "text/html; charset=utf-8",
+        Bytes::from(body.to_owned()),
+    )
 }
 
 fn json_response(status: StatusCode, max_age: u32, value: &serde_json::Value) -> Response<Body> {
-    with_headers(status, max_age, "application/json", Bytes::from(value.to_string()))
+    with_headers(
+        status,
+        max_age,
+        "application/json",
+        Bytes::from(value.to_string()),
+    )
 }
 
-fn with_headers(status: StatusCode, max_age: u32, content_type: &'static str, body: Bytes) -> Response<Body> {
+fn with_headers(
+    status: StatusCode,
+    max_age: u32,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    let cache_control = if max_age == 0 { "no-store".to_owned() } else { format!("public, max-age={max_age}") };
+    let cache_control = if max_age == 0 {
+        "no-store".to_owned()
+    } else {
+        format!("public, max-age={max_age}")
+    };
     if let Ok(value) = HeaderValue::from_str(&cache_control) {
         headers.insert(header::CACHE_CONTROL, value);
     }

@@ -42,14 +42,22 @@ impl Edge {
             Some(origin) => (origin.clone(), None),
             None => {
                 let demo = DemoOrigin::start().await?;
-                let url = demo.url().parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                let url = demo
+                    .url()
+                    .parse()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 (url, Some(demo))
             }
         };
         let background = TokioWaitUntil::current().map_err(io::Error::other)?;
         let fetcher = HyperFetcher::new().with_timeout(config.origin_timeout);
         let service = build(fetcher, origin_url.clone());
-        Ok(Self { service, origin_url, background, _demo_origin: demo_origin })
+        Ok(Self {
+            service,
+            origin_url,
+            background,
+            _demo_origin: demo_origin,
+        })
     }
 
     /// The pipeline, ready to be served. Clones are cheap and share everything.

@@ -26,19 +26,29 @@ pub struct OriginProxy<F> {
 
 impl<F> Clone for OriginProxy<F> {
     fn clone(&self) -> Self {
-        Self { fetcher: Arc::clone(&self.fetcher), origin: self.origin.clone() }
+        Self {
+            fetcher: Arc::clone(&self.fetcher),
+            origin: self.origin.clone(),
+        }
     }
 }
 
 impl<F: Fetcher + 'static> OriginProxy<F> {
     /// A proxy to `origin` (scheme and authority are used; its path is ignored).
     pub fn new(fetcher: F, origin: Uri) -> Self {
-        Self { fetcher: Arc::new(fetcher), origin }
+        Self {
+            fetcher: Arc::new(fetcher),
+            origin,
+        }
     }
 
     fn upstream_request(&self, request: Request<Body>) -> Result<Request<Body>, http::Error> {
         let (mut parts, body) = request.into_parts();
-        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut uri = Uri::builder().path_and_query(path);
         if let Some(scheme) = self.origin.scheme() {
             uri = uri.scheme(scheme.clone());
@@ -49,7 +59,9 @@ impl<F: Fetcher + 'static> OriginProxy<F> {
         parts.uri = uri.build()?;
         strip_hop_by_hop(&mut parts.headers);
         if let Some(host) = parts.headers.remove(header::HOST) {
-            parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+            parts
+                .headers
+                .insert(HeaderName::from_static("x-forwarded-host"), host);
         }
         parts.headers.append(header::VIA, VIA);
         Ok(Request::from_parts(parts, body))
@@ -70,7 +82,10 @@ impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
         let fetcher = Arc::clone(&self.fetcher);
         Box::pin(async move {
             let Ok(upstream) = upstream else {
-                return Ok(error_response(StatusCode::BAD_REQUEST, "request target cannot be forwarded"));
+                return Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "request target cannot be forwarded",
+                ));
             };
             match fetcher.fetch(upstream).await {
                 Ok(mut response) => {
@@ -78,10 +93,14 @@ impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
                     response.headers_mut().append(header::VIA, VIA);
                     Ok(response)
                 }
-                Err(e) if e.kind() == ErrorKind::Timeout => {
-                    Ok(error_response(StatusCode::GATEWAY_TIMEOUT, "the origin did not answer in time"))
-                }
-                Err(_) => Ok(error_response(StatusCode::BAD_GATEWAY, "the origin could not be reached")),
+                Err(e) if e.kind() == ErrorKind::Timeout => Ok(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the origin did not answer in time",
+                )),
+                Err(_) => Ok(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "the origin could not be reached",
+                )),
             }
         })
     }
@@ -117,8 +136,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 fn error_response(status: StatusCode, message: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::from(message));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -135,7 +159,12 @@ mod tests {
     #[tokio::test]
     async fn forwards_path_and_query_and_strips_hop_by_hop_headers() {
         let origin = TestFetcher::new();
-        origin.route("/a", Reply::ok("hi").with_header(header::CONNECTION, "x-secret").with_header(HeaderName::from_static("x-secret"), "1"));
+        origin.route(
+            "/a",
+            Reply::ok("hi")
+                .with_header(header::CONNECTION, "x-secret")
+                .with_header(HeaderName::from_static("x-secret"), "1"),
+        );
         let request = Request::get("/a?b=1")
             .header(header::HOST, "shop.example")
             .header(header::CONNECTION, "keep-alive, x-hop")
@@ -151,7 +180,9 @@ mod tests {
         assert_eq!(seen.uri.to_string(), "http://origin.internal:8080/a?b=1");
         assert_eq!(seen.headers["x-forwarded-host"], "shop.example");
         assert_eq!(seen.headers["x-keep"], "1");
-        assert!(seen.headers.get("x-hop").is_none() && seen.headers.get(header::CONNECTION).is_none());
+        assert!(
+            seen.headers.get("x-hop").is_none() && seen.headers.get(header::CONNECTION).is_none()
+        );
         assert!(seen.headers.get(header::HOST).is_none());
     }
 

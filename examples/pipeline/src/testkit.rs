@@ -30,7 +30,10 @@ impl Exchange {
     /// A header as text, or `""`.
     #[must_use]
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -39,7 +42,12 @@ impl Exchange {
 /// # Errors
 ///
 /// No response was received.
-pub async fn exchange(base: &str, method: Method, path: &str, body: Bytes) -> Result<Exchange, edge_core::Error> {
+pub async fn exchange(
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<Exchange, edge_core::Error> {
     exchange_with_headers(base, method, path, &[], body).await
 }
 
@@ -55,18 +63,25 @@ pub async fn exchange_with_headers(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<Exchange, edge_core::Error> {
-    let mut request = Request::builder().method(method.clone()).uri(format!("{base}{path}"));
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(format!("{base}{path}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request
-        .body(Body::from(body))
-        .map_err(|e| edge_core::Error::with_source(edge_core::ErrorKind::InvalidInput, "bad test request", e))?;
+    let request = request.body(Body::from(body)).map_err(|e| {
+        edge_core::Error::with_source(edge_core::ErrorKind::InvalidInput, "bad test request", e)
+    })?;
     let response = HyperFetcher::new().fetch(request).await?;
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(http::header::DATE);
     let body = body.collect(16 * 1024 * 1024).await?;
-    Ok(Exchange { request: format!("{method} {path}"), status: parts.status, headers: parts.headers, body })
+    Ok(Exchange {
+        request: format!("{method} {path}"),
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }
 
 /// The conversation every host must hold identically: pages, JSON, a 404 passed through, a request body
@@ -78,7 +93,14 @@ pub async fn exchange_with_headers(
 /// A request got no response.
 pub async fn standard_conversation(base: &str) -> Result<Vec<Exchange>, edge_core::Error> {
     let mut transcript = Vec::new();
-    for path in ["/", "/about", "/api/products", "/api/products/2", "/api/products/99", "/missing?x=1"] {
+    for path in [
+        "/",
+        "/about",
+        "/api/products",
+        "/api/products/2",
+        "/api/products/99",
+        "/missing?x=1",
+    ] {
         transcript.push(exchange(base, Method::GET, path, Bytes::new()).await?);
     }
     transcript.push(exchange(base, Method::HEAD, "/", Bytes::new()).await?);
