@@ -350,3 +350,26 @@ mod tests {
         assert_eq!(collect(empty, 0).unwrap(), "");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use futures_util::FutureExt;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// However a body is split into chunks, `collect` returns exactly its bytes if they fit the limit and
+        /// a `TooLarge` error otherwise.
+        #[test]
+        fn collect_is_exact_or_too_large(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..12), limit in 0usize..512) {
+            let expected: Vec<u8> = chunks.concat();
+            let stream = futures_util::stream::iter(chunks.into_iter().map(|c| Ok::<_, Error>(Bytes::from(c))));
+            let result = Body::from_stream(stream).collect(limit).now_or_never().expect("ready");
+            if expected.len() <= limit {
+                prop_assert_eq!(result.unwrap(), Bytes::from(expected));
+            } else {
+                prop_assert!(result.unwrap_err().is_too_large());
+            }
+        }
+    }
+}

@@ -136,3 +136,43 @@ proptest! {
         })?;
     }
 }
+
+proptest! {
+    /// Any key, value size, TTL or cursor a client can send gets an answer or a typed error, never a panic,
+    /// and a refused write changes nothing.
+    #[test]
+    fn hostile_input_gets_typed_errors(
+        key in prop_oneof![".{0,40}", "[a-z]{500,520}", Just(String::new()), Just("..".to_owned())],
+        value_len in prop_oneof![0usize..64, Just(1025usize)],
+        ttl_ms in prop::option::of(any::<u64>()),
+        cursor in prop_oneof![".{0,24}", "mkv1\\.[0-9a-f]{0,16}", "mkv1\\.[0-9a-zA-Z%]{1,8}"],
+        limit in prop::option::of(any::<usize>()),
+    ) {
+        let clock = ManualClock::new();
+        let kv = MemoryKv::builder().clock(clock.clone()).limits(KvLimits::new(512, 1024)).build();
+        block_on(async {
+            kv.put("witness", Bytes::from_static(b"w"), PutOptions::new()).await.unwrap();
+            let mut options = PutOptions::new();
+            if let Some(ms) = ttl_ms {
+                options = options.with_ttl(Duration::from_millis(ms));
+            }
+            match kv.put(&key, Bytes::from(vec![0u8; value_len]), options).await {
+                Ok(()) => prop_assert!(kv.get(&key).await.unwrap().is_some()),
+                Err(e) => {
+                    prop_assert!(matches!(e.kind(), ErrorKind::InvalidKey | ErrorKind::TooLarge | ErrorKind::InvalidInput), "{e}");
+                    if key != "witness" {
+                        prop_assert!(!matches!(kv.get(&key).await, Ok(Some(_))), "a refused write left data");
+                    }
+                }
+            }
+            let mut list = ListOptions::new().with_cursor(cursor);
+            list.limit = limit;
+            match kv.list(list).await {
+                Ok(page) => prop_assert!(page.keys.len() <= KvLimits::WORKERS.max_list_limit),
+                Err(e) => prop_assert!(matches!(e.kind(), ErrorKind::InvalidCursor | ErrorKind::InvalidInput), "{e}"),
+            }
+            prop_assert_eq!(kv.get("witness").await.unwrap(), Some(Bytes::from_static(b"w")));
+            Ok(())
+        })?;
+    }
+}
