@@ -32,7 +32,7 @@ use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use edge_core::kv::{KvEntry, KvLimits, ListKey, ListOptions, ListPage, PutOptions, metadata_len};
@@ -83,10 +83,9 @@ struct Shard {
     order: BTreeSet<Arc<str>>,
 }
 
+/// Kept small (72 bytes) on purpose: point reads are bound by the cache misses of probing the table.
 struct Slot {
     key: Arc<str>,
-    /// Kept so the table can grow without hashing every key again.
-    hash: u64,
     entry: Entry,
 }
 
@@ -100,14 +99,49 @@ impl Shard {
 
 struct Entry {
     value: Bytes,
-    metadata: Option<Value>,
-    expires_at: Option<SystemTime>,
+    /// Boxed: most entries have none, and the slot stays small.
+    metadata: Option<Box<Value>>,
+    expiry: Expiry,
     weight: usize,
 }
 
 impl Entry {
     fn is_live(&self, now: impl FnOnce() -> SystemTime) -> bool {
-        self.expires_at.is_none_or(|at| at > now())
+        self.expiry.is_never() || self.expiry > Expiry::at(now())
+    }
+
+    fn metadata(&self) -> Option<Value> {
+        self.metadata.as_deref().cloned()
+    }
+}
+
+/// An expiry as nanoseconds since the Unix epoch in one word; `u64::MAX` means never. Representable up to
+/// the year 2554; later times are kept as 2554, which no TTL check can tell apart from "far future".
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Expiry(u64);
+
+impl Expiry {
+    const NEVER: Self = Self(u64::MAX);
+
+    fn at(time: SystemTime) -> Self {
+        let nanos = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Self(
+            u64::try_from(nanos)
+                .unwrap_or(u64::MAX - 1)
+                .min(u64::MAX - 1),
+        )
+    }
+
+    fn from_option(time: Option<SystemTime>) -> Self {
+        time.map_or(Self::NEVER, Self::at)
+    }
+
+    fn is_never(self) -> bool {
+        self == Self::NEVER
+    }
+
+    fn to_option(self) -> Option<SystemTime> {
+        (!self.is_never()).then(|| UNIX_EPOCH + Duration::from_nanos(self.0))
     }
 }
 
@@ -361,8 +395,8 @@ impl<C: Clock> MemoryKv<C> {
         let weight = key.len() + value.len() + metadata_weight + ENTRY_OVERHEAD;
         let entry = Entry {
             value,
-            metadata: options.metadata,
-            expires_at,
+            metadata: options.metadata.map(Box::new),
+            expiry: Expiry::from_option(expires_at),
             weight,
         };
         let (hash, lock) = self.locate(key);
@@ -380,7 +414,9 @@ impl<C: Clock> MemoryKv<C> {
                     shard.order.insert(Arc::clone(&key));
                     shard
                         .table
-                        .insert_unique(hash, Slot { key, hash, entry }, |slot| slot.hash);
+                        .insert_unique(hash, Slot { key, entry }, |slot| {
+                            self.inner.hasher.hash_one(&*slot.key)
+                        });
                     return Ok(());
                 }
             }
@@ -436,8 +472,8 @@ impl<C: Clock> MemoryKv<C> {
                 .take(limit + 1)
                 .map(|(key, e)| {
                     ListKey::new(&**key)
-                        .with_expires_at(e.expires_at)
-                        .with_metadata(e.metadata.clone())
+                        .with_expires_at(e.expiry.to_option())
+                        .with_metadata(e.metadata())
                 });
             candidates.extend(keys);
         }
@@ -502,8 +538,8 @@ impl<C: Clock> KvStore for MemoryKv<C> {
     async fn get_with_metadata(&self, key: &str) -> Result<Option<KvEntry>, Error> {
         self.lookup(key, |e| {
             KvEntry::new(e.value.clone())
-                .with_metadata(e.metadata.clone())
-                .with_expires_at(e.expires_at)
+                .with_metadata(e.metadata())
+                .with_expires_at(e.expiry.to_option())
         })
     }
 
