@@ -3,7 +3,7 @@
 //! | store | module | consistency | feature |
 //! |---|---|---|---|
 //! | [`MemoryKv`] | [`memory`] | strong (linearizable per key), one process | default |
-//! | `SimulatedKv` | planned | eventual, many PoPs with replication lag and partitions, on a `ManualClock` | default |
+//! | [`SimulatedKv`] | [`simulated`] | eventual: many PoPs, replication lag, partitions, on a `ManualClock` | default |
 //! | `RedisKv` | planned | strong, shared by many servers | `redis` |
 //! | `WorkersKv` | planned | eventual (Cloudflare Workers KV) | `workers` |
 //!
@@ -27,9 +27,12 @@
 //! Rust 1.85 (edition 2024).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cursor;
 pub mod memory;
+pub mod simulated;
 
 pub use memory::{MemoryKv, MemoryKvBuilder};
+pub use simulated::{LinkLatency, PartitionMode, SimPop, SimulatedKv, SimulatedKvBuilder};
 
 /// The examples in the repository's README, run as doc tests so they cannot rot.
 #[cfg(doctest)]
