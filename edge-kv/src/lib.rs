@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | [`MemoryKv`] | [`memory`] | strong (linearizable per key), one process | default |
 //! | [`SimulatedKv`] | [`simulated`] | eventual: many PoPs, replication lag, partitions, on a `ManualClock` | default |
-//! | `RedisKv` | planned | strong, shared by many servers | `redis` |
+//! | `RedisKv` | `redis` | strong, shared by many app servers | `redis` |
 //! | `WorkersKv` | planned | eventual (Cloudflare Workers KV) | `workers` |
 //!
 //! A user who outgrows one process swaps the constructor, not the code: everything is written against
@@ -29,6 +29,9 @@
 
 mod cursor;
 pub mod memory;
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 pub mod simulated;
 
 pub use memory::{MemoryKv, MemoryKvBuilder};
