@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// A boxed error that can cross threads on native hosts and await points everywhere.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -20,6 +21,8 @@ pub enum ErrorKind {
     InvalidKey,
     /// A value, metadata blob or body was larger than the configured limit.
     TooLarge,
+    /// The thing asked for does not exist (a missing document, an unknown binding).
+    NotFound,
     /// An option or argument was malformed (a TTL below the minimum, a limit of zero, a bad URI, …).
     InvalidInput,
     /// A list cursor was not one the store handed out.
@@ -45,6 +48,7 @@ impl ErrorKind {
         match self {
             Self::InvalidKey => "invalid key",
             Self::TooLarge => "too large",
+            Self::NotFound => "not found",
             Self::InvalidInput => "invalid input",
             Self::InvalidCursor => "invalid cursor",
             Self::CapacityExceeded => "capacity exceeded",
@@ -66,7 +70,8 @@ impl fmt::Display for ErrorKind {
 
 /// The error of every `edge-core` contract.
 ///
-/// Small (one pointer) so that `Result<Bytes, Error>` stays cheap on the success path.
+/// Small (one pointer) so that `Result<Bytes, Error>` stays cheap on the success path, and cheap to clone
+/// (a reference count), so one failed load can be handed to every coalesced waiter.
 ///
 /// ```
 /// use edge_core::{Error, ErrorKind};
@@ -75,8 +80,9 @@ impl fmt::Display for ErrorKind {
 /// assert!(err.is_invalid_key());
 /// assert_eq!(err.to_string(), "invalid key: key must not be empty");
 /// ```
+#[derive(Clone)]
 pub struct Error {
-    inner: Box<Inner>,
+    inner: Arc<Inner>,
 }
 
 struct Inner {
@@ -89,7 +95,7 @@ impl Error {
     /// An error of `kind` with a lowercase description of what happened.
     pub fn new(kind: ErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
         Self {
-            inner: Box::new(Inner {
+            inner: Arc::new(Inner {
                 kind,
                 detail: detail.into(),
                 source: None,
@@ -104,7 +110,7 @@ impl Error {
         source: impl Into<BoxError>,
     ) -> Self {
         Self {
-            inner: Box::new(Inner {
+            inner: Arc::new(Inner {
                 kind,
                 detail: detail.into(),
                 source: Some(source.into()),

@@ -18,6 +18,7 @@
 //! | [`body`] | [`Body`]: buffered or streamed, an `http_body::Body` for axum and hyper |
 //! | [`coalesce`] | [`Coalescer`]: one load per key for any number of concurrent callers |
 //! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
+//! | [`geo`] | [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
 //! | [`testing`] | conformance kits and [`TestFetcher`](testing::TestFetcher) (feature `testing`) |
 //!
 //! # Writing against the contracts
@@ -67,6 +68,7 @@ pub mod clock;
 pub mod coalesce;
 pub mod error;
 pub mod fetch;
+pub mod geo;
 pub mod kv;
 pub mod sync;
 #[cfg(feature = "testing")]
@@ -80,6 +82,7 @@ pub use clock::{Clock, Instant, ManualClock, SystemClock};
 pub use coalesce::Coalescer;
 pub use error::{BoxError, Error, ErrorKind};
 pub use fetch::Fetcher;
+pub use geo::RequestGeo;
 pub use kv::KvStore;
 pub use sync::{BoxFuture, BoxStream, MaybeSend, MaybeSync};
 pub use wait_until::WaitUntil;

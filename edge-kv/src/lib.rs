@@ -28,7 +28,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cursor;
+pub mod flags;
 pub mod memory;
+pub mod patterns;
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
