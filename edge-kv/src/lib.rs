@@ -35,6 +35,9 @@ pub mod patterns;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod simulated;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use memory::{MemoryKv, MemoryKvBuilder};
 pub use simulated::{LinkLatency, PartitionMode, SimPop, SimulatedKv, SimulatedKvBuilder};

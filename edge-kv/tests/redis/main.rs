@@ -2,7 +2,6 @@
 //! two app servers sharing one Redis, foreign data, and a Redis restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -10,69 +9,11 @@ use bytes::Bytes;
 use edge_core::kv::{ListOptions, PutOptions};
 use edge_core::{ErrorKind, KvStore, testing};
 use edge_kv::redis::RedisKv;
-
-/// A `redis-server` child process on 127.0.0.1, killed on drop. No persistence: every start is empty.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
-    }
-
-    fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (bash .ci/run installs it)");
-        // Owned from here on, so it is killed and waited for (on drop) whatever happens next.
-        let server = Self { child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use edge_kv::testing::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_kit_on_a_real_redis() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().unwrap();
     let kv = RedisKv::connect(&server.url()).await.unwrap();
     let namespaces = AtomicUsize::new(0);
     testing::kv::run_all(|clock| {
@@ -84,7 +25,7 @@ async fn conformance_kit_on_a_real_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_servers_sharing_a_redis_see_each_others_writes() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().unwrap();
     let server_a = RedisKv::connect(&server.url()).await.unwrap();
     let server_b = RedisKv::connect(&server.url()).await.unwrap();
     server_a
@@ -123,7 +64,7 @@ async fn app_servers_sharing_a_redis_see_each_others_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_values_are_typed_errors_and_namespaces_isolate() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().unwrap();
     let kv = RedisKv::connect(&server.url())
         .await
         .unwrap()
@@ -164,8 +105,8 @@ async fn foreign_values_are_typed_errors_and_namespaces_isolate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_redis_restart() {
-    let mut server = RedisServer::start();
-    let port = server.port;
+    let mut server = RedisServer::start().unwrap();
+    let port = server.port();
     let kv = RedisKv::connect(&server.url()).await.unwrap();
     kv.put("before", Bytes::from_static(b"1"), PutOptions::new())
         .await
@@ -178,7 +119,7 @@ async fn survives_a_redis_restart() {
         "typed failure: {err}"
     );
 
-    let _restarted = RedisServer::start_on(port);
+    let _restarted = RedisServer::start_on(port).unwrap();
     let mut recovered = false;
     for _ in 0..50 {
         if kv

@@ -4,9 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use edge_core::KvStore;
+use edge_core::kv::PutOptions;
 use edge_example_pipeline::GatewayConfig;
 use edge_example_pipeline::pipeline::Edge;
-use edge_example_pipeline::testkit::{exchange, standard_conversation};
+use edge_example_pipeline::testkit::{exchange, exchange_with_headers, standard_conversation};
+use edge_kv::redis::RedisKv;
+use edge_kv::testing::RedisServer;
 use http::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -68,7 +72,21 @@ async fn serves_the_demo_origin_through_the_pipeline() {
     let head = &transcript[6];
     assert_eq!((head.status, head.body.len()), (StatusCode::OK, 0));
 
-    let echo = transcript[7].json();
+    assert_eq!(
+        home.header("x-edge-variant"),
+        "classic",
+        "anonymous visitors get the default"
+    );
+    let german = &transcript[7];
+    assert_eq!(german.header("x-edge-variant"), "bold", "the DE rule");
+    assert!(
+        std::str::from_utf8(&german.body)
+            .unwrap()
+            .contains("hero bold"),
+        "the origin rendered the variant"
+    );
+
+    let echo = transcript[9].json();
     assert_eq!(echo["method"], "POST");
     assert_eq!(echo["query"], "q=1");
     assert_eq!(
@@ -95,6 +113,98 @@ async fn serves_the_demo_origin_through_the_pipeline() {
 
     gateway.stop.send(()).unwrap();
     gateway.server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn visitors_keep_their_variant_and_the_split_is_even() {
+    let gateway = start(GatewayConfig::default()).await;
+    let mut bold = 0;
+    for i in 0..200 {
+        let cookie = format!("uid=visitor-{i}");
+        let headers = [("cookie", cookie.as_str())];
+        let first = exchange_with_headers(&gateway.base, Method::GET, "/", &headers, Bytes::new())
+            .await
+            .unwrap();
+        let again = exchange_with_headers(&gateway.base, Method::GET, "/", &headers, Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            first.header("x-edge-variant"),
+            again.header("x-edge-variant"),
+            "sticky per visitor"
+        );
+        if first.header("x-edge-variant") == "bold" {
+            bold += 1;
+        }
+    }
+    assert!(
+        (70..=130).contains(&bold),
+        "about half of 200 visitors see bold: {bold}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_live_in_redis_when_redis_url_is_set() {
+    let redis = RedisServer::start().unwrap();
+    // An operator already turned the test off for everyone: the gateway must not overwrite it.
+    let kv = RedisKv::connect(&redis.url())
+        .await
+        .unwrap()
+        .with_namespace("edge-gateway");
+    let all_classic = r#"{"flags":{"home-hero":{"variants":["classic","bold"],"default":"classic","enabled":false}}}"#;
+    kv.put(
+        "flags",
+        Bytes::from_static(all_classic.as_bytes()),
+        PutOptions::new(),
+    )
+    .await
+    .unwrap();
+
+    let gateway = start(GatewayConfig::default().with_redis(redis.url())).await;
+    let german = exchange_with_headers(
+        &gateway.base,
+        Method::GET,
+        "/",
+        &[("cf-ipcountry", "DE")],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        german.header("x-edge-variant"),
+        "classic",
+        "the document in Redis decides"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_flag_document_falls_back_instead_of_failing() {
+    let redis = RedisServer::start().unwrap();
+    let kv = RedisKv::connect(&redis.url())
+        .await
+        .unwrap()
+        .with_namespace("edge-gateway");
+    kv.put(
+        "flags",
+        Bytes::from_static(b"{ this is not json"),
+        PutOptions::new(),
+    )
+    .await
+    .unwrap();
+    let gateway = start(GatewayConfig::default().with_redis(redis.url())).await;
+    let german = exchange_with_headers(
+        &gateway.base,
+        Method::GET,
+        "/",
+        &[("cf-ipcountry", "DE")],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (german.status, german.header("x-edge-variant")),
+        (StatusCode::OK, "classic")
+    );
 }
 
 #[tokio::test]

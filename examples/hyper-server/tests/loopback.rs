@@ -64,13 +64,13 @@ async fn answers_exactly_as_the_axum_gateway_does() {
 
     let from_hyper = standard_conversation(&hyper_base).await.unwrap();
     let from_axum = standard_conversation(&axum_base).await.unwrap();
-    assert_eq!(from_hyper.len(), 8);
+    assert_eq!(from_hyper.len(), 10);
     for (h, a) in from_hyper.iter().zip(&from_axum) {
         assert_eq!(h, a, "bare hyper and axum disagree on {}", h.request);
     }
     assert_eq!(from_hyper[0].status, StatusCode::OK);
     assert_eq!(from_hyper[0].header("via"), "1.1 edge");
-    assert_eq!(from_hyper[7].json()["body_bytes"], 100_000);
+    assert_eq!(from_hyper[9].json()["body_bytes"], 100_000);
 
     hyper_stop.send(()).unwrap();
     axum_stop.send(()).unwrap();

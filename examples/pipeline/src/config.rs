@@ -15,6 +15,8 @@ pub struct GatewayConfig {
     pub origin: Option<Uri>,
     /// How long to wait for the origin's response head before answering `504` (default 5 s).
     pub origin_timeout: Duration,
+    /// Keep the edge's KV (flags, …) in this Redis instead of in memory.
+    pub redis_url: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -23,6 +25,7 @@ impl Default for GatewayConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8787),
             origin: None,
             origin_timeout: Duration::from_secs(5),
+            redis_url: None,
         }
     }
 }
@@ -33,13 +36,21 @@ options (each also read from the environment variable shown):
   --port <n>               port on 127.0.0.1 to listen on          [EDGE_PORT, default 8787]
   --listen <ip:port>       full listen address                     [EDGE_LISTEN]
   --origin <url>           proxy to this origin instead of the embedded demo origin [EDGE_ORIGIN]
-  --origin-timeout-ms <n>  origin response deadline                [EDGE_ORIGIN_TIMEOUT_MS, default 5000]";
+  --origin-timeout-ms <n>  origin response deadline                [EDGE_ORIGIN_TIMEOUT_MS, default 5000]
+  --redis-url <url>        keep the edge's KV in Redis, not memory [REDIS_URL]";
 
 impl GatewayConfig {
     /// Proxies to `origin` instead of starting the demo origin.
     #[must_use]
     pub fn with_origin(mut self, origin: Uri) -> Self {
         self.origin = Some(origin);
+        self
+    }
+
+    /// Keeps the edge's KV in the Redis at `url`.
+    #[must_use]
+    pub fn with_redis(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
         self
     }
 
@@ -75,6 +86,7 @@ impl GatewayConfig {
             "EDGE_LISTEN",
             "EDGE_ORIGIN",
             "EDGE_ORIGIN_TIMEOUT_MS",
+            "REDIS_URL",
         ]
         .into_iter()
         .filter_map(|name| env(name).map(|value| (name.to_owned(), value)))
@@ -86,6 +98,7 @@ impl GatewayConfig {
                 "--listen" => "EDGE_LISTEN",
                 "--origin" => "EDGE_ORIGIN",
                 "--origin-timeout-ms" => "EDGE_ORIGIN_TIMEOUT_MS",
+                "--redis-url" => "REDIS_URL",
                 other => return Err(format!("unknown option `{other}`\n{USAGE}")),
             };
             let value = args
@@ -117,6 +130,7 @@ impl GatewayConfig {
                     }
                     config.origin = Some(uri);
                 }
+                "REDIS_URL" => config.redis_url = Some(value).filter(|url| !url.is_empty()),
                 _ => {
                     let ms: u64 = value
                         .parse()

@@ -8,12 +8,14 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`config`] | listen address, origin and timeouts, from flags and environment variables |
+//! | [`flags`] | the demo's A/B test: the edge picks the home page hero from a flag document in KV |
 //! | [`origin`] | a small demo origin (HTML pages, JSON endpoints, a deliberately slow one) served over loopback |
 //! | [`pipeline`] | the tower stack in front of the origin |
 //! | [`proxy`] | the innermost service: forwards a request to the origin through a [`Fetcher`](edge_core::Fetcher) |
 //! | [`testkit`] | the loopback client and the conversation the host examples' tests hold with each host |
 
 pub mod config;
+pub mod flags;
 pub mod origin;
 pub mod pipeline;
 pub mod proxy;

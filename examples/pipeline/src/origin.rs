@@ -5,7 +5,8 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/` , `/about` | HTML pages, `Cache-Control: public, max-age=60` |
+//! | `/` | the home page, its hero chosen by the edge (`x-edge-variant`: `classic` or `bold`) |
+//! | `/about` | an HTML page, `Cache-Control: public, max-age=60` |
 //! | `/api/products` | JSON list, `max-age=30` |
 //! | `/api/products/{id}` | one product as JSON, or a JSON `404` |
 //! | `/api/slow?ms=N` | JSON after `N` ms (default 2000, at most 10000): the slow backend the edge must not wait on forever |
@@ -104,7 +105,22 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     match (request.method(), path.as_str()) {
-        (&Method::GET | &Method::HEAD, "/") => html(StatusCode::OK, 60, &page("Home", HOME)),
+        (&Method::GET | &Method::HEAD, "/") => {
+            // The edge decides the A/B variant; the origin only renders it.
+            let hero = match request
+                .headers()
+                .get("x-edge-variant")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some("bold") => HERO_BOLD,
+                _ => HERO_CLASSIC,
+            };
+            html(
+                StatusCode::OK,
+                60,
+                &page("Home", &format!("{hero}\n{HOME}")),
+            )
+        }
         (&Method::GET | &Method::HEAD, "/about") => html(StatusCode::OK, 60, &page("About", ABOUT)),
         (&Method::GET | &Method::HEAD, "/api/products") => {
             let products: Vec<_> = PRODUCTS
@@ -174,6 +190,11 @@ async fn collect_body(body: Incoming) -> Bytes {
         .await
         .unwrap_or_default()
 }
+
+const HERO_CLASSIC: &str =
+    r#"<section class="hero classic"><p>Coffee gear, delivered.</p></section>"#;
+const HERO_BOLD: &str =
+    r#"<section class="hero bold"><p><strong>COFFEE GEAR. DELIVERED. FAST.</strong></p></section>"#;
 
 const HOME: &str = r#"<p>This page came from the demo origin, through the edge.</p>
 <ul>

@@ -1,19 +1,29 @@
 //! The edge pipeline: the tower stack in front of the origin, built in one place for every host.
 //!
-//! Today the stack is the origin proxy alone. The SDK's request path grows here, outermost first: trace
-//! context → WAF → JWT → rate limit → cache → edge-side render → origin proxy, each a tower layer added in
-//! [`build`], so axum and bare hyper both get it.
+//! Today the stack is: flag evaluation (the home page's A/B variant, from a flag document in KV) → origin
+//! proxy. The SDK's request path grows here, outermost first: trace context → WAF → JWT → rate limit → cache →
+//! edge-side render → origin proxy, each a tower layer added in [`build`], so axum and bare hyper both get it.
+//!
+//! The edge's KV is a [`MemoryKv`] by default and a [`RedisKv`] when a Redis URL is configured (`REDIS_URL`):
+//! the same code over either, through `Arc<dyn DynKvStore>`.
 
 use std::convert::Infallible;
 use std::io;
 
-use edge_core::Body;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use edge_core::fetch::hyper::HyperFetcher;
+use edge_core::kv::{DynKvStore, PutOptions};
 use edge_core::wait_until::TokioWaitUntil;
+use edge_core::{Body, KvStore, SystemClock};
+use edge_kv::MemoryKv;
+use edge_kv::redis::RedisKv;
 use http::{Request, Response, Uri};
 use tower::util::BoxCloneSyncService;
 
 use crate::config::GatewayConfig;
+use crate::flags::{DEMO_FLAGS, FLAGS_KEY, FlagVariant, Flags};
 use crate::origin::DemoOrigin;
 use crate::proxy::OriginProxy;
 
@@ -22,10 +32,10 @@ use crate::proxy::OriginProxy;
 pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 /// A started pipeline: the service, the demo origin if one was started, and the post-response work.
-#[derive(Debug)]
 pub struct Edge {
     service: EdgeService,
     origin_url: Uri,
+    kv: Arc<dyn DynKvStore>,
     background: TokioWaitUntil,
     _demo_origin: Option<DemoOrigin>,
 }
@@ -36,7 +46,8 @@ impl Edge {
     ///
     /// # Errors
     ///
-    /// The demo origin's port could not be bound, or there is no tokio runtime.
+    /// The demo origin's port could not be bound, there is no tokio runtime, or the configured Redis cannot
+    /// be reached.
     pub async fn start(config: &GatewayConfig) -> io::Result<Self> {
         let (origin_url, demo_origin) = match &config.origin {
             Some(origin) => (origin.clone(), None),
@@ -50,11 +61,35 @@ impl Edge {
             }
         };
         let background = TokioWaitUntil::current().map_err(io::Error::other)?;
+        let kv: Arc<dyn DynKvStore> = match &config.redis_url {
+            Some(url) => {
+                let redis = RedisKv::connect(url).await.map_err(io::Error::other)?;
+                Arc::new(redis.with_namespace("edge-gateway"))
+            }
+            None => Arc::new(MemoryKv::new()),
+        };
+        // First start on this KV: give it the demo flags. An existing document (edited by an operator) wins.
+        if kv.get(FLAGS_KEY).await.map_err(io::Error::other)?.is_none() {
+            kv.put(
+                FLAGS_KEY,
+                Bytes::from_static(DEMO_FLAGS.as_bytes()),
+                PutOptions::new(),
+            )
+            .await
+            .map_err(io::Error::other)?;
+        }
+        let flags = Flags::new(
+            Arc::clone(&kv),
+            FLAGS_KEY,
+            SystemClock::new(),
+            background.clone(),
+        );
         let fetcher = HyperFetcher::new().with_timeout(config.origin_timeout);
-        let service = build(fetcher, origin_url.clone());
+        let service = build(fetcher, origin_url.clone(), flags);
         Ok(Self {
             service,
             origin_url,
+            kv,
             background,
             _demo_origin: demo_origin,
         })
@@ -64,6 +99,12 @@ impl Edge {
     #[must_use]
     pub fn service(&self) -> EdgeService {
         self.service.clone()
+    }
+
+    /// The edge's KV (memory or Redis).
+    #[must_use]
+    pub fn kv(&self) -> &Arc<dyn DynKvStore> {
+        &self.kv
     }
 
     /// The origin requests are forwarded to.
@@ -78,11 +119,24 @@ impl Edge {
     }
 }
 
-/// Builds the tower stack over `fetcher`, forwarding to `origin`.
-pub fn build<F>(fetcher: F, origin: Uri) -> EdgeService
+/// Builds the tower stack over `fetcher`, forwarding to `origin`, with `flags` deciding A/B variants.
+pub fn build<F>(fetcher: F, origin: Uri, flags: Flags) -> EdgeService
 where
     F: edge_core::Fetcher + 'static,
 {
-    let stack = tower::ServiceBuilder::new().service(OriginProxy::new(fetcher, origin));
+    let stack = tower::ServiceBuilder::new()
+        .layer(tower::layer::layer_fn(move |inner| {
+            FlagVariant::new(inner, flags.clone())
+        }))
+        .service(OriginProxy::new(fetcher, origin));
     BoxCloneSyncService::new(stack)
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("origin_url", &self.origin_url)
+            .field("background", &self.background)
+            .finish_non_exhaustive()
+    }
 }

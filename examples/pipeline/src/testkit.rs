@@ -104,6 +104,27 @@ pub async fn standard_conversation(base: &str) -> Result<Vec<Exchange>, edge_cor
         transcript.push(exchange(base, Method::GET, path, Bytes::new()).await?);
     }
     transcript.push(exchange(base, Method::HEAD, "/", Bytes::new()).await?);
+    // The A/B decision: by country, and by visitor id.
+    transcript.push(
+        exchange_with_headers(
+            base,
+            Method::GET,
+            "/",
+            &[("cf-ipcountry", "DE")],
+            Bytes::new(),
+        )
+        .await?,
+    );
+    transcript.push(
+        exchange_with_headers(
+            base,
+            Method::GET,
+            "/",
+            &[("cookie", "theme=dark; uid=visitor-1")],
+            Bytes::new(),
+        )
+        .await?,
+    );
     let body = Bytes::from(vec![b'x'; 100_000]);
     let host = [("host", "shop.example")];
     transcript.push(exchange_with_headers(base, Method::POST, "/api/echo?q=1", &host, body).await?);
