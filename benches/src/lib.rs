@@ -8,3 +8,5 @@
 //! |---|---|---|
 //! | `kv` | `edge_kv::MemoryKv` get / put | `quick_cache::sync::Cache`, `dashmap::DashMap` |
 //! | `coalesce` | `edge_core::Coalescer` | `singleflight-async`, a bare `futures::future::Shared` |
+//! | `redis` | `edge_kv::redis::RedisKv` get | a bare `GET` with the same client (redis-rs `ConnectionManager`), on a local `redis-server` |
+//! | `flags` | `edge_kv::flags::FlagSet::evaluate` (rule, rollout, default paths) | — (ns/op) |
