@@ -1,13 +1,35 @@
 //! Admission at the edge: who may pass, and how often.
 //!
-//! This crate will own, as sans-IO cores with thin async edges:
-//!
-//! | module (planned) | what it decides or does |
+//! | module | what it decides or does |
 //! |---|---|
-//! | `jwt` | compact JWS verification on `ring`, algorithms pinned by the key, strict base64url and JSON, claims with leeway from the injected `Clock` |
-//! | `jwk` | JWK / JWK Set parsing, `kid` lookup, RFC 7638 thumbprints, a JWKS provider over any `KvStore` with refresh coalesced through `edge_core::Coalescer` |
-//! | `ratelimit` | one decision type for every limiter; GCRA in memory, the seeds' token bucket over `KvStore`, sliding windows and sharded counters in durable objects, IETF `RateLimit` headers |
-//! | `waf` | request rules evaluated before anything else |
+//! | [`jwt`] | compact JWS verification on `ring` (HS/RS/PS 256–512, ES256/384, EdDSA), algorithms pinned by the key, strict base64url and JSON, claims with leeway from the injected `Clock`, JWK / JWK Set with RFC 7638 thumbprints |
+//! | `jwks` (planned) | a JWKS provider over any `KvStore`, refresh coalesced through `edge_core::Coalescer`, unknown-`kid` cooldown |
+//! | `ratelimit` (planned) | one decision type for every limiter; GCRA, token bucket over KV, sliding windows, IETF `RateLimit` headers |
+//! | `waf` (planned) | request rules evaluated before anything else |
 //!
-//! Nothing is implemented yet: each part lands with its own issue. The crate builds on native targets and
-//! on wasm32.
+//! ```
+//! use std::time::Duration;
+//! use edge_auth::jwt::{Algorithm, KeySet, Validation, Verifier, VerifyingKey};
+//!
+//! // RFC 7515 appendix A.1 (an HS256 token that expired in 2011: verified at a time before that).
+//! let secret = [3, 35, 53, 75, 43, 15, 165, 188, 131, 126, 6, 101, 119, 123, 166, 143, 90, 179, 40, 230, 240,
+//!     84, 201, 40, 169, 15, 132, 178, 210, 80, 46, 191, 211, 251, 90, 146, 210, 6, 71, 239, 150, 138, 180, 195,
+//!     119, 98, 61, 34, 61, 46, 33, 114, 5, 46, 79, 8, 192, 205, 154, 245, 103, 208, 128, 163];
+//! let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9\
+//!     .eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ\
+//!     .dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+//! let keys = KeySet::new().with(VerifyingKey::hmac(Algorithm::HS256, &secret).unwrap());
+//! let verifier = Verifier::new(Validation::new().with_issuer("joe"));
+//! let verified = verifier.verify::<serde_json::Value>(token, &keys, Duration::from_secs(1_300_819_300)).unwrap();
+//! assert_eq!(verified.custom["http://example.com/is_root"], true);
+//! ```
+//!
+//! # MSRV
+//!
+//! Rust 1.85 (edition 2024).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+pub mod jwt;
+
+pub use error::Error;

@@ -1,0 +1,109 @@
+//! The one error type of `edge-auth`.
+
+use std::fmt;
+
+/// Why a token was rejected, or a key refused. Each variant says what failed without echoing secrets or the
+/// token itself, so it is safe to log; the `WWW-Authenticate` response uses only its RFC 6750 code.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The token is not a compact JWS: wrong number of segments, bad base64url, bad JSON, wrong types in
+    /// the header. The detail names the part.
+    Malformed(&'static str),
+    /// The token, its header or its claims exceed the configured limits.
+    TooLarge(&'static str),
+    /// The header names an algorithm this verifier does not implement, including `none`.
+    UnsupportedAlgorithm,
+    /// The header's `alg` differs from the algorithm the key is pinned to.
+    AlgorithmMismatch,
+    /// No key matches the token's `kid` (or the token has none and there is not exactly one key).
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// The header lists `crit` extensions this verifier does not understand.
+    UnsupportedCritical,
+    /// `exp` has passed (beyond the leeway).
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    IssuedInFuture,
+    /// `iss` is not an accepted issuer.
+    InvalidIssuer,
+    /// `aud` names none of the accepted audiences.
+    InvalidAudience,
+    /// A required claim is absent.
+    MissingClaim(&'static str),
+    /// A registered claim has the wrong JSON type (never treated as absent).
+    InvalidClaim(&'static str),
+    /// The claims do not deserialize into the caller's type.
+    CustomClaims(String),
+    /// A key was refused at construction: malformed, weak (RSA under 2048 bits, an HMAC secret shorter
+    /// than its hash), or unusable for verification.
+    InvalidKey(String),
+    /// Keys could not be fetched or read from their source.
+    KeySource(edge_core::Error),
+}
+
+impl Error {
+    /// The RFC 6750 error code for a `WWW-Authenticate` challenge: `invalid_request` for malformed input,
+    /// `invalid_token` for everything about the token itself.
+    #[must_use]
+    pub fn oauth_code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) | Self::TooLarge(_) => "invalid_request",
+            _ => "invalid_token",
+        }
+    }
+}
+
+/// Equal when the same check failed for the same reason; key-source errors compare by kind.
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::KeySource(a), Self::KeySource(b)) => a.kind() == b.kind(),
+            (Self::Malformed(a), Self::Malformed(b))
+            | (Self::TooLarge(a), Self::TooLarge(b))
+            | (Self::MissingClaim(a), Self::MissingClaim(b))
+            | (Self::InvalidClaim(a), Self::InvalidClaim(b)) => a == b,
+            (Self::CustomClaims(a), Self::CustomClaims(b))
+            | (Self::InvalidKey(a), Self::InvalidKey(b)) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for Error {}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(what) => write!(f, "malformed token: {what}"),
+            Self::TooLarge(what) => write!(f, "token too large: {what}"),
+            Self::UnsupportedAlgorithm => f.write_str("algorithm not supported"),
+            Self::AlgorithmMismatch => f.write_str("algorithm does not match the key"),
+            Self::UnknownKey => f.write_str("unknown signing key"),
+            Self::BadSignature => f.write_str("bad signature"),
+            Self::UnsupportedCritical => f.write_str("unsupported critical header"),
+            Self::Expired => f.write_str("token expired"),
+            Self::NotYetValid => f.write_str("token not yet valid"),
+            Self::IssuedInFuture => f.write_str("token issued in the future"),
+            Self::InvalidIssuer => f.write_str("issuer not accepted"),
+            Self::InvalidAudience => f.write_str("audience not accepted"),
+            Self::MissingClaim(name) => write!(f, "missing claim `{name}`"),
+            Self::InvalidClaim(name) => write!(f, "claim `{name}` has the wrong type"),
+            Self::CustomClaims(why) => write!(f, "claims do not match the expected shape: {why}"),
+            Self::InvalidKey(why) => write!(f, "invalid key: {why}"),
+            Self::KeySource(e) => write!(f, "keys unavailable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::KeySource(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! JWT / JWS verification on `ring`, with keys pinned to their algorithm.
+//!
+//! | type | role |
+//! |---|---|
+//! | [`VerifyingKey`] | one key, one [`Algorithm`]; weak keys refused at construction |
+//! | [`Jwk`], [`JwkSet`] | RFC 7517 keys, RFC 7638 thumbprints |
+//! | [`KeySet`], [`KeyLookup`] | find the key a token names by `kid` |
+//! | [`Verifier`], [`Validation`] | compact JWS in, [`Verified`] claims or a typed [`Error`](crate::Error) out |
+//!
+//! What is refused, always: `alg: none`; a header `alg` other than the key's; `crit` extensions; keys from
+//! `jku`/`x5u`/`jwk`/`x5c` headers (ignored, never fetched); non-canonical base64url; duplicate JSON member
+//! names; registered claims of the wrong JSON type; oversized tokens, headers and claims.
+//!
+//! The core is sans-IO: the time is passed in (from an injected [`Clock`](edge_core::Clock)), keys come
+//! from a [`KeyLookup`], nothing awaits.
+
+mod b64;
+mod json;
+mod jwk;
+mod key;
+mod verify;
+
+pub use jwk::{Jwk, JwkSet, MAX_KEYS};
+pub use key::{Algorithm, VerifyingKey};
+pub use verify::{
+    Header, KeyLookup, KeySet, Limits, RegisteredClaims, Validation, Verified, Verifier,
+};

@@ -1,0 +1,437 @@
+//! The verifier: compact JWS in, verified claims or a typed rejection out. Sans-IO: keys and time are
+//! inputs.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::b64;
+use super::json;
+use super::key::{Algorithm, VerifyingKey};
+use crate::error::Error;
+
+/// Finds the key for a token. Implemented by [`KeySet`] and by the JWKS provider's snapshots.
+pub trait KeyLookup {
+    /// The key named `kid`; for a token without `kid`, the only key if there is exactly one.
+    fn find(&self, kid: Option<&str>) -> Option<&VerifyingKey>;
+}
+
+/// A fixed set of keys.
+#[derive(Clone, Debug, Default)]
+pub struct KeySet {
+    keys: Vec<VerifyingKey>,
+}
+
+impl KeySet {
+    /// An empty set.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a key.
+    #[must_use]
+    pub fn with(mut self, key: VerifyingKey) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// The keys.
+    #[must_use]
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+}
+
+impl FromIterator<VerifyingKey> for KeySet {
+    fn from_iter<I: IntoIterator<Item = VerifyingKey>>(iter: I) -> Self {
+        Self {
+            keys: iter.into_iter().collect(),
+        }
+    }
+}
+
+impl KeyLookup for KeySet {
+    fn find(&self, kid: Option<&str>) -> Option<&VerifyingKey> {
+        match kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid() == Some(kid)),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        }
+    }
+}
+
+impl KeyLookup for VerifyingKey {
+    fn find(&self, kid: Option<&str>) -> Option<&VerifyingKey> {
+        match (kid, self.kid()) {
+            (Some(wanted), Some(own)) if wanted != own => None,
+            _ => Some(self),
+        }
+    }
+}
+
+/// Size limits on what a verifier reads before it has checked anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The whole compact token, in bytes (default 8 KiB).
+    pub max_token_len: usize,
+    /// The decoded header (default 1 KiB).
+    pub max_header_len: usize,
+    /// The decoded claims (default 6 KiB).
+    pub max_claims_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_token_len: 8 * 1024,
+            max_header_len: 1024,
+            max_claims_len: 6 * 1024,
+        }
+    }
+}
+
+/// What a token must satisfy beyond its signature.
+///
+/// Defaults: 60 s of leeway, `exp` required, any issuer, any audience (set [`Validation::with_issuer`] and
+/// [`Validation::with_audience`] in production).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Validation {
+    /// Tolerance for clock differences in `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// Accepted issuers; empty accepts any (and does not require `iss`).
+    pub issuers: Vec<String>,
+    /// Accepted audiences; empty accepts any (and does not require `aud`).
+    pub audiences: Vec<String>,
+    /// Claims that must be present.
+    pub required: Vec<&'static str>,
+    /// Input size limits.
+    pub limits: Limits,
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Self {
+            leeway: Duration::from_secs(60),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            required: vec!["exp"],
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Validation {
+    /// The defaults.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the leeway.
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Accepts tokens from `issuer` (call again for more); `iss` becomes required.
+    #[must_use]
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts tokens for `audience` (call again for more); `aud` becomes required.
+    #[must_use]
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Requires `claim` to be present.
+    #[must_use]
+    pub fn require(mut self, claim: &'static str) -> Self {
+        self.required.push(claim);
+        self
+    }
+
+    /// Sets the size limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// The protected header of a verified token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Header {
+    /// The algorithm (equal to the key's).
+    pub alg: Algorithm,
+    /// The key id, if the token named one.
+    pub kid: Option<String>,
+    /// The `typ` header, if any.
+    pub typ: Option<String>,
+}
+
+/// The registered claims of a verified token (RFC 7519 §4.1), type-checked.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RegisteredClaims {
+    /// `iss`.
+    pub iss: Option<String>,
+    /// `sub`.
+    pub sub: Option<String>,
+    /// `aud`, normalised to a list.
+    pub aud: Vec<String>,
+    /// `exp`, seconds since the epoch.
+    pub exp: Option<f64>,
+    /// `nbf`, seconds since the epoch.
+    pub nbf: Option<f64>,
+    /// `iat`, seconds since the epoch.
+    pub iat: Option<f64>,
+    /// `jti`.
+    pub jti: Option<String>,
+}
+
+/// A token whose signature and claims have been checked.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Verified<C> {
+    /// Its header.
+    pub header: Header,
+    /// Its registered claims.
+    pub claims: RegisteredClaims,
+    /// The whole claims set in the caller's type (registered claims included, if the type asks for them).
+    pub custom: C,
+}
+
+/// Verifies compact JWS tokens. See the [module docs](super).
+///
+/// ```
+/// use std::time::Duration;
+/// use edge_auth::jwt::{Algorithm, KeySet, Validation, Verifier, VerifyingKey};
+///
+/// let key = VerifyingKey::hmac(Algorithm::HS256, b"a very secret key of 32 bytes!!!").unwrap();
+/// let verifier = Verifier::new(Validation::new().with_issuer("https://auth.example"));
+/// let token = "eyJhbGciOiJub25lIn0.eyJleHAiOjF9.";
+/// let rejected = verifier.verify::<serde_json::Value>(token, &KeySet::new().with(key), Duration::from_secs(0));
+/// assert_eq!(rejected.unwrap_err(), edge_auth::Error::UnsupportedAlgorithm);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Verifier {
+    validation: Validation,
+}
+
+impl Verifier {
+    /// A verifier applying `validation`.
+    #[must_use]
+    pub fn new(validation: Validation) -> Self {
+        Self { validation }
+    }
+
+    /// The validation settings.
+    #[must_use]
+    pub fn validation(&self) -> &Validation {
+        &self.validation
+    }
+
+    /// Verifies `token` with a key from `keys` at `now` (time since the Unix epoch, from the caller's
+    /// [`Clock`](edge_core::Clock)), and deserializes its claims into `C`.
+    ///
+    /// The signature is checked before the claims are even decoded: nothing an attacker controls beyond the
+    /// header is parsed for an invalid token.
+    ///
+    /// # Errors
+    ///
+    /// The [`Error`] naming the first check that failed.
+    pub fn verify<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        keys: &impl KeyLookup,
+        now: Duration,
+    ) -> Result<Verified<C>, Error> {
+        let limits = &self.validation.limits;
+        if token.len() > limits.max_token_len {
+            return Err(Error::TooLarge("token"));
+        }
+        let (header_b64, payload_b64, signature_b64) = split(token)?;
+        let header = parse_header(header_b64.as_bytes(), limits)?;
+        let key = keys.find(header.kid.as_deref()).ok_or(Error::UnknownKey)?;
+        if key.algorithm() != header.alg {
+            return Err(Error::AlgorithmMismatch);
+        }
+        if signature_b64.is_empty() {
+            return Err(Error::Malformed("empty signature"));
+        }
+        // Large enough for RSA-8192; anything longer is not a signature of any supported algorithm.
+        if signature_b64.len() > 1366 {
+            return Err(Error::BadSignature);
+        }
+        let signature = b64::decode(signature_b64.as_bytes())
+            .map_err(|_| Error::Malformed("signature is not base64url"))?;
+        let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        key.verify(signing_input, &signature)?;
+
+        let decoded_len = b64::decoded_len(payload_b64.len())
+            .map_err(|_| Error::Malformed("claims are not base64url"))?;
+        if decoded_len > limits.max_claims_len {
+            return Err(Error::TooLarge("claims"));
+        }
+        let payload = b64::decode(payload_b64.as_bytes())
+            .map_err(|_| Error::Malformed("claims are not base64url"))?;
+        let Value::Object(claims) =
+            json::parse(&payload).map_err(|_| Error::Malformed("claims are not a JSON object"))?
+        else {
+            return Err(Error::Malformed("claims are not a JSON object"));
+        };
+        let registered = self.check_claims(&claims, now)?;
+        let custom = C::deserialize(Value::Object(claims))
+            .map_err(|e| Error::CustomClaims(e.to_string()))?;
+        Ok(Verified {
+            header,
+            claims: registered,
+            custom,
+        })
+    }
+
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: Duration,
+    ) -> Result<RegisteredClaims, Error> {
+        let v = &self.validation;
+        let string = |name: &'static str| match claims.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(Error::InvalidClaim(name)),
+        };
+        let date = |name: &'static str| match claims.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(Some)
+                .ok_or(Error::InvalidClaim(name)),
+            Some(_) => Err(Error::InvalidClaim(name)),
+        };
+        let aud = match claims.get("aud") {
+            None => Vec::new(),
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map(str::to_owned)
+                        .ok_or(Error::InvalidClaim("aud"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(Error::InvalidClaim("aud")),
+        };
+        let registered = RegisteredClaims {
+            iss: string("iss")?,
+            sub: string("sub")?,
+            aud,
+            exp: date("exp")?,
+            nbf: date("nbf")?,
+            iat: date("iat")?,
+            jti: string("jti")?,
+        };
+        for &name in &v.required {
+            if !claims.contains_key(name) {
+                return Err(Error::MissingClaim(name));
+            }
+        }
+        let now = now.as_secs_f64();
+        let leeway = v.leeway.as_secs_f64();
+        if registered.exp.is_some_and(|exp| now >= exp + leeway) {
+            return Err(Error::Expired);
+        }
+        if registered.nbf.is_some_and(|nbf| now + leeway < nbf) {
+            return Err(Error::NotYetValid);
+        }
+        if registered.iat.is_some_and(|iat| now + leeway < iat) {
+            return Err(Error::IssuedInFuture);
+        }
+        if !v.issuers.is_empty() {
+            match &registered.iss {
+                None => return Err(Error::MissingClaim("iss")),
+                Some(iss) if !v.issuers.contains(iss) => return Err(Error::InvalidIssuer),
+                Some(_) => {}
+            }
+        }
+        if !v.audiences.is_empty() {
+            if registered.aud.is_empty() {
+                return Err(Error::MissingClaim("aud"));
+            }
+            if !registered.aud.iter().any(|a| v.audiences.contains(a)) {
+                return Err(Error::InvalidAudience);
+            }
+        }
+        Ok(registered)
+    }
+}
+
+/// Splits a compact JWS into its three segments.
+fn split(token: &str) -> Result<(&str, &str, &str), Error> {
+    let mut parts = token.splitn(4, '.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::Malformed("a compact JWS has exactly three segments"));
+    };
+    if header.is_empty() {
+        return Err(Error::Malformed("empty header"));
+    }
+    Ok((header, payload, signature))
+}
+
+/// Header parameters this verifier understands when listed in `crit`: none. RFC 7515 §4.1.11 requires
+/// rejecting a token whose `crit` names an extension the recipient does not process.
+const UNDERSTOOD_CRITICAL: [&str; 0] = [];
+
+fn parse_header(encoded: &[u8], limits: &Limits) -> Result<Header, Error> {
+    let len =
+        b64::decoded_len(encoded.len()).map_err(|_| Error::Malformed("header is not base64url"))?;
+    if len > limits.max_header_len {
+        return Err(Error::TooLarge("header"));
+    }
+    let raw = b64::decode(encoded).map_err(|_| Error::Malformed("header is not base64url"))?;
+    let Ok(Value::Object(header)) = json::parse(&raw) else {
+        return Err(Error::Malformed("header is not a JSON object"));
+    };
+    let alg = match header.get("alg") {
+        Some(Value::String(name)) => {
+            Algorithm::from_name(name).ok_or(Error::UnsupportedAlgorithm)?
+        }
+        Some(_) => return Err(Error::Malformed("`alg` is not a string")),
+        None => return Err(Error::Malformed("no `alg` header")),
+    };
+    let text = |name: &'static str| match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::Malformed(name)),
+    };
+    let kid = text("kid")?;
+    let typ = text("typ")?;
+    match header.get("crit") {
+        None => {}
+        Some(Value::Array(names)) if !names.is_empty() => {
+            let understood = names
+                .iter()
+                .all(|n| n.as_str().is_some_and(|n| UNDERSTOOD_CRITICAL.contains(&n)));
+            if !understood {
+                return Err(Error::UnsupportedCritical);
+            }
+        }
+        Some(_) => return Err(Error::Malformed("`crit` must be a non-empty array")),
+    }
+    // `jku`, `x5u`, `jwk` and `x5c` are deliberately ignored: keys come from the verifier's own key set,
+    // never from the token.
+    Ok(Header { alg, kid, typ })
+}
