@@ -64,7 +64,7 @@ run_rustweb() {
     RUSTC="$RW/usr/bin/rustc" RUSTDOC="$RW/usr/bin/rustdoc" CARGO="$RW/usr/bin/cargo" \
     RUSTUP_TOOLCHAIN= RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$LLVM_BIN/wasm-ld" \
-    CC_wasm32_unknown_unknown="$LLVM_BIN/clang" AR_wasm32_unknown_unknown="$LLVM_BIN/llvm-ar" \
+    CC_wasm32_unknown_unknown="$LLVM_BIN/clang" \
     CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/wasm32-rustweb}" \
     "$@"
 }
@@ -83,6 +83,17 @@ fi
 [ "${1:-}" = cargo ] || { log "usage: wasm-toolchain.sh cargo <args...> | --print-env"; exit 2; }
 shift
 if [ "$route" = rustup ]; then
+  # Crates with C parts (ring) need a clang that targets wasm32. Use the one on PATH, or the LLVM that
+  # comes with the registry-only toolchain (installed on demand, kept outside the repo).
+  if [ -z "${CC_wasm32_unknown_unknown:-}" ]; then
+    if command -v clang >/dev/null 2>&1; then
+      export CC_wasm32_unknown_unknown=clang
+    else
+      install_rustweb
+      export CC_wasm32_unknown_unknown="$LLVM_BIN/clang"
+      export LD_LIBRARY_PATH="$RW/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+  fi
   exec cargo "$@"
 else
   # The rustweb cargo is a different version from rustup's; keep its build artefacts apart.

@@ -83,6 +83,29 @@ pub struct Limits {
     pub max_claims_len: usize,
 }
 
+impl Limits {
+    /// Sets the largest token.
+    #[must_use]
+    pub const fn with_max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Sets the largest decoded header.
+    #[must_use]
+    pub const fn with_max_header_len(mut self, len: usize) -> Self {
+        self.max_header_len = len;
+        self
+    }
+
+    /// Sets the largest decoded claims set.
+    #[must_use]
+    pub const fn with_max_claims_len(mut self, len: usize) -> Self {
+        self.max_claims_len = len;
+        self
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -256,6 +279,32 @@ impl Verifier {
         keys: &impl KeyLookup,
         now: Duration,
     ) -> Result<Verified<C>, Error> {
+        let (header, payload) = self.verify_jws(token, keys)?;
+        let not_object = || Error::Malformed("claims are not a JSON object");
+        let Value::Object(claims) = json::parse(&payload).map_err(|_| not_object())? else {
+            return Err(not_object());
+        };
+        let registered = self.check_claims(&claims, now)?;
+        let custom = C::deserialize(Value::Object(claims))
+            .map_err(|e| Error::CustomClaims(e.to_string()))?;
+        Ok(Verified {
+            header,
+            claims: registered,
+            custom,
+        })
+    }
+
+    /// Verifies the JWS layer only (size, segments, header, key, signature) and returns the header and the
+    /// raw payload, for payloads that are not JWT claims.
+    ///
+    /// # Errors
+    ///
+    /// The [`Error`] naming the first check that failed.
+    pub fn verify_jws(
+        &self,
+        token: &str,
+        keys: &impl KeyLookup,
+    ) -> Result<(Header, Vec<u8>), Error> {
         let limits = &self.validation.limits;
         if token.len() > limits.max_token_len {
             return Err(Error::TooLarge("token"));
@@ -269,7 +318,7 @@ impl Verifier {
         if signature_b64.is_empty() {
             return Err(Error::Malformed("empty signature"));
         }
-        // Large enough for RSA-8192; anything longer is not a signature of any supported algorithm.
+        // Enough for RSA-8192; anything longer is not a signature of any supported algorithm.
         if signature_b64.len() > 1366 {
             return Err(Error::BadSignature);
         }
@@ -278,26 +327,12 @@ impl Verifier {
         let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
         key.verify(signing_input, &signature)?;
 
-        let decoded_len = b64::decoded_len(payload_b64.len())
-            .map_err(|_| Error::Malformed("claims are not base64url"))?;
-        if decoded_len > limits.max_claims_len {
+        let not_b64 = || Error::Malformed("claims are not base64url");
+        if b64::decoded_len(payload_b64.len()).map_err(|_| not_b64())? > limits.max_claims_len {
             return Err(Error::TooLarge("claims"));
         }
-        let payload = b64::decode(payload_b64.as_bytes())
-            .map_err(|_| Error::Malformed("claims are not base64url"))?;
-        let Value::Object(claims) =
-            json::parse(&payload).map_err(|_| Error::Malformed("claims are not a JSON object"))?
-        else {
-            return Err(Error::Malformed("claims are not a JSON object"));
-        };
-        let registered = self.check_claims(&claims, now)?;
-        let custom = C::deserialize(Value::Object(claims))
-            .map_err(|e| Error::CustomClaims(e.to_string()))?;
-        Ok(Verified {
-            header,
-            claims: registered,
-            custom,
-        })
+        let payload = b64::decode(payload_b64.as_bytes()).map_err(|_| not_b64())?;
+        Ok((header, payload))
     }
 
     fn check_claims(

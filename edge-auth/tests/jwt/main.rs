@@ -1,0 +1,11 @@
+//! JWT verification: published vectors, an attack suite, and properties, through the public API.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod attacks;
+mod support;
+mod vectors;

@@ -1,0 +1,135 @@
+//! Published and generated test vectors, through the public API.
+
+use std::time::Duration;
+
+use edge_auth::Error;
+use edge_auth::jwt::{Algorithm, Jwk, JwkSet, KeySet, Validation, Verifier, VerifyingKey};
+use serde_json::Value;
+
+use crate::support::{RSA_2048_N, RSA_TOKENS, b64};
+
+/// RFC 7515 appendix A.3: ES256 (the token expired in 2011, so it is checked at a time before that).
+#[test]
+fn rfc_7515_a3_es256() {
+    let jwk = br#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
+    let key = Jwk::from_json(jwk).unwrap().to_verifying_key().unwrap();
+    assert_eq!(key.algorithm(), Algorithm::ES256, "inferred from the curve");
+    let token = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+    let verified = Verifier::new(Validation::new().with_issuer("joe"))
+        .verify::<Value>(token, &key, Duration::from_secs(1_300_819_000))
+        .unwrap();
+    assert_eq!(verified.claims.exp, Some(1_300_819_380.0));
+    let late = Verifier::default().verify::<Value>(token, &key, Duration::from_secs(1_300_819_441));
+    assert_eq!(late.unwrap_err(), Error::Expired);
+}
+
+/// RFC 8037 appendix A.4: Ed25519 over a payload that is not JSON, through the JWS layer.
+#[test]
+fn rfc_8037_a4_ed25519() {
+    let jwk = br#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    let key = Jwk::from_json(jwk).unwrap();
+    assert_eq!(
+        key.thumbprint().unwrap(),
+        "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k",
+        "RFC 8037 A.3"
+    );
+    let key = key.to_verifying_key().unwrap();
+    let token = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+    let (header, payload) = Verifier::default().verify_jws(token, &key).unwrap();
+    assert_eq!(header.alg, Algorithm::EdDSA);
+    assert_eq!(payload, b"Example of Ed25519 signing");
+}
+
+/// RSA PKCS#1 v1.5 and PSS with every hash, on a 2048-bit key (tokens made with OpenSSL).
+#[test]
+fn rsa_pkcs1_and_pss_with_every_hash() {
+    for (alg, token) in RSA_TOKENS {
+        let jwk =
+            format!(r#"{{"kty":"RSA","alg":"{alg}","kid":"rsa-1","n":"{RSA_2048_N}","e":"AQAB"}}"#);
+        let key = Jwk::from_json(jwk.as_bytes())
+            .unwrap()
+            .to_verifying_key()
+            .unwrap();
+        let verifier = Verifier::new(
+            Validation::new()
+                .with_issuer("https://auth.example")
+                .with_audience("edge"),
+        );
+        let verified = verifier
+            .verify::<Value>(
+                token,
+                &KeySet::new().with(key),
+                Duration::from_secs(1_767_225_600),
+            )
+            .unwrap();
+        assert_eq!(verified.claims.sub.as_deref(), Some("user-42"), "{alg}");
+        // The same key pinned to another RSA algorithm refuses the token.
+        let other = if alg.starts_with("RS") {
+            "PS256"
+        } else {
+            "RS256"
+        };
+        let jwk = format!(
+            r#"{{"kty":"RSA","alg":"{other}","kid":"rsa-1","n":"{RSA_2048_N}","e":"AQAB"}}"#
+        );
+        let key = Jwk::from_json(jwk.as_bytes())
+            .unwrap()
+            .to_verifying_key()
+            .unwrap();
+        let err = Verifier::default()
+            .verify::<Value>(token, &key, Duration::from_secs(1_767_225_600))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::AlgorithmMismatch | Error::BadSignature),
+            "{alg} under {other}: {err}"
+        );
+    }
+}
+
+#[test]
+fn weak_keys_are_refused_at_construction() {
+    let n1024 = "s1rWUIvE5TfNRKp9fwUqeSH0j8vQ2K3F3tJ0jUFSoEfFkoyWxkrZW7VXQ2mmMoJCAlymjAr6oe9y5Dkh45sP7oFQdComIPLKPok7PDXAemC9oSlkxxQtcCabL59YSSD-oRSYCtfnRHbqs8uhlxKuDJdkM3vVt8TWS9xSLk3rO0k";
+    let jwk = format!(r#"{{"kty":"RSA","alg":"RS256","n":"{n1024}","e":"AQAB"}}"#);
+    assert!(matches!(
+        Jwk::from_json(jwk.as_bytes()).unwrap().to_verifying_key(),
+        Err(Error::InvalidKey(_))
+    ));
+    for (alg, len) in [
+        (Algorithm::HS256, 31),
+        (Algorithm::HS384, 47),
+        (Algorithm::HS512, 63),
+    ] {
+        assert!(
+            VerifyingKey::hmac(alg, &vec![1; len]).is_err(),
+            "{alg} with {len} bytes"
+        );
+        assert!(VerifyingKey::hmac(alg, &vec![1; len + 1]).is_ok());
+    }
+    let n = b64(&[0xff; 256]);
+    let even_e = format!(r#"{{"kty":"RSA","alg":"RS256","n":"{n}","e":"AQAA"}}"#);
+    assert!(
+        Jwk::from_json(even_e.as_bytes())
+            .unwrap()
+            .to_verifying_key()
+            .is_err(),
+        "even exponent"
+    );
+}
+
+#[test]
+fn jwk_sets_from_providers_parse() {
+    let set = format!(
+        r#"{{"keys":[{{"kty":"RSA","alg":"RS256","use":"sig","kid":"rsa-1","n":"{RSA_2048_N}","e":"AQAB"}},
+        {{"kty":"EC","crv":"P-256","kid":"ec-1","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}},
+        {{"kty":"RSA","alg":"RSA-OAEP","use":"enc","kid":"enc-1","n":"{RSA_2048_N}","e":"AQAB"}}]}}"#
+    );
+    let (keys, skipped) = JwkSet::from_json(set.as_bytes()).unwrap().verifying_keys();
+    assert_eq!(keys.keys().len(), 2);
+    assert_eq!(skipped.len(), 1, "the encryption key");
+    let token = RSA_TOKENS[0].1;
+    assert!(
+        Verifier::default()
+            .verify::<Value>(token, &keys, Duration::from_secs(1_767_225_600))
+            .is_ok()
+    );
+}
