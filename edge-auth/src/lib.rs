@@ -3,7 +3,7 @@
 //! | module | what it decides or does |
 //! |---|---|
 //! | [`jwt`] | compact JWS verification on `ring` (HS/RS/PS 256–512, ES256/384, EdDSA), algorithms pinned by the key, strict base64url and JSON, claims with leeway from the injected `Clock`, JWK / JWK Set with RFC 7638 thumbprints |
-//! | `jwks` (planned) | a JWKS provider over any `KvStore`, refresh coalesced through `edge_core::Coalescer`, unknown-`kid` cooldown |
+//! | [`jwks`] | a JWKS provider over any `KvStore` (or an origin's `jwks_uri`): cached keys, background refresh, coalesced reloads, unknown-`kid` cooldown |
 //! | `ratelimit` (planned) | one decision type for every limiter; GCRA, token bucket over KV, sliding windows, IETF `RateLimit` headers |
 //! | `waf` (planned) | request rules evaluated before anything else |
 //!
@@ -30,6 +30,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+pub mod jwks;
 pub mod jwt;
 
 pub use error::Error;

@@ -248,8 +248,9 @@ pub trait CacheStore: MaybeSend + MaybeSync {
 
 /// The object-safe twin of [`CacheStore`]. Every `CacheStore` is one.
 pub trait DynCacheStore: MaybeSend + MaybeSync {
-    /// See [`CacheStore::limits`].
-    fn limits(&self) -> CacheLimits;
+    /// See [`CacheStore::limits`]. (Named apart so that it never clashes with `CacheStore::limits` when
+    /// both traits are in scope.)
+    fn dyn_limits(&self) -> CacheLimits;
     /// See [`CacheStore::get`].
     fn get_boxed<'a>(
         &'a self,
@@ -268,7 +269,7 @@ pub trait DynCacheStore: MaybeSend + MaybeSync {
 }
 
 impl<T: CacheStore> DynCacheStore for T {
-    fn limits(&self) -> CacheLimits {
+    fn dyn_limits(&self) -> CacheLimits {
         CacheStore::limits(self)
     }
     fn get_boxed<'a>(
@@ -295,7 +296,7 @@ impl<T: CacheStore> DynCacheStore for T {
 /// A `dyn DynCacheStore` is itself a [`CacheStore`].
 impl<'d> CacheStore for dyn DynCacheStore + 'd {
     fn limits(&self) -> CacheLimits {
-        DynCacheStore::limits(self)
+        self.dyn_limits()
     }
     async fn get(&self, key: &str) -> Result<Option<CachedResponse>, Error> {
         self.get_boxed(key).await

@@ -485,8 +485,9 @@ pub trait KvStore: MaybeSend + MaybeSync {
 
 /// The object-safe twin of [`KvStore`], for `Arc<dyn DynKvStore>`. Every `KvStore` is one.
 pub trait DynKvStore: MaybeSend + MaybeSync {
-    /// See [`KvStore::limits`].
-    fn limits(&self) -> KvLimits;
+    /// See [`KvStore::limits`]. (Named apart so that it never clashes with `KvStore::limits` when both
+    /// traits are in scope.)
+    fn dyn_limits(&self) -> KvLimits;
     /// See [`KvStore::get`].
     fn get_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, Error>>;
     /// See [`KvStore::get_with_metadata`].
@@ -508,7 +509,7 @@ pub trait DynKvStore: MaybeSend + MaybeSync {
 }
 
 impl<T: KvStore> DynKvStore for T {
-    fn limits(&self) -> KvLimits {
+    fn dyn_limits(&self) -> KvLimits {
         KvStore::limits(self)
     }
     fn get_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, Error>> {
@@ -539,7 +540,7 @@ impl<T: KvStore> DynKvStore for T {
 /// A `dyn DynKvStore` is itself a [`KvStore`], so generic code accepts boxed stores too.
 impl<'d> KvStore for dyn DynKvStore + 'd {
     fn limits(&self) -> KvLimits {
-        DynKvStore::limits(self)
+        self.dyn_limits()
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
         self.get_boxed(key).await

@@ -1,0 +1,334 @@
+//! Signing keys from a JWK Set kept in edge KV (or fetched from an origin), cached, refreshed, and safe
+//! against `kid` spraying.
+//!
+//! The seeds keep the issuer's JWK Set in edge KV, rotated from the origin, and look keys up by `kid` on
+//! every request. [`JwksProvider`] does that with three guarantees:
+//!
+//! - **No blocking work per request.** The parsed key set is kept in memory for a TTL; past it, requests
+//!   keep using it while one background refresh runs (through [`WaitUntil`]).
+//! - **Rotation is picked up at once.** A token naming a `kid` the cached set lacks triggers a reload, so a
+//!   new key works as soon as it is published.
+//! - **No amplification.** That reload happens at most once per cooldown (default 30 s) however many
+//!   unknown `kid`s arrive, and concurrent reloads are coalesced into one: an attacker spraying random `kid`s
+//!   costs one KV read per cooldown, not one per request.
+//!
+//! Keys are never taken from a token (`jku`, `x5u`, `jwk` headers are ignored by the verifier).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_core::clock::Instant;
+use edge_core::kv::{DynKvStore, PutOptions};
+use edge_core::{
+    Body, Clock, Coalescer, ErrorKind, Fetcher, KvStore, MaybeSend, MaybeSync, WaitUntil,
+};
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+use crate::jwt::{JwkSet, KeySet, Verified, Verifier};
+
+/// Where a [`JwksProvider`] reads the JWK Set document from.
+pub trait KeySource: MaybeSend + MaybeSync {
+    /// The current JWK Set document.
+    fn load(&self) -> impl Future<Output = Result<Bytes, edge_core::Error>> + MaybeSend;
+}
+
+/// The JWK Set stored under one key of a [`KvStore`].
+#[derive(Debug)]
+pub struct KvKeySource<S> {
+    store: S,
+    key: String,
+}
+
+impl<S: KvStore> KvKeySource<S> {
+    /// Reads `key` from `store`.
+    pub fn new(store: S, key: impl Into<String>) -> Self {
+        Self {
+            store,
+            key: key.into(),
+        }
+    }
+}
+
+impl<S: KvStore> KeySource for KvKeySource<S> {
+    async fn load(&self) -> Result<Bytes, edge_core::Error> {
+        self.store.get(&self.key).await?.ok_or_else(|| {
+            edge_core::Error::new(ErrorKind::NotFound, format!("no JWK Set at `{}`", self.key))
+        })
+    }
+}
+
+/// The JWK Set served at an origin URL (an issuer's `jwks_uri`), fetched through a [`Fetcher`]; optionally
+/// written through to KV so other isolates and PoPs read it there.
+pub struct OriginKeySource<F> {
+    fetcher: F,
+    url: String,
+    write_through: Option<(Arc<dyn DynKvStore>, String, Duration)>,
+    max_body: usize,
+}
+
+impl<F: Fetcher> OriginKeySource<F> {
+    /// Fetches `url` with `fetcher`.
+    pub fn new(fetcher: F, url: impl Into<String>) -> Self {
+        Self {
+            fetcher,
+            url: url.into(),
+            write_through: None,
+            max_body: 256 * 1024,
+        }
+    }
+
+    /// Also writes each fetched (and valid) set to `key` in `store`, with `ttl`.
+    #[must_use]
+    pub fn with_kv(
+        mut self,
+        store: Arc<dyn DynKvStore>,
+        key: impl Into<String>,
+        ttl: Duration,
+    ) -> Self {
+        self.write_through = Some((store, key.into(), ttl));
+        self
+    }
+}
+
+impl<F> fmt::Debug for OriginKeySource<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OriginKeySource")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Fetcher> KeySource for OriginKeySource<F> {
+    async fn load(&self) -> Result<Bytes, edge_core::Error> {
+        let request = http::Request::get(&self.url)
+            .header(
+                http::header::ACCEPT,
+                "application/jwk-set+json, application/json",
+            )
+            .body(Body::empty())
+            .map_err(|e| {
+                edge_core::Error::with_source(ErrorKind::InvalidInput, "bad JWKS url", e)
+            })?;
+        let response = self.fetcher.fetch(request).await?;
+        if !response.status().is_success() {
+            return Err(edge_core::Error::new(
+                ErrorKind::Backend,
+                format!("JWKS origin answered {}", response.status()),
+            ));
+        }
+        let body = response.into_body().collect(self.max_body).await?;
+        // Only a valid set is cached; a broken one stays the origin's problem.
+        JwkSet::from_json(&body)
+            .map_err(|e| edge_core::Error::new(ErrorKind::Corrupt, e.to_string()))?;
+        if let Some((store, key, ttl)) = &self.write_through {
+            store
+                .put(key, body.clone(), PutOptions::new().with_ttl(*ttl))
+                .await?;
+        }
+        Ok(body)
+    }
+}
+
+/// Cached keys from a [`KeySource`]. See the [module docs](self). Cheap to clone.
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use edge_auth::jwks::{JwksProvider, KvKeySource};
+/// use edge_auth::jwt::{Validation, Verifier};
+/// use edge_core::{KvStore, ManualClock, kv::PutOptions, wait_until::QueuedWaitUntil};
+///
+/// # futures::executor::block_on(async {
+/// let kv = edge_kv::MemoryKv::new();
+/// kv.put("jwks", Bytes::from_static(br#"{"keys":[]}"#), PutOptions::new()).await?;
+/// let keys = JwksProvider::new(KvKeySource::new(kv, "jwks"), ManualClock::new(), QueuedWaitUntil::new());
+/// let verifier = Verifier::new(Validation::new());
+/// let rejected = keys.verify::<serde_json::Value>(&verifier, "e30.e30.e30").await;
+/// assert!(rejected.is_err());
+/// # Ok::<_, edge_core::Error>(()) }).unwrap();
+/// ```
+pub struct JwksProvider<K, C, W> {
+    inner: Arc<Inner<K, C, W>>,
+}
+
+struct Inner<K, C, W> {
+    source: K,
+    clock: C,
+    background: W,
+    ttl: Duration,
+    cooldown: Duration,
+    state: Mutex<State>,
+    loads: Coalescer<(), Result<Arc<KeySet>, Error>>,
+    refreshing: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    keys: Option<Arc<KeySet>>,
+    fresh_until: Instant,
+    /// When a reload for an unknown `kid` last ran.
+    last_forced: Option<Instant>,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // Critical sections are plain field reads and writes: poisoning carries no broken invariant.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<K, C, W> JwksProvider<K, C, W>
+where
+    K: KeySource + 'static,
+    C: Clock + 'static,
+    W: WaitUntil + 'static,
+{
+    /// Keys from `source`, fresh for 5 minutes on `clock`, refreshed through `background`, with a 30 s
+    /// cooldown on reloads for unknown `kid`s.
+    pub fn new(source: K, clock: C, background: W) -> Self {
+        Self::with_timing(
+            source,
+            clock,
+            background,
+            Duration::from_secs(300),
+            Duration::from_secs(30),
+        )
+    }
+
+    /// As [`new`](Self::new), with the TTL and the unknown-`kid` cooldown given.
+    pub fn with_timing(
+        source: K,
+        clock: C,
+        background: W,
+        ttl: Duration,
+        cooldown: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                source,
+                clock,
+                background,
+                ttl,
+                cooldown,
+                state: Mutex::new(State::default()),
+                loads: Coalescer::new(),
+                refreshing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The current key set (loading it on first use).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeySource`] if the set has never been loaded and cannot be now.
+    pub async fn keys(&self) -> Result<Arc<KeySet>, Error> {
+        let now = self.inner.clock.now();
+        let cached = {
+            let state = lock(&self.inner.state);
+            state
+                .keys
+                .as_ref()
+                .map(|keys| (Arc::clone(keys), state.fresh_until > now))
+        };
+        match cached {
+            Some((keys, true)) => Ok(keys),
+            Some((keys, false)) => {
+                self.refresh_in_background();
+                Ok(keys)
+            }
+            None => self.reload().await,
+        }
+    }
+
+    /// Verifies `token` with the current keys; a token naming an unknown `kid` reloads them (at most once per
+    /// cooldown) and is tried once more.
+    ///
+    /// # Errors
+    ///
+    /// The verifier's [`Error`], or [`Error::KeySource`] if no keys could ever be loaded.
+    pub async fn verify<T: DeserializeOwned>(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+    ) -> Result<Verified<T>, Error> {
+        let now = self.inner.clock.unix_time();
+        let keys = self.keys().await?;
+        match verifier.verify(token, &*keys, now) {
+            Err(Error::UnknownKey) if self.may_force_reload() => {
+                let keys = self.reload().await?;
+                verifier.verify(token, &*keys, now)
+            }
+            result => result,
+        }
+    }
+
+    /// `true` (and the cooldown restarted) if a forced reload is allowed now.
+    fn may_force_reload(&self) -> bool {
+        let now = self.inner.clock.now();
+        let mut state = lock(&self.inner.state);
+        let allowed = state
+            .last_forced
+            .is_none_or(|at| now.duration_since(at) >= self.inner.cooldown);
+        if allowed {
+            state.last_forced = Some(now);
+        }
+        allowed
+    }
+
+    async fn reload(&self) -> Result<Arc<KeySet>, Error> {
+        let inner = Arc::clone(&self.inner);
+        self.inner
+            .loads
+            .run((), move || async move { inner.load().await })
+            .await
+    }
+
+    fn refresh_in_background(&self) {
+        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        self.inner.background.wait_until(async move {
+            if inner.load().await.is_err() {
+                // Keep the last good keys; try again after a quarter of the TTL.
+                let retry_at = inner.clock.now() + inner.ttl / 4;
+                lock(&inner.state).fresh_until = retry_at;
+            }
+            inner.refreshing.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl<K: KeySource, C: Clock, W> Inner<K, C, W> {
+    async fn load(&self) -> Result<Arc<KeySet>, Error> {
+        let document = self.source.load().await.map_err(Error::KeySource)?;
+        let (keys, _skipped) = JwkSet::from_json(&document)?.verifying_keys();
+        let keys = Arc::new(keys);
+        let mut state = lock(&self.state);
+        state.keys = Some(Arc::clone(&keys));
+        state.fresh_until = self.clock.now() + self.ttl;
+        Ok(keys)
+    }
+}
+
+impl<K, C, W> Clone for JwksProvider<K, C, W> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, C, W> fmt::Debug for JwksProvider<K, C, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksProvider")
+            .field("ttl", &self.inner.ttl)
+            .field("cooldown", &self.inner.cooldown)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,248 @@
+//! The JWKS provider: rotation, background refresh, kid spraying, origin source.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_auth::Error;
+use edge_auth::jwks::{JwksProvider, KvKeySource, OriginKeySource};
+use edge_auth::jwt::{Validation, Verifier};
+use edge_core::kv::{DynKvStore, KvEntry, KvLimits, ListOptions, ListPage, PutOptions};
+use edge_core::testing::{Reply, TestFetcher};
+use edge_core::wait_until::QueuedWaitUntil;
+use edge_core::{Clock, KvStore, ManualClock};
+use edge_kv::MemoryKv;
+use ring::hmac;
+use serde_json::Value;
+
+/// Counts reads, to prove how often the provider goes to KV.
+#[derive(Clone)]
+struct CountingKv {
+    inner: MemoryKv<ManualClock>,
+    reads: Arc<AtomicUsize>,
+}
+
+impl KvStore for CountingKv {
+    fn limits(&self) -> KvLimits {
+        self.inner.limits()
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, edge_core::Error> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn get_with_metadata(&self, key: &str) -> Result<Option<KvEntry>, edge_core::Error> {
+        self.inner.get_with_metadata(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        options: PutOptions,
+    ) -> Result<(), edge_core::Error> {
+        self.inner.put(key, value, options).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), edge_core::Error> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, options: ListOptions) -> Result<ListPage, edge_core::Error> {
+        self.inner.list(options).await
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+fn secret(kid: &str) -> Vec<u8> {
+    format!("{kid:-<32}").into_bytes()
+}
+
+fn jwks(kids: &[&str]) -> Bytes {
+    let keys: Vec<String> = kids
+        .iter()
+        .map(|kid| {
+            format!(
+                r#"{{"kty":"oct","alg":"HS256","kid":"{kid}","k":"{}"}}"#,
+                b64(&secret(kid))
+            )
+        })
+        .collect();
+    Bytes::from(format!(r#"{{"keys":[{}]}}"#, keys.join(",")))
+}
+
+fn token(kid: &str, clock: &ManualClock) -> String {
+    let header = b64(format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#).as_bytes());
+    let claims = b64(format!(r#"{{"exp":{}}}"#, clock.unix_time().as_secs() + 300).as_bytes());
+    let input = format!("{header}.{claims}");
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, &secret(kid)),
+        input.as_bytes(),
+    );
+    format!("{input}.{}", b64(tag.as_ref()))
+}
+
+fn setup() -> (
+    ManualClock,
+    CountingKv,
+    QueuedWaitUntil,
+    JwksProvider<KvKeySource<CountingKv>, ManualClock, QueuedWaitUntil>,
+) {
+    let clock = ManualClock::new();
+    let kv = CountingKv {
+        inner: MemoryKv::builder().clock(clock.clone()).build(),
+        reads: Arc::default(),
+    };
+    let background = QueuedWaitUntil::new();
+    let provider = JwksProvider::with_timing(
+        KvKeySource::new(kv.clone(), "jwks"),
+        clock.clone(),
+        background.clone(),
+        Duration::from_secs(300),
+        Duration::from_secs(30),
+    );
+    (clock, kv, background, provider)
+}
+
+#[tokio::test]
+async fn a_rotated_key_works_as_soon_as_it_is_published() {
+    let (clock, kv, _background, provider) = setup();
+    let verifier = Verifier::new(Validation::new());
+    kv.put("jwks", jwks(&["2026-01"]), PutOptions::new())
+        .await
+        .unwrap();
+    provider
+        .verify::<Value>(&verifier, &token("2026-01", &clock))
+        .await
+        .unwrap();
+
+    kv.put("jwks", jwks(&["2026-01", "2026-02"]), PutOptions::new())
+        .await
+        .unwrap();
+    provider
+        .verify::<Value>(&verifier, &token("2026-02", &clock))
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.reads.load(Ordering::SeqCst),
+        2,
+        "one initial load, one reload for the new kid"
+    );
+}
+
+#[tokio::test]
+async fn spraying_unknown_kids_costs_one_read_per_cooldown() {
+    let (clock, kv, _background, provider) = setup();
+    let verifier = Verifier::new(Validation::new());
+    kv.put("jwks", jwks(&["real"]), PutOptions::new())
+        .await
+        .unwrap();
+    provider.keys().await.unwrap();
+    for i in 0..1000 {
+        let err = provider
+            .verify::<Value>(&verifier, &token(&format!("random-{i}"), &clock))
+            .await
+            .unwrap_err();
+        assert_eq!(err, Error::UnknownKey);
+    }
+    assert_eq!(
+        kv.reads.load(Ordering::SeqCst),
+        2,
+        "the first load plus one reload for 1000 unknown kids"
+    );
+    clock.advance(Duration::from_secs(30));
+    let _ = provider
+        .verify::<Value>(&verifier, &token("random-x", &clock))
+        .await;
+    assert_eq!(
+        kv.reads.load(Ordering::SeqCst),
+        3,
+        "one more after the cooldown"
+    );
+}
+
+#[tokio::test]
+async fn stale_keys_are_served_while_one_background_refresh_runs() {
+    let (clock, kv, background, provider) = setup();
+    kv.put("jwks", jwks(&["a"]), PutOptions::new())
+        .await
+        .unwrap();
+    provider.keys().await.unwrap();
+    clock.advance(Duration::from_secs(300));
+    kv.put("jwks", jwks(&["a", "b"]), PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        provider.keys().await.unwrap().keys().len(),
+        1,
+        "stale, served at once"
+    );
+    provider.keys().await.unwrap();
+    assert_eq!(background.pending(), 1, "one refresh");
+    background.run_all().await;
+    assert_eq!(provider.keys().await.unwrap().keys().len(), 2);
+
+    // A broken document later keeps the last good keys.
+    kv.put("jwks", Bytes::from_static(b"{ broken"), PutOptions::new())
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(300));
+    provider.keys().await.unwrap();
+    background.run_all().await;
+    assert_eq!(provider.keys().await.unwrap().keys().len(), 2);
+}
+
+#[tokio::test]
+async fn no_keys_at_all_is_a_key_source_error() {
+    let (clock, _kv, _background, provider) = setup();
+    let err = provider
+        .verify::<Value>(&Verifier::default(), &token("a", &clock))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::KeySource(_)), "{err}");
+}
+
+#[tokio::test]
+async fn origin_source_fetches_validates_and_writes_through_to_kv() {
+    let clock = ManualClock::new();
+    let origin = TestFetcher::new();
+    origin.route("/.well-known/jwks.json", Reply::ok(jwks(&["o1"])));
+    let kv = MemoryKv::builder().clock(clock.clone()).build();
+    let store: Arc<dyn DynKvStore> = Arc::new(kv.clone());
+    let source = OriginKeySource::new(
+        origin.clone(),
+        "https://issuer.example/.well-known/jwks.json",
+    )
+    .with_kv(store, "jwks", Duration::from_secs(3600));
+    let provider = JwksProvider::new(source, clock.clone(), QueuedWaitUntil::new());
+    provider
+        .verify::<Value>(&Verifier::default(), &token("o1", &clock))
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.get("jwks").await.unwrap(),
+        Some(jwks(&["o1"])),
+        "written through for other isolates"
+    );
+
+    let broken = TestFetcher::new();
+    broken.route("/jwks", Reply::ok("not json"));
+    let source = OriginKeySource::new(broken, "https://issuer.example/jwks");
+    let provider = JwksProvider::new(source, clock.clone(), QueuedWaitUntil::new());
+    assert!(matches!(
+        provider.keys().await.unwrap_err(),
+        Error::KeySource(_)
+    ));
+}
