@@ -46,34 +46,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// The RFC 6750 error code for a `WWW-Authenticate` challenge: `invalid_request` for malformed input,
-    /// `invalid_token` for everything about the token itself.
+    /// `true` if the failure is the server's (keys unavailable), not the token's: answer 503, not 401.
     #[must_use]
-    pub fn oauth_code(&self) -> &'static str {
-        match self {
-            Self::Malformed(_) | Self::TooLarge(_) => "invalid_request",
-            _ => "invalid_token",
-        }
+    pub fn is_server_side(&self) -> bool {
+        matches!(self, Self::KeySource(_))
     }
 }
-
-/// Equal when the same check failed for the same reason; key-source errors compare by kind.
-impl PartialEq for Error {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::KeySource(a), Self::KeySource(b)) => a.kind() == b.kind(),
-            (Self::Malformed(a), Self::Malformed(b))
-            | (Self::TooLarge(a), Self::TooLarge(b))
-            | (Self::MissingClaim(a), Self::MissingClaim(b))
-            | (Self::InvalidClaim(a), Self::InvalidClaim(b)) => a == b,
-            (Self::CustomClaims(a), Self::CustomClaims(b))
-            | (Self::InvalidKey(a), Self::InvalidKey(b)) => a == b,
-            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
-        }
-    }
-}
-
-impl Eq for Error {}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`jwt`] | compact JWS verification on `ring` (HS/RS/PS 256–512, ES256/384, EdDSA), algorithms pinned by the key, strict base64url and JSON, claims with leeway from the injected `Clock`, JWK / JWK Set with RFC 7638 thumbprints |
 //! | [`jwks`] | a JWKS provider over any `KvStore` (or an origin's `jwks_uri`): cached keys, background refresh, coalesced reloads, unknown-`kid` cooldown |
+//! | [`layer`] | `JwtAuthLayer` (feature `tower`): `Authorization: Bearer` → verified claims in request extensions, or 401/400/503 with RFC 6750 challenges |
 //! | `ratelimit` (planned) | one decision type for every limiter; GCRA, token bucket over KV, sliding windows, IETF `RateLimit` headers |
 //! | `waf` (planned) | request rules evaluated before anything else |
 //!
@@ -32,5 +33,8 @@
 mod error;
 pub mod jwks;
 pub mod jwt;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod layer;
 
 pub use error::Error;

@@ -1,0 +1,295 @@
+//! [`JwtAuthLayer`]: bearer-token authentication as a tower layer (feature `tower`), for axum and hyper.
+//!
+//! For each request it wants to protect, the layer reads `Authorization: Bearer <token>`, verifies the token
+//! with a [`JwksProvider`], and either passes the request on with the [`Verified`] claims in its extensions
+//! or answers itself:
+//!
+//! | situation | status | `WWW-Authenticate` (RFC 6750) |
+//! |---|---|---|
+//! | no `Authorization` header | 401 | `Bearer realm="…"` (no error code: the client just has not authenticated) |
+//! | not a single bearer credential | 400 | `Bearer realm="…", error="invalid_request"` |
+//! | the token fails verification | 401 | `Bearer realm="…", error="invalid_token", error_description="…"` |
+//! | the keys cannot be loaded | 503 | none: the client is not at fault |
+//!
+//! Answers carry a small JSON body (`{"error": …, "error_description": …}`) and `Cache-Control: no-store`.
+//! The description is the rejection's `Display`, which never contains the token or key material.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use edge_core::{BoxFuture, Clock, MaybeSend, MaybeSync, WaitUntil};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+use crate::jwks::{JwksProvider, KeySource};
+use crate::jwt::{Verified, Verifier};
+
+/// Protects a service with bearer tokens. See the [module docs](self).
+///
+/// `T` is the claims type handlers read back as `Verified<T>` from the request extensions.
+pub struct JwtAuthLayer<K, C, W, T = serde_json::Value> {
+    shared: Arc<Shared<K, C, W>>,
+    _claims: PhantomData<fn() -> T>,
+}
+
+struct Shared<K, C, W> {
+    provider: JwksProvider<K, C, W>,
+    verifier: Verifier,
+    realm: String,
+    /// Paths (prefixes) that need a token; empty means every path.
+    protected: Vec<String>,
+}
+
+impl<K, C, W, T> JwtAuthLayer<K, C, W, T> {
+    /// Verifies tokens with `verifier` and keys from `provider`, on every path, in realm `"edge"`.
+    pub fn new(provider: JwksProvider<K, C, W>, verifier: Verifier) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                provider,
+                verifier,
+                realm: "edge".to_owned(),
+                protected: Vec::new(),
+            }),
+            _claims: PhantomData,
+        }
+    }
+
+    /// Only paths starting with `prefix` need a token (call again for more prefixes).
+    #[must_use]
+    pub fn protect_prefix(mut self, prefix: impl Into<String>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.protected.push(prefix.into());
+        }
+        self
+    }
+
+    /// Names the realm in challenges.
+    #[must_use]
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.realm = sanitize(&realm.into());
+        }
+        self
+    }
+}
+
+impl<K, C, W, T> Clone for JwtAuthLayer<K, C, W, T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<K, C, W, T> fmt::Debug for JwtAuthLayer<K, C, W, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthLayer")
+            .field("realm", &self.shared.realm)
+            .field("protected", &self.shared.protected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, C, W, T> tower::Layer<S> for JwtAuthLayer<K, C, W, T> {
+    type Service = JwtAuth<S, K, C, W, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtAuth {
+            inner,
+            shared: Arc::clone(&self.shared),
+            _claims: PhantomData,
+        }
+    }
+}
+
+/// The service made by [`JwtAuthLayer`].
+pub struct JwtAuth<S, K, C, W, T> {
+    inner: S,
+    shared: Arc<Shared<K, C, W>>,
+    _claims: PhantomData<fn() -> T>,
+}
+
+impl<S: Clone, K, C, W, T> Clone for JwtAuth<S, K, C, W, T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<S, K, C, W, T> fmt::Debug for JwtAuth<S, K, C, W, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("realm", &self.shared.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the `Authorization` header holds.
+enum Credential<'a> {
+    Missing,
+    Invalid,
+    Bearer(&'a str),
+}
+
+fn credential(headers: &http::HeaderMap) -> Credential<'_> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return if headers.contains_key(header::AUTHORIZATION) {
+            Credential::Invalid
+        } else {
+            Credential::Missing
+        };
+    };
+    let Ok(value) = value.to_str() else {
+        return Credential::Invalid;
+    };
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer")
+                && !token.is_empty()
+                && !token.contains(' ') =>
+        {
+            Credential::Bearer(token)
+        }
+        _ => Credential::Invalid,
+    }
+}
+
+/// Keeps a header parameter inside its quoted string.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '\''
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn reject<B: From<Bytes>>(
+    status: StatusCode,
+    realm: &str,
+    code: Option<&str>,
+    description: &str,
+) -> Response<B> {
+    let challenge = match code {
+        Some(code) => format!(
+            r#"Bearer realm="{realm}", error="{code}", error_description="{}""#,
+            sanitize(description)
+        ),
+        None => format!(r#"Bearer realm="{realm}""#),
+    };
+    let body = serde_json::json!({ "error": code.unwrap_or("unauthorized"), "error_description": description });
+    let mut response = Response::new(B::from(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status != StatusCode::SERVICE_UNAVAILABLE {
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}
+
+impl<S, K, C, W, T, ReqBody, ResBody> tower::Service<Request<ReqBody>> for JwtAuth<S, K, C, W, T>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + MaybeSend + 'static,
+    S::Future: MaybeSend + 'static,
+    K: KeySource + 'static,
+    C: Clock + 'static,
+    W: WaitUntil + 'static,
+    T: DeserializeOwned + Clone + MaybeSend + MaybeSync + 'static,
+    Verified<T>: Send + Sync,
+    ReqBody: MaybeSend + 'static,
+    ResBody: From<Bytes> + MaybeSend + 'static,
+    S::Error: MaybeSend + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // Keep the service that was polled ready; give the clone to the next call (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        let path = request.uri().path();
+        if !shared.protected.is_empty()
+            && !shared
+                .protected
+                .iter()
+                .any(|p| path.starts_with(p.as_str()))
+        {
+            return Box::pin(inner.call(request));
+        }
+        let token = match credential(request.headers()) {
+            Credential::Missing => {
+                let response = reject(
+                    StatusCode::UNAUTHORIZED,
+                    &shared.realm,
+                    None,
+                    "a bearer token is required",
+                );
+                return Box::pin(async move { Ok(response) });
+            }
+            Credential::Invalid => {
+                let description = "the Authorization header must be a single bearer token";
+                let response = reject(
+                    StatusCode::BAD_REQUEST,
+                    &shared.realm,
+                    Some("invalid_request"),
+                    description,
+                );
+                return Box::pin(async move { Ok(response) });
+            }
+            Credential::Bearer(token) => token.to_owned(),
+        };
+        Box::pin(async move {
+            match shared.provider.verify::<T>(&shared.verifier, &token).await {
+                Ok(verified) => {
+                    request.extensions_mut().insert(verified);
+                    inner.call(request).await
+                }
+                Err(e) => Ok(rejection(&shared.realm, &e)),
+            }
+        })
+    }
+}
+
+fn rejection<B: From<Bytes>>(realm: &str, error: &Error) -> Response<B> {
+    if error.is_server_side() {
+        reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            realm,
+            Some("temporarily_unavailable"),
+            "signing keys are unavailable",
+        )
+    } else {
+        reject(
+            StatusCode::UNAUTHORIZED,
+            realm,
+            Some("invalid_token"),
+            &error.to_string(),
+        )
+    }
+}

@@ -1,0 +1,192 @@
+//! `JwtAuthLayer` in front of a service: challenges, claims in extensions, unprotected paths.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use edge_auth::jwks::{JwksProvider, KvKeySource};
+use edge_auth::jwt::{Validation, Verified, Verifier};
+use edge_auth::layer::JwtAuthLayer;
+use edge_core::kv::PutOptions;
+use edge_core::wait_until::QueuedWaitUntil;
+use edge_core::{Body, Clock, KvStore, ManualClock};
+use edge_kv::MemoryKv;
+use http::{Request, Response, StatusCode, header};
+use ring::hmac;
+use serde_json::Value;
+use tower::{Layer, ServiceExt};
+
+fn b64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+const SECRET: &[u8; 32] = b"layer-test-secret-of-32-bytes!!!";
+
+fn token(claims: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","kid":"k1"}"#),
+        b64(claims.as_bytes())
+    );
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), input.as_bytes());
+    format!("{input}.{}", b64(tag.as_ref()))
+}
+
+async fn app(
+    clock: &ManualClock,
+) -> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+    let kv = MemoryKv::builder().clock(clock.clone()).build();
+    let jwks = format!(
+        r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"k1","k":"{}"}}]}}"#,
+        b64(SECRET)
+    );
+    kv.put("jwks", Bytes::from(jwks), PutOptions::new())
+        .await
+        .unwrap();
+    let provider = JwksProvider::new(
+        KvKeySource::new(kv, "jwks"),
+        clock.clone(),
+        QueuedWaitUntil::new(),
+    );
+    let layer = JwtAuthLayer::<_, _, _, Value>::new(
+        provider,
+        Verifier::new(Validation::new().with_audience("edge")),
+    )
+    .protect_prefix("/api/");
+    layer.layer(tower::service_fn(|request: Request<Body>| async move {
+        let who = request
+            .extensions()
+            .get::<Verified<Value>>()
+            .and_then(|v| v.claims.sub.clone())
+            .unwrap_or_else(|| "anonymous".to_owned());
+        Ok::<_, Infallible>(Response::new(Body::from(who)))
+    }))
+}
+
+async fn call(
+    service: impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    path: &str,
+    authorization: &[&str],
+) -> (StatusCode, String, Bytes) {
+    let mut request = Request::get(path);
+    for value in authorization {
+        request = request.header(header::AUTHORIZATION, *value);
+    }
+    let response = service
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let challenge = response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let status = response.status();
+    (
+        status,
+        challenge,
+        response.into_body().collect(1 << 16).await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn bearer_tokens_become_claims_or_rfc_6750_challenges() {
+    let clock = ManualClock::new();
+    let exp = clock.unix_time().as_secs() + 60;
+    let good = token(&format!(r#"{{"sub":"alice","aud":"edge","exp":{exp}}}"#));
+
+    let (status, _, body) = call(app(&clock).await, "/api/me", &[&format!("Bearer {good}")]).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"alice"[..]));
+
+    let (status, challenge, _) = call(app(&clock).await, "/api/me", &[]).await;
+    assert_eq!(
+        (status, challenge.as_str()),
+        (StatusCode::UNAUTHORIZED, r#"Bearer realm="edge""#)
+    );
+
+    let (status, challenge, body) =
+        call(app(&clock).await, "/api/me", &["Basic YWxpY2U6c2VjcmV0"]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(challenge.contains(r#"error="invalid_request""#));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["error"],
+        "invalid_request"
+    );
+
+    let two = format!("Bearer {good}");
+    let (status, _, _) = call(app(&clock).await, "/api/me", &[&two, &two]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "two Authorization headers");
+
+    let expired = token(&format!(
+        r#"{{"sub":"alice","aud":"edge","exp":{}}}"#,
+        exp - 3600
+    ));
+    let (status, challenge, body) = call(
+        app(&clock).await,
+        "/api/me",
+        &[&format!("Bearer {expired}")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        challenge.contains(r#"error="invalid_token", error_description="token expired""#),
+        "{challenge}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&body).contains(&expired),
+        "the token is never echoed"
+    );
+
+    let wrong_audience = token(&format!(r#"{{"sub":"alice","aud":"other","exp":{exp}}}"#));
+    let (status, challenge, _) = call(
+        app(&clock).await,
+        "/api/me",
+        &[&format!("bearer {wrong_audience}")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(challenge.contains("audience not accepted"));
+
+    let (status, _, body) = call(app(&clock).await, "/public", &[]).await;
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &b"anonymous"[..]),
+        "unprotected paths pass untouched"
+    );
+}
+
+#[tokio::test]
+async fn missing_keys_are_a_503_not_the_clients_fault() {
+    let clock = ManualClock::new();
+    let provider = JwksProvider::new(
+        KvKeySource::new(MemoryKv::new(), "jwks"),
+        clock.clone(),
+        QueuedWaitUntil::new(),
+    );
+    let service = JwtAuthLayer::<_, _, _, Value>::new(provider, Verifier::default()).layer(
+        tower::service_fn(|_request: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        }),
+    );
+    let (status, challenge, _) = call(
+        service,
+        "/api/me",
+        &[&format!("Bearer {}", token(r#"{"exp":1}"#))],
+    )
+    .await;
+    assert_eq!(
+        (status, challenge.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "")
+    );
+}
