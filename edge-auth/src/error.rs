@@ -53,6 +53,24 @@ impl Error {
     }
 }
 
+/// Equal when the same check failed for the same reason; key-source errors compare by kind.
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::KeySource(a), Self::KeySource(b)) => a.kind() == b.kind(),
+            (Self::Malformed(a), Self::Malformed(b))
+            | (Self::TooLarge(a), Self::TooLarge(b))
+            | (Self::MissingClaim(a), Self::MissingClaim(b))
+            | (Self::InvalidClaim(a), Self::InvalidClaim(b)) => a == b,
+            (Self::CustomClaims(a), Self::CustomClaims(b))
+            | (Self::InvalidKey(a), Self::InvalidKey(b)) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for Error {}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
