@@ -116,6 +116,96 @@ async fn serves_the_demo_origin_through_the_pipeline() {
 }
 
 #[tokio::test]
+async fn the_account_api_takes_only_verified_tokens() {
+    let gateway = start(GatewayConfig::default()).await;
+    let base = gateway.base.as_str();
+    let denied = exchange(base, Method::GET, "/api/account", Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (denied.status, denied.header("www-authenticate")),
+        (StatusCode::UNAUTHORIZED, r#"Bearer realm="edge""#)
+    );
+    let forged = exchange_with_headers(
+        base,
+        Method::GET,
+        "/api/account",
+        &[("x-edge-user", "mallory")],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        forged.status,
+        StatusCode::UNAUTHORIZED,
+        "a forged identity header is not a credential"
+    );
+
+    let issued = exchange(
+        base,
+        Method::GET,
+        "/_edge/demo-token?sub=alice",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    let token = issued.json()["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let account = exchange_with_headers(
+        base,
+        Method::GET,
+        "/api/account",
+        &[
+            ("authorization", bearer.as_str()),
+            ("x-edge-user", "mallory"),
+        ],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(account.status, StatusCode::OK);
+    assert_eq!(
+        account.json()["user"],
+        "alice",
+        "the verified subject, not the forged header"
+    );
+
+    let mut tampered = token.clone();
+    tampered.replace_range(token.len() - 3.., "AAA");
+    let bearer = format!("Bearer {tampered}");
+    let rejected = exchange_with_headers(
+        base,
+        Method::GET,
+        "/api/account",
+        &[("authorization", bearer.as_str())],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rejected.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        rejected
+            .header("www-authenticate")
+            .contains(r#"error="invalid_token""#)
+    );
+
+    let echo = exchange_with_headers(
+        base,
+        Method::GET,
+        "/api/echo",
+        &[("x-edge-user", "mallory")],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        echo.json()["x_edge_user"],
+        serde_json::Value::Null,
+        "client-sent identity headers never reach the origin"
+    );
+}
+
+#[tokio::test]
 async fn visitors_keep_their_variant_and_the_split_is_even() {
     let gateway = start(GatewayConfig::default()).await;
     let mut bold = 0;

@@ -7,6 +7,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`auth`] | the JWT-protected `/api/account`, keys from KV, and a demo issuer at `/_edge/demo-token` |
 //! | [`config`] | listen address, origin and timeouts, from flags and environment variables |
 //! | [`flags`] | the demo's A/B test: the edge picks the home page hero from a flag document in KV |
 //! | [`origin`] | a small demo origin (HTML pages, JSON endpoints, a deliberately slow one) served over loopback |
@@ -14,6 +15,7 @@
 //! | [`proxy`] | the innermost service: forwards a request to the origin through a [`Fetcher`](edge_core::Fetcher) |
 //! | [`testkit`] | the loopback client and the conversation the host examples' tests hold with each host |
 
+pub mod auth;
 pub mod config;
 pub mod flags;
 pub mod origin;

@@ -10,6 +10,7 @@
 //! | `/api/products` | JSON list, `max-age=30` |
 //! | `/api/products/{id}` | one product as JSON, or a JSON `404` |
 //! | `/api/slow?ms=N` | JSON after `N` ms (default 2000, at most 10000): the slow backend the edge must not wait on forever |
+//! | `/api/account` | JSON for the user the edge verified (`x-edge-user`); `401` without one |
 //! | `/api/echo` | JSON describing the request as the origin saw it (method, path, forwarded headers, body size) |
 
 use std::convert::Infallible;
@@ -154,6 +155,26 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
             tokio::time::sleep(delay).await;
             json_response(StatusCode::OK, 0, &json!({ "slept_ms": delay.as_millis() }))
         }
+        (&Method::GET, "/api/account") => {
+            // Trusts the edge: `x-edge-user` is set only from a verified token.
+            let user = request
+                .headers()
+                .get("x-edge-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            match user {
+                Some(user) => json_response(
+                    StatusCode::OK,
+                    0,
+                    &json!({ "user": user, "plan": "espresso-club" }),
+                ),
+                None => json_response(
+                    StatusCode::UNAUTHORIZED,
+                    0,
+                    &json!({ "error": "no verified user" }),
+                ),
+            }
+        }
         (_, "/api/echo") => {
             let header = |name: &str| {
                 request
@@ -170,6 +191,7 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
                 "via": header("via"),
                 "x_forwarded_host": header("x-forwarded-host"),
                 "connection": header("connection"),
+                "x_edge_user": header("x-edge-user"),
             });
             let body = collect_body(request.into_body()).await;
             let mut description = description;

@@ -1,7 +1,8 @@
 //! The edge pipeline: the tower stack in front of the origin, built in one place for every host.
 //!
-//! Today the stack is: flag evaluation (the home page's A/B variant, from a flag document in KV) → origin
-//! proxy. The SDK's request path grows here, outermost first: trace context → WAF → JWT → rate limit → cache →
+//! Today the stack is: demo token issuer → flag evaluation (the home page's A/B variant, from a flag document
+//! in KV) → JWT authentication (`/api/account`, keys by `kid` from KV) → identity forwarding → origin proxy.
+//! The SDK's request path grows here, outermost first: trace context → WAF → JWT → rate limit → cache →
 //! edge-side render → origin proxy, each a tower layer added in [`build`], so axum and bare hyper both get it.
 //!
 //! The edge's KV is a [`MemoryKv`] by default and a [`RedisKv`] when a Redis URL is configured (`REDIS_URL`):
@@ -13,6 +14,9 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use edge_auth::jwks::{JwksProvider, KvKeySource};
+use edge_auth::jwt::{Validation, Verifier};
+use edge_auth::layer::JwtAuthLayer;
 use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::kv::{DynKvStore, PutOptions};
 use edge_core::wait_until::TokioWaitUntil;
@@ -22,6 +26,7 @@ use edge_kv::redis::RedisKv;
 use http::{Request, Response, Uri};
 use tower::util::BoxCloneSyncService;
 
+use crate::auth::{AUDIENCE, DemoIssuer, DemoTokenEndpoint, ISSUER, JWKS_KEY, forward_identity};
 use crate::config::GatewayConfig;
 use crate::flags::{DEMO_FLAGS, FLAGS_KEY, FlagVariant, Flags};
 use crate::origin::DemoOrigin;
@@ -84,8 +89,20 @@ impl Edge {
             SystemClock::new(),
             background.clone(),
         );
+        let issuer = Arc::new(DemoIssuer::new().map_err(|e| io::Error::other(e.to_string()))?);
+        // The demo issuer's key set is published where a real issuer's rotation job would put it.
+        if kv.get(JWKS_KEY).await.map_err(io::Error::other)?.is_none() {
+            kv.put(JWKS_KEY, Bytes::from(issuer.jwks()), PutOptions::new())
+                .await
+                .map_err(io::Error::other)?;
+        }
+        let keys = Keys::new(
+            KvKeySource::new(Arc::clone(&kv), JWKS_KEY),
+            SystemClock::new(),
+            background.clone(),
+        );
         let fetcher = HyperFetcher::new().with_timeout(config.origin_timeout);
-        let service = build(fetcher, origin_url.clone(), flags);
+        let service = build(fetcher, origin_url.clone(), flags, keys, issuer);
         Ok(Self {
             service,
             origin_url,
@@ -119,18 +136,40 @@ impl Edge {
     }
 }
 
-/// Builds the tower stack over `fetcher`, forwarding to `origin`, with `flags` deciding A/B variants.
-pub fn build<F>(fetcher: F, origin: Uri, flags: Flags) -> EdgeService
+/// Builds the tower stack over `fetcher`, forwarding to `origin`: the demo issuer, `flags` deciding A/B
+/// variants, JWT authentication of `/api/account` with `keys`, the verified identity forwarded.
+pub fn build<F>(
+    fetcher: F,
+    origin: Uri,
+    flags: Flags,
+    keys: Keys,
+    issuer: Arc<DemoIssuer>,
+) -> EdgeService
 where
     F: edge_core::Fetcher + 'static,
 {
+    let verifier = Verifier::new(
+        Validation::new()
+            .with_issuer(ISSUER)
+            .with_audience(AUDIENCE),
+    );
+    let auth = JwtAuthLayer::<_, _, _, serde_json::Value>::new(keys, verifier)
+        .protect_prefix("/api/account");
     let stack = tower::ServiceBuilder::new()
+        .layer(tower::layer::layer_fn(move |inner| {
+            DemoTokenEndpoint::new(inner, Arc::clone(&issuer))
+        }))
         .layer(tower::layer::layer_fn(move |inner| {
             FlagVariant::new(inner, flags.clone())
         }))
+        .layer(auth)
+        .map_request(forward_identity)
         .service(OriginProxy::new(fetcher, origin));
     BoxCloneSyncService::new(stack)
 }
+
+/// The signing keys the pipeline verifies tokens with: the JWK Set in the edge's KV.
+pub type Keys = JwksProvider<KvKeySource<Arc<dyn DynKvStore>>, SystemClock, TokioWaitUntil>;
 
 impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
