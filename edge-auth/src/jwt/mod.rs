@@ -18,6 +18,7 @@ mod b64;
 mod json;
 mod jwk;
 mod key;
+mod scan;
 mod verify;
 
 pub use jwk::{Jwk, JwkSet, MAX_KEYS};

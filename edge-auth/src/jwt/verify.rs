@@ -1,14 +1,14 @@
 //! The verifier: compact JWS in, verified claims or a typed rejection out. Sans-IO: keys and time are
 //! inputs.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 
 use super::b64;
-use super::json;
 use super::key::{Algorithm, VerifyingKey};
+use super::scan::{self, Field};
 use crate::error::Error;
 
 /// Finds the key for a token. Implemented by [`KeySet`] and by the JWKS provider's snapshots.
@@ -280,16 +280,20 @@ impl Verifier {
         now: Duration,
     ) -> Result<Verified<C>, Error> {
         let (header, payload) = self.verify_jws(token, keys)?;
-        let not_object = || Error::Malformed("claims are not a JSON object");
-        let Value::Object(claims) = json::parse(&payload).map_err(|_| not_object())? else {
-            return Err(not_object());
+        // One strict pass checks the JSON and picks out the registered claims; the caller's type then reads
+        // the same bytes directly (no intermediate `Value`).
+        let mut registered = RawClaims {
+            required: &self.validation.required,
+            ..RawClaims::default()
         };
-        let registered = self.check_claims(&claims, now)?;
-        let custom = C::deserialize(Value::Object(claims))
-            .map_err(|e| Error::CustomClaims(e.to_string()))?;
+        scan::object(&payload, |name, field| registered.take(name, field))
+            .map_err(|_| Error::Malformed("claims are not a JSON object"))?;
+        let claims = self.check_claims(registered, now)?;
+        let custom =
+            serde_json::from_slice(&payload).map_err(|e| Error::CustomClaims(e.to_string()))?;
         Ok(Verified {
             header,
-            claims: registered,
+            claims,
             custom,
         })
     }
@@ -335,53 +339,48 @@ impl Verifier {
         Ok((header, payload))
     }
 
-    fn check_claims(
-        &self,
-        claims: &Map<String, Value>,
-        now: Duration,
-    ) -> Result<RegisteredClaims, Error> {
+    fn check_claims(&self, raw: RawClaims<'_>, now: Duration) -> Result<RegisteredClaims, Error> {
         let v = &self.validation;
-        let string = |name: &'static str| match claims.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(Error::InvalidClaim(name)),
+        let string = |name: &'static str, field: Field<'_>| match field {
+            Field::Absent => Ok(None),
+            Field::Str(s) => Ok(Some(s.into_owned())),
+            _ => Err(Error::InvalidClaim(name)),
         };
-        let date = |name: &'static str| match claims.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_f64()
-                .filter(|f| f.is_finite())
-                .map(Some)
-                .ok_or(Error::InvalidClaim(name)),
-            Some(_) => Err(Error::InvalidClaim(name)),
+        let date = |name: &'static str, field: Field<'_>| match field {
+            Field::Absent => Ok(None),
+            Field::Number(n) if n.is_finite() => Ok(Some(n)),
+            _ => Err(Error::InvalidClaim(name)),
         };
-        let aud = match claims.get("aud") {
-            None => Vec::new(),
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| {
-                    item.as_str()
-                        .map(str::to_owned)
-                        .ok_or(Error::InvalidClaim("aud"))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(Error::InvalidClaim("aud")),
-        };
-        let registered = RegisteredClaims {
-            iss: string("iss")?,
-            sub: string("sub")?,
-            aud,
-            exp: date("exp")?,
-            nbf: date("nbf")?,
-            iat: date("iat")?,
-            jti: string("jti")?,
+        let present = |name: &str| match name {
+            "iss" => !matches!(raw.iss, Field::Absent),
+            "sub" => !matches!(raw.sub, Field::Absent),
+            "aud" => !matches!(raw.aud, Field::Absent),
+            "exp" => !matches!(raw.exp, Field::Absent),
+            "nbf" => !matches!(raw.nbf, Field::Absent),
+            "iat" => !matches!(raw.iat, Field::Absent),
+            "jti" => !matches!(raw.jti, Field::Absent),
+            other => raw.found.contains(&other),
         };
         for &name in &v.required {
-            if !claims.contains_key(name) {
+            if !present(name) {
                 return Err(Error::MissingClaim(name));
             }
         }
+        let aud = match raw.aud {
+            Field::Absent => Vec::new(),
+            Field::Str(s) => vec![s.into_owned()],
+            Field::Strings(list) => list.into_iter().map(Cow::into_owned).collect(),
+            _ => return Err(Error::InvalidClaim("aud")),
+        };
+        let registered = RegisteredClaims {
+            iss: string("iss", raw.iss)?,
+            sub: string("sub", raw.sub)?,
+            aud,
+            exp: date("exp", raw.exp)?,
+            nbf: date("nbf", raw.nbf)?,
+            iat: date("iat", raw.iat)?,
+            jti: string("jti", raw.jti)?,
+        };
         let now = now.as_secs_f64();
         let leeway = v.leeway.as_secs_f64();
         if registered.exp.is_some_and(|exp| now >= exp + leeway) {
@@ -412,6 +411,43 @@ impl Verifier {
     }
 }
 
+/// The registered claims as found in the payload, before type checks.
+#[derive(Default)]
+struct RawClaims<'a> {
+    iss: Field<'a>,
+    sub: Field<'a>,
+    aud: Field<'a>,
+    exp: Field<'a>,
+    nbf: Field<'a>,
+    iat: Field<'a>,
+    jti: Field<'a>,
+    /// The required names beyond the registered ones…
+    required: &'a [&'static str],
+    /// …and those of them that are present.
+    found: Vec<&'static str>,
+}
+
+impl<'a> RawClaims<'a> {
+    fn take(&mut self, name: &str, field: Field<'a>) {
+        let slot = match name {
+            "iss" => &mut self.iss,
+            "sub" => &mut self.sub,
+            "aud" => &mut self.aud,
+            "exp" => &mut self.exp,
+            "nbf" => &mut self.nbf,
+            "iat" => &mut self.iat,
+            "jti" => &mut self.jti,
+            other => {
+                if let Some(name) = self.required.iter().find(|r| **r == other) {
+                    self.found.push(name);
+                }
+                return;
+            }
+        };
+        *slot = field;
+    }
+}
+
 /// Splits a compact JWS into its three segments.
 fn split(token: &str) -> Result<(&str, &str, &str), Error> {
     let mut parts = token.splitn(4, '.');
@@ -437,36 +473,41 @@ fn parse_header(encoded: &[u8], limits: &Limits) -> Result<Header, Error> {
         return Err(Error::TooLarge("header"));
     }
     let raw = b64::decode(encoded).map_err(|_| Error::Malformed("header is not base64url"))?;
-    let Ok(Value::Object(header)) = json::parse(&raw) else {
-        return Err(Error::Malformed("header is not a JSON object"));
+    let (mut alg, mut kid, mut typ, mut crit) =
+        (Field::Absent, Field::Absent, Field::Absent, Field::Absent);
+    scan::object(&raw, |name, field| match name {
+        "alg" => alg = field,
+        "kid" => kid = field,
+        "typ" => typ = field,
+        "crit" => crit = field,
+        // `jku`, `x5u`, `jwk` and `x5c` are deliberately ignored: keys come from the verifier's own key set,
+        // never from the token.
+        _ => {}
+    })
+    .map_err(|_| Error::Malformed("header is not a JSON object"))?;
+    let alg = match alg {
+        Field::Str(name) => Algorithm::from_name(&name).ok_or(Error::UnsupportedAlgorithm)?,
+        Field::Absent => return Err(Error::Malformed("no `alg` header")),
+        _ => return Err(Error::Malformed("`alg` is not a string")),
     };
-    let alg = match header.get("alg") {
-        Some(Value::String(name)) => {
-            Algorithm::from_name(name).ok_or(Error::UnsupportedAlgorithm)?
-        }
-        Some(_) => return Err(Error::Malformed("`alg` is not a string")),
-        None => return Err(Error::Malformed("no `alg` header")),
+    let text = |name: &'static str, field: Field<'_>| match field {
+        Field::Absent => Ok(None),
+        Field::Str(s) => Ok(Some(s.into_owned())),
+        _ => Err(Error::Malformed(name)),
     };
-    let text = |name: &'static str| match header.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(Error::Malformed(name)),
-    };
-    let kid = text("kid")?;
-    let typ = text("typ")?;
-    match header.get("crit") {
-        None => {}
-        Some(Value::Array(names)) if !names.is_empty() => {
-            let understood = names
+    let kid = text("kid", kid)?;
+    let typ = text("typ", typ)?;
+    match crit {
+        Field::Absent => {}
+        Field::Strings(names) if !names.is_empty() => {
+            if !names
                 .iter()
-                .all(|n| n.as_str().is_some_and(|n| UNDERSTOOD_CRITICAL.contains(&n)));
-            if !understood {
+                .all(|n| UNDERSTOOD_CRITICAL.contains(&n.as_ref()))
+            {
                 return Err(Error::UnsupportedCritical);
             }
         }
-        Some(_) => return Err(Error::Malformed("`crit` must be a non-empty array")),
+        _ => return Err(Error::Malformed("`crit` must be a non-empty array")),
     }
-    // `jku`, `x5u`, `jwk` and `x5c` are deliberately ignored: keys come from the verifier's own key set,
-    // never from the token.
     Ok(Header { alg, kid, typ })
 }
