@@ -9,3 +9,4 @@
 mod attacks;
 mod support;
 mod vectors;
+mod wycheproof_vectors;
