@@ -3,6 +3,9 @@
 #
 #   bash scripts/wasm-toolchain.sh cargo check --target wasm32-unknown-unknown -p edge-core
 #   bash scripts/wasm-toolchain.sh --print-env     # show which route was taken
+#   bash scripts/wasm-toolchain.sh --with-test-runner cargo test --target wasm32-unknown-unknown -p edge-wasm-tests
+#                                                  # also install wasm-bindgen-test-runner (the version in
+#                                                  # Cargo.lock, cached) and run the tests in Node
 #   EDGE_WASM_ROUTE=rustweb bash scripts/...       # force the registry-only route (how CI machines without
 #                                                  # rustup's wasm32 target build)
 #
@@ -22,6 +25,7 @@ EDGE_WASM_HOME=${EDGE_WASM_HOME:-$HOME/.cache/edge-wasm}
 RUSTWEB_VER=${RUSTWEB_VER:-1.96.0+dfsg1-1~deb12u2}
 LLVM_VER=${LLVM_VER:-1:22.1.8-1~deb12u1}
 RW=$EDGE_WASM_HOME/rustweb
+TOOLS=$EDGE_WASM_HOME/tools
 LLVM_BIN=$RW/usr/lib/llvm-22/bin
 
 log() { printf 'wasm-toolchain: %s\n' "$*" >&2; }
@@ -69,6 +73,31 @@ run_rustweb() {
     "$@"
 }
 
+# wasm-bindgen-test-runner runs wasm32 test binaries in Node; it must match the wasm-bindgen in Cargo.lock.
+install_test_runner() {
+  local want have
+  want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+  [ -n "$want" ] || { log "no wasm-bindgen in Cargo.lock"; exit 1; }
+  have=$("$TOOLS/bin/wasm-bindgen-test-runner" --version 2>/dev/null | awk '{print $2}' || true)
+  if [ "$have" != "$want" ]; then
+    log "installing wasm-bindgen-cli $want into $TOOLS (first run only, a few minutes)"
+    # --locked can fail when the CLI's lockfile names a version the registry mirror lacks: resolve afresh.
+    cargo install --locked --root "$TOOLS" wasm-bindgen-cli --version "$want" ||
+      cargo install --root "$TOOLS" wasm-bindgen-cli --version "$want"
+  fi
+  if ! command -v node >/dev/null 2>&1; then
+    log "installing Node.js to run wasm32 tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
+  fi
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner"
+}
+
+with_runner=0
+if [ "${1:-}" = --with-test-runner ]; then
+  with_runner=1
+  shift
+fi
+
 if [ "${EDGE_WASM_ROUTE:-}" != rustweb ] && rustup_has_wasm; then
   route=rustup
 else
@@ -80,8 +109,9 @@ if [ "${1:-}" = --print-env ]; then
   echo "route=$route EDGE_WASM_HOME=$EDGE_WASM_HOME"
   exit 0
 fi
-[ "${1:-}" = cargo ] || { log "usage: wasm-toolchain.sh cargo <args...> | --print-env"; exit 2; }
+[ "${1:-}" = cargo ] || { log "usage: wasm-toolchain.sh [--with-test-runner] cargo <args...> | --print-env"; exit 2; }
 shift
+[ "$with_runner" = 1 ] && install_test_runner
 if [ "$route" = rustup ]; then
   # Crates with C parts (ring) need a clang that targets wasm32. Use the one on PATH, or the LLVM that
   # comes with the registry-only toolchain (installed on demand, kept outside the repo).
