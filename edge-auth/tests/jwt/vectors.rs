@@ -133,3 +133,23 @@ fn jwk_sets_from_providers_parse() {
             .is_ok()
     );
 }
+
+/// RFC 7520 §4.4: HMAC-SHA2 (HS256) over the cookbook's non-JSON payload, key from §3.5.
+#[test]
+fn rfc_7520_4_4_hs256() {
+    let jwk = br#"{"kty":"oct","kid":"018c0ae5-4d9b-471b-bfd6-eef314bc7037","use":"sig","alg":"HS256","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}"#;
+    let key = Jwk::from_json(jwk).unwrap().to_verifying_key().unwrap();
+    let token = "eyJhbGciOiJIUzI1NiIsImtpZCI6IjAxOGMwYWU1LTRkOWItNDcxYi1iZmQ2LWVlZjMxNGJjNzAzNyJ9.SXTigJlzIGEgZGFuZ2Vyb3VzIGJ1c2luZXNzLCBGcm9kbywgZ29pbmcgb3V0IHlvdXIgZG9vci4gWW91IHN0ZXAgb250byB0aGUgcm9hZCwgYW5kIGlmIHlvdSBkb24ndCBrZWVwIHlvdXIgZmVldCwgdGhlcmXigJlzIG5vIGtub3dpbmcgd2hlcmUgeW91IG1pZ2h0IGJlIHN3ZXB0IG9mZiB0by4.s0h6KThzkfBBBkLspW1h84VsJZFTsPPqMDA7g1Md7p0";
+    let (header, payload) = Verifier::default()
+        .verify_jws(token, &KeySet::new().with(key))
+        .unwrap();
+    assert_eq!(
+        header.kid.as_deref(),
+        Some("018c0ae5-4d9b-471b-bfd6-eef314bc7037")
+    );
+    assert!(
+        String::from_utf8(payload)
+            .unwrap()
+            .starts_with("It’s a dangerous business, Frodo")
+    );
+}
