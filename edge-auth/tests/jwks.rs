@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use edge_auth::Error;
 use edge_auth::jwks::{JwksProvider, KvKeySource, OriginKeySource};
+use edge_auth::jwt::base64url::encode as b64;
 use edge_auth::jwt::{Validation, Verifier};
 use edge_core::kv::{DynKvStore, KvEntry, KvLimits, ListOptions, ListPage, PutOptions};
 use edge_core::testing::{Reply, TestFetcher};
@@ -49,21 +50,6 @@ impl KvStore for CountingKv {
     async fn list(&self, options: ListOptions) -> Result<ListPage, edge_core::Error> {
         self.inner.list(options).await
     }
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
 }
 
 fn secret(kid: &str) -> Vec<u8> {

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use edge_auth::jwks::{JwksProvider, KvKeySource};
+use edge_auth::jwt::base64url::encode as b64;
 use edge_auth::jwt::{Validation, Verified, Verifier};
 use edge_auth::layer::JwtAuthLayer;
 use edge_core::kv::PutOptions;
@@ -15,21 +16,6 @@ use http::{Request, Response, StatusCode, header};
 use ring::hmac;
 use serde_json::Value;
 use tower::{Layer, ServiceExt};
-
-fn b64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
 
 const SECRET: &[u8; 32] = b"layer-test-secret-of-32-bytes!!!";
 

@@ -22,6 +22,26 @@ mod scan;
 mod verify;
 
 pub use jwk::{Jwk, JwkSet, MAX_KEYS};
+
+/// Strict base64url without padding, as JWS uses it: for code that builds tokens or JWKs (issuers, tests).
+pub mod base64url {
+    use crate::error::Error;
+
+    /// Encodes `bytes` (no padding).
+    #[must_use]
+    pub fn encode(bytes: &[u8]) -> String {
+        super::b64::encode(bytes)
+    }
+
+    /// Decodes strictly: no padding, no whitespace, canonical trailing bits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Malformed`] for anything else.
+    pub fn decode(text: &str) -> Result<Vec<u8>, Error> {
+        super::b64::decode(text.as_bytes()).map_err(|_| Error::Malformed("not strict base64url"))
+    }
+}
 pub use key::{Algorithm, VerifyingKey};
 pub use verify::{
     Header, KeyLookup, KeySet, Limits, RegisteredClaims, Validation, Verified, Verifier,

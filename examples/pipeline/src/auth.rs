@@ -20,6 +20,7 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use edge_auth::jwt::base64url::encode as b64;
 use edge_core::{Body, BoxFuture, Clock, SystemClock};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -48,21 +49,6 @@ const DEMO_KID: &str = "demo-ed25519-1";
 #[derive(Debug)]
 pub struct DemoIssuer {
     pair: Ed25519KeyPair,
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
 }
 
 impl DemoIssuer {
