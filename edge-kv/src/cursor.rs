@@ -6,6 +6,9 @@
 
 use std::fmt::Write;
 
+use std::ops::Bound;
+
+use edge_core::kv::{KvLimits, ListKey, ListOptions, ListPage};
 use edge_core::{Error, ErrorKind};
 
 /// The cursor resuming after `last_key`.
@@ -46,6 +49,61 @@ pub(crate) fn decode(tag: &str, cursor: &str) -> Result<String, Error> {
         .collect::<Option<Vec<u8>>>()
         .ok_or_else(invalid)?;
     String::from_utf8(bytes).map_err(|_| invalid())
+}
+
+/// A checked `list` request: the page size, where to resume, and the prefix. Shared by every store so they
+/// agree on what a cursor and a page mean.
+pub(crate) struct Walk<'a> {
+    tag: &'static str,
+    pub(crate) limit: usize,
+    /// The last key of the previous page.
+    pub(crate) after: Option<String>,
+    pub(crate) prefix: &'a str,
+}
+
+impl<'a> Walk<'a> {
+    /// Checks `options` against `limits` and decodes the cursor.
+    pub(crate) fn new(
+        tag: &'static str,
+        limits: &KvLimits,
+        options: &'a ListOptions,
+    ) -> Result<Self, Error> {
+        let limit = limits.check_list_limit(options.limit)?;
+        let after = options
+            .cursor
+            .as_deref()
+            .map(|c| decode(tag, c))
+            .transpose()?;
+        Ok(Self {
+            tag,
+            limit,
+            after,
+            prefix: options.prefix.as_deref().unwrap_or(""),
+        })
+    }
+
+    /// Whether the walk resumes strictly after the cursor's key (`Some`) or at the prefix (`None`).
+    pub(crate) fn resume_after(&self) -> Option<&str> {
+        self.after.as_deref().filter(|after| *after >= self.prefix)
+    }
+
+    /// The lower bound of the walk in an ordered index.
+    pub(crate) fn start(&self) -> Bound<&str> {
+        self.resume_after()
+            .map_or(Bound::Included(self.prefix), Bound::Excluded)
+    }
+
+    /// The page from up to `limit + 1` keys in order: the extra key, if present, says a cursor is needed.
+    pub(crate) fn finish(&self, mut keys: Vec<ListKey>) -> ListPage {
+        let more = keys.len() > self.limit;
+        keys.truncate(self.limit);
+        let cursor = if more {
+            keys.last().map(|k| encode(self.tag, &k.name))
+        } else {
+            None
+        };
+        ListPage::new(keys, cursor)
+    }
 }
 
 #[cfg(test)]

@@ -452,17 +452,8 @@ impl<C: Clock> MemoryKv<C> {
     }
 
     fn list_page(&self, options: &ListOptions) -> Result<ListPage, Error> {
-        let limit = self.inner.limits.check_list_limit(options.limit)?;
-        let after = options
-            .cursor
-            .as_deref()
-            .map(|c| cursor::decode(CURSOR_TAG, c))
-            .transpose()?;
-        let prefix = options.prefix.as_deref().unwrap_or("");
-        let start = match (&after, prefix) {
-            (Some(after), p) if after.as_str() >= p => Bound::Excluded(after.as_str()),
-            (_, p) => Bound::Included(p),
-        };
+        let walk = cursor::Walk::new(CURSOR_TAG, &self.inner.limits, options)?;
+        let (start, prefix, limit) = (walk.start(), walk.prefix, walk.limit);
         let now = self.inner.clock.wall_time();
         let mut candidates: Vec<ListKey> = Vec::new();
         for shard in &*self.inner.shards {
@@ -484,16 +475,7 @@ impl<C: Clock> MemoryKv<C> {
             candidates.extend(keys);
         }
         candidates.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        let more = candidates.len() > limit;
-        candidates.truncate(limit);
-        let cursor = if more {
-            candidates
-                .last()
-                .map(|k| cursor::encode(CURSOR_TAG, &k.name))
-        } else {
-            None
-        };
-        Ok(ListPage::new(candidates, cursor))
+        Ok(walk.finish(candidates))
     }
 }
 

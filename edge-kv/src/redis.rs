@@ -313,22 +313,17 @@ impl<C: Clock> KvStore for RedisKv<C> {
     }
 
     async fn list(&self, options: ListOptions) -> Result<ListPage, Error> {
-        let limit = self.limits.check_list_limit(options.limit)?;
-        let mut after = options
-            .cursor
-            .as_deref()
-            .map(|c| cursor::decode(CURSOR_TAG, c))
-            .transpose()?;
-        let prefix = options.prefix.unwrap_or_default();
+        let mut walk = cursor::Walk::new(CURSOR_TAG, &self.limits, &options)?;
+        let limit = walk.limit;
         let now = self.clock.wall_time();
         let mut connection = self.connection.clone();
         let mut keys: Vec<ListKey> = Vec::new();
         // Walk the index in batches until a page and one more live key are found (the extra key says whether
         // a cursor is needed), or the prefix runs out.
         'walk: loop {
-            let min = match &after {
-                Some(after) if after.as_str() >= prefix.as_str() => format!("({after}"),
-                _ => format!("[{prefix}"),
+            let min = match walk.resume_after() {
+                Some(after) => format!("({after}"),
+                None => format!("[{}", walk.prefix),
             };
             let batch = (limit + 1 - keys.len()).max(16);
             let names: Vec<String> = connection
@@ -352,10 +347,10 @@ impl<C: Clock> KvStore for RedisKv<C> {
                 .map_err(redis_error)?;
             let mut gone = Vec::new();
             for (name, raw) in names.iter().zip(values) {
-                if !name.starts_with(prefix.as_str()) {
+                if !name.starts_with(walk.prefix) {
                     break 'walk;
                 }
-                after = Some(name.clone());
+                walk.after = Some(name.clone());
                 let Some(raw) = raw else {
                     gone.push(name.clone());
                     continue;
@@ -383,14 +378,7 @@ impl<C: Clock> KvStore for RedisKv<C> {
                 break;
             }
         }
-        let more = keys.len() > limit;
-        keys.truncate(limit);
-        let cursor = if more {
-            keys.last().map(|k| cursor::encode(CURSOR_TAG, &k.name))
-        } else {
-            None
-        };
-        Ok(ListPage::new(keys, cursor))
+        Ok(walk.finish(keys))
     }
 }
 

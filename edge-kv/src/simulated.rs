@@ -575,20 +575,11 @@ impl SimPop {
     }
 
     fn list_page(&self, options: &ListOptions) -> Result<ListPage, Error> {
-        let limit = self.kv.limits.check_list_limit(options.limit)?;
-        let after = options
-            .cursor
-            .as_deref()
-            .map(|c| cursor::decode(CURSOR_TAG, c))
-            .transpose()?;
-        let prefix = options.prefix.as_deref().unwrap_or("");
-        let start = match &after {
-            Some(after) if after.as_str() >= prefix => Bound::Excluded(after.as_str()),
-            _ => Bound::Included(prefix),
-        };
+        let walk = cursor::Walk::new(CURSOR_TAG, &self.kv.limits, options)?;
+        let (start, prefix, limit) = (walk.start(), walk.prefix, walk.limit);
         let wall = self.kv.clock.wall_time();
         let world = self.kv.world();
-        let mut keys: Vec<ListKey> = world.replicas[self.index]
+        let keys: Vec<ListKey> = world.replicas[self.index]
             .range::<str, _>((start, Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
             .filter_map(|(key, version)| {
@@ -605,14 +596,7 @@ impl SimPop {
                     .with_metadata(r.metadata.clone())
             })
             .collect();
-        let more = keys.len() > limit;
-        keys.truncate(limit);
-        let cursor = if more {
-            keys.last().map(|k| cursor::encode(CURSOR_TAG, &k.name))
-        } else {
-            None
-        };
-        Ok(ListPage::new(keys, cursor))
+        Ok(walk.finish(keys))
     }
 }
 
