@@ -36,11 +36,12 @@ pub(crate) fn decoded_len(len: usize) -> Result<usize, B64Error> {
     }
 }
 
-/// Decodes `input` into `out` (cleared first).
-pub(crate) fn decode_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), B64Error> {
+/// Decodes `input` into the front of `out`, returning how many bytes it wrote.
+///
+/// `out` must have room for [`decoded_len`] bytes; a shorter buffer is reported as [`B64Error::BadLength`].
+pub(crate) fn decode_to_slice(input: &[u8], out: &mut [u8]) -> Result<usize, B64Error> {
     let len = decoded_len(input.len())?;
-    out.clear();
-    out.resize(len, 0);
+    let out = out.get_mut(..len).ok_or(B64Error::BadLength)?;
     let full = input.len() / 4;
     // Four characters at a time into three bytes; zipped chunks let the compiler drop the bounds checks.
     let mut bad = 0u8;
@@ -61,7 +62,7 @@ pub(crate) fn decode_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), B64Erro
     }
     let rest = &input[full * 4..];
     if rest.is_empty() {
-        return Ok(());
+        return Ok(len);
     }
     let mut n: u32 = 0;
     for &c in rest {
@@ -90,7 +91,14 @@ pub(crate) fn decode_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), B64Erro
         }
         _ => return Err(B64Error::BadLength),
     }
-    Ok(())
+    Ok(len)
+}
+
+/// Decodes `input` into `out` (cleared first).
+pub(crate) fn decode_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), B64Error> {
+    out.clear();
+    out.resize(decoded_len(input.len())?, 0);
+    decode_to_slice(input, out).map(|_| ())
 }
 
 /// Decodes `input` into a new vector.

@@ -15,6 +15,7 @@
 //! from a [`KeyLookup`], nothing awaits.
 
 mod b64;
+mod fused;
 mod json;
 mod jwk;
 mod key;

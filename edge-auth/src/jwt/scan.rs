@@ -47,16 +47,36 @@ pub(crate) enum Field<'a> {
     #[default]
     Absent,
     Str(Cow<'a, str>),
-    Number(f64),
+    Number(Number),
     /// An array whose items are all strings.
     Strings(Vec<Cow<'a, str>>),
     /// Anything else (an object, a bool, null, a mixed array): a wrong type for every registered name.
     Other,
 }
 
+/// A JSON number as the parser read it, so a caller's type can still be handed the exact integer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Number {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl Number {
+    /// The value as a float (NumericDate is a JSON number, possibly with a fraction).
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn to_f64(self) -> f64 {
+        match self {
+            Self::U64(n) => n as f64,
+            Self::I64(n) => n as f64,
+            Self::F64(n) => n,
+        }
+    }
+}
+
 /// Checks a value for duplicates and depth, and classifies it.
-struct Classify {
-    depth: usize,
+pub(crate) struct Classify {
+    pub(crate) depth: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Classify {
@@ -78,16 +98,14 @@ impl<'de> Visitor<'de> for Classify {
     fn visit_unit<E>(self) -> Result<Field<'de>, E> {
         Ok(Field::Other)
     }
-    #[allow(clippy::cast_precision_loss)]
     fn visit_i64<E>(self, v: i64) -> Result<Field<'de>, E> {
-        Ok(Field::Number(v as f64))
+        Ok(Field::Number(Number::I64(v)))
     }
-    #[allow(clippy::cast_precision_loss)]
     fn visit_u64<E>(self, v: u64) -> Result<Field<'de>, E> {
-        Ok(Field::Number(v as f64))
+        Ok(Field::Number(Number::U64(v)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Field<'de>, E> {
-        Ok(Field::Number(v))
+        Ok(Field::Number(Number::F64(v)))
     }
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
         Ok(Field::Str(Cow::Borrowed(v)))
@@ -128,34 +146,42 @@ impl<'de> Visitor<'de> for Classify {
     }
 }
 
-/// Member names seen in one object: a short list, then a set once objects get large.
-struct Seen<'a> {
-    list: Vec<Cow<'a, str>>,
+/// How many member names [`Seen`] keeps inline before switching to a hash set.
+const INLINE_NAMES: usize = 16;
+
+/// Member names seen in one object: a short inline list (no allocation for typical headers and claims
+/// sets), then a set once objects get large.
+pub(crate) struct Seen<'a> {
+    list: [Cow<'a, str>; INLINE_NAMES],
+    len: usize,
     set: Option<HashSet<Cow<'a, str>>>,
 }
 
 impl Default for Seen<'_> {
     fn default() -> Self {
-        // Room for a typical claims set, so it does not grow while parsing one.
         Self {
-            list: Vec::with_capacity(16),
+            list: std::array::from_fn(|_| Cow::Borrowed("")),
+            len: 0,
             set: None,
         }
     }
 }
 
 impl<'a> Seen<'a> {
-    fn insert<E: de::Error>(&mut self, name: Cow<'a, str>) -> Result<(), E> {
-        let duplicate = match &mut self.set {
-            Some(set) => !set.insert(name),
-            None if self.list.contains(&name) => true,
-            None => {
-                self.list.push(name);
-                if self.list.len() > 16 {
-                    self.set = Some(self.list.drain(..).collect());
-                }
-                false
-            }
+    pub(crate) fn insert<E: de::Error>(&mut self, name: Cow<'a, str>) -> Result<(), E> {
+        let duplicate = if let Some(set) = &mut self.set {
+            !set.insert(name)
+        } else if self.list[..self.len].contains(&name) {
+            true
+        } else if let Some(slot) = self.list.get_mut(self.len) {
+            *slot = name;
+            self.len += 1;
+            false
+        } else {
+            let mut set: HashSet<Cow<'a, str>> = self.list.iter_mut().map(std::mem::take).collect();
+            set.insert(name);
+            self.set = Some(set);
+            false
         };
         if duplicate {
             Err(E::custom("duplicate member name"))
@@ -193,11 +219,93 @@ where
             Ok(())
         }
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    deserializer.deserialize_map(Top {
-        on_member: &mut on_member,
-    })?;
-    deserializer.end()
+    fn run<'de, R, F>(
+        mut deserializer: serde_json::Deserializer<R>,
+        on_member: F,
+    ) -> Result<(), serde_json::Error>
+    where
+        R: serde_json::de::Read<'de>,
+        F: FnMut(&str, Field<'de>),
+    {
+        (&mut deserializer).deserialize_map(Top { on_member })?;
+        deserializer.end()
+    }
+    // Valid UTF-8 (the usual case) is checked once up front, so the parser can skip it string by string;
+    // anything else goes to the byte parser, which reports where it breaks.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => run(serde_json::Deserializer::from_str(text), &mut on_member),
+        Err(_) => run(serde_json::Deserializer::from_slice(bytes), &mut on_member),
+    }
+}
+
+/// How many members [`flat_object`] handles before leaving the object to [`object`].
+const FLAT_MEMBERS: usize = 8;
+
+/// Parses the common shape of a JOSE header exactly: an object whose members are all strings without
+/// escapes, at most [`FLAT_MEMBERS`] of them, names all different. Returns `None` for anything else
+/// (which may still be valid JSON: the caller then uses [`object`]), in which case the members already
+/// handed to `on_member` must be discarded.
+pub(crate) fn flat_object<'a>(
+    text: &'a str,
+    mut on_member: impl FnMut(&'a str, &'a str),
+) -> Option<()> {
+    let bytes = text.as_bytes();
+    let mut at = skip_whitespace(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_whitespace(bytes, at + 1);
+    if bytes.get(at) == Some(&b'}') {
+        return (skip_whitespace(bytes, at + 1) == bytes.len()).then_some(());
+    }
+    let mut names = [""; FLAT_MEMBERS];
+    let mut count = 0;
+    loop {
+        let (name, next) = plain_string(text, at)?;
+        at = skip_whitespace(bytes, next);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        let (value, next) = plain_string(text, skip_whitespace(bytes, at + 1))?;
+        if names[..count].contains(&name) {
+            return None;
+        }
+        *names.get_mut(count)? = name;
+        count += 1;
+        on_member(name, value);
+        at = skip_whitespace(bytes, next);
+        match bytes.get(at) {
+            Some(b',') => at = skip_whitespace(bytes, at + 1),
+            Some(b'}') => return (skip_whitespace(bytes, at + 1) == bytes.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// JSON insignificant whitespace (RFC 8259 §2).
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// A string starting at `at` with no escapes and no control characters: its contents and the index after it.
+fn plain_string(text: &str, at: usize) -> Option<(&str, usize)> {
+    let bytes = text.as_bytes();
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    let start = at + 1;
+    let len = bytes
+        .get(start..)?
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let end = start + len;
+    if bytes.get(end) != Some(&b'"') {
+        return None;
+    }
+    Some((text.get(start..end)?, end + 1))
 }
 
 #[cfg(test)]
@@ -210,6 +318,42 @@ mod tests {
             out.push((name.to_owned(), format!("{field:?}")))
         })?;
         Ok(out)
+    }
+
+    fn flat(json: &str) -> Option<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        flat_object(json, |n, v| out.push((n.to_owned(), v.to_owned())))?;
+        Some(out)
+    }
+
+    #[test]
+    fn the_flat_header_parser_takes_only_what_it_reads_exactly() {
+        assert_eq!(
+            flat(r#" { "alg" : "ES256", "kid":"k1" } "#).unwrap(),
+            vec![
+                ("alg".to_owned(), "ES256".to_owned()),
+                ("kid".to_owned(), "k1".to_owned())
+            ]
+        );
+        assert_eq!(flat("{}").unwrap(), vec![]);
+        for other in [
+            r#"{"alg":"a","alg":"b"}"#,
+            r#"{"alg":"a\u0041"}"#,
+            r#"{"crit":["b64"]}"#,
+            r#"{"alg":"a",}"#,
+            r#"{"alg":"a"} x"#,
+            r#"{"alg":"a""#,
+            r#"{"alg":1}"#,
+            "{\"alg\":\"a\u{1}\"}",
+            r#"["alg"]"#,
+            "",
+        ] {
+            assert!(flat(other).is_none(), "{other}");
+        }
+        // Everything the flat parser accepts, the full parser accepts with the same members.
+        for ok in [r#"{"alg":"HS256","typ":"JWT"}"#, "\t{\"a\":\"\"}\n"] {
+            assert_eq!(flat(ok).unwrap().len(), members(ok).unwrap().len());
+        }
     }
 
     #[test]

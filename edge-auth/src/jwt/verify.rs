@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::b64;
+use super::fused;
 use super::key::{Algorithm, VerifyingKey};
 use super::scan::{self, Field};
 use crate::error::Error;
@@ -203,23 +204,114 @@ pub struct Header {
 }
 
 /// The registered claims of a verified token (RFC 7519 §4.1), type-checked.
+///
+/// The string claims share one buffer (one allocation per token, not one per claim: this is on every
+/// request's path), hence accessors rather than fields.
 #[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
 pub struct RegisteredClaims {
-    /// `iss`.
-    pub iss: Option<String>,
-    /// `sub`.
-    pub sub: Option<String>,
-    /// `aud`, normalised to a list.
-    pub aud: Vec<String>,
-    /// `exp`, seconds since the epoch.
-    pub exp: Option<f64>,
-    /// `nbf`, seconds since the epoch.
-    pub nbf: Option<f64>,
-    /// `iat`, seconds since the epoch.
-    pub iat: Option<f64>,
-    /// `jti`.
-    pub jti: Option<String>,
+    /// `iss`, `sub`, `jti` and the audiences, end to end.
+    text: String,
+    iss: Option<Span>,
+    sub: Option<Span>,
+    jti: Option<Span>,
+    /// The first audience, kept apart so the usual single audience needs no list.
+    aud_first: Option<Span>,
+    aud_rest: Vec<Span>,
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    iat: Option<f64>,
+}
+
+/// Where one string claim sits in [`RegisteredClaims::text`].
+type Span = std::ops::Range<usize>;
+
+impl RegisteredClaims {
+    fn new(
+        iss: Option<&str>,
+        sub: Option<&str>,
+        aud: &[Cow<'_, str>],
+        jti: Option<&str>,
+        [exp, nbf, iat]: [Option<f64>; 3],
+    ) -> Self {
+        let len = [iss, sub, jti]
+            .iter()
+            .flatten()
+            .map(|s| s.len())
+            .sum::<usize>()
+            + aud.iter().map(|a| a.len()).sum::<usize>();
+        let mut text = String::with_capacity(len);
+        let mut push = |s: &str| {
+            let start = text.len();
+            text.push_str(s);
+            start..text.len()
+        };
+        let iss = iss.map(&mut push);
+        let sub = sub.map(&mut push);
+        let jti = jti.map(&mut push);
+        let (aud_first, aud_rest) = match aud {
+            [] => (None, Vec::new()),
+            [first, rest @ ..] => (Some(push(first)), rest.iter().map(|a| push(a)).collect()),
+        };
+        Self {
+            text,
+            iss,
+            sub,
+            jti,
+            aud_first,
+            aud_rest,
+            exp,
+            nbf,
+            iat,
+        }
+    }
+
+    fn get(&self, span: Option<&Span>) -> Option<&str> {
+        span.and_then(|s| self.text.get(s.clone()))
+    }
+
+    /// `iss`: who issued the token.
+    #[must_use]
+    pub fn iss(&self) -> Option<&str> {
+        self.get(self.iss.as_ref())
+    }
+
+    /// `sub`: whom the token is about.
+    #[must_use]
+    pub fn sub(&self) -> Option<&str> {
+        self.get(self.sub.as_ref())
+    }
+
+    /// `jti`: the token's unique id.
+    #[must_use]
+    pub fn jti(&self) -> Option<&str> {
+        self.get(self.jti.as_ref())
+    }
+
+    /// `aud`, normalised to a list (a single string is a list of one).
+    pub fn aud(&self) -> impl Iterator<Item = &str> + '_ {
+        self.aud_first
+            .iter()
+            .chain(&self.aud_rest)
+            .map(|s| self.text.get(s.clone()).unwrap_or_default())
+    }
+
+    /// `exp`, seconds since the Unix epoch.
+    #[must_use]
+    pub fn exp(&self) -> Option<f64> {
+        self.exp
+    }
+
+    /// `nbf`, seconds since the Unix epoch.
+    #[must_use]
+    pub fn nbf(&self) -> Option<f64> {
+        self.nbf
+    }
+
+    /// `iat`, seconds since the Unix epoch.
+    #[must_use]
+    pub fn iat(&self) -> Option<f64> {
+        self.iat
+    }
 }
 
 /// A token whose signature and claims have been checked.
@@ -280,12 +372,18 @@ impl Verifier {
         now: Duration,
     ) -> Result<Verified<C>, Error> {
         let (header, payload) = self.verify_jws(token, keys)?;
-        // One strict pass checks the JSON and picks out the registered claims; the caller's type then reads
-        // the same bytes directly (no intermediate `Value`).
-        let mut registered = RawClaims {
-            required: &self.validation.required,
-            ..RawClaims::default()
-        };
+        // Fast path: one strict pass deserializes `C` and picks out the registered claims.
+        let mut registered = RawClaims::new(&self.validation.required);
+        if let Ok(custom) = fused::claims::<C, _>(&payload, &mut registered) {
+            let claims = self.check_claims(registered, now)?;
+            return Ok(Verified {
+                header,
+                claims,
+                custom,
+            });
+        }
+        // The fast path gives up on anything unusual; the reference path decides, and names the error.
+        let mut registered = RawClaims::new(&self.validation.required);
         scan::object(&payload, |name, field| registered.take(name, field))
             .map_err(|_| Error::Malformed("claims are not a JSON object"))?;
         let claims = self.check_claims(registered, now)?;
@@ -326,10 +424,12 @@ impl Verifier {
         if signature_b64.len() > 1366 {
             return Err(Error::BadSignature);
         }
-        let signature = b64::decode(signature_b64.as_bytes())
+        let mut signature = [0u8; 1024];
+        let len = b64::decode_to_slice(signature_b64.as_bytes(), &mut signature)
             .map_err(|_| Error::Malformed("signature is not base64url"))?;
+        let signature = &signature[..len];
         let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        key.verify(signing_input, &signature)?;
+        key.verify(signing_input, signature)?;
 
         let not_b64 = || Error::Malformed("claims are not base64url");
         if b64::decoded_len(payload_b64.len()).map_err(|_| not_b64())? > limits.max_claims_len {
@@ -339,16 +439,15 @@ impl Verifier {
         Ok((header, payload))
     }
 
-    fn check_claims(&self, raw: RawClaims<'_>, now: Duration) -> Result<RegisteredClaims, Error> {
+    fn check_claims<'a>(
+        &self,
+        raw: RawClaims<'a>,
+        now: Duration,
+    ) -> Result<RegisteredClaims, Error> {
         let v = &self.validation;
-        let string = |name: &'static str, field: Field<'_>| match field {
+        let date = |name: &'static str, field: &Field<'a>| match field {
             Field::Absent => Ok(None),
-            Field::Str(s) => Ok(Some(s.into_owned())),
-            _ => Err(Error::InvalidClaim(name)),
-        };
-        let date = |name: &'static str, field: Field<'_>| match field {
-            Field::Absent => Ok(None),
-            Field::Number(n) if n.is_finite() => Ok(Some(n)),
+            Field::Number(n) if n.to_f64().is_finite() => Ok(Some(n.to_f64())),
             _ => Err(Error::InvalidClaim(name)),
         };
         let present = |name: &str| match name {
@@ -366,48 +465,54 @@ impl Verifier {
                 return Err(Error::MissingClaim(name));
             }
         }
-        let aud = match raw.aud {
-            Field::Absent => Vec::new(),
-            Field::Str(s) => vec![s.into_owned()],
-            Field::Strings(list) => list.into_iter().map(Cow::into_owned).collect(),
+        fn text<'f>(name: &'static str, field: &'f Field<'_>) -> Result<Option<&'f str>, Error> {
+            match field {
+                Field::Absent => Ok(None),
+                Field::Str(s) => Ok(Some(s.as_ref())),
+                _ => Err(Error::InvalidClaim(name)),
+            }
+        }
+        let iss = text("iss", &raw.iss)?;
+        let sub = text("sub", &raw.sub)?;
+        let jti = text("jti", &raw.jti)?;
+        let aud: &[Cow<'_, str>] = match &raw.aud {
+            Field::Absent => &[],
+            Field::Str(s) => std::slice::from_ref(s),
+            Field::Strings(list) => list,
             _ => return Err(Error::InvalidClaim("aud")),
         };
-        let registered = RegisteredClaims {
-            iss: string("iss", raw.iss)?,
-            sub: string("sub", raw.sub)?,
-            aud,
-            exp: date("exp", raw.exp)?,
-            nbf: date("nbf", raw.nbf)?,
-            iat: date("iat", raw.iat)?,
-            jti: string("jti", raw.jti)?,
-        };
+        let exp = date("exp", &raw.exp)?;
+        let nbf = date("nbf", &raw.nbf)?;
+        let iat = date("iat", &raw.iat)?;
         let now = now.as_secs_f64();
         let leeway = v.leeway.as_secs_f64();
-        if registered.exp.is_some_and(|exp| now >= exp + leeway) {
+        if exp.is_some_and(|exp| now >= exp + leeway) {
             return Err(Error::Expired);
         }
-        if registered.nbf.is_some_and(|nbf| now + leeway < nbf) {
+        if nbf.is_some_and(|nbf| now + leeway < nbf) {
             return Err(Error::NotYetValid);
         }
-        if registered.iat.is_some_and(|iat| now + leeway < iat) {
+        if iat.is_some_and(|iat| now + leeway < iat) {
             return Err(Error::IssuedInFuture);
         }
         if !v.issuers.is_empty() {
-            match &registered.iss {
+            match iss {
                 None => return Err(Error::MissingClaim("iss")),
-                Some(iss) if !v.issuers.contains(iss) => return Err(Error::InvalidIssuer),
+                Some(iss) if !v.issuers.iter().any(|i| i == iss) => {
+                    return Err(Error::InvalidIssuer);
+                }
                 Some(_) => {}
             }
         }
         if !v.audiences.is_empty() {
-            if registered.aud.is_empty() {
+            if aud.is_empty() {
                 return Err(Error::MissingClaim("aud"));
             }
-            if !registered.aud.iter().any(|a| v.audiences.contains(a)) {
+            if !aud.iter().any(|a| v.audiences.iter().any(|want| want == a)) {
                 return Err(Error::InvalidAudience);
             }
         }
-        Ok(registered)
+        Ok(RegisteredClaims::new(iss, sub, aud, jti, [exp, nbf, iat]))
     }
 }
 
@@ -428,6 +533,13 @@ struct RawClaims<'a> {
 }
 
 impl<'a> RawClaims<'a> {
+    fn new(required: &'a [&'static str]) -> Self {
+        Self {
+            required,
+            ..Self::default()
+        }
+    }
+
     fn take(&mut self, name: &str, field: Field<'a>) {
         let slot = match name {
             "iss" => &mut self.iss,
@@ -445,6 +557,22 @@ impl<'a> RawClaims<'a> {
             }
         };
         *slot = field;
+    }
+}
+
+impl<'a> fused::ClaimSink<'a> for RawClaims<'a> {
+    fn wants(&self, name: &str) -> bool {
+        matches!(name, "iss" | "sub" | "aud" | "exp" | "nbf" | "iat" | "jti")
+    }
+
+    fn saw(&mut self, name: &str) {
+        if let Some(name) = self.required.iter().find(|r| **r == name) {
+            self.found.push(name);
+        }
+    }
+
+    fn take(&mut self, name: &str, field: Field<'a>) {
+        RawClaims::take(self, name, field);
     }
 }
 
@@ -466,25 +594,66 @@ fn split(token: &str) -> Result<(&str, &str, &str), Error> {
 /// rejecting a token whose `crit` names an extension the recipient does not process.
 const UNDERSTOOD_CRITICAL: [&str; 0] = [];
 
+/// The header parameters the verifier reads.
+#[derive(Default)]
+struct HeaderParams<'a> {
+    alg: Field<'a>,
+    kid: Field<'a>,
+    typ: Field<'a>,
+    crit: Field<'a>,
+}
+
+impl<'a> HeaderParams<'a> {
+    fn take(&mut self, name: &str, field: Field<'a>) {
+        match name {
+            "alg" => self.alg = field,
+            "kid" => self.kid = field,
+            "typ" => self.typ = field,
+            "crit" => self.crit = field,
+            // `jku`, `x5u`, `jwk` and `x5c` are deliberately ignored: keys come from the verifier's own key
+            // set, never from the token.
+            _ => {}
+        }
+    }
+}
+
 fn parse_header(encoded: &[u8], limits: &Limits) -> Result<Header, Error> {
     let len =
         b64::decoded_len(encoded.len()).map_err(|_| Error::Malformed("header is not base64url"))?;
     if len > limits.max_header_len {
         return Err(Error::TooLarge("header"));
     }
-    let raw = b64::decode(encoded).map_err(|_| Error::Malformed("header is not base64url"))?;
-    let (mut alg, mut kid, mut typ, mut crit) =
-        (Field::Absent, Field::Absent, Field::Absent, Field::Absent);
-    scan::object(&raw, |name, field| match name {
-        "alg" => alg = field,
-        "kid" => kid = field,
-        "typ" => typ = field,
-        "crit" => crit = field,
-        // `jku`, `x5u`, `jwk` and `x5c` are deliberately ignored: keys come from the verifier's own key set,
-        // never from the token.
-        _ => {}
-    })
-    .map_err(|_| Error::Malformed("header is not a JSON object"))?;
+    // Typical headers fit on the stack; only unusually large ones (within the limit) allocate.
+    let mut stack = [0u8; 512];
+    let mut heap = Vec::new();
+    let buffer: &mut [u8] = if len <= stack.len() {
+        &mut stack
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let len = b64::decode_to_slice(encoded, buffer)
+        .map_err(|_| Error::Malformed("header is not base64url"))?;
+    let raw = &buffer[..len];
+    let mut params = HeaderParams::default();
+    // Most headers are a flat object of plain strings (`{"alg":"ES256","kid":"…","typ":"JWT"}`), read by a
+    // small exact parser; anything else (escapes, arrays such as `crit`, duplicates) takes the full one.
+    let flat = std::str::from_utf8(raw).ok().and_then(|text| {
+        scan::flat_object(text, |name, value| {
+            params.take(name, Field::Str(Cow::Borrowed(value)))
+        })
+    });
+    if flat.is_none() {
+        params = HeaderParams::default();
+        scan::object(raw, |name, field| params.take(name, field))
+            .map_err(|_| Error::Malformed("header is not a JSON object"))?;
+    }
+    let HeaderParams {
+        alg,
+        kid,
+        typ,
+        crit,
+    } = params;
     let alg = match alg {
         Field::Str(name) => Algorithm::from_name(&name).ok_or(Error::UnsupportedAlgorithm)?,
         Field::Absent => return Err(Error::Malformed("no `alg` header")),

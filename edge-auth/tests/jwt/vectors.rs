@@ -18,9 +18,34 @@ fn rfc_7515_a3_es256() {
     let verified = Verifier::new(Validation::new().with_issuer("joe"))
         .verify::<Value>(token, &key, Duration::from_secs(1_300_819_000))
         .unwrap();
-    assert_eq!(verified.claims.exp, Some(1_300_819_380.0));
+    assert_eq!(verified.claims.exp(), Some(1_300_819_380.0));
     let late = Verifier::default().verify::<Value>(token, &key, Duration::from_secs(1_300_819_441));
     assert_eq!(late.unwrap_err(), Error::Expired);
+}
+
+/// RFC 7515 appendix A.2: RS256 with the RFC's 2048-bit key. RSA keys do not imply one algorithm (RS256 or
+/// PS256 …), so the JWK names it; the token's header must agree.
+#[test]
+fn rfc_7515_a2_rs256() {
+    let jwk = br#"{"kty":"RSA","alg":"RS256","e":"AQAB","n":"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ"}"#;
+    let key = Jwk::from_json(jwk).unwrap().to_verifying_key().unwrap();
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+    let verified = Verifier::new(Validation::new().with_issuer("joe"))
+        .verify::<Value>(token, &key, Duration::from_secs(1_300_819_000))
+        .unwrap();
+    assert_eq!(verified.claims.iss(), Some("joe"));
+    assert_eq!(verified.custom["http://example.com/is_root"], true);
+    // One flipped bit anywhere in the signature, and it no longer verifies.
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let mut bytes = edge_auth::jwt::base64url::decode(signature).unwrap();
+    bytes[100] ^= 1;
+    let tampered = format!("{input}.{}", edge_auth::jwt::base64url::encode(&bytes));
+    assert_eq!(
+        Verifier::default()
+            .verify::<Value>(&tampered, &key, Duration::from_secs(1_300_819_000))
+            .unwrap_err(),
+        Error::BadSignature
+    );
 }
 
 /// RFC 8037 appendix A.4: Ed25519 over a payload that is not JSON, through the JWS layer.
@@ -62,7 +87,7 @@ fn rsa_pkcs1_and_pss_with_every_hash() {
                 Duration::from_secs(1_767_225_600),
             )
             .unwrap();
-        assert_eq!(verified.claims.sub.as_deref(), Some("user-42"), "{alg}");
+        assert_eq!(verified.claims.sub(), Some("user-42"), "{alg}");
         // The same key pinned to another RSA algorithm refuses the token.
         let other = if alg.starts_with("RS") {
             "PS256"
