@@ -36,5 +36,6 @@ pub mod jwt;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod layer;
+pub mod ratelimit;
 
 pub use error::Error;

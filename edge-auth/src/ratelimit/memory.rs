@@ -1,0 +1,289 @@
+//! In-memory GCRA: one limiter ([`Limiter`]) or one per key ([`KeyedLimiter`]).
+//!
+//! Each key's state is one `AtomicU64` (its TAT), updated with a compare-and-swap loop: no lock is held
+//! while deciding. Keys live in 64 shards of `hashbrown` tables behind reader-writer locks; a known key
+//! takes only its shard's read lock. Idle keys (TAT in the past, so indistinguishable from absent) are
+//! swept by the inserting thread whenever a shard doubles in size: no background task to run, amortised
+//! O(1) per insert, and memory bounded by the keys active within one period.
+
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+use edge_core::{Clock, SystemClock};
+use hashbrown::HashTable;
+
+use super::gcra::step;
+use super::{Decision, Quota};
+
+fn nanos(clock: &impl Clock) -> u64 {
+    u64::try_from(clock.now().since_origin().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Runs one GCRA step against an atomic TAT.
+#[inline]
+fn check_cell(quota: &Quota, cell: &AtomicU64, now: u64, cost: u32) -> Decision {
+    let mut tat = cell.load(Ordering::Acquire);
+    loop {
+        let s = step(quota, tat, now, cost);
+        let Some(new_tat) = s.new_tat else {
+            return s.decision;
+        };
+        match cell.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return s.decision,
+            Err(current) => tat = current,
+        }
+    }
+}
+
+/// One rate limit shared by every caller (a "direct" limiter).
+///
+/// ```
+/// use edge_auth::ratelimit::{Limiter, Quota};
+/// use edge_core::ManualClock;
+///
+/// let limiter = Limiter::with_clock(Quota::per_second(1)?, ManualClock::new());
+/// assert!(limiter.check().is_allowed());
+/// assert!(!limiter.check().is_allowed());
+/// # Ok::<(), edge_auth::ratelimit::QuotaError>(())
+/// ```
+#[derive(Debug)]
+pub struct Limiter<C = SystemClock> {
+    quota: Quota,
+    tat: AtomicU64,
+    clock: C,
+}
+
+impl Limiter {
+    /// A limiter on the host clock.
+    #[must_use]
+    pub fn new(quota: Quota) -> Self {
+        Self::with_clock(quota, SystemClock::new())
+    }
+}
+
+impl<C: Clock> Limiter<C> {
+    /// A limiter reading time from `clock`.
+    #[must_use]
+    pub fn with_clock(quota: Quota, clock: C) -> Self {
+        Self {
+            quota,
+            tat: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    /// The quota.
+    #[must_use]
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// Decides one request now.
+    #[must_use]
+    pub fn check(&self) -> Decision {
+        self.check_n(1)
+    }
+
+    /// Decides a request costing `cost` units now.
+    #[must_use]
+    pub fn check_n(&self, cost: u32) -> Decision {
+        check_cell(&self.quota, &self.tat, nanos(&self.clock), cost)
+    }
+}
+
+const SHARDS: usize = 64;
+/// A shard is swept for idle keys when it reaches this size, then whenever it doubles.
+const FIRST_SWEEP: usize = 64;
+
+struct Shard<K> {
+    table: HashTable<(K, AtomicU64)>,
+    sweep_at: usize,
+}
+
+/// One rate limit per key (client IP, API key, user id …).
+///
+/// ```
+/// use edge_auth::ratelimit::{KeyedLimiter, Quota};
+/// use edge_core::ManualClock;
+///
+/// let limiter = KeyedLimiter::with_clock(Quota::per_minute(2)?, ManualClock::new());
+/// assert!(limiter.check(&"203.0.113.7").is_allowed());
+/// assert!(limiter.check(&"203.0.113.7").is_allowed());
+/// assert!(!limiter.check(&"203.0.113.7").is_allowed());
+/// assert!(limiter.check(&"198.51.100.1").is_allowed(), "keys are independent");
+/// # Ok::<(), edge_auth::ratelimit::QuotaError>(())
+/// ```
+pub struct KeyedLimiter<K, C = SystemClock> {
+    quota: Quota,
+    shards: Box<[RwLock<Shard<K>>]>,
+    hasher: foldhash::fast::RandomState,
+    clock: C,
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
+    /// A keyed limiter on the host clock.
+    #[must_use]
+    pub fn new(quota: Quota) -> Self {
+        Self::with_clock(quota, SystemClock::new())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock> KeyedLimiter<K, C> {
+    /// A keyed limiter reading time from `clock`.
+    #[must_use]
+    pub fn with_clock(quota: Quota, clock: C) -> Self {
+        let shards = (0..SHARDS)
+            .map(|_| {
+                RwLock::new(Shard {
+                    table: HashTable::new(),
+                    sweep_at: FIRST_SWEEP,
+                })
+            })
+            .collect();
+        Self {
+            quota,
+            shards,
+            hasher: foldhash::fast::RandomState::default(),
+            clock,
+        }
+    }
+
+    /// The quota every key gets.
+    #[must_use]
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// Decides one request for `key` now.
+    pub fn check(&self, key: &K) -> Decision {
+        self.check_n(key, 1)
+    }
+
+    /// Decides a request costing `cost` units for `key` now.
+    pub fn check_n(&self, key: &K, cost: u32) -> Decision {
+        let now = nanos(&self.clock);
+        let hash = self.hasher.hash_one(key);
+        // Bits 40–45 pick the shard: hashbrown uses the low bits (bucket) and the top seven (tag) itself.
+        let shard = &self.shards[(hash >> 40) as usize % SHARDS];
+        {
+            let read = shard.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, cell)) = read.table.find(hash, |(k, _)| k == key) {
+                return check_cell(&self.quota, cell, now, cost);
+            }
+        }
+        let mut write = shard.write().unwrap_or_else(PoisonError::into_inner);
+        let shard = &mut *write;
+        if let Some((_, cell)) = shard.table.find(hash, |(k, _)| k == key) {
+            return check_cell(&self.quota, cell, now, cost);
+        }
+        let s = step(&self.quota, 0, now, cost);
+        // A denied first request leaves nothing behind: an absent key already means "full quota".
+        if let Some(tat) = s.new_tat {
+            if shard.table.len() >= shard.sweep_at {
+                shard
+                    .table
+                    .retain(|(_, cell)| cell.load(Ordering::Acquire) > now);
+                shard.sweep_at = (shard.table.len() * 2).max(FIRST_SWEEP);
+            }
+            let hasher = &self.hasher;
+            shard
+                .table
+                .insert_unique(hash, (key.clone(), AtomicU64::new(tat)), |(k, _)| {
+                    hasher.hash_one(k)
+                });
+        }
+        s.decision
+    }
+
+    /// How many keys are held (active ones, plus idle ones not yet swept).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).table.len())
+            .sum()
+    }
+
+    /// Whether no key is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every idle key now (they are also dropped as the map grows; this is for callers that want
+    /// memory back at a moment of their choosing).
+    pub fn sweep(&self) {
+        let now = nanos(&self.clock);
+        for shard in &*self.shards {
+            let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+            shard
+                .table
+                .retain(|(_, cell)| cell.load(Ordering::Acquire) > now);
+            shard.sweep_at = (shard.table.len() * 2).max(FIRST_SWEEP);
+        }
+    }
+}
+
+impl<K, C> std::fmt::Debug for KeyedLimiter<K, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedLimiter")
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use edge_core::ManualClock;
+
+    use super::*;
+
+    #[test]
+    fn idle_keys_are_swept_as_the_map_grows_and_decisions_do_not_change() {
+        let clock = ManualClock::new();
+        let limiter = KeyedLimiter::with_clock(Quota::per_second(1).unwrap(), clock.clone());
+        for i in 0..10_000u32 {
+            assert!(limiter.check(&i).is_allowed());
+        }
+        assert_eq!(limiter.len(), 10_000);
+        clock.advance(Duration::from_secs(2));
+        for i in 10_000..20_000u32 {
+            assert!(limiter.check(&i).is_allowed());
+        }
+        assert!(
+            limiter.len() < 16_000,
+            "idle keys swept on growth: {}",
+            limiter.len()
+        );
+        assert!(!limiter.check(&19_999).is_allowed(), "active keys kept");
+        assert!(
+            limiter.check(&5).is_allowed(),
+            "a swept key starts with a full quota, as it would have"
+        );
+        clock.advance(Duration::from_secs(2));
+        limiter.sweep();
+        assert!(limiter.is_empty());
+    }
+
+    #[test]
+    fn threads_never_share_out_more_than_the_burst() {
+        let clock = ManualClock::new();
+        let limiter = KeyedLimiter::with_clock(Quota::per_hour(1000).unwrap(), clock);
+        let admitted = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        if limiter.check(&"hot").is_allowed() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 1000);
+    }
+}
