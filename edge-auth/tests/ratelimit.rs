@@ -1,0 +1,206 @@
+//! Rate limiters across PoPs and servers: the KV token bucket on `SimulatedKv`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_auth::ratelimit::{KvTokenBucket, OnStoreError, Quota};
+use edge_core::kv::{KvEntry, KvLimits, ListOptions, ListPage, PutOptions};
+use edge_core::{Error, ErrorKind, KvStore, ManualClock};
+use edge_kv::{LinkLatency, MemoryKv, SimulatedKv};
+use futures::executor::block_on;
+
+/// A store that is down.
+struct FailingKv;
+
+fn down() -> Error {
+    Error::new(ErrorKind::Unavailable, "store unreachable")
+}
+
+impl KvStore for FailingKv {
+    fn limits(&self) -> KvLimits {
+        KvLimits::WORKERS
+    }
+    async fn get(&self, _: &str) -> Result<Option<Bytes>, Error> {
+        Err(down())
+    }
+    async fn get_with_metadata(&self, _: &str) -> Result<Option<KvEntry>, Error> {
+        Err(down())
+    }
+    async fn put(&self, _: &str, _: Bytes, _: PutOptions) -> Result<(), Error> {
+        Err(down())
+    }
+    async fn delete(&self, _: &str) -> Result<(), Error> {
+        Err(down())
+    }
+    async fn list(&self, _: ListOptions) -> Result<ListPage, Error> {
+        Err(down())
+    }
+}
+
+/// Every PoP sends `per_pop_rate` requests per second for `seconds` to one key; returns how many were
+/// admitted in total.
+fn run(pops: usize, lag: Duration, floor: bool, seconds: u64, per_pop_rate: u64) -> u64 {
+    let clock = ManualClock::new();
+    let names: Vec<String> = (0..pops).map(|i| format!("pop{i}")).collect();
+    let kv = SimulatedKv::builder()
+        .clock(clock.clone())
+        .pops(names.iter().map(String::as_str))
+        .latency(LinkLatency::fixed(lag))
+        .seed(7)
+        .build();
+    let quota = Quota::per_second(10).unwrap(); // capacity 10, refill 10/s
+    let limiters: Vec<_> = names
+        .iter()
+        .map(|n| {
+            KvTokenBucket::builder(kv.pop(n).unwrap(), quota)
+                .clock(clock.clone())
+                .local_floor(floor)
+                .build()
+        })
+        .collect();
+    let tick = Duration::from_micros(1_000_000 / per_pop_rate / pops as u64);
+    let mut admitted = 0;
+    block_on(async {
+        for _ in 0..seconds * per_pop_rate {
+            for limiter in &limiters {
+                if limiter.check("attacker").await.is_allowed() {
+                    admitted += 1;
+                }
+                clock.advance(tick);
+            }
+        }
+    });
+    admitted
+}
+
+/// The bound in the `KvTokenBucket` docs, measured: admitted ≤ M · (C + r·w), and exact with one PoP.
+#[test]
+fn over_admission_across_pops_stays_within_the_documented_bound() {
+    let (seconds, rate) = (5, 100);
+    let exact = 10 + 10 * seconds; // C + r·w
+    let mut table = String::from("M  lag     floor  seeds  exact  bound\n");
+    for pops in [1usize, 2, 4, 8] {
+        for lag_ms in [50u64, 250] {
+            let lag = Duration::from_millis(lag_ms);
+            let ours = run(pops, lag, true, seconds, rate);
+            let seeds = run(pops, lag, false, seconds, rate);
+            let bound = pops as u64 * exact;
+            table += &format!(
+                "{pops:<2} {lag_ms:>3}ms  {ours:>5}  {seeds:>5}  {exact:>5}  {bound:>5}\n"
+            );
+            assert!(
+                ours <= bound,
+                "M={pops} lag={lag_ms}ms: {ours} admitted > bound {bound}"
+            );
+            assert!(
+                ours >= exact.min(seconds * rate * pops as u64) - 1,
+                "never stricter than exact"
+            );
+            if pops == 1 {
+                assert!(
+                    ours.abs_diff(exact) <= 1,
+                    "one PoP is exact: {ours} vs {exact}"
+                );
+            }
+        }
+    }
+    println!("{table}");
+}
+
+/// A PoP drains its bucket; another PoP, not yet seeing that, admits one request and writes a fuller
+/// state that replaces the drained one everywhere (last writer wins). The seeds' algorithm then admits
+/// almost a whole second burst at the drained PoP; the local floor does not.
+#[test]
+fn the_local_floor_stops_a_drained_pop_adopting_a_fuller_replica() {
+    let second_burst = |floor: bool| {
+        let clock = ManualClock::new();
+        let kv = SimulatedKv::builder()
+            .clock(clock.clone())
+            .pops(["a", "b"])
+            .latency(LinkLatency::fixed(Duration::from_millis(100)))
+            .build();
+        let quota = Quota::per_hour(10).unwrap();
+        let make = |pop: &str| {
+            KvTokenBucket::builder(kv.pop(pop).unwrap(), quota)
+                .clock(clock.clone())
+                .local_floor(floor)
+                .build()
+        };
+        let (a, b) = (make("a"), make("b"));
+        block_on(async {
+            for _ in 0..10 {
+                assert!(a.check("k").await.is_allowed());
+            }
+            clock.advance(Duration::from_millis(1));
+            assert!(
+                b.check("k").await.is_allowed(),
+                "b has not seen a's writes yet"
+            );
+            clock.advance(Duration::from_millis(200));
+            let mut again = 0;
+            for _ in 0..10 {
+                again += u32::from(a.check("k").await.is_allowed());
+            }
+            again
+        })
+    };
+    assert_eq!(
+        second_burst(false),
+        9,
+        "the seeds' algorithm: 9 more at the drained PoP"
+    );
+    assert_eq!(second_burst(true), 0, "with the floor: none");
+}
+
+#[test]
+fn garbage_state_restarts_from_a_full_bucket_and_is_overwritten() {
+    block_on(async {
+        let kv = MemoryKv::new();
+        kv.put(
+            "rl:k",
+            Bytes::from_static(b"not a bucket"),
+            PutOptions::new(),
+        )
+        .await
+        .unwrap();
+        let limiter = KvTokenBucket::builder(kv.clone(), Quota::per_minute(2).unwrap())
+            .clock(ManualClock::new())
+            .build();
+        let d = limiter.try_check("k").await.unwrap();
+        assert!(d.is_allowed());
+        assert_eq!(d.remaining(), 1);
+        assert_eq!(
+            kv.get("rl:k").await.unwrap().unwrap().len(),
+            17,
+            "overwritten with a real state"
+        );
+    });
+}
+
+#[test]
+fn keys_of_any_length_work_and_store_failures_follow_the_policy() {
+    block_on(async {
+        let kv = MemoryKv::new();
+        let limiter = KvTokenBucket::builder(kv.clone(), Quota::per_minute(1).unwrap())
+            .clock(ManualClock::new())
+            .build();
+        let long = "x".repeat(10_000);
+        assert!(limiter.check(&long).await.is_allowed());
+        assert!(!limiter.check(&long).await.is_allowed());
+        assert!(
+            limiter.check("#").await.is_allowed(),
+            "a literal '#' key is its own bucket"
+        );
+
+        let open = KvTokenBucket::builder(FailingKv, Quota::per_minute(1).unwrap()).build();
+        assert!(open.try_check("k").await.is_err());
+        assert!(open.check("k").await.is_allowed(), "fail open by default");
+        let closed = KvTokenBucket::builder(FailingKv, Quota::per_minute(1).unwrap())
+            .on_store_error(OnStoreError::Deny)
+            .build();
+        let d = closed.check("k").await;
+        assert!(!d.is_allowed());
+        assert!(d.retry_after() > Duration::ZERO);
+    });
+}
