@@ -158,9 +158,17 @@ impl SystemClock {
 #[cfg(not(target_arch = "wasm32"))]
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
-        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        let origin = *ORIGIN.get_or_init(std::time::Instant::now);
-        Instant(origin.elapsed())
+        // The first call calibrates quanta's TSC scaling against the OS clock (typically 10–20 ms, at
+        // most 200 ms, once per process).
+        // A process-wide clock held here (not quanta's global one) skips its thread-local mock check.
+        static CLOCK: std::sync::OnceLock<(quanta::Clock, quanta::Instant)> =
+            std::sync::OnceLock::new();
+        let (clock, origin) = CLOCK.get_or_init(|| {
+            let clock = quanta::Clock::new();
+            let origin = clock.now();
+            (clock, origin)
+        });
+        Instant(clock.now().duration_since(*origin))
     }
 
     fn wall_time(&self) -> SystemTime {

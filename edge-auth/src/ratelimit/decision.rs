@@ -17,12 +17,19 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     allowed: bool,
+    /// Set by limiters that count; GCRA-style limiters leave [`DERIVED`] and it is worked out from
+    /// `reset` when asked for, so the hot path does not pay for a division nobody may read.
+    remaining: u32,
+    reset_nanos: u64,
+    retry_nanos: u64,
     quota: Quota,
-    /// Set by limiters that count; GCRA-style limiters leave it to be derived from `reset`, so the hot path
-    /// does not pay for a division nobody may read.
-    remaining: Option<u32>,
-    reset: Duration,
-    retry_after: Duration,
+}
+
+/// `remaining` is to be derived from the reset time.
+const DERIVED: u32 = u32::MAX;
+
+fn to_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Decision {
@@ -37,15 +44,16 @@ impl Decision {
     ) -> Self {
         Self {
             allowed,
+            remaining: remaining.min(quota.burst()).min(DERIVED - 1),
+            reset_nanos: to_nanos(reset),
+            retry_nanos: if allowed { 0 } else { to_nanos(retry_after) },
             quota,
-            remaining: Some(remaining.min(quota.burst())),
-            reset,
-            retry_after: if allowed { Duration::ZERO } else { retry_after },
         }
     }
 
     /// A GCRA decision: `ahead_nanos` is how far the client's schedule runs ahead of now (the time until
     /// the quota is full again); remaining is derived from it when asked for.
+    #[inline]
     pub(crate) fn scheduled(
         allowed: bool,
         quota: Quota,
@@ -54,10 +62,10 @@ impl Decision {
     ) -> Self {
         Self {
             allowed,
+            remaining: DERIVED,
+            reset_nanos: ahead_nanos,
+            retry_nanos: if allowed { 0 } else { retry_nanos },
             quota,
-            remaining: None,
-            reset: Duration::from_nanos(ahead_nanos),
-            retry_after: Duration::from_nanos(if allowed { 0 } else { retry_nanos }),
         }
     }
 
@@ -76,23 +84,24 @@ impl Decision {
     /// Requests that could be admitted right now, after this one.
     #[must_use]
     pub fn remaining(&self) -> u32 {
-        self.remaining.unwrap_or_else(|| {
-            let ahead = u64::try_from(self.reset.as_nanos()).unwrap_or(u64::MAX);
-            let free = self.quota.capacity_nanos().saturating_sub(ahead);
-            u32::try_from(free / self.quota.interval_nanos()).unwrap_or(u32::MAX)
-        })
+        if self.remaining != DERIVED {
+            return self.remaining;
+        }
+        let free = self.quota.capacity_nanos().saturating_sub(self.reset_nanos);
+        u32::try_from(free / self.quota.interval_nanos())
+            .map_or(self.quota.burst(), |n| n.min(self.quota.burst()))
     }
 
     /// Time until the quota is fully restored, if no more requests arrive.
     #[must_use]
     pub fn reset(&self) -> Duration {
-        self.reset
+        Duration::from_nanos(self.reset_nanos)
     }
 
     /// For a denied request, how long until the same request would be admitted; zero when allowed.
     #[must_use]
     pub fn retry_after(&self) -> Duration {
-        self.retry_after
+        Duration::from_nanos(self.retry_nanos)
     }
 
     /// `"name";r=<remaining>;t=<seconds until reset>`.
@@ -102,7 +111,7 @@ impl Decision {
             "\"{}\";r={};t={}",
             escaped(self.quota.name()),
             self.remaining(),
-            ceil_secs(self.reset)
+            ceil_secs(self.reset())
         );
         header_value(&value)
     }
@@ -126,7 +135,7 @@ impl Decision {
         if !self.allowed {
             headers.insert(
                 http::header::RETRY_AFTER,
-                HeaderValue::from(ceil_secs(self.retry_after).max(1)),
+                HeaderValue::from(ceil_secs(self.retry_after()).max(1)),
             );
         }
     }

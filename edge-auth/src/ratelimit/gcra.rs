@@ -41,20 +41,45 @@ pub struct Step {
 #[must_use]
 #[inline]
 pub fn step(quota: &Quota, tat: u64, now: u64, cost: u32) -> Step {
+    let s = schedule(quota, tat, now, cost);
+    Step {
+        decision: s.decision(quota),
+        new_tat: s.new_tat,
+    }
+}
+
+/// [`step`] without building the [`Decision`]: plain integers, cheap to recompute in a CAS loop.
+#[derive(Clone, Copy)]
+pub(crate) struct Schedule {
+    pub(crate) new_tat: Option<u64>,
+    ahead: u64,
+    retry: u64,
+}
+
+impl Schedule {
+    #[inline]
+    pub(crate) fn decision(self, quota: &Quota) -> Decision {
+        Decision::scheduled(self.new_tat.is_some(), *quota, self.ahead, self.retry)
+    }
+}
+
+#[inline]
+pub(crate) fn schedule(quota: &Quota, tat: u64, now: u64, cost: u32) -> Schedule {
     let capacity = quota.capacity_nanos();
-    let base = tat.max(now);
-    let ahead = base - now;
+    let ahead = tat.max(now) - now;
     let increment = quota.interval_nanos().saturating_mul(u64::from(cost));
     let new_ahead = ahead.saturating_add(increment);
     if new_ahead <= capacity {
-        Step {
-            decision: Decision::scheduled(true, *quota, new_ahead, 0),
+        Schedule {
             new_tat: Some(now.saturating_add(new_ahead)),
+            ahead: new_ahead,
+            retry: 0,
         }
     } else {
-        Step {
-            decision: Decision::scheduled(false, *quota, ahead, new_ahead - capacity),
+        Schedule {
             new_tat: None,
+            ahead,
+            retry: new_ahead - capacity,
         }
     }
 }

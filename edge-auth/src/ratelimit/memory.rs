@@ -13,7 +13,7 @@ use std::sync::{PoisonError, RwLock};
 use edge_core::{Clock, SystemClock};
 use hashbrown::HashTable;
 
-use super::gcra::step;
+use super::gcra::schedule;
 use super::{Decision, Quota};
 
 fn nanos(clock: &impl Clock) -> u64 {
@@ -25,12 +25,12 @@ fn nanos(clock: &impl Clock) -> u64 {
 fn check_cell(quota: &Quota, cell: &AtomicU64, now: u64, cost: u32) -> Decision {
     let mut tat = cell.load(Ordering::Acquire);
     loop {
-        let s = step(quota, tat, now, cost);
+        let s = schedule(quota, tat, now, cost);
         let Some(new_tat) = s.new_tat else {
-            return s.decision;
+            return s.decision(quota);
         };
         match cell.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return s.decision,
+            Ok(_) => return s.decision(quota),
             Err(current) => tat = current,
         }
     }
@@ -177,7 +177,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedLimiter<K, C> {
         if let Some((_, cell)) = shard.table.find(hash, |(k, _)| k == key) {
             return check_cell(&self.quota, cell, now, cost);
         }
-        let s = step(&self.quota, 0, now, cost);
+        let s = schedule(&self.quota, 0, now, cost);
         // A denied first request leaves nothing behind: an absent key already means "full quota".
         if let Some(tat) = s.new_tat {
             if shard.table.len() >= shard.sweep_at {
@@ -193,7 +193,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedLimiter<K, C> {
                     hasher.hash_one(k)
                 });
         }
-        s.decision
+        s.decision(&self.quota)
     }
 
     /// How many keys are held (active ones, plus idle ones not yet swept).
