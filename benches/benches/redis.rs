@@ -46,5 +46,59 @@ fn redis_get(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, redis_get);
+/// `RedisLimiter::check` next to the same script run by a bare `EVALSHA` on the same connection.
+fn redis_ratelimit(c: &mut Criterion) {
+    use edge_auth::ratelimit::{Quota, RedisLimiter};
+
+    let server =
+        RedisServer::start().expect("redis-server must be installed (bash .ci/run installs it)");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let quota = Quota::per_second(1_000_000).unwrap();
+    let limiter = runtime
+        .block_on(RedisLimiter::connect(&server.url(), quota))
+        .unwrap();
+    assert!(runtime.block_on(limiter.check("bench")).is_allowed());
+    let client = redis::Client::open(server.url()).unwrap();
+    let raw = runtime
+        .block_on(redis::aio::ConnectionManager::new(client))
+        .unwrap();
+    let sha = redis::Script::new(RedisLimiter::script_source())
+        .get_hash()
+        .to_owned();
+
+    let mut group = c.benchmark_group("ratelimit/redis_check");
+    group.bench_function("edge_auth::RedisLimiter::check", |b| {
+        b.iter(|| {
+            black_box(
+                runtime
+                    .block_on(limiter.check(black_box("bench")))
+                    .is_allowed(),
+            )
+        });
+    });
+    group.bench_function("bare EVALSHA of the same script", |b| {
+        b.iter(|| {
+            let mut connection = raw.clone();
+            let reply: (i64, i64, i64) = runtime
+                .block_on(
+                    redis::cmd("EVALSHA")
+                        .arg(&sha)
+                        .arg(1)
+                        .arg("edge-rl:bench-raw")
+                        .arg(1)
+                        .arg(1_000_000)
+                        .arg(1)
+                        .query_async(&mut connection),
+                )
+                .unwrap();
+            black_box(reply)
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, redis_get, redis_ratelimit);
 criterion_main!(benches);

@@ -46,7 +46,7 @@ use bytes::Bytes;
 use edge_core::kv::PutOptions;
 use edge_core::{Clock, KvStore, SystemClock};
 
-use super::{Decision, Quota};
+use super::{Decision, Quota, storage_key};
 
 /// What a limiter does when its store cannot be reached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,6 +57,18 @@ pub enum OnStoreError {
     Allow,
     /// Deny the request (for limits that protect money or scarce capacity).
     Deny,
+}
+
+impl OnStoreError {
+    /// The decision this policy gives when the store failed.
+    pub(crate) fn decision(self, quota: Quota) -> Decision {
+        match self {
+            Self::Allow => {
+                Decision::new(true, quota, quota.burst(), Duration::ZERO, Duration::ZERO)
+            }
+            Self::Deny => Decision::new(false, quota, 0, quota.period(), quota.emission_interval()),
+        }
+    }
 }
 
 const STATE_TAG: u8 = 1;
@@ -94,7 +106,7 @@ impl State {
     fn refilled(self, now_micros: u64, rate_per_micro: f64, capacity: f64) -> f64 {
         #[allow(clippy::cast_precision_loss)]
         let elapsed = now_micros.saturating_sub(self.at_micros) as f64;
-        (self.tokens + elapsed * rate_per_micro).min(capacity)
+        elapsed.mul_add(rate_per_micro, self.tokens).min(capacity)
     }
 }
 
@@ -220,7 +232,7 @@ impl<S: KvStore, C: Clock> KvTokenBucket<S, C> {
     pub async fn check(&self, key: &str) -> Decision {
         match self.try_check(key).await {
             Ok(decision) => decision,
-            Err(_) => self.store_failed(),
+            Err(_) => self.on_store_error.decision(self.quota),
         }
     }
 
@@ -280,36 +292,8 @@ impl<S: KvStore, C: Clock> KvTokenBucket<S, C> {
         Decision::new(allowed, self.quota, remaining, reset, retry_after)
     }
 
-    fn store_failed(&self) -> Decision {
-        match self.on_store_error {
-            OnStoreError::Allow => Decision::new(
-                true,
-                self.quota,
-                self.quota.burst(),
-                Duration::ZERO,
-                Duration::ZERO,
-            ),
-            OnStoreError::Deny => Decision::new(
-                false,
-                self.quota,
-                0,
-                self.quota.period(),
-                self.quota.emission_interval(),
-            ),
-        }
-    }
-
-    /// `prefix + key`, or, when that is longer than the store accepts (or starts with `#`),
-    /// `prefix + '#' + SHA-256(key)` in hex: keys of any length work, and hashed ones cannot collide with
-    /// literal ones.
     fn kv_key(&self, key: &str) -> String {
-        let max = self.store.limits().max_key_len;
-        if self.prefix.len() + key.len() <= max && !key.starts_with('#') {
-            return format!("{}{key}", self.prefix);
-        }
-        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}#{hex}", self.prefix)
+        storage_key(&self.prefix, key, self.store.limits().max_key_len)
     }
 
     fn lock_floors(&self) -> std::sync::MutexGuard<'_, Floors> {

@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | [`Limiter`], [`KeyedLimiter`] | this process (GCRA, one atomic per key) | yes, per process | per-instance protection, the first line |
 //! | [`KvTokenBucket`] | any [`KvStore`](edge_core::KvStore) (the seeds' token bucket) | no: bounded over-admission across PoPs | coarse abuse limits across an edge network |
-//! | `RedisLimiter` (feature `redis`) | Redis, one atomic script per check (GCRA) | yes, across servers | per-account quotas shared by many app servers |
+//! | [`RedisLimiter`] (feature `redis`) | Redis, one atomic script per check (GCRA) | yes, across servers | per-account quotas shared by many app servers |
 //!
 //! Every limiter answers with a [`Decision`]: allowed or not, remaining quota, time to reset and
 //! retry-after, ready to become `RateLimit`, `RateLimit-Policy` and `Retry-After` response fields. Quotas
@@ -15,8 +15,30 @@ pub mod gcra;
 mod kv_bucket;
 mod memory;
 mod quota;
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+mod redis;
 
 pub use decision::{Decision, RATELIMIT, RATELIMIT_POLICY};
 pub use kv_bucket::{KvTokenBucket, KvTokenBucketBuilder, OnStoreError};
 pub use memory::{KeyedLimiter, Limiter};
 pub use quota::{Quota, QuotaError};
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+pub use redis::RedisLimiter;
+
+/// `prefix + key`, or, when that is longer than `max_len` (or `key` starts with `#`),
+/// `prefix + '#' + SHA-256(key)` in hex: keys of any length work, and hashed ones cannot collide with
+/// literal ones.
+fn storage_key(prefix: &str, key: &str, max_len: usize) -> String {
+    if prefix.len() + key.len() <= max_len && !key.starts_with('#') {
+        return format!("{prefix}{key}");
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let mut out = String::with_capacity(prefix.len() + 65);
+    out.push_str(prefix);
+    out.push('#');
+    for byte in digest.as_ref() {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    out
+}
