@@ -13,6 +13,8 @@
 mod decision;
 pub mod gcra;
 mod kv_bucket;
+#[cfg(feature = "tower")]
+pub mod layer;
 mod memory;
 mod quota;
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
@@ -20,6 +22,8 @@ mod redis;
 
 pub use decision::{Decision, RATELIMIT, RATELIMIT_POLICY};
 pub use kv_bucket::{KvTokenBucket, KvTokenBucketBuilder, OnStoreError};
+#[cfg(feature = "tower")]
+pub use layer::{Backend, ClientIp, KeyExtractor, RateLimitLayer, RequestView};
 pub use memory::{KeyedLimiter, Limiter};
 pub use quota::{Quota, QuotaError};
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]

@@ -10,8 +10,12 @@
 use std::future::Future;
 use std::io;
 
+use std::net::SocketAddr;
+
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::routing::get;
+use edge_auth::ratelimit::ClientIp;
 use edge_core::Body;
 use edge_example_pipeline::EdgeService;
 use http::Request;
@@ -20,8 +24,18 @@ use tower::ServiceExt;
 
 /// The axum app: the gateway's own routes, then the edge pipeline for everything else.
 pub fn app(edge: EdgeService) -> Router {
-    let edge =
-        edge.map_request(|request: Request<axum::body::Body>| request.map(Body::from_http_body));
+    let edge = edge.map_request(|request: Request<axum::body::Body>| {
+        let mut request = request.map(Body::from_http_body);
+        // The connection's address, for per-client rate limits (present when served with connect info).
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        if let Some(ip) = peer {
+            request.extensions_mut().insert(ClientIp(ip));
+        }
+        request
+    });
     Router::new()
         .route("/_edge/health", get(|| async { "ok\n" }))
         .fallback_service(edge)
@@ -37,7 +51,10 @@ pub async fn serve(
     edge: EdgeService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, app(edge))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(edge).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -369,3 +369,37 @@ async fn the_binary_starts_on_the_port_it_is_given_and_answers() {
     assert_eq!(home.status, StatusCode::OK);
     child.kill().await.unwrap();
 }
+
+/// The API allows bursts of 20 per client (then one every 500 ms): a quick run of requests is refused
+/// once the burst is spent, with the IETF fields, and pages (their own quota) still load.
+#[tokio::test]
+async fn the_api_is_rate_limited_per_client_with_ietf_fields() {
+    let gateway = start(GatewayConfig::default()).await;
+    let mut statuses = Vec::new();
+    // At most a few tokens come back while the loop runs, however slow the machine.
+    while statuses.len() < 200 && !statuses.contains(&StatusCode::TOO_MANY_REQUESTS) {
+        let response = exchange(&gateway.base, Method::GET, "/api/products", Bytes::new())
+            .await
+            .unwrap();
+        statuses.push(response.status);
+        if response.status == StatusCode::OK {
+            assert_eq!(response.header("ratelimit-policy"), "\"default\";q=20;w=60");
+            assert_eq!(response.header("ratelimit"), "\"default\";r=_;t=_");
+        } else {
+            assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(response.header("retry-after"), "1");
+            assert_eq!(response.header("ratelimit"), "\"default\";r=_;t=_");
+        }
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        20
+    );
+    assert_eq!(statuses[20], StatusCode::TOO_MANY_REQUESTS);
+    let page = exchange(&gateway.base, Method::GET, "/", Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(page.status, StatusCode::OK);
+    let _ = gateway.stop.send(());
+    gateway.server.await.unwrap().unwrap();
+}

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use edge_auth::ratelimit::ClientIp;
 use edge_core::Body;
 use edge_example_pipeline::EdgeService;
 use http::Request;
@@ -34,15 +35,20 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(_) => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = edge.clone().map_request(|request: Request<Incoming>| request.map(Body::from_http_body));
+                let client = ClientIp(peer.ip());
+                let service = edge.clone().map_request(move |request: Request<Incoming>| {
+                    let mut request = request.map(Body::from_http_body);
+                    request.extensions_mut().insert(client);
+                    request
+                });
                 let connection = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
                 let connection = graceful.watch(connection);

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use edge_auth::jwks::{JwksProvider, KvKeySource};
 use edge_auth::jwt::{Validation, Verifier};
 use edge_auth::layer::JwtAuthLayer;
+use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, QuotaError, RateLimitLayer};
 use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::kv::{DynKvStore, PutOptions};
 use edge_core::wait_until::TokioWaitUntil;
@@ -102,7 +103,8 @@ impl Edge {
             background.clone(),
         );
         let fetcher = HyperFetcher::new().with_timeout(config.origin_timeout);
-        let service = build(fetcher, origin_url.clone(), flags, keys, issuer);
+        let service = build(fetcher, origin_url.clone(), flags, keys, issuer)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Self {
             service,
             origin_url,
@@ -137,14 +139,19 @@ impl Edge {
 }
 
 /// Builds the tower stack over `fetcher`, forwarding to `origin`: the demo issuer, `flags` deciding A/B
-/// variants, JWT authentication of `/api/account` with `keys`, the verified identity forwarded.
+/// variants, JWT authentication of `/api/account` with `keys`, per-client rate limits, the verified
+/// identity forwarded.
+///
+/// # Errors
+///
+/// A rate-limit quota is invalid (they are constants here; the error is for the type's sake).
 pub fn build<F>(
     fetcher: F,
     origin: Uri,
     flags: Flags,
     keys: Keys,
     issuer: Arc<DemoIssuer>,
-) -> EdgeService
+) -> Result<EdgeService, QuotaError>
 where
     F: edge_core::Fetcher + 'static,
 {
@@ -155,6 +162,7 @@ where
     );
     let auth = JwtAuthLayer::<_, _, _, serde_json::Value>::new(keys, verifier)
         .protect_prefix("/api/account");
+    let rate_limit = rate_limit_layer()?;
     let stack = tower::ServiceBuilder::new()
         .layer(tower::layer::layer_fn(move |inner| {
             DemoTokenEndpoint::new(inner, Arc::clone(&issuer))
@@ -163,9 +171,22 @@ where
             FlagVariant::new(inner, flags.clone())
         }))
         .layer(auth)
+        .layer(rate_limit)
         .map_request(forward_identity)
         .service(OriginProxy::new(fetcher, origin));
-    BoxCloneSyncService::new(stack)
+    Ok(BoxCloneSyncService::new(stack))
+}
+
+/// Per-client limits, in memory: the token's subject when the request carries a verified one, else the
+/// connection's address. Pages: 600 a minute, bursts of 120. The API: 120 a minute, bursts of 20.
+fn rate_limit_layer() -> Result<RateLimitLayer, QuotaError> {
+    let limiter = |per_minute: u32, burst: u32| {
+        Ok::<_, QuotaError>(KeyedLimiter::<String>::new(
+            Quota::per_minute(per_minute)?.with_burst(burst)?,
+        ))
+    };
+    let key = KeyExtractor::jwt_sub::<serde_json::Value>().or(KeyExtractor::client_ip());
+    Ok(RateLimitLayer::new(limiter(600, 120)?, key).route("/api/", limiter(120, 20)?))
 }
 
 /// The signing keys the pipeline verifies tokens with: the JWK Set in the edge's KV.

@@ -14,7 +14,8 @@ pub struct Exchange {
     pub request: String,
     /// The status.
     pub status: StatusCode,
-    /// The response headers, minus `date` (which differs from run to run).
+    /// The response headers, minus `date` (which differs from run to run), with `RateLimit`'s numbers
+    /// replaced by `_` (they depend on the client's history and timing).
     pub headers: HeaderMap,
     /// The whole body.
     pub body: Bytes,
@@ -75,6 +76,17 @@ pub async fn exchange_with_headers(
     let response = HyperFetcher::new().fetch(request).await?;
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(http::header::DATE);
+    // `RateLimit`'s numbers depend on what the same client did before and how fast (two hosts sharing a
+    // pipeline share its counters); the policy it names must match.
+    if let Some(value) = parts.headers.get("ratelimit").and_then(|v| v.to_str().ok()) {
+        let normalized = match value.split_once(";r=") {
+            Some((policy, _)) => format!("{policy};r=_;t=_"),
+            None => value.to_owned(),
+        };
+        if let Ok(value) = http::HeaderValue::from_str(&normalized) {
+            parts.headers.insert("ratelimit", value);
+        }
+    }
     let body = body.collect(16 * 1024 * 1024).await?;
     Ok(Exchange {
         request: format!("{method} {path}"),

@@ -1,0 +1,336 @@
+//! [`RateLimitLayer`]: rate limiting as a tower layer (feature `tower`), for axum and hyper.
+//!
+//! For each request the layer picks the quota of the longest matching route prefix (or the default),
+//! derives the client's key with a [`KeyExtractor`], asks the route's [`Backend`], and then either passes
+//! the request on, adding `RateLimit` and `RateLimit-Policy` to the response, or answers itself with
+//! `429 Too Many Requests`, those fields, `Retry-After` and a small JSON body.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use edge_core::{BoxFuture, Clock, KvStore, MaybeSend, MaybeSync};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri};
+
+use super::{Decision, KeyedLimiter, KvTokenBucket};
+
+/// A limiter the layer can ask: anything that decides per string key.
+pub trait Backend: MaybeSend + MaybeSync + 'static {
+    /// Decides one request for `key` (store failures are the backend's policy to resolve).
+    fn check<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Decision>;
+}
+
+impl<C: Clock + 'static> Backend for KeyedLimiter<String, C> {
+    fn check<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Decision> {
+        let decision = self.check(&key.to_owned());
+        Box::pin(std::future::ready(decision))
+    }
+}
+
+impl<S: KvStore + 'static, C: Clock + 'static> Backend for KvTokenBucket<S, C> {
+    fn check<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Decision> {
+        Box::pin(KvTokenBucket::check(self, key))
+    }
+}
+
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+impl Backend for super::RedisLimiter {
+    fn check<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Decision> {
+        Box::pin(super::RedisLimiter::check(self, key))
+    }
+}
+
+/// The client's address, as the host saw the connection. Hosts insert it into request extensions (axum:
+/// from `ConnectInfo<SocketAddr>`; hyper: from the accepted stream's peer address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub IpAddr);
+
+/// The parts of a request a key is derived from.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RequestView<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The URI.
+    pub uri: &'a Uri,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The extensions (where [`ClientIp`] and verified JWT claims live).
+    pub extensions: &'a Extensions,
+}
+
+type KeyFn = dyn Fn(&RequestView<'_>) -> Option<String> + Send + Sync;
+
+/// How the layer names the client a request counts against.
+///
+/// ```
+/// use edge_auth::ratelimit::KeyExtractor;
+///
+/// // The verified token's subject when there is one, else the client address behind one trusted proxy.
+/// let key = KeyExtractor::jwt_sub::<serde_json::Value>()
+///     .or(KeyExtractor::client_ip_behind(http::HeaderName::from_static("x-forwarded-for"), 1));
+/// ```
+#[derive(Clone)]
+pub struct KeyExtractor(Arc<KeyFn>);
+
+impl KeyExtractor {
+    /// A key from a closure (`None`: the request has no key; see [`RateLimitLayer`]).
+    pub fn from_fn(f: impl Fn(&RequestView<'_>) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// The connection's address ([`ClientIp`] in the extensions). IPv6 clients are keyed by their /64, the
+    /// smallest block a subscriber is usually given: keying by full address lets one host rotate through
+    /// 2^64 keys.
+    #[must_use]
+    pub fn client_ip() -> Self {
+        Self::from_fn(|req| req.extensions.get::<ClientIp>().map(|ip| ip_key(ip.0)))
+    }
+
+    /// The client address as reported by `trusted_hops` proxies in front of this server, each appending
+    /// the address it saw to `header` (`X-Forwarded-For` style: the `trusted_hops`-th entry from the
+    /// right). Entries further left were written by the client and are ignored: trusting them would let
+    /// anyone pick their own key. Falls back to [`ClientIp`] when the header is missing or too short.
+    /// With `trusted_hops == 0` the header is never read.
+    #[must_use]
+    pub fn client_ip_behind(header: HeaderName, trusted_hops: usize) -> Self {
+        Self::from_fn(move |req| {
+            let from_header = (trusted_hops > 0)
+                .then(|| {
+                    let entries: Vec<&str> = req
+                        .headers
+                        .get_all(&header)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .flat_map(|v| v.split(','))
+                        .map(str::trim)
+                        .collect();
+                    let index = entries.len().checked_sub(trusted_hops)?;
+                    entries.get(index)?.parse::<IpAddr>().ok()
+                })
+                .flatten();
+            from_header
+                .or_else(|| req.extensions.get::<ClientIp>().map(|ip| ip.0))
+                .map(ip_key)
+        })
+    }
+
+    /// A request header's value (for an API key header, say), at most 256 bytes.
+    #[must_use]
+    pub fn header(name: HeaderName) -> Self {
+        Self::from_fn(move |req| {
+            let value = req.headers.get(&name)?.to_str().ok()?;
+            (!value.is_empty() && value.len() <= 256).then(|| value.to_owned())
+        })
+    }
+
+    /// The `sub` of the token [`JwtAuthLayer`](crate::layer::JwtAuthLayer) verified, when the request
+    /// carries one (the layer must run after authentication).
+    #[must_use]
+    pub fn jwt_sub<T: Send + Sync + 'static>() -> Self {
+        Self::from_fn(|req| {
+            let verified = req.extensions.get::<crate::jwt::Verified<T>>()?;
+            verified.claims.sub().map(|sub| format!("sub:{sub}"))
+        })
+    }
+
+    /// This key, or `other` when this one finds none.
+    #[must_use]
+    pub fn or(self, other: Self) -> Self {
+        Self::from_fn(move |req| (self.0)(req).or_else(|| (other.0)(req)))
+    }
+
+    fn key(&self, view: &RequestView<'_>) -> Option<String> {
+        (self.0)(view)
+    }
+}
+
+impl fmt::Debug for KeyExtractor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyExtractor")
+    }
+}
+
+fn ip_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Rate limits a service. See the [module docs](self).
+///
+/// Requests for which the [`KeyExtractor`] finds no key all share one bucket, `"anonymous"`: a missing
+/// key must not mean "unlimited".
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Route prefixes, longest first, each with its limiter.
+    routes: Vec<(String, Arc<dyn Backend>)>,
+    default: Option<Arc<dyn Backend>>,
+    key: KeyExtractor,
+}
+
+impl RateLimitLayer {
+    /// Limits every request with `backend`, keyed by `key`.
+    pub fn new(backend: impl Backend, key: KeyExtractor) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                routes: Vec::new(),
+                default: Some(Arc::new(backend)),
+                key,
+            }),
+        }
+    }
+
+    /// Limits only the routes added with [`RateLimitLayer::route`]; other requests pass untouched.
+    #[must_use]
+    pub fn routes_only(key: KeyExtractor) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                routes: Vec::new(),
+                default: None,
+                key,
+            }),
+        }
+    }
+
+    /// Paths starting with `prefix` use `backend` (its own quota and its own counters) instead of the
+    /// default. The longest matching prefix wins.
+    #[must_use]
+    pub fn route(mut self, prefix: impl Into<String>, backend: impl Backend) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.routes.push((prefix.into(), Arc::new(backend)));
+            shared
+                .routes
+                .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        }
+        self
+    }
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field(
+                "routes",
+                &self
+                    .shared
+                    .routes
+                    .iter()
+                    .map(|(p, _)| p)
+                    .collect::<Vec<_>>(),
+            )
+            .field("default", &self.shared.default.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> tower::Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service [`RateLimitLayer`] produces.
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit").finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for RateLimit<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + MaybeSend + 'static,
+    S::Future: MaybeSend + 'static,
+    S::Error: MaybeSend + 'static,
+    ReqBody: MaybeSend + 'static,
+    ResBody: From<Bytes> + MaybeSend + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        let path = request.uri().path();
+        let route = shared
+            .routes
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(prefix, backend)| (prefix.as_str(), Arc::clone(backend)))
+            .or_else(|| shared.default.as_ref().map(|b| ("*", Arc::clone(b))));
+        let Some((route, backend)) = route else {
+            return Box::pin(inner.call(request));
+        };
+        let view = RequestView {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            extensions: request.extensions(),
+        };
+        let client = shared
+            .key
+            .key(&view)
+            .unwrap_or_else(|| "anonymous".to_owned());
+        // Routes sharing one backend still count separately.
+        let key = format!("{route}|{client}");
+        Box::pin(async move {
+            let decision = backend.check(&key).await;
+            if !decision.is_allowed() {
+                return Ok(too_many_requests(&decision));
+            }
+            let mut response = inner.call(request).await?;
+            decision.write_headers(response.headers_mut());
+            Ok(response)
+        })
+    }
+}
+
+fn too_many_requests<B: From<Bytes>>(decision: &Decision) -> Response<B> {
+    let retry = decision.retry_after();
+    let seconds = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+    let body = format!(
+        "{{\"error\":\"rate_limited\",\"retry_after_seconds\":{}}}\n",
+        seconds.max(1)
+    );
+    let mut response = Response::new(B::from(Bytes::from(body)));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    decision.write_headers(headers);
+    response
+}

@@ -1,0 +1,210 @@
+//! `RateLimitLayer` in front of a service: 429s with the IETF fields, per-route quotas, key extractors.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr};
+
+use bytes::Bytes;
+use edge_auth::ratelimit::{ClientIp, KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
+use edge_core::{Body, ManualClock};
+use http::{HeaderName, Request, Response, StatusCode};
+use tower::{Layer, ServiceExt};
+
+async fn ok(_request: Request<Body>) -> Result<Response<Body>, Infallible> {
+    Ok(Response::new(Body::from(Bytes::from_static(b"ok"))))
+}
+
+fn limiter(per_minute: u32, clock: &ManualClock) -> KeyedLimiter<String, ManualClock> {
+    KeyedLimiter::with_clock(Quota::per_minute(per_minute).unwrap(), clock.clone())
+}
+
+fn request(path: &str, ip: [u8; 4], headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::get(path);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut request = builder.body(Body::empty()).unwrap();
+    request
+        .extensions_mut()
+        .insert(ClientIp(IpAddr::V4(Ipv4Addr::from(ip))));
+    request
+}
+
+async fn status<S>(service: &S, request: Request<Body>) -> Response<Body>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
+{
+    service.clone().oneshot(request).await.unwrap()
+}
+
+#[tokio::test]
+async fn denies_with_429_and_the_ietf_fields_per_client_and_per_route() {
+    let clock = ManualClock::new();
+    let layer = RateLimitLayer::new(limiter(2, &clock), KeyExtractor::client_ip())
+        .route("/api/", limiter(1, &clock));
+    let service = layer.layer(tower::service_fn(ok));
+
+    let first = status(&service, request("/", [192, 0, 2, 1], &[])).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["ratelimit-policy"], "\"default\";q=2;w=60");
+    assert_eq!(first.headers()["ratelimit"], "\"default\";r=1;t=30");
+    assert_eq!(
+        status(&service, request("/", [192, 0, 2, 1], &[]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let denied = status(&service, request("/", [192, 0, 2, 1], &[])).await;
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(denied.headers()["retry-after"], "30");
+    assert_eq!(denied.headers()["ratelimit"], "\"default\";r=0;t=60");
+    assert_eq!(denied.headers()["cache-control"], "no-store");
+    let body = http_body_util::BodyExt::collect(denied.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        &body[..],
+        b"{\"error\":\"rate_limited\",\"retry_after_seconds\":30}\n"
+    );
+
+    // Another client has its own quota; the /api/ route has its own, smaller one.
+    assert_eq!(
+        status(&service, request("/", [192, 0, 2, 2], &[]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&service, request("/api/x", [192, 0, 2, 1], &[]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&service, request("/api/y", [192, 0, 2, 1], &[]))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    clock.advance(std::time::Duration::from_secs(30));
+    assert_eq!(
+        status(&service, request("/", [192, 0, 2, 1], &[]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn forwarded_addresses_are_trusted_only_as_far_as_configured() {
+    let clock = ManualClock::new();
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let key = KeyExtractor::client_ip_behind(xff, 1);
+    let service = RateLimitLayer::new(limiter(1, &clock), key).layer(tower::service_fn(ok));
+    // The proxy appended 198.51.100.7; the client wrote the spoofed first entries itself.
+    let spoofed = |fake: &str| {
+        request(
+            "/",
+            [10, 0, 0, 1],
+            &[("x-forwarded-for", &format!("{fake}, 198.51.100.7"))],
+        )
+    };
+    assert_eq!(
+        status(&service, spoofed("1.1.1.1")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&service, spoofed("2.2.2.2")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "changing the client-written part does not give a new key"
+    );
+    // No header: the connection's address.
+    assert_eq!(
+        status(&service, request("/", [10, 0, 0, 2], &[]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // Garbage in the header: the connection's address too, never a panic.
+    assert_eq!(
+        status(
+            &service,
+            request("/", [10, 0, 0, 3], &[("x-forwarded-for", "not-an-ip")])
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn header_keys_fall_back_and_keyless_requests_share_one_bucket() {
+    let clock = ManualClock::new();
+    let key = KeyExtractor::header(HeaderName::from_static("x-api-key"));
+    let service = RateLimitLayer::new(limiter(1, &clock), key).layer(tower::service_fn(ok));
+    assert_eq!(
+        status(&service, request("/", [1, 1, 1, 1], &[("x-api-key", "a")]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&service, request("/", [1, 1, 1, 1], &[("x-api-key", "b")]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&service, request("/", [1, 1, 1, 1], &[]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&service, request("/", [2, 2, 2, 2], &[]))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "no key is not unlimited"
+    );
+
+    let only_api = RateLimitLayer::routes_only(KeyExtractor::client_ip())
+        .route("/api/", limiter(1, &clock))
+        .layer(tower::service_fn(ok));
+    for _ in 0..3 {
+        let r = status(&only_api, request("/", [3, 3, 3, 3], &[])).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(
+            r.headers().get("ratelimit").is_none(),
+            "unlimited routes get no fields"
+        );
+    }
+}
+
+#[test]
+fn ipv6_clients_are_keyed_by_their_64() {
+    let clock = ManualClock::new();
+    let service = RateLimitLayer::new(limiter(1, &clock), KeyExtractor::client_ip())
+        .layer(tower::service_fn(ok));
+    let v6 = |addr: &str| {
+        let mut r = Request::get("/").body(Body::empty()).unwrap();
+        r.extensions_mut().insert(ClientIp(addr.parse().unwrap()));
+        r
+    };
+    futures::executor::block_on(async {
+        assert_eq!(
+            status(&service, v6("2001:db8:1:2::1")).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(&service, v6("2001:db8:1:2:ffff::9")).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status(&service, v6("2001:db8:1:3::1")).await.status(),
+            StatusCode::OK
+        );
+    });
+}
