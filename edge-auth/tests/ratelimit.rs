@@ -204,3 +204,91 @@ fn keys_of_any_length_work_and_store_failures_follow_the_policy() {
         assert!(d.retry_after() > Duration::ZERO);
     });
 }
+
+mod windows {
+    use std::time::Duration;
+
+    use edge_auth::ratelimit::{
+        MemoryWindowStore, Quota, ShardedLimiter, SlidingWindowLimiter, shard_of,
+    };
+    use edge_core::{Clock, ManualClock};
+    use futures::executor::block_on;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// However requests are spaced, no window of the configured length ever holds more than the limit,
+        /// and a request is only refused when the window really is full.
+        #[test]
+        fn a_sliding_window_never_admits_more_than_its_limit(
+            limit in 1u32..20,
+            window_ms in 1u64..2_000,
+            gaps in prop::collection::vec(0u64..500, 1..200),
+        ) {
+            let clock = ManualClock::new();
+            let window = Duration::from_millis(window_ms);
+            let limiter = SlidingWindowLimiter::new(
+                MemoryWindowStore::with_clock(clock.clone()),
+                Quota::new(limit, window).unwrap(),
+            );
+            let mut admitted: Vec<Duration> = Vec::new();
+            for gap in gaps {
+                clock.advance(Duration::from_millis(gap));
+                let now = clock.now().since_origin();
+                let in_window = admitted.iter().filter(|&&t| now - t < window).count();
+                let decision = block_on(limiter.check("k"));
+                prop_assert_eq!(decision.is_allowed(), in_window < limit as usize);
+                if decision.is_allowed() {
+                    admitted.push(now);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sharding_stays_within_limit_plus_shards_minus_one() {
+        let clock = ManualClock::new();
+        let quota = Quota::per_minute(20).unwrap();
+        let sharded =
+            ShardedLimiter::with_shards(MemoryWindowStore::with_clock(clock.clone()), quota, 8)
+                .unwrap();
+        assert_eq!(sharded.per_shard().limit(), 3, "⌈20 / 8⌉");
+        // Round-robin fills every shard: exactly N · ⌈L/N⌉ = 24 ≤ L + N − 1 = 27.
+        let admitted = block_on(async {
+            let mut n = 0;
+            for _ in 0..200 {
+                n += u32::from(sharded.check("hot", None).await.is_allowed());
+            }
+            n
+        });
+        assert_eq!(admitted, 24);
+
+        // Spread by client: never above the bound, and one client stays on one shard.
+        let sharded =
+            ShardedLimiter::with_shards(MemoryWindowStore::with_clock(clock.clone()), quota, 8)
+                .unwrap();
+        let admitted = block_on(async {
+            let mut n = 0;
+            for client in 0..500 {
+                let spread = format!("198.51.100.{}", client % 250);
+                n += u32::from(sharded.check("hot", Some(&spread)).await.is_allowed());
+            }
+            n
+        });
+        let (limit, shards) = (20, 8);
+        assert!(admitted < limit + shards, "{admitted} > limit + shards - 1");
+        assert_eq!(
+            shard_of("198.51.100.7", 64),
+            shard_of("198.51.100.7", 64),
+            "stable"
+        );
+        assert!(
+            (0..1000)
+                .map(|i| shard_of(&i.to_string(), 64))
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                == 64,
+            "every shard is used"
+        );
+        assert!(ShardedLimiter::with_shards(MemoryWindowStore::new(), quota, 0).is_err());
+    }
+}

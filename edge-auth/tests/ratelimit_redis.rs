@@ -91,3 +91,51 @@ async fn garbage_and_long_keys_and_an_unreachable_server() {
         "fail closed when asked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_sliding_windows_are_exact_under_concurrency_and_shard() {
+    use edge_auth::ratelimit::{RedisWindowStore, ShardedLimiter, SlidingWindowLimiter};
+
+    let server = RedisServer::start().expect("redis-server is installed");
+    let quota = Quota::per_hour(100).unwrap();
+    let admitted = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = RedisWindowStore::connect(&server.url()).await.unwrap();
+        let limiter = SlidingWindowLimiter::new(store, quota);
+        let admitted = admitted.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                if limiter.try_check("shared").await.unwrap().is_allowed() {
+                    admitted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(admitted.load(Ordering::Relaxed), 100);
+
+    // A key holding something else is garbage: replaced by a fresh window.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("edge-rlw:junk")
+        .arg("x")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let store = RedisWindowStore::connect(&server.url()).await.unwrap();
+    let limiter = SlidingWindowLimiter::new(store.clone(), Quota::per_minute(1).unwrap());
+    assert!(limiter.check("junk").await.is_allowed());
+    assert!(!limiter.check("junk").await.is_allowed());
+
+    // 64 shards of ⌈1000 / 64⌉ = 16: at most 1024 ≤ 1000 + 63.
+    let sharded = ShardedLimiter::new(store, Quota::per_hour(1000).unwrap()).unwrap();
+    let mut n = 0;
+    for _ in 0..1100 {
+        n += u32::from(sharded.check("viral", None).await.is_allowed());
+    }
+    assert_eq!(n, 1024);
+}

@@ -36,6 +36,12 @@ impl<S: KvStore + 'static, C: Clock + 'static> Backend for KvTokenBucket<S, C> {
     }
 }
 
+impl<S: super::WindowStore + 'static> Backend for super::SlidingWindowLimiter<S> {
+    fn check<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Decision> {
+        Box::pin(super::SlidingWindowLimiter::check(self, key))
+    }
+}
+
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 impl Backend for super::RedisLimiter {
     fn check<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Decision> {

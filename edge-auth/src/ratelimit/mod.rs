@@ -19,6 +19,7 @@ mod memory;
 mod quota;
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 mod redis;
+mod window;
 
 pub use decision::{Decision, RATELIMIT, RATELIMIT_POLICY};
 pub use kv_bucket::{KvTokenBucket, KvTokenBucketBuilder, OnStoreError};
@@ -27,7 +28,11 @@ pub use layer::{Backend, ClientIp, KeyExtractor, RateLimitLayer, RequestView};
 pub use memory::{KeyedLimiter, Limiter};
 pub use quota::{Quota, QuotaError};
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
-pub use redis::RedisLimiter;
+pub use redis::{RedisLimiter, RedisWindowStore};
+pub use window::{
+    DEFAULT_SHARDS, MemoryWindowStore, ShardedLimiter, SlidingWindowLimiter, WindowHit,
+    WindowStore, shard_of,
+};
 
 /// `prefix + key`, or, when that is longer than `max_len` (or `key` starts with `#`),
 /// `prefix + '#' + SHA-256(key)` in hex: keys of any length work, and hashed ones cannot collide with

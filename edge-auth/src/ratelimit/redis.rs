@@ -12,7 +12,7 @@ use edge_core::{Error, ErrorKind};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Decision, OnStoreError, Quota, storage_key};
+use super::{Decision, OnStoreError, Quota, WindowHit, WindowStore, storage_key};
 
 /// KEYS[1]: the key. ARGV: emission interval (µs), capacity = burst × interval (µs), cost.
 /// Returns {admitted (0/1), µs until the quota is full again, µs until a retry could pass}.
@@ -176,4 +176,100 @@ fn redis_error(e: redis::RedisError) -> Error {
         ErrorKind::Backend
     };
     Error::with_source(kind, "redis rate-limit script failed", e)
+}
+
+/// KEYS[1]: the key. ARGV: window (µs), limit. Returns {admitted 0|1, hits in window, µs until the oldest
+/// leaves}. Hits are a sorted set scored by time; a key of any other type is garbage and is replaced.
+const WINDOW_LUA: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local key = KEYS[1]
+local kind = redis.call('TYPE', key)['ok']
+if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', key) end
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local count = redis.call('ZCARD', key)
+local admitted = 0
+if count < limit then
+  redis.call('ZADD', key, now, string.format('%.0f', now) .. '-' .. count)
+  count = count + 1
+  admitted = 1
+end
+redis.call('PEXPIRE', key, math.ceil(window / 1000) + 1)
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+local expires = 0
+if oldest[2] then expires = tonumber(oldest[2]) + window - now end
+return {admitted, count, expires}
+";
+
+/// Exact sliding windows in Redis: each key's hits in a sorted set, trimmed and counted by one atomic
+/// script on Redis's clock. The [`WindowStore`] for
+/// [`SlidingWindowLimiter`](super::SlidingWindowLimiter) and [`ShardedLimiter`](super::ShardedLimiter)
+/// across many servers.
+#[derive(Clone)]
+pub struct RedisWindowStore {
+    connection: ConnectionManager,
+    prefix: String,
+    script: Script,
+}
+
+impl RedisWindowStore {
+    /// A store over an existing connection manager (share the one a [`RedisLimiter`] uses, say).
+    #[must_use]
+    pub fn with_connection(connection: ConnectionManager) -> Self {
+        Self {
+            connection,
+            prefix: "edge-rlw:".to_owned(),
+            script: Script::new(WINDOW_LUA),
+        }
+    }
+
+    /// Connects to the Redis at `url`.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisLimiter::connect`].
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let quota =
+            Quota::per_second(1).map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?;
+        let limiter = RedisLimiter::connect(url, quota).await?;
+        Ok(Self::with_connection(limiter.connection))
+    }
+
+    /// The prefix of every Redis key (default `"edge-rlw:"`).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+impl WindowStore for RedisWindowStore {
+    async fn hit(&self, key: &str, window: Duration, limit: u32) -> Result<WindowHit, Error> {
+        let window_micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1);
+        let mut connection = self.connection.clone();
+        let (admitted, count, expires): (i64, i64, i64) = self
+            .script
+            .key(storage_key(&self.prefix, key, 256))
+            .arg(window_micros)
+            .arg(limit)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(WindowHit {
+            admitted: admitted == 1,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            oldest_expires_in: Duration::from_micros(u64::try_from(expires).unwrap_or(0)),
+        })
+    }
+}
+
+impl std::fmt::Debug for RedisWindowStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisWindowStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }

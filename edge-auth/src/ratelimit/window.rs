@@ -1,0 +1,337 @@
+//! Exact sliding windows over a small store trait, and a sharded limiter for hot keys.
+//!
+//! [`WindowStore`] is the whole contract a backend must meet: one atomic step that forgets hits older
+//! than the window and records a new one if fewer than the limit remain. Redis meets it with one script
+//! (`RedisWindowStore`, feature `redis`), [`MemoryWindowStore`] in process, and a durable object meets it
+//! by construction: one instance per key, requests handled one at a time (the seeds' `RateLimitDO`).
+//!
+//! [`SlidingWindowLimiter`] turns a store into `Decision`s: at most `limit` requests in *any* window of
+//! the configured length, exactly, across every server that shares the store.
+//!
+//! [`ShardedLimiter`] is the seeds' answer to a hot key that one store instance cannot keep up with:
+//! spread the key over `N` shards (default 64), each allowed `⌈limit / N⌉`. A shard is picked per
+//! *request* (from a caller-supplied spread value such as the client address, or round-robin), so a hot
+//! key's load really is divided; hashing the key alone, as the seeds' snippet does, sends every request
+//! for it to the same shard. The price is the bound, which the tests check: in any window,
+//!
+//! > admitted ≤ N · ⌈limit / N⌉ ≤ limit + N − 1,
+//!
+//! and, since shards fill unevenly, a client can be refused before `limit` is reached (at worst after
+//! `⌈limit / N⌉` requests when all of them land on one shard).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use edge_core::{Clock, Error, MaybeSend, MaybeSync, SystemClock};
+
+use super::{Decision, OnStoreError, Quota};
+
+/// What one [`WindowStore::hit`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowHit {
+    /// Whether the hit was recorded (fewer than `limit` hits were in the window).
+    pub admitted: bool,
+    /// Hits in the window after this step.
+    pub count: u32,
+    /// How long until the oldest hit in the window leaves it (zero when the window is empty).
+    pub oldest_expires_in: Duration,
+}
+
+/// Storage for exact sliding windows: one atomic step per request.
+pub trait WindowStore: MaybeSend + MaybeSync {
+    /// Atomically, for `key`: forget hits older than `window`; if fewer than `limit` remain, record one
+    /// now. The store's own clock decides "now" (so every caller sharing the store agrees on it).
+    fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+    ) -> impl Future<Output = Result<WindowHit, Error>> + MaybeSend;
+}
+
+/// Most keys a [`MemoryWindowStore`] sweeps idle keys at (then whenever the map doubles).
+const FIRST_SWEEP: usize = 1024;
+
+/// An in-process [`WindowStore`]: a log of hit times per key. Memory is `O(limit)` per active key; keys
+/// whose window has emptied are swept as the map grows.
+pub struct MemoryWindowStore<C = SystemClock> {
+    clock: C,
+    state: Mutex<WindowState>,
+}
+
+#[derive(Default)]
+struct WindowState {
+    logs: HashMap<String, VecDeque<u64>>,
+    sweep_at: usize,
+}
+
+impl MemoryWindowStore {
+    /// A store on the host clock.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_clock(SystemClock::new())
+    }
+}
+
+impl Default for MemoryWindowStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Clock> MemoryWindowStore<C> {
+    /// A store on `clock`.
+    pub fn with_clock(clock: C) -> Self {
+        Self {
+            clock,
+            state: Mutex::new(WindowState {
+                logs: HashMap::new(),
+                sweep_at: FIRST_SWEEP,
+            }),
+        }
+    }
+
+    fn hit_now(&self, key: &str, window: Duration, limit: u32) -> WindowHit {
+        let now = u64::try_from(self.clock.now().since_origin().as_nanos()).unwrap_or(u64::MAX);
+        let window = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        // A hit at `t` is in the window while `now - t < window` (written so, not as `t > now - window`,
+        // to stay right near the clock's origin).
+        let expired = |t: u64| now.saturating_sub(t) >= window;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.logs.len() >= state.sweep_at {
+            state
+                .logs
+                .retain(|_, log| log.back().is_some_and(|&last| !expired(last)));
+            state.sweep_at = (state.logs.len() * 2).max(FIRST_SWEEP);
+        }
+        let log = state.logs.entry(key.to_owned()).or_default();
+        while log.front().is_some_and(|&t| expired(t)) {
+            log.pop_front();
+        }
+        let admitted = log.len() < usize::try_from(limit).unwrap_or(usize::MAX);
+        if admitted {
+            log.push_back(now);
+        }
+        let oldest_expires_in = log.front().map_or(Duration::ZERO, |&t| {
+            Duration::from_nanos(t.saturating_add(window).saturating_sub(now))
+        });
+        WindowHit {
+            admitted,
+            count: u32::try_from(log.len()).unwrap_or(u32::MAX),
+            oldest_expires_in,
+        }
+    }
+}
+
+impl<C: Clock> WindowStore for MemoryWindowStore<C> {
+    fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        limit: u32,
+    ) -> impl Future<Output = Result<WindowHit, Error>> + MaybeSend {
+        std::future::ready(Ok(self.hit_now(key, window, limit)))
+    }
+}
+
+impl<C> std::fmt::Debug for MemoryWindowStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryWindowStore").finish_non_exhaustive()
+    }
+}
+
+/// At most `quota.limit()` requests in any window of `quota.period()`, exactly, per key.
+///
+/// ```
+/// use edge_auth::ratelimit::{MemoryWindowStore, Quota, SlidingWindowLimiter};
+/// use edge_core::ManualClock;
+///
+/// # futures::executor::block_on(async {
+/// let store = MemoryWindowStore::with_clock(ManualClock::new());
+/// let limiter = SlidingWindowLimiter::new(store, Quota::per_minute(2)?);
+/// assert!(limiter.check("k").await.is_allowed());
+/// assert!(limiter.check("k").await.is_allowed());
+/// assert!(!limiter.check("k").await.is_allowed());
+/// # Ok::<(), edge_auth::ratelimit::QuotaError>(()) }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct SlidingWindowLimiter<S> {
+    store: S,
+    quota: Quota,
+    on_store_error: OnStoreError,
+}
+
+impl<S: WindowStore> SlidingWindowLimiter<S> {
+    /// A limiter allowing `quota.limit()` requests per `quota.period()` (the burst plays no part: a
+    /// window is its own burst).
+    pub fn new(store: S, quota: Quota) -> Self {
+        Self {
+            store,
+            quota,
+            on_store_error: OnStoreError::default(),
+        }
+    }
+
+    /// What [`SlidingWindowLimiter::check`] does when the store fails (default: allow).
+    #[must_use]
+    pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
+        self.on_store_error = policy;
+        self
+    }
+
+    /// The quota.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// Decides one request for `key`, applying the store-error policy.
+    pub async fn check(&self, key: &str) -> Decision {
+        match self.try_check(key).await {
+            Ok(decision) => decision,
+            Err(_) => self.on_store_error.decision(self.window_quota()),
+        }
+    }
+
+    /// Decides one request for `key`.
+    ///
+    /// # Errors
+    ///
+    /// The store's error; nothing is recorded then.
+    pub async fn try_check(&self, key: &str) -> Result<Decision, Error> {
+        let hit = self
+            .store
+            .hit(key, self.quota.period(), self.quota.limit())
+            .await?;
+        Ok(window_decision(
+            self.window_quota(),
+            self.quota.limit(),
+            hit,
+        ))
+    }
+
+    /// The quota as announced: the whole limit may arrive at once.
+    fn window_quota(&self) -> Quota {
+        self.quota
+            .with_burst(self.quota.limit())
+            .unwrap_or(self.quota)
+    }
+}
+
+fn window_decision(quota: Quota, limit: u32, hit: WindowHit) -> Decision {
+    Decision::new(
+        hit.admitted,
+        quota,
+        limit.saturating_sub(hit.count),
+        hit.oldest_expires_in,
+        hit.oldest_expires_in,
+    )
+}
+
+/// The default shard count for [`ShardedLimiter`].
+pub const DEFAULT_SHARDS: u32 = 64;
+
+/// The shard (`0..shards`) a value maps to: stable across processes and releases (FNV-1a, 64-bit), so
+/// every server sends a value to the same shard.
+#[must_use]
+pub fn shard_of(value: &str, shards: u32) -> u32 {
+    let mut hasher = Fnv1a::default();
+    hasher.write(value.as_bytes());
+    let shards = u64::from(shards.max(1));
+    u32::try_from(hasher.finish() % shards).unwrap_or(0)
+}
+
+/// FNV-1a: tiny, stable, and good enough to spread shard names.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// A hot key's limit spread over `N` sliding-window shards. See the [module docs](self) for the bound.
+#[derive(Debug)]
+pub struct ShardedLimiter<S> {
+    inner: SlidingWindowLimiter<S>,
+    shards: u32,
+    per_shard: Quota,
+    next: AtomicU64,
+}
+
+impl<S: WindowStore> ShardedLimiter<S> {
+    /// `quota.limit()` per `quota.period()` spread over [`DEFAULT_SHARDS`] shards.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShardedLimiter::with_shards`].
+    pub fn new(store: S, quota: Quota) -> Result<Self, super::QuotaError> {
+        Self::with_shards(store, quota, DEFAULT_SHARDS)
+    }
+
+    /// `quota` spread over `shards` shards, each allowing `⌈limit / shards⌉`.
+    ///
+    /// # Errors
+    ///
+    /// [`QuotaError::ZeroLimit`](super::QuotaError::ZeroLimit) for zero shards.
+    pub fn with_shards(store: S, quota: Quota, shards: u32) -> Result<Self, super::QuotaError> {
+        if shards == 0 {
+            return Err(super::QuotaError::ZeroLimit);
+        }
+        let per_shard = Quota::new(quota.limit().div_ceil(shards), quota.period())?;
+        Ok(Self {
+            inner: SlidingWindowLimiter::new(store, per_shard),
+            shards,
+            per_shard,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// Each shard's quota.
+    pub fn per_shard(&self) -> &Quota {
+        &self.per_shard
+    }
+
+    /// Decides one request for `key`. `spread` picks the shard (the client address, say, so one client
+    /// stays on one shard); `None` takes the shards in turn.
+    ///
+    /// The decision reports the shard's numbers scaled by the shard count, against the whole quota.
+    pub async fn check(&self, key: &str, spread: Option<&str>) -> Decision {
+        let shard = match spread {
+            Some(value) => shard_of(value, self.shards),
+            None => {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                u32::try_from(n % u64::from(self.shards)).unwrap_or(0)
+            }
+        };
+        let decision = self.inner.check(&format!("{key}:shard:{shard}")).await;
+        let scaled = decision.remaining().saturating_mul(self.shards);
+        let whole = Quota::new(
+            self.per_shard.limit().saturating_mul(self.shards),
+            self.per_shard.period(),
+        )
+        .unwrap_or(self.per_shard);
+        Decision::new(
+            decision.is_allowed(),
+            whole,
+            scaled,
+            decision.reset(),
+            decision.retry_after(),
+        )
+    }
+}
