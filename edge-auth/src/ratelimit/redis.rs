@@ -43,8 +43,9 @@ return {1, new_ahead, 0}
 /// ```no_run
 /// use edge_auth::ratelimit::{Quota, RedisLimiter};
 ///
-/// # async fn run() -> Result<(), edge_core::Error> {
-/// let limiter = RedisLimiter::connect("redis://127.0.0.1/", Quota::per_minute(600)?.with_burst(50)?).await?;
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let quota = Quota::per_minute(600)?.with_burst(50)?;
+/// let limiter = RedisLimiter::connect("redis://127.0.0.1/", quota).await?;
 /// let decision = limiter.check("account:42").await;
 /// # Ok(()) }
 /// ```
