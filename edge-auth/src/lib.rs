@@ -37,5 +37,6 @@ pub mod jwt;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod layer;
 pub mod ratelimit;
+pub mod waf;
 
 pub use error::Error;

@@ -149,7 +149,7 @@ impl KeyExtractor {
         Self::from_fn(move |req| (self.0)(req).or_else(|| (other.0)(req)))
     }
 
-    fn key(&self, view: &RequestView<'_>) -> Option<String> {
+    pub(crate) fn key(&self, view: &RequestView<'_>) -> Option<String> {
         (self.0)(view)
     }
 }

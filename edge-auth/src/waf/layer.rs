@@ -1,0 +1,217 @@
+//! [`WafLayer`]: the WAF as a tower layer (feature `tower`) over requests with an [`edge_core::Body`].
+//!
+//! Blocked requests get `403 Forbidden` with `{"error":"request_blocked"}` (which rule matched is not
+//! told to the client; the [`Verdict`] is in the response's extensions for logging). Requests that pass
+//! carry their [`Verdict`] in the request extensions, so log-only matches reach handlers and loggers.
+//!
+//! Bodies are inspected when they are forms, JSON or text: up to
+//! [`InspectLimits::max_body_len`](super::InspectLimits) bytes are read ahead, and the request goes on
+//! with the same bytes, the rest still streaming.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use edge_core::{Body, BoxFuture, MaybeSend};
+use futures_util::StreamExt;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+
+use super::{Verdict, Waf as Rules};
+use crate::ratelimit::{Backend, KeyExtractor, RequestView};
+
+/// Runs a [`Waf`](super::Waf) in front of a service. See the [module docs](self).
+#[derive(Clone)]
+pub struct WafLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    rules: Rules,
+    /// Charges offenders; once it refuses, their matching requests are blocked whatever the rule modes.
+    penalty: Option<(Arc<dyn Backend>, KeyExtractor)>,
+}
+
+impl WafLayer {
+    /// Applies `rules`.
+    #[must_use]
+    pub fn new(rules: Rules) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                rules,
+                penalty: None,
+            }),
+        }
+    }
+
+    /// Charges every request with matches (log-only ones included) to `limiter` under the client's key
+    /// (`waf|<key>`), one unit per match; when the limiter refuses, the request is blocked even if its
+    /// rules only log. A quota of, say, 5 per 10 minutes turns a scanner away after its fifth probe.
+    #[must_use]
+    pub fn penalize(mut self, limiter: impl Backend, key: KeyExtractor) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.penalty = Some((Arc::new(limiter), key));
+        }
+        self
+    }
+}
+
+impl fmt::Debug for WafLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WafLayer")
+            .field("rules", &self.shared.rules)
+            .field("penalty", &self.shared.penalty.is_some())
+            .finish()
+    }
+}
+
+impl<S> tower::Layer<S> for WafLayer {
+    type Service = Waf<S>;
+
+    fn layer(&self, inner: S) -> Waf<S> {
+        Waf {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service [`WafLayer`] produces.
+#[derive(Clone)]
+pub struct Waf<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> fmt::Debug for Waf<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waf").finish_non_exhaustive()
+    }
+}
+
+impl<S, ResBody> tower::Service<Request<Body>> for Waf<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<ResBody>> + Clone + MaybeSend + 'static,
+    S::Future: MaybeSend + 'static,
+    S::Error: MaybeSend + 'static,
+    ResBody: From<Bytes> + MaybeSend + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let (prefix, body) = if inspectable(&parts.headers) {
+                read_ahead(body, shared.rules.limits().max_body_len).await
+            } else {
+                (None, body)
+            };
+            let verdict = shared
+                .rules
+                .inspect(&parts.uri, &parts.headers, prefix.as_deref());
+            let mut blocked = verdict.is_blocked();
+            if !verdict.matches.is_empty() {
+                if let Some((limiter, key)) = &shared.penalty {
+                    let view = RequestView {
+                        method: &parts.method,
+                        uri: &parts.uri,
+                        headers: &parts.headers,
+                        extensions: &parts.extensions,
+                    };
+                    let key = format!(
+                        "waf|{}",
+                        key.key(&view).unwrap_or_else(|| "anonymous".to_owned())
+                    );
+                    for _ in 0..verdict.penalty().min(8) {
+                        if !limiter.check(&key).await.is_allowed() {
+                            blocked = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if blocked {
+                return Ok(forbidden(verdict));
+            }
+            let mut request = Request::from_parts(parts, body);
+            request.extensions_mut().insert(verdict);
+            inner.call(request).await
+        })
+    }
+}
+
+/// Forms, JSON and text are read; anything else (uploads, binary) streams through unread.
+fn inspectable(headers: &http::HeaderMap) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    content_type.is_empty()
+        || content_type.starts_with("application/x-www-form-urlencoded")
+        || content_type.starts_with("application/json")
+        || content_type.ends_with("+json")
+        || content_type.starts_with("text/")
+}
+
+/// Reads up to `limit` bytes of `body`; returns them and a body that yields the same bytes, then the rest.
+async fn read_ahead(body: Body, limit: usize) -> (Option<Bytes>, Body) {
+    if let Some(bytes) = body.as_bytes() {
+        return (Some(bytes.clone()), body);
+    }
+    let mut body = body;
+    let mut seen = BytesMut::new();
+    let mut chunks = Vec::new();
+    let mut failed = None;
+    while seen.len() <= limit {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                seen.extend_from_slice(&chunk);
+                chunks.push(Ok(chunk));
+            }
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            None => {
+                let bytes = seen.freeze();
+                return (Some(bytes.clone()), Body::from(bytes));
+            }
+        }
+    }
+    if let Some(e) = failed {
+        // The application sees the same failure it would have seen without the WAF.
+        chunks.push(Err(e));
+        return (
+            Some(seen.freeze()),
+            Body::from_stream(futures_util::stream::iter(chunks)),
+        );
+    }
+    let replay = futures_util::stream::iter(chunks).chain(body);
+    (Some(seen.freeze()), Body::from_stream(replay))
+}
+
+fn forbidden<B: From<Bytes>>(verdict: Verdict) -> Response<B> {
+    let mut response = Response::new(B::from(Bytes::from_static(
+        b"{\"error\":\"request_blocked\"}\n",
+    )));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.extensions_mut().insert(verdict);
+    response
+}

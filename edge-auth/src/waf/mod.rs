@@ -1,0 +1,566 @@
+//! A small, readable WAF step: SQL injection, cross-site scripting and path traversal, over the path,
+//! the query, headers and the body, with bounded inspection.
+//!
+//! | rule id | category | looks for |
+//! |---|---|---|
+//! | `sqli-tautology` | SQL injection | `OR`/`AND` then a comparison of two literals: `' or 'a'='a`, `1 and 5=5` |
+//! | `sqli-union-select` | SQL injection | `UNION [ALL] SELECT`, through comments and `/*!…*/` |
+//! | `sqli-stacked-query` | SQL injection | a statement after `;` (`DROP`, `EXEC`, `SELECT … FROM` …) |
+//! | `sqli-comment-breakout` | SQL injection | a string closed by the input and the rest commented out: `admin'--` |
+//! | `sqli-attack-function` | SQL injection | sleeps and error oracles: `SLEEP(`, `BENCHMARK(`, `WAITFOR DELAY`, `EXTRACTVALUE(` … |
+//! | `sqli-blind-oracle` | SQL injection | `AND ASCII(SUBSTRING(…))`, `OR EXISTS(…)` |
+//! | `sqli-schema-probe` | SQL injection | `information_schema`, `@@version`, `INTO OUTFILE` … |
+//! | `xss-active-tag` | XSS | `<script`, `<iframe`, `<object`, `<embed`, `<base` … |
+//! | `xss-event-handler` | XSS | an `on…=` attribute inside a tag |
+//! | `xss-script-url` | XSS | `javascript:`/`vbscript:`/`data:text/html` as a value or in a tag, `srcdoc`, CSS `expression(` |
+//! | `traversal-dot-dot` | path traversal | a `..` path segment (also `..;`, and `\` as a separator) |
+//! | `traversal-sensitive-file` | path traversal | `/etc/passwd`, `win.ini`, `/.git/`, `/.env` … |
+//! | `traversal-nul-byte` | path traversal | a NUL byte |
+//! | `traversal-overlong-encoding` | path traversal | overlong UTF-8 for `.`/`/` (`%c0%ae`) |
+//! | `double-encoding` | evasion | a path that needed more than one percent-decoding round (log-only by default) |
+//!
+//! Every value is decoded once, in [`decode`], before any rule sees it: percent-decoding until stable
+//! (double encoding included), `+` as space in queries and forms, HTML character references for the XSS
+//! rules. Rules run on the path (each segment), every query parameter name and value, header values
+//! (except `Authorization` and `Cookie`, whose opaque tokens are not text), and the body when it is a
+//! form, JSON (each string, key or value) or text. Inspection is bounded ([`InspectLimits`]); what lies
+//! beyond the limits is not inspected, or blocked if [`Waf::block_oversize`] says so.
+//!
+//! Each rule blocks or only logs ([`Mode`]); a [`Verdict`] lists every match, and its
+//! [`penalty`](Verdict::penalty) can feed a rate limiter so repeat offenders are cut off (see
+//! `WafLayer::penalize` with feature `tower`).
+
+pub mod decode;
+#[cfg(feature = "tower")]
+mod layer;
+mod sqli;
+mod traversal;
+mod xss;
+
+use std::fmt;
+
+use http::HeaderMap;
+
+#[cfg(feature = "tower")]
+pub use layer::{Waf as WafService, WafLayer};
+
+/// What a rule protects against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Category {
+    /// SQL injection.
+    SqlInjection,
+    /// Cross-site scripting.
+    CrossSiteScripting,
+    /// Path traversal and file disclosure.
+    PathTraversal,
+    /// Encoding tricks that only serve to evade filters.
+    Evasion,
+}
+
+/// What a matching rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Refuse the request.
+    Block,
+    /// Let it through, but record the match in the [`Verdict`].
+    LogOnly,
+    /// Do not run the rule.
+    Off,
+}
+
+/// Where in the request a rule matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// The path.
+    Path,
+    /// A query parameter (its name).
+    Query(String),
+    /// A header (its name).
+    Header(String),
+    /// The body.
+    Body,
+}
+
+/// One rule that matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    /// The rule's id (see the table in the [module docs](self)).
+    pub rule: &'static str,
+    /// Its category.
+    pub category: Category,
+    /// Where it matched.
+    pub location: Location,
+    /// What the rule was set to do.
+    pub mode: Mode,
+}
+
+/// The WAF's findings for one request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Every match, in inspection order.
+    pub matches: Vec<Match>,
+    /// Some inspected part was larger than the limits allow and [`Waf::block_oversize`] is on.
+    pub oversize: bool,
+}
+
+impl Verdict {
+    /// Whether the request must be refused.
+    #[must_use]
+    pub fn is_blocked(&self) -> bool {
+        self.oversize || self.matches.iter().any(|m| m.mode == Mode::Block)
+    }
+
+    /// How many units a rate limiter for offenders should charge: one per match (log-only ones too).
+    #[must_use]
+    pub fn penalty(&self) -> u32 {
+        u32::try_from(self.matches.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// How much of a request is inspected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InspectLimits {
+    /// Longest value (path, parameter, header, body string) inspected, in bytes.
+    pub max_value_len: usize,
+    /// Largest body inspected, in bytes.
+    pub max_body_len: usize,
+    /// Most query parameters, headers or body fields inspected.
+    pub max_fields: usize,
+}
+
+impl Default for InspectLimits {
+    fn default() -> Self {
+        Self {
+            max_value_len: 8 * 1024,
+            max_body_len: 64 * 1024,
+            max_fields: 256,
+        }
+    }
+}
+
+struct Rule {
+    id: &'static str,
+    category: Category,
+    mode: Mode,
+}
+
+const RULE_IDS: [(&str, Category, Mode); 15] = [
+    ("sqli-tautology", Category::SqlInjection, Mode::Block),
+    ("sqli-union-select", Category::SqlInjection, Mode::Block),
+    ("sqli-stacked-query", Category::SqlInjection, Mode::Block),
+    ("sqli-comment-breakout", Category::SqlInjection, Mode::Block),
+    ("sqli-attack-function", Category::SqlInjection, Mode::Block),
+    ("sqli-blind-oracle", Category::SqlInjection, Mode::Block),
+    ("sqli-schema-probe", Category::SqlInjection, Mode::Block),
+    ("xss-active-tag", Category::CrossSiteScripting, Mode::Block),
+    (
+        "xss-event-handler",
+        Category::CrossSiteScripting,
+        Mode::Block,
+    ),
+    ("xss-script-url", Category::CrossSiteScripting, Mode::Block),
+    ("traversal-dot-dot", Category::PathTraversal, Mode::Block),
+    (
+        "traversal-sensitive-file",
+        Category::PathTraversal,
+        Mode::Block,
+    ),
+    ("traversal-nul-byte", Category::PathTraversal, Mode::Block),
+    (
+        "traversal-overlong-encoding",
+        Category::PathTraversal,
+        Mode::Block,
+    ),
+    ("double-encoding", Category::Evasion, Mode::LogOnly),
+];
+
+/// The rule set with its modes and limits. Cheap to share behind an `Arc`.
+///
+/// ```
+/// use edge_auth::waf::{Mode, Waf};
+///
+/// let waf = Waf::new().with_mode("xss-script-url", Mode::LogOnly);
+/// let request = http::Request::get("/search?q=%27%20or%201%3D1--").body(()).unwrap();
+/// let verdict = waf.inspect(request.uri(), request.headers(), None);
+/// assert!(verdict.is_blocked());
+/// assert_eq!(verdict.matches[0].rule, "sqli-tautology");
+/// assert!(!waf.inspect(&"/search?q=O%27Brien".parse().unwrap(), &http::HeaderMap::new(), None).is_blocked());
+/// ```
+pub struct Waf {
+    rules: Vec<Rule>,
+    limits: InspectLimits,
+    block_oversize: bool,
+}
+
+impl Default for Waf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Waf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waf")
+            .field(
+                "rules",
+                &self
+                    .rules
+                    .iter()
+                    .map(|r| (r.id, r.mode))
+                    .collect::<Vec<_>>(),
+            )
+            .field("limits", &self.limits)
+            .field("block_oversize", &self.block_oversize)
+            .finish()
+    }
+}
+
+/// A body the WAF knows how to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyKind {
+    Form,
+    Json,
+    Text,
+    Opaque,
+}
+
+impl Waf {
+    /// Every rule in its default mode (all block, except `double-encoding`, which logs).
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            rules: RULE_IDS
+                .iter()
+                .map(|&(id, category, mode)| Rule { id, category, mode })
+                .collect(),
+            limits: InspectLimits::default(),
+            block_oversize: false,
+        }
+    }
+
+    /// Sets one rule's mode (unknown ids are ignored; [`Waf::rule_ids`] lists the known ones).
+    #[must_use]
+    pub fn with_mode(mut self, rule: &str, mode: Mode) -> Self {
+        for r in self.rules.iter_mut().filter(|r| r.id == rule) {
+            r.mode = mode;
+        }
+        self
+    }
+
+    /// Sets the mode of every rule in `category`.
+    #[must_use]
+    pub fn with_category_mode(mut self, category: Category, mode: Mode) -> Self {
+        for r in self.rules.iter_mut().filter(|r| r.category == category) {
+            r.mode = mode;
+        }
+        self
+    }
+
+    /// Sets the inspection limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: InspectLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Refuses requests with a part beyond the limits instead of inspecting only its beginning.
+    #[must_use]
+    pub fn block_oversize(mut self, block: bool) -> Self {
+        self.block_oversize = block;
+        self
+    }
+
+    /// The inspection limits.
+    #[must_use]
+    pub fn limits(&self) -> &InspectLimits {
+        &self.limits
+    }
+
+    /// The ids of every rule.
+    pub fn rule_ids(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.rules.iter().map(|r| r.id)
+    }
+
+    /// Inspects a request: its URI, headers and (when given) the first bytes of its body.
+    #[must_use]
+    pub fn inspect(&self, uri: &http::Uri, headers: &HeaderMap, body: Option<&[u8]>) -> Verdict {
+        let mut verdict = Verdict::default();
+        let path = uri.path();
+        self.check_path(path, &mut verdict);
+        if let Some(query) = uri.query() {
+            self.check_form(query.as_bytes(), &mut verdict, |name| {
+                Location::Query(name.to_owned())
+            });
+        }
+        for (name, value) in headers.iter().take(self.limits.max_fields) {
+            if name == http::header::AUTHORIZATION || name == http::header::COOKIE {
+                continue;
+            }
+            let location = || Location::Header(name.as_str().to_owned());
+            self.check_value(value.as_bytes(), false, &mut verdict, location);
+        }
+        if let Some(body) = body {
+            self.check_body(headers, body, &mut verdict);
+        }
+        verdict
+    }
+
+    fn mode(&self, id: &str) -> Mode {
+        self.rules
+            .iter()
+            .find(|r| r.id == id)
+            .map_or(Mode::Off, |r| r.mode)
+    }
+
+    fn record(&self, id: &'static str, location: Location, verdict: &mut Verdict) {
+        let mode = self.mode(id);
+        if mode == Mode::Off {
+            return;
+        }
+        let category = self
+            .rules
+            .iter()
+            .find(|r| r.id == id)
+            .map_or(Category::Evasion, |r| r.category);
+        verdict.matches.push(Match {
+            rule: id,
+            category,
+            location,
+            mode,
+        });
+    }
+
+    /// Bounds a value; says whether it was cut.
+    fn bounded<'a>(&self, value: &'a [u8], verdict: &mut Verdict) -> &'a [u8] {
+        if value.len() > self.limits.max_value_len {
+            verdict.oversize |= self.block_oversize;
+            value.get(..self.limits.max_value_len).unwrap_or(value)
+        } else {
+            value
+        }
+    }
+
+    fn check_path(&self, path: &str, verdict: &mut Verdict) {
+        let raw = self.bounded(path.as_bytes(), verdict);
+        let decoded = decode::decode(raw, false);
+        if decoded.double_encoded {
+            self.record("double-encoding", Location::Path, verdict);
+        }
+        if let Some(id) = traversal::detect(&decoded.text, decoded.overlong) {
+            self.record(id, Location::Path, verdict);
+        }
+        // Injection in a path segment (`/products/1' or '1'='1`).
+        for segment in decoded.text.split('/').filter(|s| !s.is_empty()) {
+            if let Some(id) = sqli::detect(segment).or_else(|| xss::detect(segment)) {
+                self.record(id, Location::Path, verdict);
+                break;
+            }
+        }
+    }
+
+    fn check_value(
+        &self,
+        raw: &[u8],
+        plus_is_space: bool,
+        verdict: &mut Verdict,
+        location: impl Fn() -> Location,
+    ) {
+        let raw = self.bounded(raw, verdict);
+        let decoded = decode::decode(raw, plus_is_space);
+        self.check_text(&decoded.text, decoded.overlong, verdict, location);
+    }
+
+    fn check_text(
+        &self,
+        text: &str,
+        overlong: bool,
+        verdict: &mut Verdict,
+        location: impl Fn() -> Location,
+    ) {
+        let found = sqli::detect(text)
+            .or_else(|| xss::detect(text))
+            .or_else(|| traversal::detect(text, overlong));
+        if let Some(id) = found {
+            self.record(id, location(), verdict);
+        }
+    }
+
+    /// `name=value&…`: each name and value decoded on its own, so encoded `&` and `=` stay data.
+    fn check_form(&self, form: &[u8], verdict: &mut Verdict, location: impl Fn(&str) -> Location) {
+        for pair in form
+            .split(|&b| b == b'&')
+            .filter(|p| !p.is_empty())
+            .take(self.limits.max_fields)
+        {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                None => (pair, &[][..]),
+            };
+            let name = decode::decode(self.bounded(name, verdict), true);
+            let label = || location(&name.text);
+            self.check_text(&name.text, name.overlong, verdict, label);
+            self.check_value(value, true, verdict, label);
+        }
+    }
+
+    fn check_body(&self, headers: &HeaderMap, body: &[u8], verdict: &mut Verdict) {
+        let body = if body.len() > self.limits.max_body_len {
+            verdict.oversize |= self.block_oversize;
+            body.get(..self.limits.max_body_len).unwrap_or(body)
+        } else {
+            body
+        };
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let kind = if content_type.starts_with("application/x-www-form-urlencoded") {
+            BodyKind::Form
+        } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
+            BodyKind::Json
+        } else if content_type.starts_with("text/") || content_type.is_empty() {
+            BodyKind::Text
+        } else {
+            BodyKind::Opaque
+        };
+        match kind {
+            BodyKind::Form => self.check_form(body, verdict, |_| Location::Body),
+            BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(value) => {
+                    let mut budget = self.limits.max_fields;
+                    self.check_json(&value, verdict, &mut budget);
+                }
+                // Cut off by the limit, or not JSON at all: read it as text.
+                Err(_) => self.check_value(body, false, verdict, || Location::Body),
+            },
+            BodyKind::Text => self.check_value(body, false, verdict, || Location::Body),
+            BodyKind::Opaque => {}
+        }
+    }
+
+    fn check_json(&self, value: &serde_json::Value, verdict: &mut Verdict, budget: &mut usize) {
+        use serde_json::Value;
+        if *budget == 0 {
+            return;
+        }
+        match value {
+            Value::String(s) => {
+                *budget -= 1;
+                self.check_value(s.as_bytes(), false, verdict, || Location::Body);
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.check_json(item, verdict, budget);
+                }
+            }
+            Value::Object(members) => {
+                for (key, item) in members {
+                    *budget = budget.saturating_sub(1);
+                    self.check_value(key.as_bytes(), false, verdict, || Location::Body);
+                    self.check_json(item, verdict, budget);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(uri: &str, headers: &[(&str, &str)], body: Option<&str>) -> Verdict {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        Waf::new().inspect(&uri.parse().unwrap(), &map, body.map(str::as_bytes))
+    }
+
+    #[test]
+    fn each_part_of_a_request_is_inspected() {
+        assert!(verdict("/a?q=1%27%20union%20select%201--", &[], None).is_blocked());
+        assert!(
+            verdict("/a?q=1%2527%20union%20select%201--", &[], None).is_blocked(),
+            "double encoded"
+        );
+        assert!(verdict("/static/..%2f..%2fetc/passwd", &[], None).is_blocked());
+        assert!(verdict("/static/%252e%252e/%252e%252e/etc/passwd", &[], None).is_blocked());
+        assert!(verdict("/", &[("user-agent", "<script>alert(1)</script>")], None).is_blocked());
+        assert!(
+            !verdict("/", &[("authorization", "Bearer ' or 1=1--")], None).is_blocked(),
+            "credentials are not text"
+        );
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        assert!(verdict("/login", &form, Some("user=admin%27--&pass=x")).is_blocked());
+        let json = [("content-type", "application/json")];
+        assert!(
+            verdict(
+                "/c",
+                &json,
+                Some(r#"{"comment":"<img src=x onerror=alert(1)>"}"#)
+            )
+            .is_blocked()
+        );
+        assert!(
+            !verdict(
+                "/c",
+                &json,
+                Some(r#"{"name":"O'Brien","size":"select your size"}"#)
+            )
+            .is_blocked()
+        );
+        let v = verdict(
+            "/a?name=O%27Brien&q=select+your+size&sort=price-asc",
+            &[],
+            None,
+        );
+        assert!(v.matches.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn modes_limits_and_penalties() {
+        let waf = Waf::new().with_category_mode(Category::SqlInjection, Mode::LogOnly);
+        let v = waf.inspect(
+            &"/?q=1%20or%201=1".parse().unwrap(),
+            &HeaderMap::new(),
+            None,
+        );
+        assert!(!v.is_blocked());
+        assert_eq!(v.penalty(), 1);
+        assert_eq!(v.matches[0].location, Location::Query("q".to_owned()));
+        let off = Waf::new().with_mode("sqli-tautology", Mode::Off);
+        assert!(
+            off.inspect(
+                &"/?q=1%20or%201=1".parse().unwrap(),
+                &HeaderMap::new(),
+                None
+            )
+            .matches
+            .is_empty()
+        );
+        let strict = Waf::new().block_oversize(true);
+        let long = format!("/?q={}", "a".repeat(10_000));
+        assert!(
+            strict
+                .inspect(&long.parse().unwrap(), &HeaderMap::new(), None)
+                .is_blocked()
+        );
+        assert!(
+            !Waf::new()
+                .inspect(&long.parse().unwrap(), &HeaderMap::new(), None)
+                .is_blocked()
+        );
+        let logged = Waf::new().inspect(&"/a%252fb".parse().unwrap(), &HeaderMap::new(), None);
+        assert_eq!(logged.matches[0].rule, "double-encoding");
+        assert!(!logged.is_blocked());
+    }
+}

@@ -1,0 +1,400 @@
+//! SQL injection: a small SQL tokenizer and a few readable rules over its tokens.
+//!
+//! A value is tokenized three ways, as libinjection does: as it stands, and as if it landed inside a
+//! single- or double-quoted SQL string (so an attacker's closing quote is seen for what it is). The rules
+//! then look for shapes that ordinary text does not have: a boolean operator followed by a comparison of
+//! two literals (`' OR 'a'='a`, `1 AND 5=5`), `UNION SELECT`, a statement after `;`, a string closed and
+//! the rest commented out, sleep and error functions, schema probes.
+
+/// One SQL-ish token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token<'a> {
+    Word(&'a str),
+    /// A word immediately followed by `(`: a function call.
+    Call(&'a str),
+    Number,
+    /// A complete or unterminated quoted string.
+    Str,
+    Op(&'a str),
+    Comment,
+    Semicolon,
+    Open,
+    Close,
+    Comma,
+}
+
+const MAX_TOKENS: usize = 512;
+
+fn tokenize<'a>(text: &'a str, quote_context: Option<u8>) -> Vec<Token<'a>> {
+    let bytes = text.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    // Inside a quoted context, the text up to the first matching quote is the tail of a string.
+    if let Some(q) = quote_context {
+        match bytes.iter().position(|&b| b == q) {
+            Some(end) => {
+                tokens.push(Token::Str);
+                i = end + 1;
+            }
+            None => return tokens,
+        }
+    }
+    while let Some(&b) = bytes.get(i) {
+        if tokens.len() >= MAX_TOKENS {
+            break;
+        }
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => i += 1,
+            b'\'' | b'"' | b'`' => {
+                let end = bytes
+                    .get(i + 1..)
+                    .and_then(|rest| rest.iter().position(|&c| c == b))
+                    .map_or(bytes.len(), |p| i + 1 + p + 1);
+                tokens.push(Token::Str);
+                i = end;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                tokens.push(Token::Comment);
+                break;
+            }
+            b'#' => {
+                tokens.push(Token::Comment);
+                break;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                // MySQL's `/*!50000 UNION*/` runs its contents: treat it as whitespace, not a comment.
+                let close = bytes
+                    .get(i + 2..)
+                    .and_then(|rest| rest.windows(2).position(|w| w == b"*/"));
+                match close {
+                    Some(_) if bytes.get(i + 2) == Some(&b'!') => {
+                        i += 3;
+                        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+                            i += 1;
+                        }
+                    }
+                    Some(p) => i += 2 + p + 2,
+                    None => {
+                        tokens.push(Token::Comment);
+                        break;
+                    }
+                }
+            }
+            b'*' if bytes.get(i + 1) == Some(&b'/') => i += 2,
+            b';' => {
+                tokens.push(Token::Semicolon);
+                i += 1;
+            }
+            b'(' => {
+                tokens.push(Token::Open);
+                i += 1;
+            }
+            b')' => {
+                tokens.push(Token::Close);
+                i += 1;
+            }
+            b',' => {
+                tokens.push(Token::Comma);
+                i += 1;
+            }
+            b'0'..=b'9' => {
+                let len = bytes[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'.')
+                    .count();
+                tokens.push(Token::Number);
+                i += len;
+            }
+            b'=' | b'<' | b'>' | b'!' | b'|' | b'&' | b'^' | b'~' | b'%' | b'-' | b'*' | b'/'
+            | b'+' => {
+                let len = bytes[i..]
+                    .iter()
+                    .take(3)
+                    .take_while(|c| matches!(c, b'=' | b'<' | b'>' | b'!' | b'|' | b'&'))
+                    .count()
+                    .max(1);
+                tokens.push(Token::Op(text.get(i..i + len).unwrap_or("")));
+                i += len;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b'@' || c == b'$' => {
+                let len = bytes[i..]
+                    .iter()
+                    .take_while(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, b'_' | b'@' | b'$' | b'.')
+                    })
+                    .count();
+                let word = text.get(i..i + len).unwrap_or("");
+                i += len;
+                if bytes.get(i) == Some(&b'(') {
+                    tokens.push(Token::Call(word));
+                } else {
+                    tokens.push(Token::Word(word));
+                }
+            }
+            _ => {
+                // Anything else (non-ASCII text, punctuation) separates tokens.
+                i += text
+                    .get(i..)
+                    .and_then(|r| r.chars().next())
+                    .map_or(1, char::len_utf8);
+            }
+        }
+    }
+    tokens
+}
+
+fn is_literal(t: Option<&Token<'_>>) -> bool {
+    matches!(t, Some(Token::Number | Token::Str))
+}
+
+fn is_comparison(t: Option<&Token<'_>>) -> bool {
+    match t {
+        Some(Token::Op(op)) => matches!(*op, "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "<=>"),
+        Some(Token::Word(w)) => matches!(*w, "like" | "rlike" | "regexp" | "is" | "between"),
+        _ => false,
+    }
+}
+
+fn is_boolean(t: Option<&Token<'_>>) -> bool {
+    match t {
+        Some(Token::Word(w)) => matches!(*w, "or" | "and" | "xor" | "div"),
+        Some(Token::Op(op)) => matches!(*op, "||" | "&&"),
+        _ => false,
+    }
+}
+
+/// Functions whose only everyday use is in injection payloads (sleeps, error oracles, file access).
+const ATTACK_FUNCTIONS: [&str; 20] = [
+    "sleep",
+    "benchmark",
+    "pg_sleep",
+    "extractvalue",
+    "updatexml",
+    "load_file",
+    "dbms_pipe.receive_message",
+    "utl_inaddr.get_host_address",
+    "ctxsys.drithsx.sn",
+    "dbms_utility.sqlid_to_sqlhash",
+    "xmltype",
+    "randomblob",
+    "json_keys",
+    "gtid_subset",
+    "exp",
+    "geometrycollection",
+    "multipoint",
+    "polygon",
+    "linestring",
+    "procedure",
+];
+
+/// Functions that turn a boolean test into a blind-injection oracle when they follow `AND`/`OR`.
+const ORACLE_FUNCTIONS: [&str; 16] = [
+    "ascii",
+    "substring",
+    "substr",
+    "mid",
+    "ord",
+    "length",
+    "char",
+    "chr",
+    "if",
+    "iif",
+    "exists",
+    "elt",
+    "make_set",
+    "unicode",
+    "hex",
+    "select",
+];
+
+const SCHEMA_WORDS: [&str; 9] = [
+    "information_schema",
+    "information_schema.tables",
+    "information_schema.columns",
+    "sysobjects",
+    "syscolumns",
+    "pg_catalog",
+    "sqlite_master",
+    "mysql.user",
+    "@@version",
+];
+
+const STATEMENTS: [&str; 11] = [
+    "drop", "delete", "insert", "update", "alter", "create", "truncate", "exec", "execute",
+    "shutdown", "declare",
+];
+
+/// What one token stream shows. `quoted` says the stream was read as if inside a quoted string, so a
+/// leading string token is the input closing that string.
+fn rules_on(tokens: &[Token<'_>], quoted: bool) -> Option<&'static str> {
+    for (i, t) in tokens.iter().enumerate() {
+        let next = |k: usize| tokens.get(i + k);
+        match t {
+            Token::Word("union") => {
+                let mut k = 1;
+                while matches!(next(k), Some(Token::Word("all" | "distinct") | Token::Open)) {
+                    k += 1;
+                }
+                if matches!(next(k), Some(Token::Word("select") | Token::Call("select"))) {
+                    return Some("sqli-union-select");
+                }
+            }
+            Token::Semicolon => {
+                if let Some(Token::Word(w) | Token::Call(w)) = next(1) {
+                    if STATEMENTS.contains(w)
+                        || (*w == "select" && stacked_select(&tokens[i + 1..]))
+                    {
+                        return Some("sqli-stacked-query");
+                    }
+                }
+            }
+            Token::Call(f) if ATTACK_FUNCTIONS.contains(f) => {
+                // `exp(` and the geometry names also occur in ordinary text: only count them in SQL.
+                let common = matches!(
+                    *f,
+                    "exp" | "polygon" | "multipoint" | "linestring" | "procedure"
+                );
+                if !common || tokens.len() > 4 {
+                    return Some("sqli-attack-function");
+                }
+            }
+            Token::Word("waitfor") if matches!(next(1), Some(Token::Word("delay" | "time"))) => {
+                return Some("sqli-attack-function");
+            }
+            Token::Word(w) if SCHEMA_WORDS.contains(w) || w.starts_with("information_schema.") => {
+                return Some("sqli-schema-probe");
+            }
+            Token::Word("into") if matches!(next(1), Some(Token::Word("outfile" | "dumpfile"))) => {
+                return Some("sqli-schema-probe");
+            }
+            _ if is_boolean(Some(t)) => {
+                let mut k = 1;
+                while matches!(
+                    next(k),
+                    Some(Token::Open | Token::Op("!") | Token::Word("not"))
+                ) {
+                    k += 1;
+                }
+                // `OR 1=1`, `AND 'a'='a'`, `OR 2>1`.
+                if is_literal(next(k)) && is_comparison(next(k + 1)) && is_literal(next(k + 2)) {
+                    return Some("sqli-tautology");
+                }
+                // `AND ASCII(SUBSTRING(…))>64`, `OR EXISTS(SELECT …)`, `AND (SELECT …)`.
+                if let Some(Token::Call(f)) = next(k) {
+                    if ORACLE_FUNCTIONS.contains(f) {
+                        return Some("sqli-blind-oracle");
+                    }
+                }
+                if matches!(next(k), Some(Token::Word("select" | "case"))) && k > 1 {
+                    return Some("sqli-blind-oracle");
+                }
+            }
+            // A string closed by the input, then everything after it commented out: `admin'--`.
+            Token::Str | Token::Number | Token::Close
+                if matches!(next(1), Some(Token::Comment)) && (i > 0 || quoted) =>
+            {
+                return Some("sqli-comment-breakout");
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `; select …` is a stacked query when it reads like SQL (a `FROM` or a function call soon after).
+fn stacked_select(tokens: &[Token<'_>]) -> bool {
+    tokens
+        .iter()
+        .skip(1)
+        .take(6)
+        .any(|t| matches!(t, Token::Word("from") | Token::Call(_)))
+}
+
+/// Plain words and digits cannot inject, unless they are the few keywords that work without punctuation:
+/// the common case costs one scan.
+fn might_inject(text: &str) -> bool {
+    const PUNCTUATION: &[u8] = b"'\"`(;=<>-#/|&@*";
+    const BARE_KEYWORDS: [&str; 8] = [
+        "union",
+        "information_schema",
+        "waitfor",
+        "outfile",
+        "dumpfile",
+        "sysobjects",
+        "pg_catalog",
+        "sqlite_master",
+    ];
+    text.bytes().any(|b| PUNCTUATION.contains(&b)) || BARE_KEYWORDS.iter().any(|k| text.contains(k))
+}
+
+/// The first SQL injection rule `text` (decoded, lowercased) trips, if any.
+pub(crate) fn detect(text: &str) -> Option<&'static str> {
+    if !might_inject(text) {
+        return None;
+    }
+    [None, Some(b'\''), Some(b'"')]
+        .into_iter()
+        .find_map(|context| rules_on(&tokenize(text, context), context.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::detect;
+
+    #[test]
+    fn classic_injections_are_caught() {
+        for attack in [
+            "' or '1'='1",
+            "1' or 1=1-- -",
+            "admin'--",
+            "admin' #",
+            "1 and 5678=5678",
+            "1) or (1=1",
+            "' union select username, password from users--",
+            "1 union all select null,null,null",
+            "1/**/union/**/select/**/1,2",
+            "1 /*!50000union*/ /*!50000select*/ 1",
+            "1; drop table users",
+            "1'; exec xp_cmdshell('dir')--",
+            "1 and sleep(5)",
+            "1' and (select 1 from (select(sleep(5)))a)-- -",
+            "1; waitfor delay '0:0:5'--",
+            "1 and extractvalue(1,concat(0x7e,version()))",
+            "1 and ascii(substring((select database()),1,1))>64",
+            "' and 1=convert(int,@@version)--",
+            "1 or exists(select * from users)",
+            "select * from information_schema.tables",
+            "' or ''='",
+            "\" or \"\"=\"",
+        ] {
+            assert!(detect(attack).is_some(), "missed: {attack}");
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_left_alone() {
+        for text in [
+            "o'brien",
+            "select your size",
+            "select your size from the list below",
+            "tom & jerry",
+            "rock 'n' roll",
+            "it's 5 o'clock - time for tea",
+            "sizes: s, m, l; colours: red/blue",
+            "i'd like to union with my select few friends",
+            "2 + 2 = 4",
+            "a <b> c",
+            "price >= 10 and <= 20",
+            "john.doe@example.com",
+            "the floor (second)",
+            "please drop me a line",
+            "\"quoted\" -- said she",
+            "c++ or c#",
+            "100% cotton; machine wash",
+            "length (cm): 20",
+            "{\"name\":\"o'brien\",\"size\":\"m\"}",
+        ] {
+            assert_eq!(detect(text), None, "false positive: {text}");
+        }
+    }
+}
