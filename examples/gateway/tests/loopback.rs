@@ -403,3 +403,40 @@ async fn the_api_is_rate_limited_per_client_with_ietf_fields() {
     let _ = gateway.stop.send(());
     gateway.server.await.unwrap().unwrap();
 }
+
+/// The WAF refuses an injection in the query before anything else runs, and lets ordinary text with
+/// quotes through.
+#[tokio::test]
+async fn the_waf_refuses_injections_and_passes_ordinary_text() {
+    let gateway = start(GatewayConfig::default()).await;
+    let attack = exchange(
+        &gateway.base,
+        Method::GET,
+        "/api/products?q=%27%20OR%20%271%27%3D%271",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(attack.status, StatusCode::FORBIDDEN);
+    assert_eq!(&attack.body[..], b"{\"error\":\"request_blocked\"}\n");
+    let traversal = exchange(
+        &gateway.base,
+        Method::GET,
+        "/static/..%252f..%252fetc/passwd",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(traversal.status, StatusCode::FORBIDDEN);
+    let benign = exchange(
+        &gateway.base,
+        Method::GET,
+        "/api/products?q=O%27Brien&size=select+your+size",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(benign.status, StatusCode::OK);
+    let _ = gateway.stop.send(());
+    gateway.server.await.unwrap().unwrap();
+}

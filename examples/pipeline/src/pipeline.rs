@@ -12,12 +12,14 @@ use std::convert::Infallible;
 use std::io;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use edge_auth::jwks::{JwksProvider, KvKeySource};
 use edge_auth::jwt::{Validation, Verifier};
 use edge_auth::layer::JwtAuthLayer;
 use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, QuotaError, RateLimitLayer};
+use edge_auth::waf::{Waf, WafLayer};
 use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::kv::{DynKvStore, PutOptions};
 use edge_core::wait_until::TokioWaitUntil;
@@ -138,9 +140,9 @@ impl Edge {
     }
 }
 
-/// Builds the tower stack over `fetcher`, forwarding to `origin`: the demo issuer, `flags` deciding A/B
-/// variants, JWT authentication of `/api/account` with `keys`, per-client rate limits, the verified
-/// identity forwarded.
+/// Builds the tower stack over `fetcher`, forwarding to `origin`: the WAF, the demo issuer, `flags`
+/// deciding A/B variants, JWT authentication of `/api/account` with `keys`, per-client rate limits, the
+/// verified identity forwarded.
 ///
 /// # Errors
 ///
@@ -163,7 +165,9 @@ where
     let auth = JwtAuthLayer::<_, _, _, serde_json::Value>::new(keys, verifier)
         .protect_prefix("/api/account");
     let rate_limit = rate_limit_layer()?;
+    let waf = waf_layer()?;
     let stack = tower::ServiceBuilder::new()
+        .layer(waf)
         .layer(tower::layer::layer_fn(move |inner| {
             DemoTokenEndpoint::new(inner, Arc::clone(&issuer))
         }))
@@ -187,6 +191,13 @@ fn rate_limit_layer() -> Result<RateLimitLayer, QuotaError> {
     };
     let key = KeyExtractor::jwt_sub::<serde_json::Value>().or(KeyExtractor::client_ip());
     Ok(RateLimitLayer::new(limiter(600, 120)?, key).route("/api/", limiter(120, 20)?))
+}
+
+/// The WAF's recommended rules, every one blocking; a client whose requests trip rules five times in ten
+/// minutes is refused outright after that, even by rules that only log.
+fn waf_layer() -> Result<WafLayer, QuotaError> {
+    let offenders = KeyedLimiter::<String>::new(Quota::new(5, Duration::from_secs(600))?);
+    Ok(WafLayer::new(Waf::new()).penalize(offenders, KeyExtractor::client_ip()))
 }
 
 /// The signing keys the pipeline verifies tokens with: the JWK Set in the edge's KV.
