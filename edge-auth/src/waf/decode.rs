@@ -103,7 +103,7 @@ fn has_overlong(bytes: &[u8]) -> bool {
 /// NUL): what an XSS rule must look at.
 #[must_use]
 pub fn html_normalize(text: &str) -> Cow<'_, str> {
-    if !text.contains(['&', '\t', '\n', '\r', '\0']) {
+    if !text.contains(['&', '\t', '\n', '\r', '\0', '\u{ff1c}', '\u{ff1e}']) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
@@ -118,8 +118,12 @@ pub fn html_normalize(text: &str) -> Cow<'_, str> {
                 continue;
             }
         }
-        if !matches!(c, '\t' | '\n' | '\r' | '\0') {
-            out.push(c);
+        match c {
+            '\t' | '\n' | '\r' | '\0' => {}
+            // Fullwidth angle brackets: Unicode normalisation (NFKC) downstream turns them into tags.
+            '\u{ff1c}' => out.push('<'),
+            '\u{ff1e}' => out.push('>'),
+            _ => out.push(c),
         }
         rest = rest.get(c.len_utf8()..).unwrap_or_default();
     }

@@ -3,15 +3,16 @@
 //!
 //! | rule id | category | looks for |
 //! |---|---|---|
-//! | `sqli-tautology` | SQL injection | `OR`/`AND` then a comparison of two literals: `' or 'a'='a`, `1 and 5=5` |
+//! | `sqli-tautology` | SQL injection | a comparison of two literals after `OR`/`AND`, `WHEN` or as a function's argument: `' or 'a'='a`, `1 and 5=5`, `CASE WHEN 1=1`, `IF(1=1,…)` |
 //! | `sqli-union-select` | SQL injection | `UNION [ALL] SELECT`, through comments and `/*!…*/` |
 //! | `sqli-stacked-query` | SQL injection | a statement after `;` (`DROP`, `EXEC`, `SELECT … FROM` …) |
 //! | `sqli-comment-breakout` | SQL injection | a string closed by the input and the rest commented out: `admin'--` |
 //! | `sqli-attack-function` | SQL injection | sleeps and error oracles: `SLEEP(`, `BENCHMARK(`, `WAITFOR DELAY`, `EXTRACTVALUE(` … |
-//! | `sqli-blind-oracle` | SQL injection | `AND ASCII(SUBSTRING(…))`, `OR EXISTS(…)` |
+//! | `sqli-blind-oracle` | SQL injection | `AND ASCII(SUBSTRING(…))`, `OR EXISTS(…)`, `OR CASE …`, `RLIKE (SELECT …)` |
 //! | `sqli-schema-probe` | SQL injection | `information_schema`, `@@version`, `INTO OUTFILE` … |
 //! | `xss-active-tag` | XSS | `<script`, `<iframe`, `<object`, `<embed`, `<base` … |
-//! | `xss-event-handler` | XSS | an `on…=` attribute inside a tag |
+//! | `xss-event-handler` | XSS | an `on…=` attribute inside a tag, or a known DOM event attribute breaking out of one (`" onfocus=…`) |
+//! | `xss-script-breakout` | XSS | a script sink (`alert(`, `eval(` …) right after a quote or `;`: leaving a JS string |
 //! | `xss-script-url` | XSS | `javascript:`/`vbscript:`/`data:text/html` as a value or in a tag, `srcdoc`, CSS `expression(` |
 //! | `traversal-dot-dot` | path traversal | a `..` path segment (also `..;`, and `\` as a separator) |
 //! | `traversal-sensitive-file` | path traversal | `/etc/passwd`, `win.ini`, `/.git/`, `/.env` … |
@@ -148,7 +149,7 @@ struct Rule {
     mode: Mode,
 }
 
-const RULE_IDS: [(&str, Category, Mode); 15] = [
+const RULE_IDS: [(&str, Category, Mode); 16] = [
     ("sqli-tautology", Category::SqlInjection, Mode::Block),
     ("sqli-union-select", Category::SqlInjection, Mode::Block),
     ("sqli-stacked-query", Category::SqlInjection, Mode::Block),
@@ -163,6 +164,11 @@ const RULE_IDS: [(&str, Category, Mode); 15] = [
         Mode::Block,
     ),
     ("xss-script-url", Category::CrossSiteScripting, Mode::Block),
+    (
+        "xss-script-breakout",
+        Category::CrossSiteScripting,
+        Mode::Block,
+    ),
     ("traversal-dot-dot", Category::PathTraversal, Mode::Block),
     (
         "traversal-sensitive-file",

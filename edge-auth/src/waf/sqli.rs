@@ -164,7 +164,8 @@ fn is_boolean(t: Option<&Token<'_>>) -> bool {
 }
 
 /// Functions whose only everyday use is in injection payloads (sleeps, error oracles, file access).
-const ATTACK_FUNCTIONS: [&str; 20] = [
+const ATTACK_FUNCTIONS: [&str; 21] = [
+    "generate_series",
     "sleep",
     "benchmark",
     "pg_sleep",
@@ -219,9 +220,9 @@ const SCHEMA_WORDS: [&str; 9] = [
     "@@version",
 ];
 
-const STATEMENTS: [&str; 11] = [
+const STATEMENTS: [&str; 13] = [
     "drop", "delete", "insert", "update", "alter", "create", "truncate", "exec", "execute",
-    "shutdown", "declare",
+    "shutdown", "declare", "call", "begin",
 ];
 
 /// What one token stream shows. `quoted` says the stream was read as if inside a quoted string, so a
@@ -247,6 +248,12 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool) -> Option<&'static str> {
                         return Some("sqli-stacked-query");
                     }
                 }
+            }
+            Token::Call(f) if f.ends_with(".sleep") => return Some("sqli-attack-function"),
+            Token::Word("having" | "where")
+                if is_literal(next(1)) && is_comparison(next(2)) && is_literal(next(3)) =>
+            {
+                return Some("sqli-tautology");
             }
             Token::Call(f) if ATTACK_FUNCTIONS.contains(f) => {
                 // `exp(` and the geometry names also occur in ordinary text: only count them in SQL.
@@ -285,9 +292,46 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool) -> Option<&'static str> {
                         return Some("sqli-blind-oracle");
                     }
                 }
-                if matches!(next(k), Some(Token::Word("select" | "case"))) && k > 1 {
+                if matches!(next(k), Some(Token::Word("case")))
+                    || (matches!(next(k), Some(Token::Word("select"))) && k > 1)
+                {
                     return Some("sqli-blind-oracle");
                 }
+            }
+            // `CASE WHEN 1=1 THEN …`: a literal comparison as a condition.
+            Token::Word("when") => {
+                let k = 1 + tokens[i + 1..]
+                    .iter()
+                    .take_while(|t| matches!(t, Token::Open))
+                    .count();
+                if is_literal(next(k)) && is_comparison(next(k + 1)) && is_literal(next(k + 2)) {
+                    return Some("sqli-tautology");
+                }
+            }
+            // `(5=5)`: a parenthesised literal comparison.
+            Token::Open
+                if is_literal(next(1))
+                    && is_comparison(next(2))
+                    && is_literal(next(3))
+                    && matches!(next(4), Some(Token::Close)) =>
+            {
+                return Some("sqli-tautology");
+            }
+            // `RLIKE (SELECT …)`, `= (SELECT …)`: a subquery as the other side of a comparison.
+            _ if is_comparison(Some(t))
+                && matches!(next(1), Some(Token::Open))
+                && matches!(next(2), Some(Token::Word("select") | Token::Call("select"))) =>
+            {
+                return Some("sqli-blind-oracle");
+            }
+            // `MAKE_SET(5=5,…)`, `IF(1=1,…)`: a function fed a literal comparison.
+            Token::Call(_)
+                if matches!(next(1), Some(Token::Open))
+                    && is_literal(next(2))
+                    && is_comparison(next(3))
+                    && is_literal(next(4)) =>
+            {
+                return Some("sqli-tautology");
             }
             // A string closed by the input, then everything after it commented out: `admin'--`.
             Token::Str | Token::Number | Token::Close

@@ -17,7 +17,7 @@ const SCRIPT_SCHEMES: [&str; 4] = ["javascript:", "vbscript:", "livescript:", "d
 
 /// The first XSS rule `text` (decoded, lowercased) trips, if any.
 pub(crate) fn detect(text: &str) -> Option<&'static str> {
-    if !text.contains(['<', ':', '&', '\t', '\n', '(', '`']) {
+    if !text.contains(['<', ':', '&', '\t', '\n', '(', '`', '=', '\u{ff1c}']) {
         return None;
     }
     let text = html_normalize(text);
@@ -46,6 +46,24 @@ pub(crate) fn detect(text: &str) -> Option<&'static str> {
             return Some("xss-script-url");
         }
     }
+    // Breaking out of an attribute: `" onfocus=…`, ` onmouseover=…`.
+    if has_event_handler(text) && known_event(text) {
+        return Some("xss-event-handler");
+    }
+    // Breaking out of a script string: `";alert(1);//`.
+    if js_breakout(text) {
+        return Some("xss-script-breakout");
+    }
+    // An attribute assignment to a script URL outside a tag: `src=javascript:…`.
+    if SCRIPT_SCHEMES.iter().any(|scheme| {
+        text.match_indices(scheme).any(|(at, _)| {
+            let before = text.get(..at).unwrap_or_default().trim_end();
+            let before = before.trim_end_matches(['"', '\'']).trim_end();
+            before.ends_with('=')
+        })
+    }) {
+        return Some("xss-script-url");
+    }
     // A value that *is* a script URL (a redirect target, a link the page will render).
     let start = text.trim_start_matches(|c: char| c.is_ascii_whitespace() || c.is_control());
     if SCRIPT_SCHEMES
@@ -55,6 +73,60 @@ pub(crate) fn detect(text: &str) -> Option<&'static str> {
         return Some("xss-script-url");
     }
     None
+}
+
+/// DOM event attributes seen in attacks; outside a tag only these count, so `one=1` stays text.
+const EVENTS: [&str; 24] = [
+    "onload",
+    "onerror",
+    "onfocus",
+    "onblur",
+    "onclick",
+    "ondblclick",
+    "onmouseover",
+    "onmouseenter",
+    "onmouseout",
+    "onmousedown",
+    "onmouseup",
+    "onkeydown",
+    "onkeyup",
+    "onkeypress",
+    "oninput",
+    "onchange",
+    "onsubmit",
+    "ontoggle",
+    "onanimationstart",
+    "onbegin",
+    "onpageshow",
+    "onresize",
+    "onscroll",
+    "onwheel",
+];
+
+fn known_event(text: &str) -> bool {
+    EVENTS.iter().any(|e| text.contains(e))
+}
+
+/// Script sinks called right after a quote or a statement break: the shape of a string breakout.
+const SINKS: [&str; 8] = [
+    "alert(",
+    "prompt(",
+    "confirm(",
+    "eval(",
+    "settimeout(",
+    "setinterval(",
+    "document.write(",
+    "import(",
+];
+
+fn js_breakout(text: &str) -> bool {
+    SINKS.iter().any(|sink| {
+        text.match_indices(sink).any(|(at, _)| {
+            let before = text.get(..at).unwrap_or_default().trim_end();
+            before.is_empty()
+                || before.ends_with([';', '\'', '"', '+', '(', '{', '}', ',', '`', '|', '&'])
+        })
+    })
 }
 
 /// `on<letters> =` as an attribute: preceded by whitespace, `/` or a quote.
