@@ -65,8 +65,8 @@ fn run_threads(threads: u64, iters: u64, keys: u64, check: &(dyn Fn(u64) + Sync)
 fn keyed(c: &mut Criterion) {
     let mut group = c.benchmark_group("ratelimit/keyed");
     for keys in [1u64, 10_000, 1_000_000] {
-        // Many keys: a quota whose state stays live for the whole run (each check moves a key's TAT a
-        // second ahead, longer than filling the map takes, and the burst of a million is never used up),
+        // Many keys: a quota whose state stays live for the whole run (each check moves a key's TAT an
+        // hour ahead, far longer than filling the map takes, and the burst of a million is never used up),
         // so neither side can drop idle keys and both hold every key. One key: the huge quota, so the
         // run never reaches a denial.
         let (ours, theirs) = if keys == 1 {
@@ -76,9 +76,9 @@ fn keyed(c: &mut Criterion) {
             )
         } else {
             (
-                KeyedLimiter::new(Quota::per_second(1).unwrap().with_burst(1_000_000).unwrap()),
+                KeyedLimiter::new(Quota::per_hour(1).unwrap().with_burst(1_000_000).unwrap()),
                 governor::RateLimiter::keyed(
-                    governor::Quota::per_second(NonZeroU32::MIN)
+                    governor::Quota::per_hour(NonZeroU32::MIN)
                         .allow_burst(NonZeroU32::new(1_000_000).unwrap()),
                 ),
             )
