@@ -12,14 +12,14 @@
 
 mod decision;
 pub mod gcra;
-mod kv_bucket;
+pub mod kv_bucket;
 #[cfg(feature = "tower")]
 pub mod layer;
 mod memory;
 mod quota;
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 mod redis;
-mod window;
+pub mod window;
 
 pub use decision::{Decision, RATELIMIT, RATELIMIT_POLICY};
 pub use kv_bucket::{KvTokenBucket, KvTokenBucketBuilder, OnStoreError};

@@ -33,7 +33,7 @@
 
 pub mod decode;
 #[cfg(feature = "tower")]
-mod layer;
+pub mod layer;
 mod sqli;
 mod traversal;
 mod xss;
