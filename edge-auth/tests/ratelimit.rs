@@ -292,3 +292,97 @@ mod windows {
         assert!(ShardedLimiter::with_shards(MemoryWindowStore::new(), quota, 0).is_err());
     }
 }
+
+/// The sliding window as a durable object, on `edge-do`'s in-process runtime: exact under concurrent
+/// clients, state kept across eviction, sharded over many objects, bad requests refused.
+mod durable_windows {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use edge_auth::ratelimit::{
+        DurableWindowStore, Quota, ShardedLimiter, SlidingWindowLimiter, WindowObject, WindowStore,
+    };
+    use edge_core::durable::ObjectNamespace;
+    use edge_core::{Body, ManualClock};
+    use edge_do::{MemoryStorageProvider, Namespace, ObjectState};
+
+    fn namespace(
+        clock: &ManualClock,
+    ) -> Namespace<WindowObject<edge_do::MemoryStorage, ManualClock>, edge_do::MemoryStorage> {
+        let stores = MemoryStorageProvider::new();
+        let clock = clock.clone();
+        Namespace::new(
+            move |id| stores.storage(id),
+            move |state: ObjectState<_>| WindowObject::new(state.storage, clock.clone()),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn exact_under_concurrency_and_survives_eviction() {
+        let clock = ManualClock::new();
+        let objects = namespace(&clock);
+        let limiter = Arc::new(SlidingWindowLimiter::new(
+            DurableWindowStore::new(objects.clone()),
+            Quota::per_minute(100).unwrap(),
+        ));
+        let admitted = Arc::new(AtomicU32::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (limiter, admitted) = (Arc::clone(&limiter), Arc::clone(&admitted));
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        if limiter.try_check("viral").await.unwrap().is_allowed() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(admitted.load(Ordering::Relaxed), 100);
+        objects.evict(&objects.id_from_name("viral"));
+        assert!(
+            !limiter.check("viral").await.is_allowed(),
+            "the log was reloaded from storage"
+        );
+        clock.advance(Duration::from_secs(61));
+        assert!(limiter.check("viral").await.is_allowed());
+    }
+
+    #[tokio::test]
+    async fn sharded_over_objects_and_bad_requests() {
+        let clock = ManualClock::new();
+        let objects = namespace(&clock);
+        let sharded = ShardedLimiter::with_shards(
+            DurableWindowStore::new(objects.clone()),
+            Quota::per_minute(100).unwrap(),
+            8,
+        )
+        .unwrap();
+        let mut n = 0;
+        for _ in 0..300 {
+            n += u32::from(sharded.check("hot", None).await.is_allowed());
+        }
+        assert_eq!(n, 8 * 13, "N · ⌈100 / 8⌉");
+        assert_eq!(objects.live(), 8, "one object per shard");
+
+        let id = objects.id_from_name("x");
+        for body in ["", "1", "a b", "10 0", "0 10", "10 99999", "1 2 3"] {
+            let mut request = http::Request::new(Body::from(body));
+            *request.method_mut() = http::Method::POST;
+            let response = objects.fetch(&id, request).await.unwrap();
+            assert_eq!(response.status(), http::StatusCode::BAD_REQUEST, "{body:?}");
+        }
+        let store = DurableWindowStore::new(objects.clone());
+        assert!(
+            store
+                .hit("k", Duration::from_secs(1), 1_000_000)
+                .await
+                .is_err(),
+            "limit too large"
+        );
+    }
+}

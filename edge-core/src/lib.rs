@@ -66,6 +66,7 @@ pub mod body;
 pub mod cache;
 pub mod clock;
 pub mod coalesce;
+pub mod durable;
 pub mod error;
 pub mod fetch;
 pub mod geo;

@@ -1,16 +1,22 @@
 //! Durable objects: one live instance per id, requests to it handled one at a time, with transactional
 //! storage of its own.
 //!
-//! This crate will own:
+//! Objects are written against [`edge_core::durable`]'s contracts ([`DurableObject`](edge_core::durable::DurableObject),
+//! [`Storage`](edge_core::durable::Storage), [`ObjectNamespace`](edge_core::durable::ObjectNamespace)), so
+//! the same code runs here and, through the workers bridge, on Cloudflare.
 //!
-//! | module (planned) | what it holds |
-//! |---|---|
-//! | `runtime` | the in-process runtime: namespaces, ids from names, stubs, input and output gates, eviction |
-//! | `storage` | SQLite (bundled) as the durable default and an in-memory store for tests |
-//! | `alarms` | persisted alarms, at-least-once with backoff |
-//! | `rooms` | WebSocket rooms with broadcast |
-//! | `shard` | hot-key sharding over many objects |
+//! | module | what it holds | state |
+//! |---|---|---|
+//! | [`runtime`] | [`Namespace`]: ids, one instance per id, the input gate, eviction | first cut |
+//! | [`memory`] | [`MemoryStorage`]: storage in process memory, for tests | built |
+//! | `sqlite` | SQLite (bundled) as the durable default | with the durable-objects issue |
+//! | `alarms` | persisted alarms, at-least-once with backoff | with the durable-objects issue |
+//! | `rooms` | WebSocket rooms with broadcast | with the durable-objects issue |
 //!
-//! The `DurableObject` and `Storage` contracts will live in `edge-core`, so the Workers bridge can run the same
-//! object code on Cloudflare. Nothing is implemented yet: it lands with its own issue. The crate builds on
-//! native targets and on wasm32.
+//! Hot-key sharding (`shard_of`, N = 64) lives with its first user, rate limiting, in `edge-auth`.
+
+pub mod memory;
+pub mod runtime;
+
+pub use memory::{MemoryStorage, MemoryStorageProvider};
+pub use runtime::{Namespace, ObjectState};

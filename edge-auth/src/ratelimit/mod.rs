@@ -4,7 +4,9 @@
 //! |---|---|---|---|
 //! | [`Limiter`], [`KeyedLimiter`] | this process (GCRA, one atomic per key) | yes, per process | per-instance protection, the first line |
 //! | [`KvTokenBucket`] | any [`KvStore`](edge_core::KvStore) (the seeds' token bucket) | no: bounded over-admission across PoPs | coarse abuse limits across an edge network |
-//! | [`RedisLimiter`] (feature `redis`) | Redis, one atomic script per check (GCRA) | yes, across servers | per-account quotas shared by many app servers |
+//! | `RedisLimiter` (feature `redis`) | Redis, one atomic script per check (GCRA) | yes, across servers | per-account quotas shared by many app servers |
+//! | [`SlidingWindowLimiter`] over a [`WindowStore`] | memory, Redis (`RedisWindowStore`, feature `redis`) or a durable object per key ([`DurableWindowStore`]) | yes, in any window | the seeds' exact sliding window |
+//! | [`ShardedLimiter`] | N window shards (default 64) | bounded: ≤ limit + N − 1 | one key too hot for one store instance |
 //!
 //! Every limiter answers with a [`Decision`]: allowed or not, remaining quota, time to reset and
 //! retry-after, ready to become `RateLimit`, `RateLimit-Policy` and `Retry-After` response fields. Quotas
@@ -30,8 +32,8 @@ pub use quota::{Quota, QuotaError};
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 pub use redis::{RedisLimiter, RedisWindowStore};
 pub use window::{
-    DEFAULT_SHARDS, MemoryWindowStore, ShardedLimiter, SlidingWindowLimiter, WindowHit,
-    WindowStore, shard_of,
+    DEFAULT_SHARDS, DurableWindowStore, MAX_OBJECT_LIMIT, MemoryWindowStore, ShardedLimiter,
+    SlidingWindowLimiter, WindowHit, WindowObject, WindowStore, shard_of,
 };
 
 /// `prefix + key`, or, when that is longer than `max_len` (or `key` starts with `#`),

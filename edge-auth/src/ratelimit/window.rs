@@ -5,6 +5,10 @@
 //! (`RedisWindowStore`, feature `redis`), [`MemoryWindowStore`] in process, and a durable object meets it
 //! by construction: one instance per key, requests handled one at a time (the seeds' `RateLimitDO`).
 //!
+//! [`WindowObject`] is that durable object, written against `edge_core::durable`'s contracts, and
+//! [`DurableWindowStore`] the [`WindowStore`] that sends each key's hits to its object through any
+//! [`ObjectNamespace`]: `edge-do`'s in-process runtime, or Cloudflare's through the workers bridge.
+//!
 //! [`SlidingWindowLimiter`] turns a store into `Decision`s: at most `limit` requests in *any* window of
 //! the configured length, exactly, across every server that shares the store.
 //!
@@ -26,7 +30,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use edge_core::{Clock, Error, MaybeSend, MaybeSync, SystemClock};
+use bytes::Bytes;
+use edge_core::durable::{DurableObject, ObjectNamespace, Storage};
+use edge_core::{Body, Clock, Error, ErrorKind, MaybeSend, MaybeSync, SystemClock};
+use http::{Method, Request, Response, StatusCode};
 
 use super::{Decision, OnStoreError, Quota};
 
@@ -98,8 +105,6 @@ impl<C: Clock> MemoryWindowStore<C> {
     fn hit_now(&self, key: &str, window: Duration, limit: u32) -> WindowHit {
         let now = u64::try_from(self.clock.now().since_origin().as_nanos()).unwrap_or(u64::MAX);
         let window = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        // A hit at `t` is in the window while `now - t < window` (written so, not as `t > now - window`,
-        // to stay right near the clock's origin).
         let expired = |t: u64| now.saturating_sub(t) >= window;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.logs.len() >= state.sweep_at {
@@ -109,21 +114,43 @@ impl<C: Clock> MemoryWindowStore<C> {
             state.sweep_at = (state.logs.len() * 2).max(FIRST_SWEEP);
         }
         let log = state.logs.entry(key.to_owned()).or_default();
-        while log.front().is_some_and(|&t| expired(t)) {
-            log.pop_front();
-        }
-        let admitted = log.len() < usize::try_from(limit).unwrap_or(usize::MAX);
-        if admitted {
-            log.push_back(now);
-        }
-        let oldest_expires_in = log.front().map_or(Duration::ZERO, |&t| {
-            Duration::from_nanos(t.saturating_add(window).saturating_sub(now))
-        });
+        let s = slide(log, now, window, limit);
         WindowHit {
-            admitted,
-            count: u32::try_from(log.len()).unwrap_or(u32::MAX),
-            oldest_expires_in,
+            admitted: s.admitted,
+            count: s.count,
+            oldest_expires_in: Duration::from_nanos(s.expires_in),
         }
+    }
+}
+
+/// What [`slide`] decided, with the time until the oldest hit leaves in the caller's unit.
+struct Slide {
+    admitted: bool,
+    count: u32,
+    expires_in: u64,
+}
+
+/// The sliding-window step every store runs: forget hits at least `window` old, admit if fewer than
+/// `limit` remain (recording `now`). Times are in one unit on one clock.
+fn slide(log: &mut VecDeque<u64>, now: u64, window: u64, limit: u32) -> Slide {
+    // A hit at `t` is in the window while `now - t < window` (written so, not as `t > now - window`, to
+    // stay right near the clock's origin).
+    while log
+        .front()
+        .is_some_and(|&t| now.saturating_sub(t) >= window)
+    {
+        log.pop_front();
+    }
+    let admitted = log.len() < usize::try_from(limit).unwrap_or(usize::MAX);
+    if admitted {
+        log.push_back(now);
+    }
+    Slide {
+        admitted,
+        count: u32::try_from(log.len()).unwrap_or(u32::MAX),
+        expires_in: log
+            .front()
+            .map_or(0, |&t| t.saturating_add(window).saturating_sub(now)),
     }
 }
 
@@ -333,5 +360,139 @@ impl<S: WindowStore> ShardedLimiter<S> {
             decision.reset(),
             decision.retry_after(),
         )
+    }
+}
+
+/// The storage key of a [`WindowObject`]'s hit log.
+const LOG_KEY: &str = "hits";
+/// Most hits one [`WindowObject`] keeps: its log must fit one storage value (8 bytes a hit).
+pub const MAX_OBJECT_LIMIT: u32 = (edge_core::durable::MAX_VALUE_LEN / 8) as u32;
+
+/// The sliding window as a durable object, one per key: the seeds' `RateLimitDO`. Its storage holds the
+/// hit log (wall-clock microseconds, so it survives eviction and restarts); each request is one
+/// [`WindowStore::hit`]. Requests are `POST` with the body `"<window µs> <limit>"`; answers are
+/// `"<admitted 0|1> <count> <µs until the oldest hit leaves>"`, or `400` for anything else.
+pub struct WindowObject<S, C = SystemClock> {
+    storage: S,
+    clock: C,
+}
+
+impl<S: Storage, C: Clock> WindowObject<S, C> {
+    /// An object over its `storage`, reading wall time from `clock`.
+    pub fn new(storage: S, clock: C) -> Self {
+        Self { storage, clock }
+    }
+
+    async fn hit(&self, window_micros: u64, limit: u32) -> Result<WindowHit, Error> {
+        let mut log: VecDeque<u64> = match self.storage.get(LOG_KEY).await? {
+            // A log that is not whole 8-byte stamps is corrupt: start again rather than guess.
+            Some(bytes) if bytes.len() % 8 == 0 => bytes
+                .chunks_exact(8)
+                .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
+                .collect(),
+            _ => VecDeque::new(),
+        };
+        let now = u64::try_from(self.clock.unix_time().as_micros()).unwrap_or(u64::MAX);
+        let hit = slide(&mut log, now, window_micros, limit);
+        if hit.admitted {
+            let mut bytes = Vec::with_capacity(log.len() * 8);
+            for t in &log {
+                bytes.extend_from_slice(&t.to_be_bytes());
+            }
+            self.storage.put(LOG_KEY, Bytes::from(bytes)).await?;
+        }
+        Ok(WindowHit {
+            admitted: hit.admitted,
+            count: hit.count,
+            oldest_expires_in: Duration::from_micros(hit.expires_in),
+        })
+    }
+}
+
+impl<S, C> std::fmt::Debug for WindowObject<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowObject").finish_non_exhaustive()
+    }
+}
+
+fn bad_request(why: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(why));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    response
+}
+
+impl<S: Storage + 'static, C: Clock + 'static> DurableObject for WindowObject<S, C> {
+    async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+        if request.method() != Method::POST {
+            return Ok(bad_request("POST \"<window µs> <limit>\""));
+        }
+        let body = request.into_body().collect(64).await?;
+        let text = std::str::from_utf8(&body).unwrap_or("");
+        let mut parts = text.split(' ');
+        let parsed = (
+            parts.next().and_then(|w| w.parse::<u64>().ok()),
+            parts.next().and_then(|l| l.parse::<u32>().ok()),
+            parts.next(),
+        );
+        let (Some(window), Some(limit), None) = parsed else {
+            return Ok(bad_request("expected \"<window µs> <limit>\""));
+        };
+        if window == 0 || limit == 0 || limit > MAX_OBJECT_LIMIT {
+            return Ok(bad_request(
+                "window and limit must be positive, limit at most 16384",
+            ));
+        }
+        let hit = self.hit(window, limit).await?;
+        let answer = format!(
+            "{} {} {}",
+            u8::from(hit.admitted),
+            hit.count,
+            hit.oldest_expires_in.as_micros()
+        );
+        Ok(Response::new(Body::from(answer)))
+    }
+}
+
+/// A [`WindowStore`] whose windows are [`WindowObject`]s: one object per key, reached through `N`.
+#[derive(Clone, Debug)]
+pub struct DurableWindowStore<N> {
+    namespace: N,
+}
+
+impl<N: ObjectNamespace> DurableWindowStore<N> {
+    /// Windows in the objects of `namespace` (a namespace of [`WindowObject`]s).
+    pub fn new(namespace: N) -> Self {
+        Self { namespace }
+    }
+}
+
+impl<N: ObjectNamespace> WindowStore for DurableWindowStore<N> {
+    async fn hit(&self, key: &str, window: Duration, limit: u32) -> Result<WindowHit, Error> {
+        let id = self.namespace.id_from_name(key);
+        let window_micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1);
+        let mut request = Request::new(Body::from(format!("{window_micros} {limit}")));
+        *request.method_mut() = Method::POST;
+        let response = self.namespace.fetch(&id, request).await?;
+        let status = response.status();
+        let body = response.into_body().collect(128).await?;
+        let malformed = || Error::new(ErrorKind::Corrupt, "window object answered something else");
+        if !status.is_success() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("window object refused the request ({status})"),
+            ));
+        }
+        let text = std::str::from_utf8(&body).map_err(|_| malformed())?;
+        let mut parts = text.split(' ').map(str::parse::<u64>);
+        let (Some(Ok(admitted)), Some(Ok(count)), Some(Ok(expires)), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed());
+        };
+        Ok(WindowHit {
+            admitted: admitted == 1,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            oldest_expires_in: Duration::from_micros(expires),
+        })
     }
 }

@@ -1,0 +1,324 @@
+//! Durable objects: the contracts an object, its storage and the namespace that routes to it meet.
+//!
+//! A durable object is one live instance per [`ObjectId`], handling the requests sent to that id one at
+//! a time, with a [`Storage`] of its own. The same object code runs in-process (`edge-do`'s runtime,
+//! for servers and tests) and on Cloudflare (the workers bridge), because it is written against these
+//! traits only:
+//!
+//! | trait | implemented by | role |
+//! |---|---|---|
+//! | [`DurableObject`] | your object | handles requests (fetch-style), alarms, WebSocket messages |
+//! | [`Storage`] | the host (SQLite, memory, Cloudflare's storage API) | the object's own transactional key-value store and alarm |
+//! | [`ObjectNamespace`] | the host | ids from names, and routing a request to the one instance for an id |
+//!
+//! Futures are [`MaybeSend`]: `Send` on native hosts, unconstrained on wasm32, so a workers-rs
+//! implementation fits without `unsafe impl Send`.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{Request, Response};
+
+use crate::{Body, BoxFuture, Error, MaybeSend, MaybeSync};
+
+/// Identifies one durable object within a namespace: either derived from a name (the same name always
+/// reaches the same object) or unique (from random bits the host supplies).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId(Arc<str>);
+
+impl ObjectId {
+    /// The id every caller using `name` reaches.
+    #[must_use]
+    pub fn from_name(name: &str) -> Self {
+        Self(Arc::from(format!("name:{name}")))
+    }
+
+    /// A unique id from 128 random bits (the host draws them).
+    #[must_use]
+    pub fn unique(bits: u128) -> Self {
+        Self(Arc::from(format!("uid:{bits:032x}")))
+    }
+
+    /// The name the id was derived from, if it was.
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        self.0.strip_prefix("name:")
+    }
+
+    /// A stable text form (for storage paths and logs).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectId({})", self.0)
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which keys [`Storage::list`] returns: a prefix, a `[start, end)` range, a limit, an order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListRange {
+    /// Only keys starting with this.
+    pub prefix: Option<String>,
+    /// Only keys `>= start`.
+    pub start: Option<String>,
+    /// Only keys `< end`.
+    pub end: Option<String>,
+    /// At most this many entries.
+    pub limit: Option<usize>,
+    /// Descending key order.
+    pub reverse: bool,
+}
+
+impl ListRange {
+    /// Every key, ascending.
+    #[must_use]
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Keys starting with `prefix`.
+    #[must_use]
+    pub fn prefix(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: Some(prefix.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Also bounded below by `start` (inclusive).
+    #[must_use]
+    pub fn with_start(mut self, start: impl Into<String>) -> Self {
+        self.start = Some(start.into());
+        self
+    }
+
+    /// Also bounded above by `end` (exclusive).
+    #[must_use]
+    pub fn with_end(mut self, end: impl Into<String>) -> Self {
+        self.end = Some(end.into());
+        self
+    }
+
+    /// At most `limit` entries.
+    #[must_use]
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Descending order.
+    #[must_use]
+    pub fn reversed(mut self) -> Self {
+        self.reverse = true;
+        self
+    }
+
+    /// Whether `key` is in the range (prefix and bounds; not the limit).
+    #[must_use]
+    pub fn contains(&self, key: &str) -> bool {
+        self.prefix.as_deref().is_none_or(|p| key.starts_with(p))
+            && self.start.as_deref().is_none_or(|s| key >= s)
+            && self.end.as_deref().is_none_or(|e| key < e)
+    }
+}
+
+/// Writes applied together or not at all: the transaction primitive of [`Storage`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// `(key, Some(value))` puts, `(key, None)` deletes, applied in order.
+    pub ops: Vec<(String, Option<Bytes>)>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put.
+    #[must_use]
+    pub fn put(mut self, key: impl Into<String>, value: Bytes) -> Self {
+        self.ops.push((key.into(), Some(value)));
+        self
+    }
+
+    /// Adds a delete.
+    #[must_use]
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.ops.push((key.into(), None));
+        self
+    }
+}
+
+/// A durable object's own storage: strongly consistent, private to one object, with an alarm.
+///
+/// Every method is atomic on its own; [`Storage::write`] applies many writes atomically. Keys are at most
+/// [`MAX_KEY_LEN`] bytes and values at most [`MAX_VALUE_LEN`] (Cloudflare's limits); larger ones are
+/// refused with [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) /
+/// [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) and change nothing.
+pub trait Storage: MaybeSend + MaybeSync {
+    /// The value under `key`.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, Error>> + MaybeSend;
+
+    /// The values under `keys` that exist, in key order.
+    fn get_many(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, Bytes)>, Error>> + MaybeSend;
+
+    /// Stores `value` under `key`.
+    fn put(&self, key: &str, value: Bytes) -> impl Future<Output = Result<(), Error>> + MaybeSend;
+
+    /// Deletes `key`; whether it existed.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<bool, Error>> + MaybeSend;
+
+    /// Applies every write in `batch`, or none (a batch that fails validation changes nothing).
+    fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<(), Error>> + MaybeSend;
+
+    /// The entries in `range`, in key order (descending if asked).
+    fn list(
+        &self,
+        range: ListRange,
+    ) -> impl Future<Output = Result<Vec<(String, Bytes)>, Error>> + MaybeSend;
+
+    /// Deletes every key (the alarm too).
+    fn delete_all(&self) -> impl Future<Output = Result<(), Error>> + MaybeSend;
+
+    /// When the alarm is set for.
+    fn get_alarm(&self) -> impl Future<Output = Result<Option<SystemTime>, Error>> + MaybeSend;
+
+    /// Sets the alarm (replacing any other).
+    fn set_alarm(&self, at: SystemTime) -> impl Future<Output = Result<(), Error>> + MaybeSend;
+
+    /// Cancels the alarm.
+    fn delete_alarm(&self) -> impl Future<Output = Result<(), Error>> + MaybeSend;
+}
+
+/// Longest storage key, in bytes (Cloudflare: 2 KiB).
+pub const MAX_KEY_LEN: usize = 2048;
+/// Largest storage value, in bytes (Cloudflare: 128 KiB per value).
+pub const MAX_VALUE_LEN: usize = 128 * 1024;
+
+/// Checks a write against [`MAX_KEY_LEN`] and [`MAX_VALUE_LEN`]: the validation every [`Storage`] shares.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) for an empty or long key,
+/// [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) for a long value.
+pub fn check_write(key: &str, value: Option<&Bytes>) -> Result<(), Error> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(Error::invalid_key(format!(
+            "durable object keys are 1 to {MAX_KEY_LEN} bytes"
+        )));
+    }
+    if value.is_some_and(|v| v.len() > MAX_VALUE_LEN) {
+        return Err(Error::new(
+            crate::ErrorKind::TooLarge,
+            format!("durable object values are at most {MAX_VALUE_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A durable object: your code. The host creates one instance per id and hands it requests one at a
+/// time (no request starts while another is awaiting), so `&self` state behind a lock is never contended.
+pub trait DurableObject: MaybeSend + MaybeSync + 'static {
+    /// Handles a request sent to this object.
+    fn fetch(
+        &self,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend;
+
+    /// Runs when the object's alarm fires. An error makes the host retry with backoff.
+    fn alarm(&self) -> impl Future<Output = Result<(), Error>> + MaybeSend {
+        async { Ok(()) }
+    }
+}
+
+/// A namespace of objects of one kind: ids from names, and a request routed to the one live instance of
+/// an id (created on first use).
+pub trait ObjectNamespace: MaybeSend + MaybeSync {
+    /// The id for `name` (always the same one).
+    fn id_from_name(&self, name: &str) -> ObjectId {
+        ObjectId::from_name(name)
+    }
+
+    /// Sends `request` to the object `id`.
+    fn fetch(
+        &self,
+        id: &ObjectId,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend;
+}
+
+/// [`ObjectNamespace`] with boxed futures, for `dyn` use.
+pub trait DynObjectNamespace: MaybeSend + MaybeSync {
+    /// See [`ObjectNamespace::fetch`].
+    fn fetch_boxed<'a>(
+        &'a self,
+        id: &'a ObjectId,
+        request: Request<Body>,
+    ) -> BoxFuture<'a, Result<Response<Body>, Error>>;
+}
+
+impl<N: ObjectNamespace> DynObjectNamespace for N {
+    fn fetch_boxed<'a>(
+        &'a self,
+        id: &'a ObjectId,
+        request: Request<Body>,
+    ) -> BoxFuture<'a, Result<Response<Body>, Error>> {
+        Box::pin(self.fetch(id, request))
+    }
+}
+
+impl<N: ObjectNamespace + ?Sized> ObjectNamespace for Arc<N> {
+    fn id_from_name(&self, name: &str) -> ObjectId {
+        (**self).id_from_name(name)
+    }
+
+    fn fetch(
+        &self,
+        id: &ObjectId,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend {
+        (**self).fetch(id, request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_ranges() {
+        assert_eq!(ObjectId::from_name("room-1"), ObjectId::from_name("room-1"));
+        assert_eq!(ObjectId::from_name("room-1").name(), Some("room-1"));
+        assert_ne!(
+            ObjectId::unique(1),
+            ObjectId::from_name("00000000000000000000000000000001")
+        );
+        assert_eq!(ObjectId::unique(1).name(), None);
+        let range = ListRange::prefix("a:").with_start("a:b").with_end("a:d");
+        assert!(range.contains("a:b") && range.contains("a:c9"));
+        assert!(!range.contains("a:d") && !range.contains("a:a") && !range.contains("b:c"));
+        assert!(check_write("k", Some(&Bytes::from(vec![0; MAX_VALUE_LEN]))).is_ok());
+        assert!(check_write("k", Some(&Bytes::from(vec![0; MAX_VALUE_LEN + 1]))).is_err());
+        assert!(check_write("", None).is_err());
+        assert!(check_write(&"k".repeat(MAX_KEY_LEN + 1), None).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! [`MemoryStorage`]: durable-object storage in process memory, for tests and for objects whose state
+//! may be lost with the process. It outlives the object instance (evicting an object and creating it
+//! again finds the same data), not the process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use edge_core::Error;
+use edge_core::durable::{ListRange, ObjectId, Storage, WriteBatch, check_write};
+
+#[derive(Default)]
+struct Data {
+    entries: BTreeMap<String, Bytes>,
+    alarm: Option<SystemTime>,
+}
+
+/// One object's storage in memory. Clones share the data.
+#[derive(Clone, Default)]
+pub struct MemoryStorage {
+    data: Arc<Mutex<Data>>,
+}
+
+impl MemoryStorage {
+    /// Empty storage.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStorage")
+            .field("entries", &self.lock().entries.len())
+            .finish()
+    }
+}
+
+impl Storage for MemoryStorage {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
+        Ok(self.lock().entries.get(key).cloned())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Bytes)>, Error> {
+        let data = self.lock();
+        let mut found: Vec<(String, Bytes)> = keys
+            .iter()
+            .filter_map(|k| data.entries.get(k).map(|v| (k.clone(), v.clone())))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        Ok(found)
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), Error> {
+        check_write(key, Some(&value))?;
+        self.lock().entries.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, Error> {
+        Ok(self.lock().entries.remove(key).is_some())
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), Error> {
+        // Validate everything first: a batch is applied whole or not at all.
+        for (key, value) in &batch.ops {
+            check_write(key, value.as_ref())?;
+        }
+        let mut data = self.lock();
+        for (key, value) in batch.ops {
+            match value {
+                Some(value) => {
+                    data.entries.insert(key, value);
+                }
+                None => {
+                    data.entries.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self, range: ListRange) -> Result<Vec<(String, Bytes)>, Error> {
+        let data = self.lock();
+        let limit = range.limit.unwrap_or(usize::MAX);
+        let matching = data.entries.iter().filter(|(k, _)| range.contains(k));
+        let entries: Vec<(String, Bytes)> = if range.reverse {
+            matching
+                .rev()
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        } else {
+            matching
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        Ok(entries)
+    }
+
+    async fn delete_all(&self) -> Result<(), Error> {
+        *self.lock() = Data::default();
+        Ok(())
+    }
+
+    async fn get_alarm(&self) -> Result<Option<SystemTime>, Error> {
+        Ok(self.lock().alarm)
+    }
+
+    async fn set_alarm(&self, at: SystemTime) -> Result<(), Error> {
+        self.lock().alarm = Some(at);
+        Ok(())
+    }
+
+    async fn delete_alarm(&self) -> Result<(), Error> {
+        self.lock().alarm = None;
+        Ok(())
+    }
+}
+
+/// Hands each object id its [`MemoryStorage`], the same one every time.
+#[derive(Clone, Default)]
+pub struct MemoryStorageProvider {
+    stores: Arc<Mutex<HashMap<ObjectId, MemoryStorage>>>,
+}
+
+impl MemoryStorageProvider {
+    /// No objects yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The storage of `id`.
+    #[must_use]
+    pub fn storage(&self, id: &ObjectId) -> MemoryStorage {
+        self.stores
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.clone())
+            .or_default()
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for MemoryStorageProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStorageProvider")
+            .finish_non_exhaustive()
+    }
+}
