@@ -16,6 +16,7 @@
 //! | [`fetch`] | [`Fetcher`]: outbound HTTP; [`HyperFetcher`](fetch::hyper::HyperFetcher) with feature `hyper` |
 //! | [`wait_until`] | [`WaitUntil`]: work after the response; `TokioWaitUntil` with feature `tokio` |
 //! | [`body`] | [`Body`]: buffered or streamed, an `http_body::Body` for axum and hyper |
+//! | [`durable`] | [`DurableObject`](durable::DurableObject), its [`Storage`](durable::Storage) and [`ObjectNamespace`](durable::ObjectNamespace): one writer per key, hosted in process (`edge-do`) or on Cloudflare |
 //! | [`coalesce`] | [`Coalescer`]: one load per key for any number of concurrent callers |
 //! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
 //! | [`geo`] | [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
