@@ -1,5 +1,8 @@
 //! The attack suite: every token here must be rejected, each for the stated reason.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use std::time::Duration;
 
 use edge_auth::Error;

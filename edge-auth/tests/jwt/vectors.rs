@@ -1,5 +1,8 @@
 //! Published and generated test vectors, through the public API.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use std::time::Duration;
 
 use edge_auth::Error;

