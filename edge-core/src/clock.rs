@@ -109,6 +109,13 @@ pub trait Clock: MaybeSend + MaybeSync {
     /// The current monotonic instant.
     fn now(&self) -> Instant;
 
+    /// [`Clock::now`] as whole nanoseconds since the clock's origin (saturating), for hot paths that only
+    /// compare and subtract times (rate limiters): no round trip through `Duration`'s seconds and
+    /// nanoseconds.
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.now().since_origin().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// The current wall-clock time.
     fn wall_time(&self) -> SystemTime;
 
@@ -124,6 +131,9 @@ impl<C: Clock + ?Sized> Clock for &C {
     fn now(&self) -> Instant {
         (**self).now()
     }
+    fn now_nanos(&self) -> u64 {
+        (**self).now_nanos()
+    }
     fn wall_time(&self) -> SystemTime {
         (**self).wall_time()
     }
@@ -132,6 +142,9 @@ impl<C: Clock + ?Sized> Clock for &C {
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> Instant {
         (**self).now()
+    }
+    fn now_nanos(&self) -> u64 {
+        (**self).now_nanos()
     }
     fn wall_time(&self) -> SystemTime {
         (**self).wall_time()
@@ -158,17 +171,20 @@ impl SystemClock {
 #[cfg(not(target_arch = "wasm32"))]
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
+        Instant(Duration::from_nanos(self.now_nanos()))
+    }
+
+    fn now_nanos(&self) -> u64 {
         // The first call calibrates quanta's TSC scaling against the OS clock (typically 10–20 ms, at
-        // most 200 ms, once per process).
-        // A process-wide clock held here (not quanta's global one) skips its thread-local mock check.
-        static CLOCK: std::sync::OnceLock<(quanta::Clock, quanta::Instant)> =
-            std::sync::OnceLock::new();
+        // most 200 ms, once per process). A process-wide clock held here (not quanta's global one) skips
+        // its thread-local mock check; raw counter deltas are scaled straight to nanoseconds.
+        static CLOCK: std::sync::OnceLock<(quanta::Clock, u64)> = std::sync::OnceLock::new();
         let (clock, origin) = CLOCK.get_or_init(|| {
             let clock = quanta::Clock::new();
-            let origin = clock.now();
+            let origin = clock.raw();
             (clock, origin)
         });
-        Instant(clock.now().duration_since(*origin))
+        clock.delta_as_nanos(*origin, clock.raw())
     }
 
     fn wall_time(&self) -> SystemTime {

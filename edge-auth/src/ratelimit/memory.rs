@@ -17,7 +17,7 @@ use super::gcra::schedule;
 use super::{Decision, Quota};
 
 fn nanos(clock: &impl Clock) -> u64 {
-    u64::try_from(clock.now().since_origin().as_nanos()).unwrap_or(u64::MAX)
+    clock.now_nanos()
 }
 
 /// Runs one GCRA step against an atomic TAT.

@@ -103,7 +103,7 @@ impl<C: Clock> MemoryWindowStore<C> {
     }
 
     fn hit_now(&self, key: &str, window: Duration, limit: u32) -> WindowHit {
-        let now = u64::try_from(self.clock.now().since_origin().as_nanos()).unwrap_or(u64::MAX);
+        let now = self.clock.now_nanos();
         let window = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         let expired = |t: u64| now.saturating_sub(t) >= window;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
