@@ -323,8 +323,7 @@ where
 }
 
 fn too_many_requests<B: From<Bytes>>(decision: &Decision) -> Response<B> {
-    let retry = decision.retry_after();
-    let seconds = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+    let seconds = super::decision::ceil_secs(decision.retry_after());
     let body = format!(
         "{{\"error\":\"rate_limited\",\"retry_after_seconds\":{}}}\n",
         seconds.max(1)

@@ -67,17 +67,7 @@ impl RedisLimiter {
     /// [`ErrorKind::InvalidInput`] for a malformed URL, [`ErrorKind::Unavailable`] if Redis cannot be
     /// reached now.
     pub async fn connect(url: &str, quota: Quota) -> Result<Self, Error> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "bad redis url", e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(redis_error)?;
-        Ok(Self::with_connection(connection, quota))
+        Ok(Self::with_connection(connect(url).await?, quota))
     }
 
     /// A limiter over an existing connection manager.
@@ -168,6 +158,21 @@ impl std::fmt::Debug for RedisLimiter {
     }
 }
 
+/// A connection manager with short timeouts (a limiter must not hold a request for long) and background
+/// reconnection.
+async fn connect(url: &str) -> Result<ConnectionManager, Error> {
+    let client = redis::Client::open(url)
+        .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "bad redis url", e))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200));
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(redis_error)
+}
+
 fn redis_error(e: redis::RedisError) -> Error {
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
@@ -233,10 +238,7 @@ impl RedisWindowStore {
     ///
     /// As [`RedisLimiter::connect`].
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let quota =
-            Quota::per_second(1).map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?;
-        let limiter = RedisLimiter::connect(url, quota).await?;
-        Ok(Self::with_connection(limiter.connection))
+        Ok(Self::with_connection(connect(url).await?))
     }
 
     /// The prefix of every Redis key (default `"edge-rlw:"`).

@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
-use super::{Verdict, Waf as Rules};
+use super::{BodyKind, Verdict, Waf as Rules};
 use crate::ratelimit::{Backend, KeyExtractor, RequestView};
 
 /// Runs a [`Waf`](super::Waf) in front of a service. See the [module docs](self).
@@ -152,16 +152,7 @@ where
 
 /// Forms, JSON and text are read; anything else (uploads, binary) streams through unread.
 fn inspectable(headers: &http::HeaderMap) -> bool {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    content_type.is_empty()
-        || content_type.starts_with("application/x-www-form-urlencoded")
-        || content_type.starts_with("application/json")
-        || content_type.ends_with("+json")
-        || content_type.starts_with("text/")
+    BodyKind::of(headers) != BodyKind::Opaque
 }
 
 /// Reads up to `limit` bytes of `body`; returns them and a body that yields the same bytes, then the rest.

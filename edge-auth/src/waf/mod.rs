@@ -227,11 +227,31 @@ impl fmt::Debug for Waf {
 
 /// A body the WAF knows how to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BodyKind {
+pub(crate) enum BodyKind {
     Form,
     Json,
     Text,
     Opaque,
+}
+
+impl BodyKind {
+    /// From `Content-Type` (none: text).
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            Self::Form
+        } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
+            Self::Json
+        } else if content_type.starts_with("text/") || content_type.is_empty() {
+            Self::Text
+        } else {
+            Self::Opaque
+        }
+    }
 }
 
 impl Waf {
@@ -420,21 +440,7 @@ impl Waf {
         } else {
             body
         };
-        let content_type = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let kind = if content_type.starts_with("application/x-www-form-urlencoded") {
-            BodyKind::Form
-        } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
-            BodyKind::Json
-        } else if content_type.starts_with("text/") || content_type.is_empty() {
-            BodyKind::Text
-        } else {
-            BodyKind::Opaque
-        };
-        match kind {
+        match BodyKind::of(headers) {
             BodyKind::Form => self.check_form(body, verdict, |_| Location::Body),
             BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(body) {
                 Ok(value) => {
