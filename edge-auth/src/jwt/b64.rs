@@ -26,6 +26,24 @@ const DECODE: [u8; 256] = {
     table
 };
 
+/// The decoded value of a character already shifted into its place in a 24-bit group, one table per
+/// position, with bit 31 set for characters outside the alphabet: a group is four lookups OR-ed together.
+const fn shifted(shift: u32) -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = if DECODE[i] == INVALID {
+            1 << 31
+        } else {
+            (DECODE[i] as u32) << shift
+        };
+        i += 1;
+    }
+    table
+}
+
+const SHIFTED: [[u32; 256]; 4] = [shifted(18), shifted(12), shifted(6), shifted(0)];
+
 const ENCODE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// The number of bytes `len` characters decode to, or an error for an impossible length.
@@ -44,20 +62,19 @@ pub(crate) fn decode_to_slice(input: &[u8], out: &mut [u8]) -> Result<usize, B64
     let out = out.get_mut(..len).ok_or(B64Error::BadLength)?;
     let full = input.len() / 4;
     // Four characters at a time into three bytes; zipped chunks let the compiler drop the bounds checks.
-    let mut bad = 0u8;
+    // An invalid character sets bit 31, so OR-ing every group and testing that bit once at the end finds
+    // any, without a branch per character.
+    let mut bad = 0u32;
     for (chunk, dst) in input.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
-        let (a, b, c, d) = (
-            DECODE[usize::from(chunk[0])],
-            DECODE[usize::from(chunk[1])],
-            DECODE[usize::from(chunk[2])],
-            DECODE[usize::from(chunk[3])],
-        );
-        // INVALID is 0xff; valid values are below 64, so OR-ing and testing the top bits finds any invalid one.
-        bad |= a | b | c | d;
-        let n = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
-        dst.copy_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+        let n = SHIFTED[0][usize::from(chunk[0])]
+            | SHIFTED[1][usize::from(chunk[1])]
+            | SHIFTED[2][usize::from(chunk[2])]
+            | SHIFTED[3][usize::from(chunk[3])];
+        bad |= n;
+        let [_, b0, b1, b2] = n.to_be_bytes();
+        dst.copy_from_slice(&[b0, b1, b2]);
     }
-    if bad & 0xc0 != 0 {
+    if bad & (1 << 31) != 0 {
         return Err(B64Error::BadCharacter);
     }
     let rest = &input[full * 4..];
