@@ -157,3 +157,13 @@ impl std::fmt::Debug for MemoryStorageProvider {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_storage_passes_the_storage_kit() {
+        edge_core::testing::durable::run_all(MemoryStorage::new).await;
+    }
+}

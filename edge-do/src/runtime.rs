@@ -173,9 +173,6 @@ where
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use bytes::Bytes;
-    use edge_core::durable::{ListRange, WriteBatch};
-
     use super::*;
     use crate::{MemoryStorage, MemoryStorageProvider};
 
@@ -233,60 +230,5 @@ mod tests {
             .unwrap();
         }
         assert_eq!(ns.live(), 11);
-    }
-
-    #[tokio::test]
-    async fn memory_storage_lists_batches_and_refuses_bad_writes_whole() {
-        let s = MemoryStorage::new();
-        for k in ["a:1", "a:2", "a:3", "b:1"] {
-            s.put(k, Bytes::from(k.to_owned())).await.unwrap();
-        }
-        let keys = |v: Vec<(String, Bytes)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-        assert_eq!(
-            keys(s.list(ListRange::prefix("a:")).await.unwrap()),
-            ["a:1", "a:2", "a:3"]
-        );
-        assert_eq!(
-            keys(
-                s.list(ListRange::prefix("a:").reversed().with_limit(2))
-                    .await
-                    .unwrap()
-            ),
-            ["a:3", "a:2"]
-        );
-        assert_eq!(
-            keys(
-                s.list(ListRange::all().with_start("a:2").with_end("b:1"))
-                    .await
-                    .unwrap()
-            ),
-            ["a:2", "a:3"]
-        );
-        let bad = WriteBatch::new()
-            .put("a:1", Bytes::from_static(b"changed"))
-            .put(
-                "x",
-                Bytes::from(vec![0; edge_core::durable::MAX_VALUE_LEN + 1]),
-            );
-        assert!(s.write(bad).await.is_err());
-        assert_eq!(
-            s.get("a:1").await.unwrap().unwrap(),
-            "a:1",
-            "nothing of a refused batch applied"
-        );
-        s.write(WriteBatch::new().delete("a:1").put("c", Bytes::new()))
-            .await
-            .unwrap();
-        assert_eq!(s.get("a:1").await.unwrap(), None);
-        assert_eq!(
-            keys(
-                s.get_many(&["c".into(), "zz".into(), "b:1".into()])
-                    .await
-                    .unwrap()
-            ),
-            ["b:1", "c"]
-        );
-        s.delete_all().await.unwrap();
-        assert!(s.list(ListRange::all()).await.unwrap().is_empty());
     }
 }

@@ -18,6 +18,7 @@
 //! `assert!`, and are meant for test code only.
 
 pub mod cache;
+pub mod durable;
 mod fetcher;
 pub mod kv;
 
