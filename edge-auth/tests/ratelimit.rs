@@ -386,3 +386,29 @@ mod durable_windows {
         );
     }
 }
+
+/// The same window object with its log in SQLite (one database for the namespace).
+#[tokio::test]
+async fn durable_windows_on_sqlite() {
+    use edge_auth::ratelimit::{DurableWindowStore, Quota, SlidingWindowLimiter, WindowObject};
+    use edge_do::{Namespace, ObjectState, SqliteStore};
+
+    let clock = ManualClock::new();
+    let store = SqliteStore::in_memory().unwrap();
+    let window_clock = clock.clone();
+    let objects = Namespace::new(
+        move |id| store.storage(id),
+        move |state: ObjectState<_>| WindowObject::new(state.storage, window_clock.clone()),
+    );
+    let limiter = SlidingWindowLimiter::new(
+        DurableWindowStore::new(objects),
+        Quota::per_minute(20).unwrap(),
+    );
+    let mut admitted = 0;
+    for _ in 0..30 {
+        admitted += u32::from(limiter.check("k").await.is_allowed());
+    }
+    assert_eq!(admitted, 20);
+    clock.advance(Duration::from_secs(60));
+    assert!(limiter.check("k").await.is_allowed());
+}

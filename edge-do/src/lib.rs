@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | [`runtime`] | [`Namespace`]: ids, one instance per id, the input gate, eviction | first cut |
 //! | [`memory`] | [`MemoryStorage`]: storage in process memory, for tests | built |
-//! | `sqlite` | SQLite (bundled) as the durable default | with the durable-objects issue |
+//! | `sqlite` (feature `sqlite`) | `SqliteStore`: SQLite (bundled, WAL, `synchronous=FULL`), one database per namespace | built; per-request commit batching with the durable-objects issue |
 //! | `alarms` | persisted alarms, at-least-once with backoff | with the durable-objects issue |
 //! | `rooms` | WebSocket rooms with broadcast | with the durable-objects issue |
 //!
@@ -17,6 +17,10 @@
 
 pub mod memory;
 pub mod runtime;
+#[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+pub mod sqlite;
 
 pub use memory::{MemoryStorage, MemoryStorageProvider};
 pub use runtime::{Namespace, ObjectState};
+#[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+pub use sqlite::{SqliteStorage, SqliteStore};
