@@ -200,7 +200,7 @@ pub struct Header {
     /// The key id, if the token named one.
     pub kid: Option<String>,
     /// The `typ` header, if any.
-    pub typ: Option<String>,
+    pub typ: Option<Cow<'static, str>>,
 }
 
 /// The registered claims of a verified token (RFC 7519 §4.1), type-checked.
@@ -665,7 +665,11 @@ fn parse_header(encoded: &[u8], limits: &Limits) -> Result<Header, Error> {
         _ => Err(Error::Malformed(name)),
     };
     let kid = text("kid", kid)?;
-    let typ = text("typ", typ)?;
+    // Nearly every token says `"typ":"JWT"`: no allocation for that one.
+    let typ = match typ {
+        Field::Str(s) if s == "JWT" => Some(Cow::Borrowed("JWT")),
+        other => text("typ", other)?.map(Cow::Owned),
+    };
     match crit {
         Field::Absent => {}
         Field::Strings(names) if !names.is_empty() => {
