@@ -53,6 +53,17 @@ impl ObjectId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id whose [`ObjectId::as_str`] is `text` (a host reading ids back from its storage); `None` for
+    /// text no id has.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = text.starts_with("name:")
+            || text.strip_prefix("uid:").is_some_and(|hex| {
+                hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            });
+        valid.then(|| Self(Arc::from(text)))
+    }
 }
 
 impl fmt::Debug for ObjectId {
@@ -237,6 +248,9 @@ pub fn check_write(key: &str, value: Option<&Bytes>) -> Result<(), Error> {
 
 /// A durable object: your code. The host creates one instance per id and hands it requests one at a
 /// time (no request starts while another is awaiting), so `&self` state behind a lock is never contended.
+///
+/// Every handler is one *turn*: the storage writes it makes are committed together when it returns, and
+/// what it answers is released only once they are durable.
 pub trait DurableObject: MaybeSend + MaybeSync + 'static {
     /// Handles a request sent to this object.
     fn fetch(
@@ -247,6 +261,138 @@ pub trait DurableObject: MaybeSend + MaybeSync + 'static {
     /// Runs when the object's alarm fires. An error makes the host retry with backoff.
     fn alarm(&self) -> impl Future<Output = Result<(), Error>> + MaybeSend {
         async { Ok(()) }
+    }
+
+    /// A WebSocket connection was accepted into this object (its attachment is already readable
+    /// through the host's [`SocketHub`]). An error closes the connection again.
+    fn websocket_open(&self, socket: SocketId) -> impl Future<Output = Result<(), Error>> + MaybeSend {
+        let _ = socket;
+        async { Ok(()) }
+    }
+
+    /// A message arrived on one of the object's WebSocket connections.
+    fn websocket_message(
+        &self,
+        socket: SocketId,
+        message: SocketMessage,
+    ) -> impl Future<Output = Result<(), Error>> + MaybeSend {
+        let _ = (socket, message);
+        async { Ok(()) }
+    }
+
+    /// A connection closed: by the client (with its close code), or dropped by the host because it died
+    /// or could not keep up (code 1006). The socket is no longer among the hub's sockets when this runs,
+    /// but its attachment is still readable.
+    fn websocket_close(
+        &self,
+        socket: SocketId,
+        code: u16,
+    ) -> impl Future<Output = Result<(), Error>> + MaybeSend {
+        let _ = (socket, code);
+        async { Ok(()) }
+    }
+}
+
+/// Names one WebSocket connection accepted into an object, unique within the host process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u64);
+
+impl fmt::Display for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ws-{}", self.0)
+    }
+}
+
+/// One WebSocket message, either way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketMessage {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Bytes),
+}
+
+/// The WebSocket connections of one object, as the host keeps them: what an object uses to talk to its
+/// clients. Sends never wait: a connection that is closed or cannot keep up is dropped from the hub
+/// (and its [`DurableObject::websocket_close`] runs later), the others are not disturbed.
+pub trait SocketHub: MaybeSend + MaybeSync {
+    /// The open connections, oldest first.
+    fn sockets(&self) -> Vec<SocketId>;
+
+    /// Sends `message` to `to`; `false` if that connection is gone (it is dropped from the hub).
+    fn send(&self, to: SocketId, message: SocketMessage) -> bool;
+
+    /// Sends `message` to every connection except `except`; how many it reached.
+    fn broadcast(&self, message: &SocketMessage, except: Option<SocketId>) -> usize;
+
+    /// The attachment of a connection: small state that lives as long as it (a user name, a cursor).
+    fn attachment(&self, socket: SocketId) -> Option<Bytes>;
+
+    /// Replaces the attachment of a connection; `false` if it is gone.
+    fn set_attachment(&self, socket: SocketId, attachment: Bytes) -> bool;
+
+    /// Closes a connection from the object's side with `code`.
+    fn close(&self, socket: SocketId, code: u16);
+}
+
+/// Where an object should live, asked for when it is first created (Cloudflare's location hints).
+/// A hint, not a promise: the host's placement policy decides, and may ignore it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LocationHint {
+    /// Western North America.
+    WesternNorthAmerica,
+    /// Eastern North America.
+    EasternNorthAmerica,
+    /// South America.
+    SouthAmerica,
+    /// Western Europe.
+    WesternEurope,
+    /// Eastern Europe.
+    EasternEurope,
+    /// Asia-Pacific.
+    AsiaPacific,
+    /// Oceania.
+    Oceania,
+    /// Africa.
+    Africa,
+    /// The Middle East.
+    MiddleEast,
+}
+
+impl LocationHint {
+    /// Cloudflare's code for the region (`"wnam"`, `"weur"`, …).
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::WesternNorthAmerica => "wnam",
+            Self::EasternNorthAmerica => "enam",
+            Self::SouthAmerica => "sam",
+            Self::WesternEurope => "weur",
+            Self::EasternEurope => "eeur",
+            Self::AsiaPacific => "apac",
+            Self::Oceania => "oc",
+            Self::Africa => "afr",
+            Self::MiddleEast => "me",
+        }
+    }
+
+    /// The hint for one of Cloudflare's codes; `None` for anything else.
+    #[must_use]
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            Self::WesternNorthAmerica,
+            Self::EasternNorthAmerica,
+            Self::SouthAmerica,
+            Self::WesternEurope,
+            Self::EasternEurope,
+            Self::AsiaPacific,
+            Self::Oceania,
+            Self::Africa,
+            Self::MiddleEast,
+        ]
+        .into_iter()
+        .find(|hint| hint.code() == code)
     }
 }
 
@@ -313,6 +459,13 @@ mod tests {
             ObjectId::from_name("00000000000000000000000000000001")
         );
         assert_eq!(ObjectId::unique(1).name(), None);
+        for id in [ObjectId::unique(7), ObjectId::from_name("a:b")] {
+            assert_eq!(ObjectId::parse(id.as_str()), Some(id));
+        }
+        assert_eq!(ObjectId::parse("uid:12"), None);
+        assert_eq!(ObjectId::parse("room"), None);
+        assert_eq!(LocationHint::from_code("weur"), Some(LocationHint::WesternEurope));
+        assert_eq!(LocationHint::from_code("mars"), None);
         let range = ListRange::prefix("a:").with_start("a:b").with_end("a:d");
         assert!(range.contains("a:b") && range.contains("a:c9"));
         assert!(!range.contains("a:d") && !range.contains("a:a") && !range.contains("b:c"));

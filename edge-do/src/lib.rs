@@ -2,25 +2,41 @@
 //! storage of its own.
 //!
 //! Objects are written against [`edge_core::durable`]'s contracts ([`DurableObject`](edge_core::durable::DurableObject),
-//! [`Storage`](edge_core::durable::Storage), [`ObjectNamespace`](edge_core::durable::ObjectNamespace)), so
-//! the same code runs here and, through the workers bridge, on Cloudflare.
+//! [`Storage`](edge_core::durable::Storage), [`SocketHub`](edge_core::durable::SocketHub),
+//! [`ObjectNamespace`](edge_core::durable::ObjectNamespace)), so the same code runs here and, through the
+//! workers bridge, on Cloudflare.
 //!
-//! | module | what it holds | state |
-//! |---|---|---|
-//! | [`runtime`] | [`Namespace`]: ids, one instance per id, the input gate, eviction | first cut |
-//! | [`memory`] | [`MemoryStorage`]: storage in process memory, for tests | built |
-//! | `sqlite` (feature `sqlite`) | `SqliteStore`: SQLite (bundled, WAL, `synchronous=FULL`), one database per namespace | built; per-request commit batching with the durable-objects issue |
-//! | `alarms` | persisted alarms, at-least-once with backoff | with the durable-objects issue |
-//! | `rooms` | WebSocket rooms with broadcast | with the durable-objects issue |
+//! | module | what it holds |
+//! |---|---|
+//! | [`runtime`] | [`Namespace`]: ids, one instance per id, turns (input gate, panics, time limit), eviction, alarms, placement |
+//! | [`storage`] | [`ObjectStorage`]: per-turn write buffer, group commit and the output gate, over any `Storage` |
+//! | [`sockets`] | [`Sockets`] (an object's `SocketHub`) and [`Session`] (the host's end of a WebSocket) |
+//! | [`room`] | [`Room`]: the collaborative room of the seeds — presence, broadcast, history |
+//! | [`memory`] | [`MemoryStorage`]: storage in process memory, for tests |
+//! | `sqlite` (feature `sqlite`) | `SqliteStore`: SQLite (bundled, WAL, `synchronous=FULL`), one database per namespace |
+//! | `linearizability` (feature `testing`) | a checker for histories of concurrent calls to one object |
 //!
-//! Hot-key sharding (`shard_of`, N = 64) lives with its first user, rate limiting, in `edge-auth`.
+//! Hot-key sharding (`shard_of`, N = 64) lives with its first user, rate limiting, in `edge-auth`; its
+//! sliding-window object runs on this runtime.
 
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod linearizability;
 pub mod memory;
+pub mod room;
 pub mod runtime;
+pub mod sockets;
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 pub mod sqlite;
+pub mod storage;
 
 pub use memory::{MemoryStorage, MemoryStorageProvider};
-pub use runtime::{Namespace, ObjectState};
+pub use room::Room;
+pub use runtime::{
+    AlarmRetry, AlarmRun, LocalPlacement, Namespace, ObjectState, Placement, PlacementPolicy, Sleep,
+    StorageProvider,
+};
+pub use sockets::{Outgoing, Session, Sockets};
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 pub use sqlite::{SqliteStorage, SqliteStore};
+pub use storage::ObjectStorage;

@@ -151,6 +151,30 @@ impl MemoryStorageProvider {
     }
 }
 
+impl crate::StorageProvider for MemoryStorageProvider {
+    type Storage = MemoryStorage;
+
+    fn storage(&self, id: &ObjectId) -> MemoryStorage {
+        Self::storage(self, id)
+    }
+
+    fn due_alarms(&self, now: SystemTime) -> Result<Vec<ObjectId>, Error> {
+        let stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut due: Vec<(SystemTime, ObjectId)> = stores
+            .iter()
+            .filter_map(|(id, store)| store.lock().alarm.map(|at| (at, id.clone())))
+            .filter(|(at, _)| *at <= now)
+            .collect();
+        due.sort();
+        Ok(due.into_iter().map(|(_, id)| id).collect())
+    }
+
+    fn next_alarm(&self) -> Result<Option<SystemTime>, Error> {
+        let stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(stores.values().filter_map(|store| store.lock().alarm).min())
+    }
+}
+
 impl std::fmt::Debug for MemoryStorageProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStorageProvider")

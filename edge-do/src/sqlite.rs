@@ -95,6 +95,45 @@ impl SqliteStore {
     }
 }
 
+impl crate::StorageProvider for SqliteStore {
+    type Storage = SqliteStorage;
+
+    fn storage(&self, id: &ObjectId) -> SqliteStorage {
+        Self::storage(self, id)
+    }
+
+    fn due_alarms(&self, now: SystemTime) -> Result<Vec<ObjectId>, Error> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut statement = connection
+            .prepare_cached("SELECT object FROM alarms WHERE at_ms <= ?1 ORDER BY at_ms")
+            .map_err(sqlite_error)?;
+        let rows = statement
+            .query_map(params![to_millis(now)], |row| row.get::<_, String>(0))
+            .map_err(sqlite_error)?;
+        let mut due = Vec::new();
+        for row in rows {
+            let text = row.map_err(sqlite_error)?;
+            // A row no id could have written is skipped, not fatal: the others still fire.
+            due.extend(ObjectId::parse(&text));
+        }
+        Ok(due)
+    }
+
+    fn next_alarm(&self) -> Result<Option<SystemTime>, Error> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let at: Option<i64> = connection
+            .query_row("SELECT MIN(at_ms) FROM alarms", [], |row| row.get(0))
+            .map_err(sqlite_error)?;
+        Ok(at.map(from_millis))
+    }
+}
+
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore").finish_non_exhaustive()
@@ -122,6 +161,10 @@ impl SqliteStorage {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 fn to_millis(at: SystemTime) -> i64 {
@@ -275,7 +318,7 @@ impl Storage for SqliteStorage {
                     .optional()
             })
             .map_err(sqlite_error)?;
-        Ok(at.map(|ms| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+        Ok(at.map(from_millis))
     }
 
     async fn set_alarm(&self, at: SystemTime) -> Result<(), Error> {
