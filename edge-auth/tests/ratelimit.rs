@@ -307,13 +307,15 @@ mod durable_windows {
     use edge_core::{Body, ManualClock};
     use edge_do::{MemoryStorageProvider, Namespace, ObjectState};
 
-    fn namespace(
-        clock: &ManualClock,
-    ) -> Namespace<WindowObject<edge_do::MemoryStorage, ManualClock>, edge_do::MemoryStorage> {
-        let stores = MemoryStorageProvider::new();
+    type Windows = Namespace<
+        WindowObject<edge_do::ObjectStorage<edge_do::MemoryStorage>, ManualClock>,
+        MemoryStorageProvider,
+    >;
+
+    fn namespace(clock: &ManualClock) -> Windows {
         let clock = clock.clone();
         Namespace::new(
-            move |id| stores.storage(id),
+            MemoryStorageProvider::new(),
             move |state: ObjectState<_>| WindowObject::new(state.storage, clock.clone()),
         )
     }
@@ -343,7 +345,7 @@ mod durable_windows {
             task.await.unwrap();
         }
         assert_eq!(admitted.load(Ordering::Relaxed), 100);
-        objects.evict(&objects.id_from_name("viral"));
+        objects.evict(&objects.id_from_name("viral")).await;
         assert!(
             !limiter.check("viral").await.is_allowed(),
             "the log was reloaded from storage"
@@ -397,7 +399,7 @@ async fn durable_windows_on_sqlite() {
     let store = SqliteStore::in_memory().unwrap();
     let window_clock = clock.clone();
     let objects = Namespace::new(
-        move |id| store.storage(id),
+        store,
         move |state: ObjectState<_>| WindowObject::new(state.storage, window_clock.clone()),
     );
     let limiter = SlidingWindowLimiter::new(

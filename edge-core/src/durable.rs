@@ -303,8 +303,10 @@ impl fmt::Display for SocketId {
     }
 }
 
-/// One WebSocket message, either way.
+/// One WebSocket message, either way. Exhaustive on purpose: RFC 6455 has exactly these two kinds of
+/// data frame (control frames are the host's business).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::exhaustive_enums)]
 pub enum SocketMessage {
     /// A text frame.
     Text(String),

@@ -68,6 +68,7 @@ impl<I, O> Call<I, O> {
 
 /// What [`check`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Linearizable; a witness order (indices into the history).
     Linearizable(Vec<usize>),
@@ -110,8 +111,7 @@ pub fn check<M: Model>(initial: M, history: &[Call<M::Input, M::Output>]) -> Ver
             .min()
             .unwrap_or(u64::MAX);
         let mut advanced = false;
-        for position in from..n {
-            let i = by_invocation[position];
+        for (position, &i) in by_invocation.iter().enumerate().skip(from) {
             if history[i].invoked > horizon {
                 break;
             }
@@ -151,6 +151,7 @@ pub struct Register(pub Option<u64>);
 
 /// A call on a [`Register`]; its output is the value read (`None` for writes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegisterOp {
     /// Sets the value.
     Write(u64),

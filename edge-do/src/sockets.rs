@@ -26,6 +26,7 @@ pub const DEFAULT_QUEUE: usize = 64;
 
 /// What the host should do on a connection, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outgoing {
     /// Send this message.
     Message(SocketMessage),
@@ -106,7 +107,8 @@ impl Sockets {
         queue: usize,
     ) -> (SocketId, mpsc::Receiver<Outgoing>) {
         let id = SocketId(NEXT_SOCKET.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = mpsc::channel(queue);
+        // A futures channel holds `buffer + 1` messages for its one sender.
+        let (tx, rx) = mpsc::channel(queue.saturating_sub(1));
         self.lock().open.insert(
             id,
             Connection {

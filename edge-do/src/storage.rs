@@ -78,6 +78,14 @@ struct State {
     broken: Option<Error>,
 }
 
+/// What the buffer knows of a key.
+enum Pending {
+    /// Nothing: ask the backing storage.
+    No,
+    Put(Bytes),
+    Deleted,
+}
+
 #[derive(Default)]
 struct Ticket {
     outcome: OnceLock<Result<(), Error>>,
@@ -158,12 +166,16 @@ impl<S: Storage> ObjectStorage<S> {
         Ok(())
     }
 
-    fn pending(&self, key: &str) -> Result<Option<Option<Bytes>>, Error> {
+    fn pending(&self, key: &str) -> Result<Pending, Error> {
         let state = self.shared.lock();
         if let Some(error) = &state.broken {
             return Err(error.clone());
         }
-        Ok(state.overlay.get(key).map(|(_, value)| value.clone()))
+        Ok(match state.overlay.get(key) {
+            None => Pending::No,
+            Some((_, None)) => Pending::Deleted,
+            Some((_, Some(value))) => Pending::Put(value.clone()),
+        })
     }
 }
 
@@ -259,8 +271,9 @@ impl<S: Storage> Commit<S> {
 impl<S: Storage> Storage for ObjectStorage<S> {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
         match self.pending(key)? {
-            Some(value) => Ok(value),
-            None => self.shared.backing.get(key).await,
+            Pending::Put(value) => Ok(Some(value)),
+            Pending::Deleted => Ok(None),
+            Pending::No => self.shared.backing.get(key).await,
         }
     }
 
@@ -269,11 +282,11 @@ impl<S: Storage> Storage for ObjectStorage<S> {
         let mut unbuffered = Vec::new();
         for key in keys {
             match self.pending(key)? {
-                Some(Some(value)) => {
+                Pending::Put(value) => {
                     found.insert(key.clone(), value);
                 }
-                Some(None) => {}
-                None => unbuffered.push(key.clone()),
+                Pending::Deleted => {}
+                Pending::No => unbuffered.push(key.clone()),
             }
         }
         if !unbuffered.is_empty() {
