@@ -398,10 +398,9 @@ async fn durable_windows_on_sqlite() {
     let clock = ManualClock::new();
     let store = SqliteStore::in_memory().unwrap();
     let window_clock = clock.clone();
-    let objects = Namespace::new(
-        store,
-        move |state: ObjectState<_>| WindowObject::new(state.storage, window_clock.clone()),
-    );
+    let objects = Namespace::new(store, move |state: ObjectState<_>| {
+        WindowObject::new(state.storage, window_clock.clone())
+    });
     let limiter = SlidingWindowLimiter::new(
         DurableWindowStore::new(objects),
         Quota::per_minute(20).unwrap(),

@@ -265,7 +265,10 @@ pub trait DurableObject: MaybeSend + MaybeSync + 'static {
 
     /// A WebSocket connection was accepted into this object (its attachment is already readable
     /// through the host's [`SocketHub`]). An error closes the connection again.
-    fn websocket_open(&self, socket: SocketId) -> impl Future<Output = Result<(), Error>> + MaybeSend {
+    fn websocket_open(
+        &self,
+        socket: SocketId,
+    ) -> impl Future<Output = Result<(), Error>> + MaybeSend {
         let _ = socket;
         async { Ok(()) }
     }
@@ -466,7 +469,10 @@ mod tests {
         }
         assert_eq!(ObjectId::parse("uid:12"), None);
         assert_eq!(ObjectId::parse("room"), None);
-        assert_eq!(LocationHint::from_code("weur"), Some(LocationHint::WesternEurope));
+        assert_eq!(
+            LocationHint::from_code("weur"),
+            Some(LocationHint::WesternEurope)
+        );
         assert_eq!(LocationHint::from_code("mars"), None);
         let range = ListRange::prefix("a:").with_start("a:b").with_end("a:d");
         assert!(range.contains("a:b") && range.contains("a:c9"));

@@ -33,8 +33,8 @@ pub mod storage;
 pub use memory::{MemoryStorage, MemoryStorageProvider};
 pub use room::Room;
 pub use runtime::{
-    AlarmRetry, AlarmRun, LocalPlacement, Namespace, ObjectState, Placement, PlacementPolicy, Sleep,
-    StorageProvider,
+    AlarmRetry, AlarmRun, LocalPlacement, Namespace, ObjectState, Placement, PlacementPolicy,
+    Sleep, StorageProvider,
 };
 pub use sockets::{Outgoing, Session, Sockets};
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]

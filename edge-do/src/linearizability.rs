@@ -206,7 +206,10 @@ mod tests {
             Call::new(1, 0, 10, Add(1), 1),
             Call::new(2, 11, 12, Add(0), 2),
         ];
-        assert_eq!(check(Counter(0), &fine), Verdict::Linearizable(vec![1, 0, 2]));
+        assert_eq!(
+            check(Counter(0), &fine),
+            Verdict::Linearizable(vec![1, 0, 2])
+        );
     }
 
     #[test]
@@ -216,14 +219,20 @@ mod tests {
             Call::new(0, 0, 5, RegisterOp::Read, Some(2)),
             Call::new(1, 6, 9, RegisterOp::Write(2), None),
         ];
-        assert_eq!(check(Register(None), &back_in_time), Verdict::NotLinearizable);
+        assert_eq!(
+            check(Register(None), &back_in_time),
+            Verdict::NotLinearizable
+        );
         // A value read after being overwritten, both writes having finished first.
         let overwritten = [
             Call::new(0, 0, 1, RegisterOp::Write(1), None),
             Call::new(0, 2, 3, RegisterOp::Write(2), None),
             Call::new(1, 4, 5, RegisterOp::Read, Some(1)),
         ];
-        assert_eq!(check(Register(None), &overwritten), Verdict::NotLinearizable);
+        assert_eq!(
+            check(Register(None), &overwritten),
+            Verdict::NotLinearizable
+        );
         assert_eq!(check(Register(None), &[]), Verdict::Linearizable(vec![]));
     }
 
@@ -233,8 +242,17 @@ mod tests {
         let mut history = Vec::new();
         for i in 0..2_000u64 {
             let wave = i / 8;
-            history.push(Call::new((i % 8) as usize, wave * 10, wave * 10 + 15, Add(1), i + 1));
+            history.push(Call::new(
+                (i % 8) as usize,
+                wave * 10,
+                wave * 10 + 15,
+                Add(1),
+                i + 1,
+            ));
         }
-        assert!(matches!(check(Counter(0), &history), Verdict::Linearizable(_)));
+        assert!(matches!(
+            check(Counter(0), &history),
+            Verdict::Linearizable(_)
+        ));
     }
 }

@@ -122,20 +122,29 @@ where
             }),
         );
         let join = json!({ "type": "join", "user": user }).to_string();
-        self.hub
-            .broadcast(&SocketMessage::Text(join), Some(socket));
+        self.hub.broadcast(&SocketMessage::Text(join), Some(socket));
         Ok(())
     }
 
-    async fn websocket_message(&self, socket: SocketId, message: SocketMessage) -> Result<(), Error> {
+    async fn websocket_message(
+        &self,
+        socket: SocketId,
+        message: SocketMessage,
+    ) -> Result<(), Error> {
         let text = match message {
             SocketMessage::Text(text) if text.len() <= MAX_MESSAGE => text,
             SocketMessage::Text(_) => {
-                self.send_json(socket, &json!({"type": "error", "reason": "message too large"}));
+                self.send_json(
+                    socket,
+                    &json!({"type": "error", "reason": "message too large"}),
+                );
                 return Ok(());
             }
             SocketMessage::Binary(_) => {
-                self.send_json(socket, &json!({"type": "error", "reason": "text frames only"}));
+                self.send_json(
+                    socket,
+                    &json!({"type": "error", "reason": "text frames only"}),
+                );
                 return Ok(());
             }
         };

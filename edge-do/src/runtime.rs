@@ -236,7 +236,10 @@ impl<O, P: StorageProvider> Clone for Namespace<O, P> {
 
 impl<O, P: StorageProvider> Namespace<O, P> {
     fn lock(&self) -> MutexGuard<'_, Instances<O, P::Storage>> {
-        self.inner.live.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -263,7 +266,9 @@ impl Abort {
             ),
             Self::TimedOut(limit) => Error::new(
                 ErrorKind::Timeout,
-                format!("the durable object did not answer within {limit:?}; it was reset from storage"),
+                format!(
+                    "the durable object did not answer within {limit:?}; it was reset from storage"
+                ),
             ),
         }
     }
@@ -630,9 +635,12 @@ where
             return Err(gone());
         }
         self.namespace
-            .turn(&self.id, Arc::clone(&self.live), guard, move |live| async move {
-                live.object.websocket_message(socket, message).await
-            })
+            .turn(
+                &self.id,
+                Arc::clone(&self.live),
+                guard,
+                move |live| async move { live.object.websocket_message(socket, message).await },
+            )
             .await
     }
 

@@ -69,7 +69,11 @@ impl Hub {
     /// Queues `message` on `to`; a connection that cannot take it is dropped.
     fn deliver(&mut self, to: SocketId, message: SocketMessage) {
         if let Some(connection) = self.open.get_mut(&to) {
-            if connection.queue.try_send(Outgoing::Message(message)).is_err() {
+            if connection
+                .queue
+                .try_send(Outgoing::Message(message))
+                .is_err()
+            {
                 self.drop_connection(to);
             }
         }

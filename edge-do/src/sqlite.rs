@@ -6,9 +6,16 @@
 //! backups whole; an object's rows are contiguous in the primary key, so its reads stay local.
 //!
 //! The database runs in WAL mode with `synchronous=FULL`: a write is on disk before the call returns, so
-//! an acknowledged write survives a crash of the process and of the machine. Calls are synchronous SQLite
-//! operations (microseconds, plus the fsync at commit) made under one connection lock; batching the writes
-//! of a request into one commit is the runtime's job (the durable-objects issue).
+//! an acknowledged write survives a crash of the process and of the machine.
+//!
+//! **Writes go through one writer thread**, which is SQLite's own model (one writer at a time) made
+//! explicit: every write call sends its command to the thread and awaits the answer, so no async worker
+//! ever blocks on an fsync. The thread takes every command that is waiting, applies each inside a
+//! savepoint (one failing command fails alone) and commits them all in one transaction: **group commit
+//! across objects**, one fsync for everything queued meanwhile. Reads run on a second connection, which
+//! WAL lets proceed while the writer commits, and see every write whose call has returned.
+//!
+//! An in-memory database (tests) has one connection and applies writes inline.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,7 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use edge_core::durable::{ListRange, ObjectId, Storage, WriteBatch, check_write};
 use edge_core::{Error, ErrorKind};
+use futures_channel::oneshot;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::mpsc;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entries (
@@ -43,10 +52,135 @@ fn sqlite_error(e: rusqlite::Error) -> Error {
     Error::with_source(kind, "sqlite", e)
 }
 
-/// A namespace's SQLite database. Cheap to clone; clones share the connection.
+/// A namespace's SQLite database. Cheap to clone; clones share the connections and the writer thread,
+/// which ends when the last clone (and the last [`SqliteStorage`]) is dropped.
 #[derive(Clone)]
 pub struct SqliteStore {
-    connection: Arc<Mutex<Connection>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Reads (and, in memory, writes too).
+    reader: Mutex<Connection>,
+    writes: Writes,
+}
+
+enum Writes {
+    /// To the writer thread.
+    Thread(mpsc::Sender<Command>),
+    /// On `reader`, inline (an in-memory database has only the one connection).
+    Inline,
+}
+
+/// One write call, for the writer.
+struct Command {
+    object: Arc<str>,
+    change: Change,
+    reply: oneshot::Sender<Result<usize, Error>>,
+}
+
+enum Change {
+    /// Puts and deletes, in order; answers the rows changed.
+    Entries(Vec<(String, Option<Bytes>)>),
+    /// Every entry and the alarm.
+    Clear,
+    /// Sets (`Some`) or deletes the alarm.
+    Alarm(Option<i64>),
+}
+
+/// Applies one change on the writer's connection (inside the caller's savepoint).
+fn apply(connection: &Connection, object: &str, change: &Change) -> rusqlite::Result<usize> {
+    let mut changed = 0;
+    match change {
+        Change::Entries(ops) => {
+            for (key, value) in ops {
+                changed += match value {
+                    Some(value) => connection
+                        .prepare_cached(
+                            "INSERT OR REPLACE INTO entries (object, key, value) VALUES (?1, ?2, ?3)",
+                        )?
+                        .execute(params![object, key, value.as_ref()])?,
+                    None => connection
+                        .prepare_cached("DELETE FROM entries WHERE object = ?1 AND key = ?2")?
+                        .execute(params![object, key])?,
+                };
+            }
+        }
+        Change::Clear => {
+            changed += connection
+                .prepare_cached("DELETE FROM entries WHERE object = ?1")?
+                .execute(params![object])?;
+            connection
+                .prepare_cached("DELETE FROM alarms WHERE object = ?1")?
+                .execute(params![object])?;
+        }
+        Change::Alarm(Some(at)) => {
+            changed += connection
+                .prepare_cached("INSERT OR REPLACE INTO alarms (object, at_ms) VALUES (?1, ?2)")?
+                .execute(params![object, at])?;
+        }
+        Change::Alarm(None) => {
+            changed += connection
+                .prepare_cached("DELETE FROM alarms WHERE object = ?1")?
+                .execute(params![object])?;
+        }
+    }
+    Ok(changed)
+}
+
+/// Applies `commands` in one transaction, each in its own savepoint, and answers each once the
+/// transaction is committed (or failed).
+fn commit_group(connection: &Connection, commands: Vec<Command>) {
+    let outcome = (|| -> rusqlite::Result<Vec<Result<usize, Error>>> {
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        let mut results = Vec::with_capacity(commands.len());
+        for command in &commands {
+            connection.execute_batch("SAVEPOINT command")?;
+            match apply(connection, &command.object, &command.change) {
+                Ok(changed) => {
+                    connection.execute_batch("RELEASE command")?;
+                    results.push(Ok(changed));
+                }
+                Err(e) => {
+                    connection.execute_batch("ROLLBACK TO command; RELEASE command")?;
+                    results.push(Err(sqlite_error(e)));
+                }
+            }
+        }
+        connection.execute_batch("COMMIT")?;
+        Ok(results)
+    })();
+    match outcome {
+        Ok(results) => {
+            for (command, result) in commands.into_iter().zip(results) {
+                let _ = command.reply.send(result);
+            }
+        }
+        Err(e) => {
+            // Nothing of the group is committed: roll back whatever is open, fail everyone.
+            let _ = connection.execute_batch("ROLLBACK");
+            let error = sqlite_error(e);
+            for command in commands {
+                let _ = command.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// The writer thread: waits for a command, takes every other one waiting (up to a bound), commits them
+/// together; ends when every sender is gone.
+fn writer(connection: Connection, commands: mpsc::Receiver<Command>) {
+    const MAX_GROUP: usize = 4096;
+    while let Ok(first) = commands.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match commands.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_group(&connection, group);
+    }
 }
 
 impl SqliteStore {
@@ -56,11 +190,29 @@ impl SqliteStore {
     ///
     /// The file cannot be opened or is not a database ([`ErrorKind::Corrupt`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let connection = Connection::open(path).map_err(sqlite_error)?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite_error)?;
-        Self::prepare(connection)
+        let path = path.as_ref();
+        let connect = || -> Result<Connection, Error> {
+            let connection = Connection::open(path).map_err(sqlite_error)?;
+            connection
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(sqlite_error)?;
+            prepare(&connection)?;
+            Ok(connection)
+        };
+        let (reader, writer_connection) = (connect()?, connect()?);
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("edge-do-sqlite-writer".into())
+            .spawn(move || writer(writer_connection, rx))
+            .map_err(|e| {
+                Error::with_source(ErrorKind::Unavailable, "spawning the sqlite writer", e)
+            })?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                reader: Mutex::new(reader),
+                writes: Writes::Thread(tx),
+            }),
+        })
     }
 
     /// A database in memory (for tests: as durable as the process).
@@ -69,19 +221,13 @@ impl SqliteStore {
     ///
     /// SQLite could not allocate it.
     pub fn in_memory() -> Result<Self, Error> {
-        Self::prepare(Connection::open_in_memory().map_err(sqlite_error)?)
-    }
-
-    fn prepare(connection: Connection) -> Result<Self, Error> {
-        connection
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite_error)?;
-        connection
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(sqlite_error)?;
-        connection.execute_batch(SCHEMA).map_err(sqlite_error)?;
+        let connection = Connection::open_in_memory().map_err(sqlite_error)?;
+        prepare(&connection)?;
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
+            shared: Arc::new(Shared {
+                reader: Mutex::new(connection),
+                writes: Writes::Inline,
+            }),
         })
     }
 
@@ -89,7 +235,7 @@ impl SqliteStore {
     #[must_use]
     pub fn storage(&self, id: &ObjectId) -> SqliteStorage {
         SqliteStorage {
-            connection: Arc::clone(&self.connection),
+            shared: Arc::clone(&self.shared),
             object: Arc::from(id.as_str()),
         }
     }
@@ -103,10 +249,7 @@ impl crate::StorageProvider for SqliteStore {
     }
 
     fn due_alarms(&self, now: SystemTime) -> Result<Vec<ObjectId>, Error> {
-        let connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let connection = self.shared.read();
         let mut statement = connection
             .prepare_cached("SELECT object FROM alarms WHERE at_ms <= ?1 ORDER BY at_ms")
             .map_err(sqlite_error)?;
@@ -123,10 +266,7 @@ impl crate::StorageProvider for SqliteStore {
     }
 
     fn next_alarm(&self) -> Result<Option<SystemTime>, Error> {
-        let connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let connection = self.shared.read();
         let at: Option<i64> = connection
             .query_row("SELECT MIN(at_ms) FROM alarms", [], |row| row.get(0))
             .map_err(sqlite_error)?;
@@ -140,10 +280,52 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+fn prepare(connection: &Connection) -> Result<(), Error> {
+    connection
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite_error)?;
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(sqlite_error)?;
+    connection.execute_batch(SCHEMA).map_err(sqlite_error)
+}
+
+impl Shared {
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `change` to `object` through the writer (or inline), durable when it returns.
+    async fn submit(&self, object: &Arc<str>, change: Change) -> Result<usize, Error> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command {
+            object: Arc::clone(object),
+            change,
+            reply,
+        };
+        match &self.writes {
+            Writes::Inline => commit_group(&self.read(), vec![command]),
+            Writes::Thread(sender) => {
+                if sender.send(command).is_err() {
+                    return Err(writer_gone());
+                }
+            }
+        }
+        answer.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+}
+
+fn writer_gone() -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        "the sqlite writer thread has stopped",
+    )
+}
+
 /// One object's rows in a [`SqliteStore`].
 #[derive(Clone)]
 pub struct SqliteStorage {
-    connection: Arc<Mutex<Connection>>,
+    shared: Arc<Shared>,
     object: Arc<str>,
 }
 
@@ -157,9 +339,7 @@ impl std::fmt::Debug for SqliteStorage {
 
 impl SqliteStorage {
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.read()
     }
 }
 
@@ -208,46 +388,25 @@ impl Storage for SqliteStorage {
 
     async fn put(&self, key: &str, value: Bytes) -> Result<(), Error> {
         check_write(key, Some(&value))?;
-        let connection = self.lock();
-        connection
-            .prepare_cached(
-                "INSERT OR REPLACE INTO entries (object, key, value) VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut s| s.execute(params![&*self.object, key, value.as_ref()]))
-            .map(|_| ())
-            .map_err(sqlite_error)
+        let change = Change::Entries(vec![(key.to_owned(), Some(value))]);
+        self.shared.submit(&self.object, change).await.map(|_| ())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {
-        let connection = self.lock();
-        connection
-            .prepare_cached("DELETE FROM entries WHERE object = ?1 AND key = ?2")
-            .and_then(|mut s| s.execute(params![&*self.object, key]))
-            .map(|n| n > 0)
-            .map_err(sqlite_error)
+        let change = Change::Entries(vec![(key.to_owned(), None)]);
+        Ok(self.shared.submit(&self.object, change).await? > 0)
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), Error> {
         for (key, value) in &batch.ops {
             check_write(key, value.as_ref())?;
         }
-        let mut connection = self.lock();
-        let transaction = connection.transaction().map_err(sqlite_error)?;
-        for (key, value) in &batch.ops {
-            let result = match value {
-                Some(value) => transaction.execute(
-                    "INSERT OR REPLACE INTO entries (object, key, value) VALUES (?1, ?2, ?3)",
-                    params![&*self.object, key, value.as_ref()],
-                ),
-                None => transaction.execute(
-                    "DELETE FROM entries WHERE object = ?1 AND key = ?2",
-                    params![&*self.object, key],
-                ),
-            };
-            // Dropping the transaction on error rolls it back: nothing of the batch is applied.
-            result.map_err(sqlite_error)?;
+        if batch.ops.is_empty() {
+            return Ok(());
         }
-        transaction.commit().map_err(sqlite_error)
+        // One savepoint in the writer's transaction: the batch is applied whole or not at all.
+        let change = Change::Entries(batch.ops);
+        self.shared.submit(&self.object, change).await.map(|_| ())
     }
 
     async fn list(&self, range: ListRange) -> Result<Vec<(String, Bytes)>, Error> {
@@ -292,21 +451,10 @@ impl Storage for SqliteStorage {
     }
 
     async fn delete_all(&self) -> Result<(), Error> {
-        let mut connection = self.lock();
-        let transaction = connection.transaction().map_err(sqlite_error)?;
-        transaction
-            .execute(
-                "DELETE FROM entries WHERE object = ?1",
-                params![&*self.object],
-            )
-            .map_err(sqlite_error)?;
-        transaction
-            .execute(
-                "DELETE FROM alarms WHERE object = ?1",
-                params![&*self.object],
-            )
-            .map_err(sqlite_error)?;
-        transaction.commit().map_err(sqlite_error)
+        self.shared
+            .submit(&self.object, Change::Clear)
+            .await
+            .map(|_| ())
     }
 
     async fn get_alarm(&self) -> Result<Option<SystemTime>, Error> {
@@ -322,21 +470,13 @@ impl Storage for SqliteStorage {
     }
 
     async fn set_alarm(&self, at: SystemTime) -> Result<(), Error> {
-        let connection = self.lock();
-        connection
-            .prepare_cached("INSERT OR REPLACE INTO alarms (object, at_ms) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(params![&*self.object, to_millis(at)]))
-            .map(|_| ())
-            .map_err(sqlite_error)
+        let change = Change::Alarm(Some(to_millis(at)));
+        self.shared.submit(&self.object, change).await.map(|_| ())
     }
 
     async fn delete_alarm(&self) -> Result<(), Error> {
-        let connection = self.lock();
-        connection
-            .prepare_cached("DELETE FROM alarms WHERE object = ?1")
-            .and_then(|mut s| s.execute(params![&*self.object]))
-            .map(|_| ())
-            .map_err(sqlite_error)
+        let change = Change::Alarm(None);
+        self.shared.submit(&self.object, change).await.map(|_| ())
     }
 }
 

@@ -24,6 +24,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use edge_core::durable::{ListRange, Storage, WriteBatch, check_write};
 use edge_core::{Error, ErrorKind};
+use futures_channel::oneshot;
+use futures_util::FutureExt;
+use futures_util::future::{Either, Shared as SharedFuture};
 use futures_util::lock::Mutex as AsyncMutex;
 
 type Write = (String, Option<Bytes>);
@@ -86,9 +89,36 @@ enum Pending {
     Deleted,
 }
 
-#[derive(Default)]
+/// One batch's outcome, and a signal for everyone waiting on it.
 struct Ticket {
     outcome: OnceLock<Result<(), Error>>,
+    signal: Mutex<Option<oneshot::Sender<()>>>,
+    resolved: SharedFuture<oneshot::Receiver<()>>,
+}
+
+impl Default for Ticket {
+    fn default() -> Self {
+        let (signal, resolved) = oneshot::channel();
+        Self {
+            outcome: OnceLock::new(),
+            signal: Mutex::new(Some(signal)),
+            resolved: resolved.shared(),
+        }
+    }
+}
+
+impl Ticket {
+    fn resolve(&self, outcome: Result<(), Error>) {
+        let _ = self.outcome.set(outcome);
+        let signal = self
+            .signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(signal) = signal {
+            let _ = signal.send(());
+        }
+    }
 }
 
 impl<S: Storage> ObjectStorage<S> {
@@ -123,10 +153,7 @@ impl<S: Storage> ObjectStorage<S> {
         let mut state = self.shared.lock();
         let ticket = if state.turn.is_empty() {
             // Read-only turn: it may still have read writes that are not durable yet.
-            state
-                .newest
-                .clone()
-                .filter(|t| t.outcome.get().is_none())
+            state.newest.clone().filter(|t| t.outcome.get().is_none())
         } else {
             let turn = std::mem::take(&mut state.turn);
             state.open.extend(turn);
@@ -195,7 +222,7 @@ impl<S: Storage> Shared<S> {
             (writes, ticket, state.open_upto, state.broken.clone())
         };
         if let Some(error) = broken {
-            let _ = ticket.outcome.set(Err(error));
+            ticket.resolve(Err(error));
             return;
         }
         let mut guard = CommitGuard {
@@ -216,7 +243,7 @@ impl<S: Storage> Shared<S> {
                 Err(error) => state.broken = Some(error.clone()),
             }
         }
-        let _ = ticket.outcome.set(result);
+        ticket.resolve(result);
     }
 }
 
@@ -236,7 +263,7 @@ impl<S> Drop for CommitGuard<'_, S> {
                 "a durable-object commit was cancelled; its outcome is unknown and the object was reset",
             );
             self.shared.lock().broken = Some(error.clone());
-            let _ = self.ticket.outcome.set(Err(error));
+            self.ticket.resolve(Err(error));
         }
     }
 }
@@ -259,11 +286,19 @@ impl<S: Storage> Commit<S> {
             if let Some(outcome) = ticket.outcome.get() {
                 return outcome.clone();
             }
-            let _committing = self.shared.committing.lock().await;
-            if let Some(outcome) = ticket.outcome.get() {
-                return outcome.clone();
+            // Either the commit under way covers this batch (and its end wakes us), or we become the
+            // committer. Waiting on the lock alone would queue finished waiters behind the next commit.
+            let resolved = ticket.resolved.clone();
+            let committing = self.shared.committing.lock();
+            match futures_util::future::select(resolved, committing).await {
+                Either::Left(_) => continue,
+                Either::Right((_committing, _)) => {
+                    if let Some(outcome) = ticket.outcome.get() {
+                        return outcome.clone();
+                    }
+                    self.shared.commit_open().await;
+                }
             }
-            self.shared.commit_open().await;
         }
     }
 }
@@ -368,7 +403,6 @@ impl<S: Storage> Storage for ObjectStorage<S> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,7 +424,11 @@ mod tests {
         storage.put("a", b("1")).await.unwrap();
         storage.put("b", b("2")).await.unwrap();
         assert!(storage.delete("b").await.unwrap());
-        assert_eq!(storage.get("a").await.unwrap(), Some(b("1")), "read your writes");
+        assert_eq!(
+            storage.get("a").await.unwrap(),
+            Some(b("1")),
+            "read your writes"
+        );
         assert_eq!(backing.get("a").await.unwrap(), None, "not committed yet");
         let listed = storage.list(ListRange::all()).await.unwrap();
         assert_eq!(listed, vec![("a".to_owned(), b("1"))]);
@@ -415,7 +453,8 @@ mod tests {
         storage.delete("k1").await.unwrap();
         storage.delete("k2").await.unwrap();
         storage.put("k0", b("new")).await.unwrap();
-        let keys = |rows: Vec<(String, Bytes)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let keys =
+            |rows: Vec<(String, Bytes)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         assert_eq!(
             keys(storage.list(ListRange::all().with_limit(2)).await.unwrap()),
             ["k0", "k3"]

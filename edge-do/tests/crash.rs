@@ -1,6 +1,7 @@
-//! A write acknowledged by `SqliteStore` is never lost: a child process writes and acknowledges keys
-//! as fast as it can, is killed with SIGKILL mid-stream, and every key it acknowledged is found after
-//! the database is opened again.
+//! A write acknowledged to a client is never lost: a child process runs objects on `SqliteStore`
+//! through the runtime (per-turn buffers, group commit, output gate) with 16 concurrent clients, prints
+//! each response as it arrives, is killed with SIGKILL mid-stream, and every acknowledged write is
+//! found after the database is opened again.
 //!
 //! This file is its own harness (`harness = false`): run plainly it is the check; run with
 //! `EDGE_DO_CRASH_CHILD=<database>` it is the child, writing until killed.
@@ -13,37 +14,71 @@
 
 #[cfg(all(feature = "sqlite", unix))]
 mod crash {
+    use std::collections::BTreeSet;
     use std::io::{BufRead, BufReader, Write};
     use std::path::Path;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use bytes::Bytes;
-    use edge_core::durable::{ObjectId, Storage};
-    use edge_do::SqliteStore;
+    use edge_core::durable::{DurableObject, ObjectId, ObjectNamespace, Storage};
+    use edge_core::{Body, Error};
+    use edge_do::{Namespace, ObjectState, ObjectStorage, SqliteStorage, SqliteStore};
+    use http::{Request, Response};
 
     pub(crate) const CHILD_ENV: &str = "EDGE_DO_CRASH_CHILD";
+    const OBJECTS: usize = 4;
+    const CLIENTS_PER_OBJECT: usize = 4;
 
-    /// The child: put `key-N` for N = 0, 1, 2 … and print `ack N` after each put returns.
+    /// Stores the request body under the key named by the path.
+    struct Writer(ObjectStorage<SqliteStorage>);
+
+    impl DurableObject for Writer {
+        async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+            let key = request.uri().path().trim_start_matches('/').to_owned();
+            let value = request.into_body().collect(1024).await?;
+            self.0.put(&key, value).await?;
+            Ok(Response::new(Body::empty()))
+        }
+    }
+
+    /// The child: clients write through the runtime (group commit, output gate) to several objects
+    /// and print `ack <object> <key>` as each response arrives, until killed.
     pub(crate) fn child(path: &Path) {
-        let store = SqliteStore::open(path).unwrap();
-        let storage = store.storage(&ObjectId::from_name("crash"));
-        let stdout = std::io::stdout();
-        futures::executor::block_on(async {
-            for n in 0u64.. {
-                storage
-                    .put(&format!("key-{n}"), Bytes::from(n.to_string()))
-                    .await
-                    .unwrap();
-                let mut out = stdout.lock();
-                writeln!(out, "ack {n}").unwrap();
-                out.flush().unwrap();
-            }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let objects =
+                Namespace::new(SqliteStore::open(path).unwrap(), |state: ObjectState<_>| {
+                    Writer(state.storage)
+                });
+            let clients = (0..OBJECTS * CLIENTS_PER_OBJECT).map(|client| {
+                let objects = objects.clone();
+                tokio::spawn(async move {
+                    let object = client % OBJECTS;
+                    let id = objects.id_from_name(&format!("crash-{object}"));
+                    for n in 0u64.. {
+                        let key = format!("c{client}-{n}");
+                        let request = Request::builder()
+                            .uri(format!("/{key}"))
+                            .body(Body::from(n.to_string()))
+                            .unwrap();
+                        objects.fetch(&id, request).await.unwrap();
+                        let stdout = std::io::stdout();
+                        let mut out = stdout.lock();
+                        writeln!(out, "ack {object} {key}").unwrap();
+                        out.flush().unwrap();
+                    }
+                })
+            });
+            futures::future::join_all(clients).await;
         });
     }
 
-    fn ack(line: &str) -> Option<u64> {
-        line.strip_prefix("ack ")?.parse().ok()
+    fn ack(line: &str) -> Option<(usize, String)> {
+        let mut words = line.strip_prefix("ack ")?.split(' ');
+        Some((words.next()?.parse().ok()?, words.next()?.to_owned()))
     }
 
     /// The check: start the child, kill it mid-stream, find every acknowledged write.
@@ -62,39 +97,43 @@ mod crash {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut acked = None;
+        let mut acked = BTreeSet::new();
         let started = Instant::now();
-        // Let it write for a while (200 acknowledged puts, or 3 s), then kill it mid-stream.
+        // Let it write for a while (2,000 acknowledged writes, or 3 s), then kill it mid-stream.
         for line in lines.by_ref().map_while(Result::ok) {
-            acked = ack(&line).or(acked);
-            if acked.is_some_and(|n| n >= 200) || started.elapsed() > Duration::from_secs(3) {
+            acked.extend(ack(&line));
+            if acked.len() >= 2_000 || started.elapsed() > Duration::from_secs(3) {
                 break;
             }
         }
         child.kill().unwrap(); // SIGKILL on Unix: no destructors, no flushes.
         // Acknowledgements already in the pipe when it died count too.
         for line in lines.map_while(Result::ok) {
-            acked = ack(&line).or(acked);
+            acked.extend(ack(&line));
         }
         let _ = child.wait();
-        let last = acked.expect("the child acknowledged at least one write");
+        assert!(
+            !acked.is_empty(),
+            "the child acknowledged at least one write"
+        );
 
         let store = SqliteStore::open(&path).unwrap();
-        let storage = store.storage(&ObjectId::from_name("crash"));
         futures::executor::block_on(async {
-            for n in 0..=last {
-                let value = storage.get(&format!("key-{n}")).await.unwrap();
+            for (object, key) in &acked {
+                let storage = store.storage(&ObjectId::from_name(&format!("crash-{object}")));
+                let value = storage.get(key).await.unwrap();
+                let n = key.rsplit('-').next().unwrap();
                 assert_eq!(
                     value.as_deref(),
-                    Some(n.to_string().as_bytes()),
-                    "acknowledged write {n} of 0..={last} lost"
+                    Some(n.as_bytes()),
+                    "acknowledged write {key} to object {object} lost"
                 );
             }
         });
         let _ = std::fs::remove_dir_all(&dir);
         eprintln!(
-            "crash: all {} acknowledged writes survived SIGKILL",
-            last + 1
+            "crash: all {} acknowledged writes (16 clients, 4 objects) survived SIGKILL",
+            acked.len()
         );
     }
 }

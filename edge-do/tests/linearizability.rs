@@ -10,7 +10,7 @@ use bytes::Bytes;
 use edge_core::durable::{DurableObject, ObjectNamespace, Storage};
 use edge_core::{Body, Error};
 use edge_do::linearizability::{Add, Call, Counter, Register, RegisterOp, Verdict, check};
-use edge_do::{MemoryStorage, Namespace, ObjectState, ObjectStorage, SqliteStore, SqliteStorage};
+use edge_do::{MemoryStorage, Namespace, ObjectState, ObjectStorage, SqliteStorage, SqliteStore};
 use http::{Request, Response};
 
 fn number(bytes: Option<Bytes>) -> u64 {
@@ -36,11 +36,10 @@ impl DurableObject for Cell {
                 self.0.put("reg", Bytes::from(arg.to_string())).await?;
                 String::new()
             }
-            _ => self
-                .0
-                .get("reg")
-                .await?
-                .map_or_else(|| "-".to_owned(), |v| String::from_utf8_lossy(&v).into_owned()),
+            _ => self.0.get("reg").await?.map_or_else(
+                || "-".to_owned(),
+                |v| String::from_utf8_lossy(&v).into_owned(),
+            ),
         };
         Ok(Response::new(Body::from(answer)))
     }
@@ -51,7 +50,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % below
     }
 }
@@ -68,14 +70,24 @@ async fn the_checker_rejects_a_history_with_lost_updates() {
             let invoked = start.elapsed().as_nanos() as u64;
             let total = number(storage.get("total").await.unwrap()) + 1;
             tokio::task::yield_now().await;
-            storage.put("total", Bytes::from(total.to_string())).await.unwrap();
+            storage
+                .put("total", Bytes::from(total.to_string()))
+                .await
+                .unwrap();
             let returned = start.elapsed().as_nanos() as u64;
-            history.lock().unwrap().push(Call::new(client, invoked, returned, Add(1), total));
+            history
+                .lock()
+                .unwrap()
+                .push(Call::new(client, invoked, returned, Add(1), total));
         }
     });
     futures::future::join_all(clients).await;
     let history = history.lock().unwrap().clone();
-    assert_eq!(history.iter().map(|c| c.output).collect::<Vec<_>>(), [1, 1], "the race happened");
+    assert_eq!(
+        history.iter().map(|c| c.output).collect::<Vec<_>>(),
+        [1, 1],
+        "the race happened"
+    );
     assert_eq!(check(Counter(0), &history), Verdict::NotLinearizable);
 }
 
@@ -85,9 +97,10 @@ async fn concurrent_clients_see_linearizable_objects_on_sqlite() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("objects.db");
     let _ = std::fs::remove_file(&path);
-    let objects = Namespace::new(SqliteStore::open(&path).unwrap(), |state: ObjectState<_>| {
-        Cell(state.storage)
-    });
+    let objects = Namespace::new(
+        SqliteStore::open(&path).unwrap(),
+        |state: ObjectState<_>| Cell(state.storage),
+    );
     let start = Instant::now();
     const OBJECTS: usize = 3;
     const CLIENTS: usize = 8;
@@ -99,8 +112,11 @@ async fn concurrent_clients_see_linearizable_objects_on_sqlite() {
     let registers: Arc<Mutex<Vec<Registered>>> = Arc::new(Mutex::new(vec![Vec::new(); OBJECTS]));
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|client| {
-            let (objects, counters, registers) =
-                (objects.clone(), Arc::clone(&counters), Arc::clone(&registers));
+            let (objects, counters, registers) = (
+                objects.clone(),
+                Arc::clone(&counters),
+                Arc::clone(&registers),
+            );
             tokio::spawn(async move {
                 let mut rng = Lcg(client as u64 + 1);
                 for _ in 0..CALLS {
@@ -155,9 +171,15 @@ async fn concurrent_clients_see_linearizable_objects_on_sqlite() {
     for object in 0..OBJECTS {
         calls += counters[object].len() + registers[object].len();
         let verdict = check(Counter(0), &counters[object]);
-        assert!(matches!(verdict, Verdict::Linearizable(_)), "counter {object}: {verdict:?}");
+        assert!(
+            matches!(verdict, Verdict::Linearizable(_)),
+            "counter {object}: {verdict:?}"
+        );
         let verdict = check(Register(None), &registers[object]);
-        assert!(matches!(verdict, Verdict::Linearizable(_)), "register {object}: {verdict:?}");
+        assert!(
+            matches!(verdict, Verdict::Linearizable(_)),
+            "register {object}: {verdict:?}"
+        );
     }
     assert_eq!(calls, CLIENTS * CALLS);
     let _ = std::fs::remove_dir_all(&dir);

@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge_core::durable::{ObjectNamespace, SocketMessage};
 use edge_core::Body;
+use edge_core::durable::{ObjectNamespace, SocketMessage};
 use edge_do::{MemoryStorageProvider, Namespace, ObjectState, Outgoing, Room, Session, Sockets};
 use serde_json::Value;
 
-type Rooms = Namespace<Room<edge_do::ObjectStorage<edge_do::MemoryStorage>, Sockets>, MemoryStorageProvider>;
+type Rooms =
+    Namespace<Room<edge_do::ObjectStorage<edge_do::MemoryStorage>, Sockets>, MemoryStorageProvider>;
 
 fn rooms(provider: MemoryStorageProvider, queue: usize) -> Rooms {
     Namespace::new(provider, |state: ObjectState<_>| {
@@ -41,33 +42,61 @@ async fn presence_broadcast_and_history() {
     let rooms = rooms(provider.clone(), 64);
     let id = rooms.id_from_name("doc-1");
 
-    let mut ana = rooms.connect(&id, Bytes::from_static(b"ana")).await.unwrap();
+    let mut ana = rooms
+        .connect(&id, Bytes::from_static(b"ana"))
+        .await
+        .unwrap();
     let welcome = next_json(&mut ana).await;
     assert_eq!(welcome["type"], "welcome");
     assert_eq!(welcome["present"], serde_json::json!([]));
 
     let mut bo = rooms.connect(&id, Bytes::from_static(b"bo")).await.unwrap();
-    assert_eq!(next_json(&mut bo).await["present"], serde_json::json!(["ana"]));
-    assert_eq!(next_json(&mut ana).await, serde_json::json!({"type": "join", "user": "bo"}));
+    assert_eq!(
+        next_json(&mut bo).await["present"],
+        serde_json::json!(["ana"])
+    );
+    assert_eq!(
+        next_json(&mut ana).await,
+        serde_json::json!({"type": "join", "user": "bo"})
+    );
 
     ana.deliver(text("hello")).await.unwrap();
-    assert_eq!(next_json(&mut ana).await, serde_json::json!({"type": "ack", "seq": 1}));
+    assert_eq!(
+        next_json(&mut ana).await,
+        serde_json::json!({"type": "ack", "seq": 1})
+    );
     let got = next_json(&mut bo).await;
-    assert_eq!(got, serde_json::json!({"type": "message", "seq": 1, "from": "ana", "text": "hello"}));
+    assert_eq!(
+        got,
+        serde_json::json!({"type": "message", "seq": 1, "from": "ana", "text": "hello"})
+    );
 
     // Bad frames get an error to the sender only.
-    ana.deliver(SocketMessage::Binary(Bytes::from_static(b"\x00\x01"))).await.unwrap();
+    ana.deliver(SocketMessage::Binary(Bytes::from_static(b"\x00\x01")))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut ana).await["type"], "error");
-    ana.deliver(text(&"x".repeat(edge_do::room::MAX_MESSAGE + 1))).await.unwrap();
+    ana.deliver(text(&"x".repeat(edge_do::room::MAX_MESSAGE + 1)))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut ana).await["reason"], "message too large");
 
-    let status = rooms.fetch(&id, http::Request::new(Body::empty())).await.unwrap();
+    let status = rooms
+        .fetch(&id, http::Request::new(Body::empty()))
+        .await
+        .unwrap();
     let status: Value =
         serde_json::from_slice(&status.into_body().collect(4096).await.unwrap()).unwrap();
-    assert_eq!(status, serde_json::json!({"present": ["ana", "bo"], "messages": 1}));
+    assert_eq!(
+        status,
+        serde_json::json!({"present": ["ana", "bo"], "messages": 1})
+    );
 
     bo.close(1000).await.unwrap();
-    assert_eq!(next_json(&mut ana).await, serde_json::json!({"type": "leave", "user": "bo"}));
+    assert_eq!(
+        next_json(&mut ana).await,
+        serde_json::json!({"type": "leave", "user": "bo"})
+    );
     ana.close(1000).await.unwrap();
 
     // The history outlives the instance.
@@ -82,9 +111,18 @@ async fn presence_broadcast_and_history() {
 async fn a_slow_connection_is_dropped_and_the_others_carry_on() {
     let rooms = rooms(MemoryStorageProvider::new(), 4);
     let id = rooms.id_from_name("busy");
-    let mut talker = rooms.connect(&id, Bytes::from_static(b"talker")).await.unwrap();
-    let mut stuck = rooms.connect(&id, Bytes::from_static(b"stuck")).await.unwrap();
-    let mut reader = rooms.connect(&id, Bytes::from_static(b"reader")).await.unwrap();
+    let mut talker = rooms
+        .connect(&id, Bytes::from_static(b"talker"))
+        .await
+        .unwrap();
+    let mut stuck = rooms
+        .connect(&id, Bytes::from_static(b"stuck"))
+        .await
+        .unwrap();
+    let mut reader = rooms
+        .connect(&id, Bytes::from_static(b"reader"))
+        .await
+        .unwrap();
     let _ = next_json(&mut talker).await; // welcome
     let _ = next_json(&mut talker).await; // join stuck
     let _ = next_json(&mut talker).await; // join reader
@@ -103,16 +141,25 @@ async fn a_slow_connection_is_dropped_and_the_others_carry_on() {
     }
     assert_eq!(queued, 4);
     stuck.close(1006).await.unwrap();
-    assert_eq!(next_json(&mut reader).await, serde_json::json!({"type": "leave", "user": "stuck"}));
+    assert_eq!(
+        next_json(&mut reader).await,
+        serde_json::json!({"type": "leave", "user": "stuck"})
+    );
 
-    let status = rooms.fetch(&id, http::Request::new(Body::empty())).await.unwrap();
+    let status = rooms
+        .fetch(&id, http::Request::new(Body::empty()))
+        .await
+        .unwrap();
     let status: Value =
         serde_json::from_slice(&status.into_body().collect(4096).await.unwrap()).unwrap();
     assert_eq!(status["present"], serde_json::json!(["talker", "reader"]));
 
     // A session dropped without `close` leaves the hub too.
     drop(reader);
-    let status = rooms.fetch(&id, http::Request::new(Body::empty())).await.unwrap();
+    let status = rooms
+        .fetch(&id, http::Request::new(Body::empty()))
+        .await
+        .unwrap();
     let status: Value =
         serde_json::from_slice(&status.into_body().collect(4096).await.unwrap()).unwrap();
     assert_eq!(status["present"], serde_json::json!(["talker"]));
@@ -128,5 +175,8 @@ async fn evicting_a_room_closes_its_connections() {
     rooms.evict(&id).await;
     assert_eq!(a.next_outgoing().await, Some(Outgoing::Close(1001)));
     assert_eq!(a.next_outgoing().await, None);
-    assert!(a.deliver(text("late")).await.is_err(), "the client must reconnect");
+    assert!(
+        a.deliver(text("late")).await.is_err(),
+        "the client must reconnect"
+    );
 }

@@ -61,11 +61,15 @@ impl<S: Storage + 'static> DurableObject for Probe<S> {
                 value.to_owned()
             }
             (Method::POST, "panic") => {
-                self.storage.put("k", Bytes::from_static(b"from a panic")).await?;
+                self.storage
+                    .put("k", Bytes::from_static(b"from a panic"))
+                    .await?;
                 panic!("the probe was asked to panic");
             }
             (Method::POST, "hang") => {
-                self.storage.put("k", Bytes::from_static(b"from a hang")).await?;
+                self.storage
+                    .put("k", Bytes::from_static(b"from a hang"))
+                    .await?;
                 std::future::pending::<()>().await;
                 unreachable!()
             }
@@ -94,7 +98,10 @@ impl<S: Storage + 'static> DurableObject for Probe<S> {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(Error::new(ErrorKind::Unavailable, "the alarm's work failed"));
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "the alarm's work failed",
+            ));
         }
         Ok(())
     }
@@ -146,10 +153,17 @@ async fn one_turn_at_a_time_per_object_and_objects_in_parallel() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert_eq!(h.most_inside.load(Ordering::SeqCst), 1, "never two turns inside one object");
+    assert_eq!(
+        h.most_inside.load(Ordering::SeqCst),
+        1,
+        "never two turns inside one object"
+    );
     for i in 0..10 {
         let id = h.namespace.id_from_name(&format!("o{i}"));
-        h.namespace.fetch(&id, request(Method::GET, "")).await.unwrap();
+        h.namespace
+            .fetch(&id, request(Method::GET, ""))
+            .await
+            .unwrap();
     }
     assert_eq!(h.namespace.live(), 11);
 }
@@ -257,7 +271,10 @@ async fn the_output_gate_holds_responses_until_their_writes_are_durable_and_comm
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!first.is_finished() && later.iter().all(|t| !t.is_finished()));
-    assert!(!reader.is_finished(), "a read of an undurable write is held too");
+    assert!(
+        !reader.is_finished(),
+        "a read of an undurable write is held too"
+    );
     assert_eq!(held.commits.load(Ordering::SeqCst), 0);
 
     held.open.add_permits(2);
@@ -280,9 +297,18 @@ async fn the_output_gate_holds_responses_until_their_writes_are_durable_and_comm
 async fn a_panic_or_a_hang_resets_the_object_and_discards_only_its_own_turn() {
     let stores = MemoryStorageProvider::new();
     let h = harness(stores.clone(), ManualClock::new());
-    let (id, other) = (h.namespace.id_from_name("flaky"), h.namespace.id_from_name("other"));
-    h.namespace.fetch(&id, request(Method::PUT, "kept")).await.unwrap();
-    h.namespace.fetch(&other, request(Method::PUT, "fine")).await.unwrap();
+    let (id, other) = (
+        h.namespace.id_from_name("flaky"),
+        h.namespace.id_from_name("other"),
+    );
+    h.namespace
+        .fetch(&id, request(Method::PUT, "kept"))
+        .await
+        .unwrap();
+    h.namespace
+        .fetch(&other, request(Method::PUT, "fine"))
+        .await
+        .unwrap();
 
     let panicked = h.namespace.fetch(&id, request(Method::POST, "panic")).await;
     assert_eq!(panicked.unwrap_err().kind(), ErrorKind::Backend);
@@ -290,10 +316,18 @@ async fn a_panic_or_a_hang_resets_the_object_and_discards_only_its_own_turn() {
     assert_eq!(hung.unwrap_err().kind(), ErrorKind::Timeout);
 
     // A fresh instance, reloaded from storage: the aborted turns' writes are gone, earlier ones stay.
-    let read = h.namespace.fetch(&id, request(Method::GET, "")).await.unwrap();
+    let read = h
+        .namespace
+        .fetch(&id, request(Method::GET, ""))
+        .await
+        .unwrap();
     assert_eq!(text(read).await, "kept");
     assert_eq!(stores.storage(&id).get("k").await.unwrap().unwrap(), "kept");
-    let read = h.namespace.fetch(&other, request(Method::GET, "")).await.unwrap();
+    let read = h
+        .namespace
+        .fetch(&other, request(Method::GET, ""))
+        .await
+        .unwrap();
     assert_eq!(text(read).await, "fine", "other objects are unaffected");
 }
 
@@ -359,10 +393,22 @@ async fn a_failed_commit_fails_the_response_and_replaces_the_instance() {
         .fetch(&id, request(Method::PUT, "lost"))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::CapacityExceeded, "never acknowledged");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::CapacityExceeded,
+        "never acknowledged"
+    );
     assert_eq!(h.namespace.live(), 0, "the broken instance is gone");
-    let read = h.namespace.fetch(&id, request(Method::GET, "")).await.unwrap();
-    assert_eq!(text(read).await, "", "the new instance does not see the lost write");
+    let read = h
+        .namespace
+        .fetch(&id, request(Method::GET, ""))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(read).await,
+        "",
+        "the new instance does not see the lost write"
+    );
 }
 
 #[tokio::test]
@@ -370,13 +416,27 @@ async fn an_oversized_value_is_refused_and_changes_nothing() {
     let stores = MemoryStorageProvider::new();
     let h = harness(stores.clone(), ManualClock::new());
     let id = h.namespace.id_from_name("limits");
-    h.namespace.fetch(&id, request(Method::PUT, "small")).await.unwrap();
+    h.namespace
+        .fetch(&id, request(Method::PUT, "small"))
+        .await
+        .unwrap();
     let huge = "x".repeat(edge_core::durable::MAX_VALUE_LEN + 1);
-    let err = h.namespace.fetch(&id, request(Method::PUT, &huge)).await.unwrap_err();
+    let err = h
+        .namespace
+        .fetch(&id, request(Method::PUT, &huge))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge);
-    let read = h.namespace.fetch(&id, request(Method::GET, "")).await.unwrap();
+    let read = h
+        .namespace
+        .fetch(&id, request(Method::GET, ""))
+        .await
+        .unwrap();
     assert_eq!(text(read).await, "small");
-    assert_eq!(stores.storage(&id).get("k").await.unwrap().unwrap(), "small");
+    assert_eq!(
+        stores.storage(&id).get("k").await.unwrap().unwrap(),
+        "small"
+    );
 }
 
 #[tokio::test]
@@ -385,14 +445,24 @@ async fn eviction_reloads_from_storage_and_idle_objects_are_evicted() {
     let h = harness(MemoryStorageProvider::new(), clock.clone());
     let a = h.namespace.id_from_name("a");
     let b = h.namespace.id_from_name("b");
-    h.namespace.fetch(&a, request(Method::PUT, "x")).await.unwrap();
+    h.namespace
+        .fetch(&a, request(Method::PUT, "x"))
+        .await
+        .unwrap();
     h.namespace.evict(&a).await;
     assert_eq!(h.namespace.live(), 0);
-    let read = h.namespace.fetch(&a, request(Method::GET, "")).await.unwrap();
+    let read = h
+        .namespace
+        .fetch(&a, request(Method::GET, ""))
+        .await
+        .unwrap();
     assert_eq!(text(read).await, "x");
 
     clock.advance(Duration::from_secs(30));
-    h.namespace.fetch(&b, request(Method::GET, "")).await.unwrap();
+    h.namespace
+        .fetch(&b, request(Method::GET, ""))
+        .await
+        .unwrap();
     assert_eq!(h.namespace.evict_idle(Duration::from_secs(10)).await, 1);
     assert!(h.namespace.placement(&a).is_none() && h.namespace.placement(&b).is_some());
 }
@@ -403,31 +473,53 @@ async fn alarms_fire_at_least_once_and_retry_with_backoff() {
     let stores = MemoryStorageProvider::new();
     let h = harness(stores.clone(), clock.clone());
     let id = h.namespace.id_from_name("alarmed");
-    h.namespace.fetch(&id, request(Method::POST, "alarm 10000")).await.unwrap();
-    assert_eq!(h.namespace.run_due_alarms().await.unwrap(), AlarmRun::default());
+    h.namespace
+        .fetch(&id, request(Method::POST, "alarm 10000"))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.namespace.run_due_alarms().await.unwrap(),
+        AlarmRun::default()
+    );
     clock.advance(Duration::from_secs(10));
     let run = h.namespace.run_due_alarms().await.unwrap();
     assert_eq!(run.fired, 1);
-    assert_eq!(stores.storage(&id).get_alarm().await.unwrap(), None, "cleared after success");
+    assert_eq!(
+        stores.storage(&id).get_alarm().await.unwrap(),
+        None,
+        "cleared after success"
+    );
 
     // Fails twice: retried after 2 s, then 4 s, then succeeds.
     h.alarms_failing.store(2, Ordering::SeqCst);
-    h.namespace.fetch(&id, request(Method::POST, "alarm 0")).await.unwrap();
+    h.namespace
+        .fetch(&id, request(Method::POST, "alarm 0"))
+        .await
+        .unwrap();
     assert_eq!(h.namespace.run_due_alarms().await.unwrap().retried, 1);
     let retry_at = stores.storage(&id).get_alarm().await.unwrap().unwrap();
     assert_eq!(retry_at, clock.wall_time() + Duration::from_secs(2));
     clock.advance(Duration::from_millis(1999));
-    assert_eq!(h.namespace.run_due_alarms().await.unwrap(), AlarmRun::default());
+    assert_eq!(
+        h.namespace.run_due_alarms().await.unwrap(),
+        AlarmRun::default()
+    );
     clock.advance(Duration::from_millis(1));
     assert_eq!(h.namespace.run_due_alarms().await.unwrap().retried, 1);
     clock.advance(Duration::from_secs(4));
     assert_eq!(h.namespace.run_due_alarms().await.unwrap().fired, 1);
     let fired = stores.storage(&id).get("alarms").await.unwrap().unwrap();
-    assert_eq!(fired, "4", "1 + 3 attempts, each attempt's writes committed");
+    assert_eq!(
+        fired, "4",
+        "1 + 3 attempts, each attempt's writes committed"
+    );
 
     // Always failing: dropped after the sixth retry.
     h.alarms_failing.store(usize::MAX, Ordering::SeqCst);
-    h.namespace.fetch(&id, request(Method::POST, "alarm 0")).await.unwrap();
+    h.namespace
+        .fetch(&id, request(Method::POST, "alarm 0"))
+        .await
+        .unwrap();
     let mut abandoned = 0;
     for _ in 0..20 {
         abandoned += h.namespace.run_due_alarms().await.unwrap().abandoned;
@@ -447,13 +539,19 @@ async fn alarms_persist_across_a_restart_on_sqlite() {
     let id = ObjectId::from_name("sleeper");
     {
         let h = harness(edge_do::SqliteStore::open(&path).unwrap(), clock.clone());
-        h.namespace.fetch(&id, request(Method::POST, "alarm 60000")).await.unwrap();
+        h.namespace
+            .fetch(&id, request(Method::POST, "alarm 60000"))
+            .await
+            .unwrap();
     } // the process "restarts": nothing of the namespace is left but the file
     clock.advance(Duration::from_secs(61));
     let store = edge_do::SqliteStore::open(&path).unwrap();
     let h = harness(store.clone(), clock.clone());
     assert_eq!(h.namespace.run_due_alarms().await.unwrap().fired, 1);
-    assert_eq!(store.storage(&id).get("alarms").await.unwrap().unwrap(), "1");
+    assert_eq!(
+        store.storage(&id).get("alarms").await.unwrap().unwrap(),
+        "1"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -470,12 +568,23 @@ async fn location_hints_reach_the_placement_policy_once() {
     let h = harness(MemoryStorageProvider::new(), ManualClock::new());
     let id = h.namespace.id_from_name("eu");
     h.namespace
-        .fetch_with_hint(&id, Some(LocationHint::WesternEurope), request(Method::GET, ""))
+        .fetch_with_hint(
+            &id,
+            Some(LocationHint::WesternEurope),
+            request(Method::GET, ""),
+        )
         .await
         .unwrap();
     let placement = h.namespace.placement(&id).unwrap();
-    assert_eq!(placement.location, "local", "the in-process policy places everything here");
-    assert_eq!(placement.hint, Some(LocationHint::WesternEurope), "and records the hint");
+    assert_eq!(
+        placement.location, "local",
+        "the in-process policy places everything here"
+    );
+    assert_eq!(
+        placement.hint,
+        Some(LocationHint::WesternEurope),
+        "and records the hint"
+    );
 
     let placed = Namespace::new(MemoryStorageProvider::new(), |state: ObjectState<_>| {
         Probe {
@@ -488,14 +597,22 @@ async fn location_hints_reach_the_placement_policy_once() {
     })
     .with_placement(ByHint);
     placed
-        .fetch_with_hint(&id, Some(LocationHint::AsiaPacific), request(Method::GET, ""))
+        .fetch_with_hint(
+            &id,
+            Some(LocationHint::AsiaPacific),
+            request(Method::GET, ""),
+        )
         .await
         .unwrap();
     placed
         .fetch_with_hint(&id, Some(LocationHint::Africa), request(Method::GET, ""))
         .await
         .unwrap();
-    assert_eq!(placed.placement(&id).unwrap().location, "apac", "a live object keeps its place");
+    assert_eq!(
+        placed.placement(&id).unwrap().location,
+        "apac",
+        "a live object keeps its place"
+    );
 }
 
 #[test]
