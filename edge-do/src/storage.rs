@@ -290,14 +290,13 @@ impl<S: Storage> Commit<S> {
             // committer. Waiting on the lock alone would queue finished waiters behind the next commit.
             let resolved = ticket.resolved.clone();
             let committing = self.shared.committing.lock();
-            match futures_util::future::select(resolved, committing).await {
-                Either::Left(_) => continue,
-                Either::Right((_committing, _)) => {
-                    if let Some(outcome) = ticket.outcome.get() {
-                        return outcome.clone();
-                    }
-                    self.shared.commit_open().await;
+            if let Either::Right((_committing, _)) =
+                futures_util::future::select(resolved, committing).await
+            {
+                if let Some(outcome) = ticket.outcome.get() {
+                    return outcome.clone();
                 }
+                self.shared.commit_open().await;
             }
         }
     }
