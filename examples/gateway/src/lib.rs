@@ -3,58 +3,191 @@
 //! Run it with `cargo run -p edge-example-gateway` and open <http://127.0.0.1:8787/>: it starts its own demo
 //! origin on a loopback port and serves it through the edge pipeline (`--help` lists the settings).
 //!
-//! axum's part is small on purpose: it owns the listener, the gateway's own endpoints (`/_edge/health`) and
+//! axum's part is small on purpose: it owns the listener, the gateway's own endpoints (`/_edge/health`),
+//! WebSocket upgrades into rooms (`/rooms/{name}?user=ana`, see [`edge_do::room`] for the protocol) and
 //! graceful shutdown; every other request goes to the shared pipeline
 //! ([`edge_example_pipeline::pipeline`]), the same one `examples/hyper-server` serves.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use edge_auth::ratelimit::ClientIp;
 use edge_core::Body;
-use edge_example_pipeline::EdgeService;
-use http::Request;
+use edge_core::durable::{ObjectNamespace, SocketMessage};
+use edge_do::{Outgoing, Session, SqliteStore};
+use edge_example_pipeline::objects::{RoomObject, Rooms, valid_name};
+use edge_example_pipeline::pipeline::Edge;
+use http::{Request, StatusCode};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// The axum app: the gateway's own routes, then the edge pipeline for everything else.
-pub fn app(edge: EdgeService) -> Router {
-    let edge = edge.map_request(|request: Request<axum::body::Body>| {
-        let mut request = request.map(Body::from_http_body);
-        // The connection's address, for per-client rate limits (present when served with connect info).
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
-        if let Some(ip) = peer {
-            request.extensions_mut().insert(ClientIp(ip));
-        }
-        request
-    });
+/// Largest WebSocket message (and frame) a room accepts, in bytes.
+pub const MAX_SOCKET_MESSAGE: usize = 64 * 1024;
+
+/// The axum app: the gateway's own routes and room sockets, then the edge pipeline for everything else.
+pub fn app(edge: &Edge) -> Router {
+    let service = edge
+        .service()
+        .map_request(|request: Request<axum::body::Body>| {
+            let mut request = request.map(Body::from_http_body);
+            // The connection's address, for per-client rate limits (present when served with connect info).
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            if let Some(ip) = peer {
+                request.extensions_mut().insert(ClientIp(ip));
+            }
+            request
+        });
+    let rooms = edge.objects().rooms.clone();
+    let pipeline = service.clone();
     Router::new()
         .route("/_edge/health", get(|| async { "ok\n" }))
-        .fallback_service(edge)
+        .route(
+            "/rooms/{name}",
+            get(
+                move |upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+                      request: Request<axum::body::Body>| {
+                    let (rooms, pipeline) = (rooms.clone(), pipeline.clone());
+                    async move {
+                        match upgrade {
+                            Ok(upgrade) => join_room(upgrade, &request, rooms),
+                            // Not an upgrade: the pipeline answers (the room's status).
+                            Err(_) => {
+                                let response: Result<_, Infallible> =
+                                    pipeline.oneshot(request).await;
+                                match response {
+                                    Ok(response) => response.map(axum::body::Body::new),
+                                    Err(never) => match never {},
+                                }
+                            }
+                        }
+                    }
+                },
+            ),
+        )
+        .fallback_service(service)
 }
 
-/// Serves `edge` on `listener` until `shutdown` resolves, then finishes the requests in flight.
+/// Upgrades into the room named by the path, as the user named by `?user=` (a guest without one).
+fn join_room(
+    upgrade: WebSocketUpgrade,
+    request: &Request<axum::body::Body>,
+    rooms: Rooms,
+) -> Response {
+    let name = request
+        .uri()
+        .path()
+        .trim_start_matches("/rooms/")
+        .to_owned();
+    if !valid_name(&name) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "room names are 1 to 64 of A-Z a-z 0-9 - _ .\n",
+        )
+            .into_response();
+    }
+    let user = request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("user="))
+        .filter(|user| valid_name(user))
+        .unwrap_or("guest")
+        .to_owned();
+    upgrade
+        .max_message_size(MAX_SOCKET_MESSAGE)
+        .max_frame_size(MAX_SOCKET_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let id = rooms.id_from_name(&name);
+            match rooms.connect(&id, Bytes::from(user)).await {
+                Ok(session) => pump(socket, session).await,
+                Err(_) => close(socket, 1011, "the room is unavailable").await,
+            }
+        })
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// Carries frames between the client and the room until either side ends, then closes the session
+/// (which announces the leave). A malformed frame or a dropped connection ends it with 1006; the
+/// room's other connections carry on.
+async fn pump(mut socket: WebSocket, mut session: Session<RoomObject, SqliteStore>) {
+    let code = loop {
+        tokio::select! {
+            outgoing = session.next_outgoing() => {
+                let message = match outgoing {
+                    Some(Outgoing::Message(SocketMessage::Text(text))) => Message::Text(text.into()),
+                    Some(Outgoing::Message(SocketMessage::Binary(bytes))) => Message::Binary(bytes),
+                    Some(Outgoing::Close(code)) => {
+                        close(socket, code, "").await;
+                        break code;
+                    }
+                    Some(_) => continue,
+                    // The room dropped this connection: it could not keep up.
+                    None => {
+                        close(socket, 1008, "too slow").await;
+                        break 1006;
+                    }
+                };
+                if socket.send(message).await.is_err() {
+                    break 1006;
+                }
+            }
+            incoming = socket.recv() => {
+                let message = match incoming {
+                    Some(Ok(Message::Text(text))) => SocketMessage::Text(text.to_string()),
+                    Some(Ok(Message::Binary(bytes))) => SocketMessage::Binary(bytes),
+                    Some(Ok(Message::Close(frame))) => break frame.map_or(1005, |f| f.code),
+                    // Pings are answered by the WebSocket layer itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Err(_)) | None => break 1006,
+                };
+                if session.deliver(message).await.is_err() {
+                    close(socket, 1011, "the room failed").await;
+                    break 1011;
+                }
+            }
+        }
+    };
+    let _ = session.close(code).await;
+}
+
+/// Serves `edge` on `listener` until `shutdown` resolves, then finishes the requests in flight. The app
+/// is built at once; the returned future owns everything it needs (so it can be spawned).
 ///
 /// # Errors
 ///
 /// The listener failed.
-pub async fn serve(
+pub fn serve(
     listener: TcpListener,
-    edge: EdgeService,
+    edge: &Edge,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    axum::serve(
-        listener,
-        app(edge).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+) -> impl Future<Output = io::Result<()>> + Send + 'static {
+    let app = app(edge);
+    async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
 }

@@ -46,7 +46,7 @@ async fn run(config: &GatewayConfig) -> std::io::Result<()> {
             std::future::pending::<()>().await;
         }
     };
-    edge_example_gateway::serve(listener, edge.service(), shutdown).await?;
+    edge_example_gateway::serve(listener, &edge, shutdown).await?;
     edge.drain().await;
     Ok(())
 }

@@ -27,13 +27,9 @@ async fn start(config: GatewayConfig) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(edge_example_gateway::serve(
-        listener,
-        edge.service(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = tokio::spawn(edge_example_gateway::serve(listener, &edge, async {
+        let _ = stopped.await;
+    }));
     Running {
         base,
         stop,
@@ -439,4 +435,191 @@ async fn the_waf_refuses_injections_and_passes_ordinary_text() {
     assert_eq!(benign.status, StatusCode::OK);
     let _ = gateway.stop.send(());
     gateway.server.await.unwrap().unwrap();
+}
+
+/// The exact counter object: concurrent increments over HTTP each get a distinct value, none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counter_object_is_exact_under_concurrency() {
+    let gateway = start(GatewayConfig::default()).await;
+    // 16 increments from one address stay inside the `/api/` burst of 20.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let base = gateway.base.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..4 {
+                    let r = exchange(&base, Method::POST, "/api/counter/visits", Bytes::new())
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status, StatusCode::OK);
+                    seen.push(r.json()["value"].as_u64().unwrap());
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut values = Vec::new();
+    for task in tasks {
+        values.extend(task.await.unwrap());
+    }
+    values.sort_unstable();
+    assert_eq!(values, (1..=16).collect::<Vec<u64>>());
+    let read = exchange(
+        &gateway.base,
+        Method::GET,
+        "/api/counter/visits",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read.json()["value"], 16);
+    let bad = exchange(
+        &gateway.base,
+        Method::GET,
+        "/api/counter/no%20spaces",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let wrong = exchange(
+        &gateway.base,
+        Method::DELETE,
+        "/api/counter/visits",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    gateway.stop.send(()).unwrap();
+    gateway.server.await.unwrap().unwrap();
+}
+
+mod rooms {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn join(base: &str, room: &str, user: &str) -> Client {
+        let url = format!(
+            "{}/rooms/{room}?user={user}",
+            base.replace("http://", "ws://")
+        );
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+
+    async fn next(client: &mut Client) -> serde_json::Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), client.next())
+                .await
+                .expect("a message in time")
+                .expect("the socket is open")
+                .unwrap();
+            if let Message::Text(text) = message {
+                return serde_json::from_str(&text).unwrap();
+            }
+        }
+    }
+
+    /// Joins with a hand-made handshake, returning the raw connection (to send broken frames on).
+    async fn join_raw(base: &str, room: &str, user: &str) -> tokio::net::TcpStream {
+        let mut tcp = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let handshake = format!(
+            "GET /rooms/{room}?user={user} HTTP/1.1\r\nHost: edge\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        tcp.write_all(handshake.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tcp.read_u8().await.unwrap());
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        tcp
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_room_broadcasts_announces_presence_and_survives_a_malformed_frame() {
+        let gateway = start(GatewayConfig::default()).await;
+        let base = gateway.base.as_str();
+
+        let mut ana = join(base, "lobby", "ana").await;
+        assert_eq!(next(&mut ana).await["type"], "welcome");
+        let mut bo = join(base, "lobby", "bo").await;
+        assert_eq!(next(&mut bo).await["present"], serde_json::json!(["ana"]));
+        assert_eq!(
+            next(&mut ana).await,
+            serde_json::json!({"type": "join", "user": "bo"})
+        );
+
+        ana.send(Message::Text("hello".into())).await.unwrap();
+        assert_eq!(
+            next(&mut ana).await,
+            serde_json::json!({"type": "ack", "seq": 1})
+        );
+        let got = next(&mut bo).await;
+        assert_eq!(
+            (got["from"].as_str(), got["text"].as_str()),
+            (Some("ana"), Some("hello"))
+        );
+
+        // Mallory joins, then sends a frame with a reserved opcode: the server drops that connection
+        // alone, and the room announces that she left.
+        let mut mallory = join_raw(base, "lobby", "mallory").await;
+        assert_eq!(next(&mut ana).await["user"], "mallory");
+        assert_eq!(next(&mut bo).await["user"], "mallory");
+        mallory.write_all(&[0x83, 0x80, 1, 2, 3, 4]).await.unwrap();
+        assert_eq!(
+            next(&mut ana).await,
+            serde_json::json!({"type": "leave", "user": "mallory"})
+        );
+        assert_eq!(
+            next(&mut bo).await,
+            serde_json::json!({"type": "leave", "user": "mallory"})
+        );
+
+        bo.send(Message::Text("still here".into())).await.unwrap();
+        assert_eq!(next(&mut ana).await["text"], "still here");
+
+        let status = exchange(base, Method::GET, "/rooms/lobby", Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            status.json(),
+            serde_json::json!({"present": ["ana", "bo"], "messages": 2})
+        );
+        let bad = exchange(base, Method::GET, "/rooms/a%20b", Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let traversal = exchange(base, Method::GET, "/rooms/..%2F..", Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            traversal.status,
+            StatusCode::FORBIDDEN,
+            "the WAF sees room routes too"
+        );
+
+        bo.close(None).await.unwrap();
+        assert_eq!(
+            next(&mut ana).await,
+            serde_json::json!({"type": "leave", "user": "bo"})
+        );
+        gateway.stop.send(()).unwrap();
+        drop(ana);
+        gateway.server.await.unwrap().unwrap();
+    }
 }

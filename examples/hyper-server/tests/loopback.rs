@@ -11,17 +11,14 @@ use http::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-type Serve = fn(
-    TcpListener,
-    edge_example_pipeline::EdgeService,
-    oneshot::Receiver<()>,
-) -> tokio::task::JoinHandle<()>;
+type Serve = fn(TcpListener, &Edge, oneshot::Receiver<()>) -> tokio::task::JoinHandle<()>;
 
 fn hyper_host(
     listener: TcpListener,
-    edge: edge_example_pipeline::EdgeService,
+    edge: &Edge,
     stop: oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<()> {
+    let edge = edge.service();
     tokio::spawn(async move {
         edge_example_hyper_server::serve(listener, edge, async {
             let _ = stop.await;
@@ -33,16 +30,13 @@ fn hyper_host(
 
 fn axum_host(
     listener: TcpListener,
-    edge: edge_example_pipeline::EdgeService,
+    edge: &Edge,
     stop: oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        edge_example_gateway::serve(listener, edge, async {
-            let _ = stop.await;
-        })
-        .await
-        .unwrap();
-    })
+    let serving = edge_example_gateway::serve(listener, edge, async {
+        let _ = stop.await;
+    });
+    tokio::spawn(async move { serving.await.unwrap() })
 }
 
 /// Runs `host` in front of a shared origin; returns its base URL, its stop switch and its task.
@@ -53,7 +47,7 @@ async fn start(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel();
-    (base, stop, host(listener, edge.service(), stopped))
+    (base, stop, host(listener, edge, stopped))
 }
 
 #[tokio::test]

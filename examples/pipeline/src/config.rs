@@ -1,6 +1,7 @@
 //! Settings of the example hosts, read from flags and environment variables; all have working defaults.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Uri;
@@ -17,6 +18,8 @@ pub struct GatewayConfig {
     pub origin_timeout: Duration,
     /// Keep the edge's KV (flags, …) in this Redis instead of in memory.
     pub redis_url: Option<String>,
+    /// Keep the durable objects' SQLite databases in this directory instead of in memory.
+    pub objects_dir: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -26,6 +29,7 @@ impl Default for GatewayConfig {
             origin: None,
             origin_timeout: Duration::from_secs(5),
             redis_url: None,
+            objects_dir: None,
         }
     }
 }
@@ -37,7 +41,8 @@ options (each also read from the environment variable shown):
   --listen <ip:port>       full listen address                     [EDGE_LISTEN]
   --origin <url>           proxy to this origin instead of the embedded demo origin [EDGE_ORIGIN]
   --origin-timeout-ms <n>  origin response deadline                [EDGE_ORIGIN_TIMEOUT_MS, default 5000]
-  --redis-url <url>        keep the edge's KV in Redis, not memory [REDIS_URL]";
+  --redis-url <url>        keep the edge's KV in Redis, not memory [REDIS_URL]
+  --objects-dir <dir>      keep durable objects in SQLite files here, not memory [EDGE_OBJECTS_DIR]";
 
 impl GatewayConfig {
     /// Proxies to `origin` instead of starting the demo origin.
@@ -87,6 +92,7 @@ impl GatewayConfig {
             "EDGE_ORIGIN",
             "EDGE_ORIGIN_TIMEOUT_MS",
             "REDIS_URL",
+            "EDGE_OBJECTS_DIR",
         ]
         .into_iter()
         .filter_map(|name| env(name).map(|value| (name.to_owned(), value)))
@@ -99,6 +105,7 @@ impl GatewayConfig {
                 "--origin" => "EDGE_ORIGIN",
                 "--origin-timeout-ms" => "EDGE_ORIGIN_TIMEOUT_MS",
                 "--redis-url" => "REDIS_URL",
+                "--objects-dir" => "EDGE_OBJECTS_DIR",
                 other => return Err(format!("unknown option `{other}`\n{USAGE}")),
             };
             let value = args
@@ -131,6 +138,10 @@ impl GatewayConfig {
                     config.origin = Some(uri);
                 }
                 "REDIS_URL" => config.redis_url = Some(value).filter(|url| !url.is_empty()),
+                "EDGE_OBJECTS_DIR" => {
+                    config.objects_dir =
+                        Some(PathBuf::from(value)).filter(|d| !d.as_os_str().is_empty());
+                }
                 _ => {
                     let ms: u64 = value
                         .parse()

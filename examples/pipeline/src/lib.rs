@@ -10,6 +10,7 @@
 //! | [`auth`] | the JWT-protected `/api/account`, keys from KV, and a demo issuer at `/_edge/demo-token` |
 //! | [`config`] | listen address, origin and timeouts, from flags and environment variables |
 //! | [`flags`] | the demo's A/B test: the edge picks the home page hero from a flag document in KV |
+//! | [`objects`] | durable objects: an exact counter (`/api/counter/{name}`) and rooms (`/rooms/{name}`) on SQLite |
 //! | [`origin`] | a small demo origin (HTML pages, JSON endpoints, a deliberately slow one) served over loopback |
 //! | [`pipeline`] | the tower stack in front of the origin |
 //! | [`proxy`] | the innermost service: forwards a request to the origin through a [`Fetcher`](edge_core::Fetcher) |
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod config;
 pub mod flags;
+pub mod objects;
 pub mod origin;
 pub mod pipeline;
 pub mod proxy;

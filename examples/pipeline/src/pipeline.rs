@@ -1,7 +1,8 @@
 //! The edge pipeline: the tower stack in front of the origin, built in one place for every host.
 //!
-//! Today the stack is: demo token issuer → flag evaluation (the home page's A/B variant, from a flag document
-//! in KV) → JWT authentication (`/api/account`, keys by `kid` from KV) → identity forwarding → origin proxy.
+//! Today the stack is: WAF → demo token issuer → flag evaluation (the home page's A/B variant, from a flag
+//! document in KV) → JWT authentication (`/api/account`, keys by `kid` from KV) → rate limits → durable
+//! objects (`/api/counter/{name}`, `/rooms/{name}`) → identity forwarding → origin proxy.
 //! The SDK's request path grows here, outermost first: trace context → WAF → JWT → rate limit → cache →
 //! edge-side render → origin proxy, each a tower layer added in [`build`], so axum and bare hyper both get it.
 //!
@@ -32,6 +33,7 @@ use tower::util::BoxCloneSyncService;
 use crate::auth::{AUDIENCE, DemoIssuer, DemoTokenEndpoint, ISSUER, JWKS_KEY, forward_identity};
 use crate::config::GatewayConfig;
 use crate::flags::{DEMO_FLAGS, FLAGS_KEY, FlagVariant, Flags};
+use crate::objects::{ObjectRoutes, Objects};
 use crate::origin::DemoOrigin;
 use crate::proxy::OriginProxy;
 
@@ -45,6 +47,7 @@ pub struct Edge {
     origin_url: Uri,
     kv: Arc<dyn DynKvStore>,
     background: TokioWaitUntil,
+    objects: Objects,
     _demo_origin: Option<DemoOrigin>,
 }
 
@@ -105,13 +108,22 @@ impl Edge {
             background.clone(),
         );
         let fetcher = HyperFetcher::new().with_timeout(config.origin_timeout);
-        let service = build(fetcher, origin_url.clone(), flags, keys, issuer)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let objects = Objects::open(config.objects_dir.as_deref())?;
+        let service = build(
+            fetcher,
+            origin_url.clone(),
+            flags,
+            keys,
+            issuer,
+            objects.clone(),
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Self {
             service,
             origin_url,
             kv,
             background,
+            objects,
             _demo_origin: demo_origin,
         })
     }
@@ -120,6 +132,12 @@ impl Edge {
     #[must_use]
     pub fn service(&self) -> EdgeService {
         self.service.clone()
+    }
+
+    /// The durable objects (rooms, counters), for hosts that accept WebSockets into rooms.
+    #[must_use]
+    pub fn objects(&self) -> &Objects {
+        &self.objects
     }
 
     /// The edge's KV (memory or Redis).
@@ -142,7 +160,7 @@ impl Edge {
 
 /// Builds the tower stack over `fetcher`, forwarding to `origin`: the WAF, the demo issuer, `flags`
 /// deciding A/B variants, JWT authentication of `/api/account` with `keys`, per-client rate limits, the
-/// verified identity forwarded.
+/// verified identity forwarded, the durable objects' routes (`objects`), then the origin.
 ///
 /// # Errors
 ///
@@ -153,6 +171,7 @@ pub fn build<F>(
     flags: Flags,
     keys: Keys,
     issuer: Arc<DemoIssuer>,
+    objects: Objects,
 ) -> Result<EdgeService, QuotaError>
 where
     F: edge_core::Fetcher + 'static,
@@ -176,6 +195,9 @@ where
         }))
         .layer(auth)
         .layer(rate_limit)
+        .layer(tower::layer::layer_fn(move |inner| {
+            ObjectRoutes::new(inner, objects.clone())
+        }))
         .map_request(forward_identity)
         .service(OriginProxy::new(fetcher, origin));
     Ok(BoxCloneSyncService::new(stack))

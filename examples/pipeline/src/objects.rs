@@ -1,0 +1,220 @@
+//! The demo's durable objects: an exact counter per name and a collaborative room per name, each
+//! namespace in its own SQLite database (in memory by default, files under `--objects-dir` if set).
+//!
+//! | route | what answers |
+//! |---|---|
+//! | `POST /api/counter/{name}` | the counter object `name`: adds one, answers `{"name":…,"value":n}`; exact under any concurrency |
+//! | `GET /api/counter/{name}` | the same object's value |
+//! | `GET /rooms/{name}` (WebSocket upgrade) | the room `name`, [`edge_do::room`]'s protocol (the axum host upgrades) |
+//! | `GET /rooms/{name}` (plain) | the room's presence and message count |
+//!
+//! Both routes sit behind the WAF and the rate limits (the `/api/` quota for counters), like any other
+//! request; a bad name is a `400`, a failed object a `503` with a JSON error.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_core::durable::{DurableObject, ObjectNamespace, Storage};
+use edge_core::{Body, Error, ErrorKind};
+use edge_do::{Namespace, ObjectState, ObjectStorage, Room, Sockets, SqliteStorage, SqliteStore};
+use http::{Method, Request, Response, StatusCode, header};
+use serde_json::json;
+
+/// A room object as the demo runs it.
+pub type RoomObject = Room<ObjectStorage<SqliteStorage>, Sockets>;
+/// The demo's rooms.
+pub type Rooms = Namespace<RoomObject, SqliteStore>;
+/// The demo's counters.
+pub type Counters = Namespace<ExactCounter, SqliteStore>;
+
+/// A counter that is exact because it is one object: every increment is a turn of the same instance,
+/// committed before it is answered.
+#[derive(Debug)]
+pub struct ExactCounter(ObjectStorage<SqliteStorage>);
+
+impl DurableObject for ExactCounter {
+    async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+        let value = match self.0.get("value").await? {
+            None => 0u64,
+            Some(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| Error::new(ErrorKind::Corrupt, "counter value is not a number"))?,
+        };
+        let value = if request.method() == Method::POST {
+            let next = value.saturating_add(1);
+            self.0.put("value", Bytes::from(next.to_string())).await?;
+            next
+        } else {
+            value
+        };
+        Ok(json_response(StatusCode::OK, &json!({ "value": value })))
+    }
+}
+
+/// The demo's object namespaces.
+#[derive(Clone, Debug)]
+pub struct Objects {
+    /// Rooms, by name.
+    pub rooms: Rooms,
+    /// Exact counters, by name.
+    pub counters: Counters,
+}
+
+/// A turn of a demo object may take this long before the object is reset.
+const TURN_LIMIT: Duration = Duration::from_secs(10);
+
+impl Objects {
+    /// Opens the namespaces: in memory, or one SQLite file per namespace in `dir`. Needs a tokio
+    /// runtime (turns are timed with tokio's clock).
+    ///
+    /// # Errors
+    ///
+    /// A database could not be opened or created.
+    pub fn open(dir: Option<&Path>) -> io::Result<Self> {
+        let store = |name: &str| -> io::Result<SqliteStore> {
+            match dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir)?;
+                    SqliteStore::open(dir.join(format!("{name}.db")))
+                }
+                None => SqliteStore::in_memory(),
+            }
+            .map_err(io::Error::other)
+        };
+        let sleep: edge_do::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
+        Ok(Self {
+            rooms: Namespace::new(store("rooms")?, |state: ObjectState<_>| {
+                Room::new(state.storage, state.sockets)
+            })
+            .with_time_limit(TURN_LIMIT, Arc::clone(&sleep)),
+            counters: Namespace::new(store("counters")?, |state: ObjectState<_>| {
+                ExactCounter(state.storage)
+            })
+            .with_time_limit(TURN_LIMIT, sleep),
+        })
+    }
+}
+
+/// Whether `name` may name an object: 1 to 64 of `A-Z a-z 0-9 - _ .`.
+#[must_use]
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Routes counter and room requests to their objects; everything else to `inner`.
+#[derive(Clone, Debug)]
+pub struct ObjectRoutes<S> {
+    inner: S,
+    objects: Objects,
+}
+
+impl<S> ObjectRoutes<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, objects: Objects) -> Self {
+        Self { inner, objects }
+    }
+}
+
+enum Route {
+    Counter(String),
+    Room(String),
+    Elsewhere,
+}
+
+fn route(request: &Request<Body>) -> Route {
+    let path = request.uri().path();
+    if let Some(name) = path.strip_prefix("/api/counter/") {
+        Route::Counter(name.to_owned())
+    } else if let Some(name) = path.strip_prefix("/rooms/") {
+        Route::Room(name.to_owned())
+    } else {
+        Route::Elsewhere
+    }
+}
+
+async fn answer<N: ObjectNamespace>(
+    namespace: &N,
+    name: &str,
+    request: Request<Body>,
+    methods: &[Method],
+) -> Response<Body> {
+    if !valid_name(name) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "names are 1 to 64 of A-Z a-z 0-9 - _ ."}),
+        );
+    }
+    if !methods.contains(request.method()) {
+        return json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "method not allowed"}),
+        );
+    }
+    let id = namespace.id_from_name(name);
+    match namespace.fetch(&id, request).await {
+        Ok(response) => response,
+        Err(e) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": format!("the object failed: {}", e.kind())}),
+        ),
+    }
+}
+
+impl<S> tower::Service<Request<Body>> for ObjectRoutes<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        match route(&request) {
+            Route::Counter(name) => {
+                let counters = self.objects.counters.clone();
+                Box::pin(async move {
+                    Ok(answer(&counters, &name, request, &[Method::GET, Method::POST]).await)
+                })
+            }
+            Route::Room(name) => {
+                let rooms = self.objects.rooms.clone();
+                Box::pin(async move { Ok(answer(&rooms, &name, request, &[Method::GET]).await) })
+            }
+            Route::Elsewhere => {
+                // The clone that was made ready is the one that serves (tower's usual dance).
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(async move { inner.call(request).await })
+            }
+        }
+    }
+}
