@@ -340,6 +340,85 @@ pub trait SocketHub: MaybeSend + MaybeSync {
     fn close(&self, socket: SocketId, code: u16);
 }
 
+/// The default number of shards a hot key is spread over.
+pub const DEFAULT_SHARDS: u32 = 64;
+
+/// The shard (`0..shards`) a key maps to: stable across processes, platforms and releases (64-bit
+/// FNV-1a), so every server and every Worker sends a key to the same shard. `shards` of 0 counts as 1.
+///
+/// A key too hot for one object (one writer, ~1,000 requests/s on Cloudflare) is split over `N` objects
+/// named `"{key}#{shard}"`, chosen by a second, spreading value (a client address, a request id); see
+/// [`Shards`].
+///
+/// ```
+/// use edge_core::durable::shard_of;
+/// assert_eq!(shard_of("198.51.100.7", 64), shard_of("198.51.100.7", 64));
+/// assert!(shard_of("anything", 64) < 64);
+/// ```
+#[must_use]
+pub fn shard_of(value: &str, shards: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in value.as_bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    u32::try_from(hash % u64::from(shards.max(1))).unwrap_or(0)
+}
+
+/// A hot key split over `count` objects: which object a request goes to.
+///
+/// ```
+/// use edge_core::durable::{ObjectId, Shards};
+///
+/// let shards = Shards::default(); // 64
+/// let id = shards.object_for("counter:home", "198.51.100.7");
+/// assert_eq!(id, shards.object_for("counter:home", "198.51.100.7"));
+/// assert_eq!(shards.all("counter:home").len(), 64);
+/// assert!(shards.all("counter:home").contains(&id));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shards {
+    count: u32,
+}
+
+impl Default for Shards {
+    fn default() -> Self {
+        Self {
+            count: DEFAULT_SHARDS,
+        }
+    }
+}
+
+impl Shards {
+    /// `count` shards (at least one).
+    #[must_use]
+    pub fn new(count: u32) -> Self {
+        Self {
+            count: count.max(1),
+        }
+    }
+
+    /// How many.
+    #[must_use]
+    pub fn count(self) -> u32 {
+        self.count
+    }
+
+    /// The object of `key`'s shard for `spread` (the value that picks the shard).
+    #[must_use]
+    pub fn object_for(self, key: &str, spread: &str) -> ObjectId {
+        ObjectId::from_name(&format!("{key}#{}", shard_of(spread, self.count)))
+    }
+
+    /// Every shard object of `key` (to read a sharded counter, sum over these).
+    #[must_use]
+    pub fn all(self, key: &str) -> Vec<ObjectId> {
+        (0..self.count)
+            .map(|shard| ObjectId::from_name(&format!("{key}#{shard}")))
+            .collect()
+    }
+}
+
 /// Where an object should live, asked for when it is first created (Cloudflare's location hints).
 /// A hint, not a promise: the host's placement policy decides, and may ignore it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -16,8 +16,9 @@
 //! | `sqlite` (feature `sqlite`) | `SqliteStore`: SQLite (bundled, WAL, `synchronous=FULL`), one database per namespace |
 //! | `linearizability` (feature `testing`) | a checker for histories of concurrent calls to one object |
 //!
-//! Hot-key sharding (`shard_of`, N = 64) lives with its first user, rate limiting, in `edge-auth`; its
-//! sliding-window object runs on this runtime.
+//! Hot-key sharding is a contract-level helper ([`Shards`](edge_core::durable::Shards),
+//! [`shard_of`](edge_core::durable::shard_of), N = 64 by default) so hosts and Workers agree on it;
+//! edge-auth's sharded sliding-window limiter runs its objects on this runtime.
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

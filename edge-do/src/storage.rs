@@ -8,7 +8,7 @@
 //!   while the previous turn's batch is still being committed; batches that pile up meanwhile are merged
 //!   into the next commit. One fsync then covers many requests, which is where the throughput of a busy
 //!   object comes from.
-//! - **Output gate.** A turn's response waits on its [`Commit`]: it is released only once its own writes
+//! - **Output gate.** A turn's response waits on its commit: it is released only once its own writes
 //!   *and every earlier pending write it could have read* are durable.
 //! - **Failure resets.** If a commit fails (disk full, a corrupt file, a cancelled commit), the storage
 //!   is *broken*: every waiting response gets the error, no later write reaches the backing storage, and

@@ -25,7 +25,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -258,39 +257,8 @@ fn window_decision(quota: Quota, limit: u32, hit: WindowHit) -> Decision {
     )
 }
 
-/// The default shard count for [`ShardedLimiter`].
-pub const DEFAULT_SHARDS: u32 = 64;
-
-/// The shard (`0..shards`) a value maps to: stable across processes and releases (FNV-1a, 64-bit), so
-/// every server sends a value to the same shard.
-#[must_use]
-pub fn shard_of(value: &str, shards: u32) -> u32 {
-    let mut hasher = Fnv1a::default();
-    hasher.write(value.as_bytes());
-    let shards = u64::from(shards.max(1));
-    u32::try_from(hasher.finish() % shards).unwrap_or(0)
-}
-
-/// FNV-1a: tiny, stable, and good enough to spread shard names.
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
+/// The default shard count for [`ShardedLimiter`] (edge-core's [`DEFAULT_SHARDS`]).
+pub use edge_core::durable::{DEFAULT_SHARDS, shard_of};
 
 /// A hot key's limit spread over `N` sliding-window shards. See the [module docs](self) for the bound.
 #[derive(Debug)]
