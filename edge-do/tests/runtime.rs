@@ -622,3 +622,36 @@ fn a_turn_future_is_send_on_native_hosts() {
     let id = h.namespace.id_from_name("send");
     assert_send(h.namespace.fetch(&id, request(Method::GET, "")).boxed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alarm_driver_fires_alarms_on_the_real_clock() {
+    let stores = MemoryStorageProvider::new();
+    let namespace = Namespace::new(stores.clone(), |state: ObjectState<MemoryStorage>| Probe {
+        storage: state.storage,
+        inside: AtomicUsize::new(0),
+        most_inside: Arc::default(),
+        alarms_failing: Arc::default(),
+        clock: ManualClock::new(),
+    });
+    let id = namespace.id_from_name("woken");
+    let at = edge_core::SystemClock::new().wall_time() + Duration::from_millis(50);
+    stores.storage(&id).set_alarm(at).await.unwrap();
+    let driver = tokio::spawn({
+        let namespace = namespace.clone();
+        async move {
+            namespace
+                .drive_alarms(
+                    Arc::new(|d| Box::pin(tokio::time::sleep(d))),
+                    Duration::from_millis(20),
+                )
+                .await;
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stores.storage(&id).get("alarms").await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the alarm never fired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    driver.abort();
+    assert_eq!(stores.storage(&id).get_alarm().await.unwrap(), None);
+}

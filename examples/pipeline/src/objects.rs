@@ -103,6 +103,35 @@ impl Objects {
     }
 }
 
+/// Objects idle this long are evicted (their state stays in storage), so the live set stays bounded
+/// however many names clients make up.
+pub const IDLE_EVICTION: Duration = Duration::from_secs(60);
+
+impl Objects {
+    /// Starts the housekeeping task: idle eviction every [`IDLE_EVICTION`] / 2, and the alarm drivers.
+    /// Abort the handle to stop it.
+    #[must_use]
+    pub fn start_housekeeping(&self) -> tokio::task::JoinHandle<()> {
+        let objects = self.clone();
+        tokio::spawn(async move {
+            let sleep: edge_do::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
+            let poll = Duration::from_secs(1);
+            let alarms = futures_util::future::join(
+                objects.rooms.drive_alarms(Arc::clone(&sleep), poll),
+                objects.counters.drive_alarms(Arc::clone(&sleep), poll),
+            );
+            let eviction = async {
+                loop {
+                    tokio::time::sleep(IDLE_EVICTION / 2).await;
+                    objects.rooms.evict_idle(IDLE_EVICTION).await;
+                    objects.counters.evict_idle(IDLE_EVICTION).await;
+                }
+            };
+            futures_util::future::join(alarms, eviction).await;
+        })
+    }
+}
+
 /// Whether `name` may name an object: 1 to 64 of `A-Z a-z 0-9 - _ .`.
 #[must_use]
 pub fn valid_name(name: &str) -> bool {

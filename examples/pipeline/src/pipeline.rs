@@ -48,7 +48,14 @@ pub struct Edge {
     kv: Arc<dyn DynKvStore>,
     background: TokioWaitUntil,
     objects: Objects,
+    housekeeping: tokio::task::JoinHandle<()>,
     _demo_origin: Option<DemoOrigin>,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.housekeeping.abort();
+    }
 }
 
 impl Edge {
@@ -118,12 +125,14 @@ impl Edge {
             objects.clone(),
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let housekeeping = objects.start_housekeeping();
         Ok(Self {
             service,
             origin_url,
             kv,
             background,
             objects,
+            housekeeping,
             _demo_origin: demo_origin,
         })
     }
