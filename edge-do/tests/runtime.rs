@@ -649,7 +649,10 @@ async fn the_alarm_driver_fires_alarms_on_the_real_clock() {
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while stores.storage(&id).get("alarms").await.unwrap().is_none() {
-        assert!(std::time::Instant::now() < deadline, "the alarm never fired");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alarm never fired"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     driver.abort();
