@@ -187,6 +187,9 @@ struct Inner<O, P: StorageProvider> {
     alarm_retry: AlarmRetry,
     alarm_attempts: Mutex<HashMap<ObjectId, u32>>,
     socket_queue: usize,
+    /// Keys for unique ids: SipHash under keys the OS drew for this process.
+    id_keys: std::collections::hash_map::RandomState,
+    ids_made: AtomicU64,
 }
 
 /// Objects of one kind, addressed by [`ObjectId`]. Cheap to clone; clones share the instances.
@@ -295,6 +298,8 @@ where
                 alarm_retry: AlarmRetry::default(),
                 alarm_attempts: Mutex::new(HashMap::new()),
                 socket_queue: DEFAULT_QUEUE,
+                id_keys: std::collections::hash_map::RandomState::new(),
+                ids_made: AtomicU64::new(0),
             }),
         }
     }
@@ -337,6 +342,24 @@ where
     #[must_use]
     pub fn with_socket_queue(self, messages: usize) -> Self {
         self.configure(|inner| inner.socket_queue = messages.max(1))
+    }
+
+    /// A new id no other call returns (Cloudflare's `newUniqueId`): 128 bits of SipHash, keyed by the
+    /// OS's randomness for this process, over a counter and the time, so ids are unpredictable to clients
+    /// as long as the process's keys are secret. (On wasm32 the host's own unique ids should be used.)
+    #[must_use]
+    pub fn new_unique_id(&self) -> ObjectId {
+        use std::hash::{BuildHasher, Hasher};
+        let n = self.inner.ids_made.fetch_add(1, Ordering::Relaxed);
+        let nanos = self.inner.clock.now_nanos();
+        let half = |lane: u8| {
+            let mut hasher = self.inner.id_keys.build_hasher();
+            hasher.write_u8(lane);
+            hasher.write_u64(n);
+            hasher.write_u64(nanos);
+            hasher.finish()
+        };
+        ObjectId::unique((u128::from(half(0)) << 64) | u128::from(half(1)))
     }
 
     /// How many instances are live.

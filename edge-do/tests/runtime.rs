@@ -658,3 +658,15 @@ async fn the_alarm_driver_fires_alarms_on_the_real_clock() {
     driver.abort();
     assert_eq!(stores.storage(&id).get_alarm().await.unwrap(), None);
 }
+
+#[test]
+fn unique_ids_do_not_repeat_and_are_not_names() {
+    let h = harness(MemoryStorageProvider::new(), ManualClock::new());
+    let ids: std::collections::HashSet<ObjectId> =
+        (0..10_000).map(|_| h.namespace.new_unique_id()).collect();
+    assert_eq!(ids.len(), 10_000);
+    assert!(
+        ids.iter()
+            .all(|id| id.name().is_none() && ObjectId::parse(id.as_str()).as_ref() == Some(id))
+    );
+}
