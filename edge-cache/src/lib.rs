@@ -4,13 +4,17 @@
 //! | module | what it decides or does |
 //! |---|---|
 //! | [`directives`] | `Cache-Control`, `CDN-Cache-Control`, `Surrogate-Control` parsed without allocating |
+//! | [`memory`] | [`MemoryCache`](memory::MemoryCache): the bounded in-memory store (quick_cache, purge by tag), wasm32 too |
+//! | [`presets`] | the named policies (static-immutable … html-dynamic) as data, and their headers |
 //! | [`policy`] | RFC 9111 storability and freshness for a shared cache, RFC 5861 `stale-while-revalidate` / `stale-if-error`, targeted fields (RFC 9213), validation, `Age`, invalidation |
 //!
-//! Planned with the rest of the HTTP-cache issue: `presets` (the named policies as data), `memory` (the
-//! bounded in-memory store), `tiered` (the read path with coalesced misses and jittered TTLs), `layer`.
+//! Planned with the rest of the HTTP-cache issue: `tiered` (the read path with coalesced misses and jittered TTLs), `layer`.
 
 pub mod directives;
+pub mod memory;
 pub mod policy;
+pub mod presets;
 
 pub use directives::Directives;
+pub use memory::MemoryCache;
 pub use policy::{CachePolicy, Lookup, NotStored, Revalidation, Stored};
