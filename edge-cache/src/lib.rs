@@ -5,16 +5,21 @@
 //! |---|---|
 //! | [`directives`] | `Cache-Control`, `CDN-Cache-Control`, `Surrogate-Control` parsed without allocating |
 //! | [`memory`] | [`MemoryCache`](memory::MemoryCache): the bounded in-memory store (quick_cache, purge by tag), wasm32 too |
+//! | [`tiered`] | [`TieredCache`](tiered::TieredCache): memory → store → KV → shield → origin, coalesced fills, jitter, SWR in the background, stale-if-error, negative caching |
+//! | [`codec`] | a stored response as bytes (for KV), decoded strictly |
 //! | [`presets`] | the named policies (static-immutable … html-dynamic) as data, and their headers |
 //! | [`policy`] | RFC 9111 storability and freshness for a shared cache, RFC 5861 `stale-while-revalidate` / `stale-if-error`, targeted fields (RFC 9213), validation, `Age`, invalidation |
 //!
-//! Planned with the rest of the HTTP-cache issue: `tiered` (the read path with coalesced misses and jittered TTLs), `layer`.
+//! Planned with the rest of the HTTP-cache issue: `layer`, the tower layer for axum and hyper.
 
+pub mod codec;
 pub mod directives;
 pub mod memory;
 pub mod policy;
 pub mod presets;
+pub mod tiered;
 
 pub use directives::Directives;
 pub use memory::MemoryCache;
 pub use policy::{CachePolicy, Lookup, NotStored, Revalidation, Stored};
+pub use tiered::TieredCache;

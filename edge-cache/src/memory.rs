@@ -96,7 +96,9 @@ impl<C: Clock> MemoryCache<C> {
     /// most an eighth of it.
     #[must_use]
     pub fn new(capacity_bytes: u64, clock: C) -> Self {
-        let max_entry = usize::try_from(capacity_bytes / 8).unwrap_or(usize::MAX).max(1);
+        let max_entry = usize::try_from(capacity_bytes / 8)
+            .unwrap_or(usize::MAX)
+            .max(1);
         Self::with_limits(capacity_bytes, CacheLimits::new(max_entry), clock)
     }
 
@@ -104,7 +106,9 @@ impl<C: Clock> MemoryCache<C> {
     #[must_use]
     pub fn with_limits(capacity_bytes: u64, limits: CacheLimits, clock: C) -> Self {
         // A guess at the item count, for the table sizes: 4 KiB a response.
-        let items = usize::try_from(capacity_bytes / 4096).unwrap_or(usize::MAX).clamp(16, 1 << 20);
+        let items = usize::try_from(capacity_bytes / 4096)
+            .unwrap_or(usize::MAX)
+            .clamp(16, 1 << 20);
         Self {
             shared: Arc::new(Shared {
                 entries: Cache::with(
@@ -169,7 +173,10 @@ impl<C: Clock> MemoryCache<C> {
     }
 
     fn tags(&self) -> MutexGuard<'_, HashMap<String, HashSet<Key>>> {
-        self.shared.tags.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .tags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn remove(&self, key: &str) -> Option<Value> {
@@ -207,7 +214,9 @@ impl<C: Clock> CacheStore for MemoryCache<C> {
     async fn delete(&self, key: &str) -> Result<bool, Error> {
         self.shared.limits.check_key(key)?;
         let now = self.shared.clock.wall_time();
-        Ok(self.remove(key).is_some_and(|entry| !entry.is_expired_at(now)))
+        Ok(self
+            .remove(key)
+            .is_some_and(|entry| !entry.is_expired_at(now)))
     }
 
     async fn purge_tag(&self, tag: &str) -> Result<usize, Error> {
@@ -237,7 +246,8 @@ mod tests {
 
     #[tokio::test]
     async fn memory_cache_passes_the_cache_kit() {
-        edge_core::testing::cache::run_all(|clock: ManualClock| MemoryCache::new(1 << 20, clock)).await;
+        edge_core::testing::cache::run_all(|clock: ManualClock| MemoryCache::new(1 << 20, clock))
+            .await;
     }
 
     #[tokio::test]
@@ -246,8 +256,13 @@ mod tests {
         let cache = MemoryCache::new(64 * 1024, clock.clone());
         let body = bytes::Bytes::from(vec![b'x'; 1000]);
         for i in 0..1000 {
-            let entry = CachedResponse::new(http::StatusCode::OK, http::HeaderMap::new(), body.clone(), clock.wall_time())
-                .with_tags([format!("t{}", i % 10)]);
+            let entry = CachedResponse::new(
+                http::StatusCode::OK,
+                http::HeaderMap::new(),
+                body.clone(),
+                clock.wall_time(),
+            )
+            .with_tags([format!("t{}", i % 10)]);
             cache.put(&format!("k{i}"), entry).await.unwrap();
         }
         assert!(cache.shared.entries.weight() <= 64 * 1024);

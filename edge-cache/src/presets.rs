@@ -167,7 +167,10 @@ impl Preset {
     /// Sets this preset's headers on `headers`, replacing any it had.
     pub fn apply(&self, headers: &mut HeaderMap) {
         headers.remove(&SURROGATE_CONTROL);
-        if let Some(value) = self.surrogate_control().and_then(|v| HeaderValue::try_from(v).ok()) {
+        if let Some(value) = self
+            .surrogate_control()
+            .and_then(|v| HeaderValue::try_from(v).ok())
+        {
             headers.insert(SURROGATE_CONTROL.clone(), value);
         }
         if let Ok(value) = HeaderValue::try_from(self.cache_control()) {
@@ -193,9 +196,19 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let stored = |p: &Preset| {
             let mut h = p.headers();
-            CachePolicy::new().store(&Method::GET, &HeaderMap::new(), StatusCode::OK, &mut h, t0, t0)
+            CachePolicy::new().store(
+                &Method::GET,
+                &HeaderMap::new(),
+                StatusCode::OK,
+                &mut h,
+                t0,
+                t0,
+            )
         };
-        assert_eq!(stored(&STATIC_IMMUTABLE).unwrap().lifetime, STATIC_IMMUTABLE.edge);
+        assert_eq!(
+            stored(&STATIC_IMMUTABLE).unwrap().lifetime,
+            STATIC_IMMUTABLE.edge
+        );
         assert_eq!(
             STATIC_IMMUTABLE.cache_control(),
             "public, max-age=31536000, immutable, stale-if-error=86400"
@@ -203,7 +216,10 @@ mod tests {
         let versioned = stored(&STATIC_VERSIONED).unwrap();
         assert_eq!(versioned.keep_for, Duration::from_secs(DAY + 7 * DAY));
         assert!(stored(&API_PUBLIC).is_ok());
-        assert!(stored(&API_PERSONALIZED).is_err(), "never stored at the edge");
+        assert!(
+            stored(&API_PERSONALIZED).is_err(),
+            "never stored at the edge"
+        );
         assert!(stored(&HTML_DYNAMIC).is_err());
         assert_eq!(Preset::named("html-dynamic"), Some(HTML_DYNAMIC));
         assert_eq!(Preset::named("nope"), None);

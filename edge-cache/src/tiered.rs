@@ -1,0 +1,838 @@
+//! [`TieredCache`]: the seeds' read path — isolate memory → PoP cache ([`CacheStore`]) → KV → origin
+//! shield → origin — as one async call, with the stampede protection their worst incident asked for.
+//!
+//! For a `GET` or `HEAD`:
+//! 1. each stored tier is asked in turn, and [`CachePolicy::lookup`] decides: a fresh hit is served (and
+//!    written back to the tiers above it); a hit within `stale-while-revalidate` is served and **one**
+//!    background refresh per key is started through [`WaitUntil`]; anything else falls through;
+//! 2. a miss (or a revalidation) **fills** the key once, however many requests miss together (the
+//!    [`Coalescer`] from `edge-core`): the shield if there is one, else the origin, is asked — with
+//!    `If-None-Match`/`If-Modified-Since` when a stale copy has a validator — and what comes back is
+//!    stored in every tier, with a **jittered** age so that entries written together do not expire
+//!    together;
+//! 3. if the upstream fails (an error or a `5xx`) while a stale copy is inside its `stale-if-error`
+//!    window, the stale copy is served; a `5xx` is cached only when [`Settings::negative_ttl`] is set, and
+//!    then only for that long.
+//!
+//! Responses that may not be shared (`private`, `Set-Cookie`, a `Vary` the waiting request does not
+//! match, a body over [`Settings::max_body`]) go to the request that fetched them only: coalesced waiters
+//! then fetch for themselves. Unsafe methods pass through and invalidate the URL in every tier that
+//! supports it. Every response says what happened in `x-cache-status` (`HIT`, `STALE`, `UPDATING`,
+//! `REVALIDATED`, `MISS`, `EXPIRED`, `BYPASS`) and where in `x-cache-tier`.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use edge_core::cache::{CachedResponse, DynCacheStore};
+use edge_core::fetch::DynFetcher;
+use edge_core::kv::{DynKvStore, PutOptions};
+use edge_core::wait_until::DynWaitUntil;
+use edge_core::{Body, CacheStore, Clock, Coalescer, Error, Fetcher, KvStore, WaitUntil};
+use futures_util::StreamExt;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+
+use crate::codec;
+use crate::memory::MemoryCache;
+use crate::policy::{self, CDN_CACHE_CONTROL, CachePolicy, Lookup, Revalidation};
+
+/// `x-cache-status`: what the cache did.
+pub static CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+/// `x-cache-tier`: which tier answered.
+pub static CACHE_TIER: HeaderName = HeaderName::from_static("x-cache-tier");
+
+/// The tiers, top to bottom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Tier {
+    /// This process's (isolate's) memory.
+    Memory,
+    /// The PoP's cache ([`CacheStore`]).
+    Store,
+    /// The KV store.
+    Kv,
+    /// The origin shield.
+    Shield,
+    /// The origin.
+    Origin,
+}
+
+impl Tier {
+    /// Its lowercase name, as in `x-cache-tier`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Store => "store",
+            Self::Kv => "kv",
+            Self::Shield => "shield",
+            Self::Origin => "origin",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Settings of the read path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Up to this percentage of an entry's lifetime is taken off at random (per key and write), so
+    /// entries written together go stale spread out (default 10).
+    pub ttl_jitter_percent: u32,
+    /// Cache `5xx` answers for this long (default: never).
+    pub negative_ttl: Option<Duration>,
+    /// Larger bodies are passed through, not stored (default 8 MiB).
+    pub max_body: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            ttl_jitter_percent: 10,
+            negative_ttl: None,
+            max_body: 8 << 20,
+        }
+    }
+}
+
+/// Hits and misses of one tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TierStats {
+    /// Requests the tier answered.
+    pub hits: u64,
+    /// Requests it was asked and could not answer.
+    pub misses: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: [AtomicU64; 5],
+    misses: [AtomicU64; 5],
+}
+
+/// What one fill produced, shared by every request coalesced on it.
+#[derive(Clone)]
+enum Fill {
+    /// Stored (or freshened, or negative-cached): serve it to anyone it matches.
+    Stored(Arc<CachedResponse>, &'static str, Tier),
+    /// The stale copy, served because the upstream failed inside `stale-if-error`.
+    StaleIfError(Arc<CachedResponse>, Tier),
+    /// Not shareable (private, cookies, too large, uncacheable status): only its fetcher may have it.
+    Private(Arc<std::sync::Mutex<Option<Response<Body>>>>, Tier),
+    /// The upstream failed.
+    Failed(Error),
+}
+
+/// The read path. Cheap to clone; clones share tiers and in-flight fills.
+pub struct TieredCache<C> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for TieredCache<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for TieredCache<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredCache")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<C> {
+    policy: CachePolicy,
+    settings: Settings,
+    memory: Option<MemoryCache<C>>,
+    store: Option<Arc<dyn DynCacheStore>>,
+    kv: Option<Arc<dyn DynKvStore>>,
+    shield: Option<Arc<dyn DynFetcher>>,
+    origin: Arc<dyn DynFetcher>,
+    clock: C,
+    background: Arc<dyn DynWaitUntil>,
+    fills: Coalescer<String, Fill>,
+    refreshing: Mutex<HashSet<String>>,
+    counters: Counters,
+    jitter_keys: foldhash::fast::FixedState,
+}
+
+/// Builds a [`TieredCache`]; every tier but the origin is optional.
+pub struct Builder<C> {
+    inner: Inner<C>,
+}
+
+impl<C> std::fmt::Debug for Builder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder").finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock + Clone + 'static> Builder<C> {
+    /// The isolate-memory tier.
+    #[must_use]
+    pub fn memory(mut self, memory: MemoryCache<C>) -> Self {
+        self.inner.memory = Some(memory);
+        self
+    }
+
+    /// The PoP cache tier.
+    #[must_use]
+    pub fn store(mut self, store: impl CacheStore + 'static) -> Self {
+        self.inner.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The KV tier (entries encoded with [`codec`](crate::codec)).
+    #[must_use]
+    pub fn kv(mut self, kv: impl KvStore + 'static) -> Self {
+        self.inner.kv = Some(Arc::new(kv));
+        self
+    }
+
+    /// The origin shield: misses go there instead of to the origin.
+    #[must_use]
+    pub fn shield(mut self, shield: impl Fetcher + 'static) -> Self {
+        self.inner.shield = Some(Arc::new(shield));
+        self
+    }
+
+    /// The freshness model.
+    #[must_use]
+    pub fn policy(mut self, policy: CachePolicy) -> Self {
+        self.inner.policy = policy;
+        self
+    }
+
+    /// The read path's settings.
+    #[must_use]
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.inner.settings = settings;
+        self
+    }
+
+    /// The cache.
+    #[must_use]
+    pub fn build(self) -> TieredCache<C> {
+        TieredCache {
+            inner: Arc::new(self.inner),
+        }
+    }
+}
+
+/// The cache key of a request: its absolute URL (the `Host` header supplies a missing authority).
+#[must_use]
+pub fn cache_key(uri: &Uri, headers: &HeaderMap) -> String {
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{scheme}://{}{path}", authority.to_ascii_lowercase())
+}
+
+/// What one request carried that a fill needs.
+#[derive(Clone)]
+struct Asked {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl<C: Clock + Clone + 'static> TieredCache<C> {
+    /// A read path to `origin`, timed by `clock`, refreshing in the background through `background`.
+    pub fn builder(
+        origin: impl Fetcher + 'static,
+        clock: C,
+        background: impl WaitUntil + 'static,
+    ) -> Builder<C> {
+        Builder {
+            inner: Inner {
+                policy: CachePolicy::new(),
+                settings: Settings::default(),
+                memory: None,
+                store: None,
+                kv: None,
+                shield: None,
+                origin: Arc::new(origin),
+                clock,
+                background: Arc::new(background),
+                fills: Coalescer::new(),
+                refreshing: Mutex::new(HashSet::new()),
+                counters: Counters::default(),
+                jitter_keys: foldhash::fast::FixedState::with_seed(0x6564_6765),
+            },
+        }
+    }
+
+    /// Hits and misses per tier, top to bottom.
+    #[must_use]
+    pub fn stats(&self) -> Vec<(Tier, TierStats)> {
+        [
+            Tier::Memory,
+            Tier::Store,
+            Tier::Kv,
+            Tier::Shield,
+            Tier::Origin,
+        ]
+        .into_iter()
+        .map(|tier| {
+            let c = &self.inner.counters;
+            (
+                tier,
+                TierStats {
+                    hits: c.hits[tier.index()].load(Ordering::Relaxed),
+                    misses: c.misses[tier.index()].load(Ordering::Relaxed),
+                },
+            )
+        })
+        .collect()
+    }
+
+    /// Removes `url`'s entry from every tier.
+    pub async fn purge_url(&self, url: &str) {
+        self.inner.invalidate(url).await;
+    }
+
+    /// Removes every entry tagged `tag` from the tiers that index tags (memory and store); how many.
+    ///
+    /// # Errors
+    ///
+    /// An invalid tag.
+    pub async fn purge_tag(&self, tag: &str) -> Result<usize, Error> {
+        let mut purged = 0;
+        if let Some(memory) = &self.inner.memory {
+            purged += memory.purge_tag(tag).await?;
+        }
+        if let Some(store) = &self.inner.store {
+            purged += store.purge_tag(tag).await.unwrap_or(0);
+        }
+        Ok(purged)
+    }
+
+    /// Answers `request` through the tiers. See the [module docs](self).
+    ///
+    /// # Errors
+    ///
+    /// The upstream failed and nothing stale could stand in.
+    pub async fn handle(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+        let inner = &self.inner;
+        let method = request.method().clone();
+        let key = cache_key(request.uri(), request.headers());
+        if method != Method::GET && method != Method::HEAD {
+            let response = inner.upstream_fetch(request).await?.0;
+            if policy::invalidates(&method, response.status()) {
+                inner.invalidate(&key).await;
+            }
+            return Ok(with_status(response, "BYPASS", None));
+        }
+        let asked = Asked {
+            method: method.clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+        };
+        let now = inner.clock.wall_time();
+        let mut candidate: Option<(Arc<CachedResponse>, Revalidation, Tier)> = None;
+        // The tiers asked that could not answer: they get what a lower tier had.
+        let mut missed: Vec<Tier> = Vec::new();
+        for tier in [Tier::Memory, Tier::Store, Tier::Kv] {
+            if !inner.has(tier) {
+                continue;
+            }
+            let Some(entry) = inner.read(tier, &key).await else {
+                inner.miss(tier);
+                missed.push(tier);
+                continue;
+            };
+            match inner.policy.lookup(&method, &asked.headers, &entry, now) {
+                Lookup::Fresh { age } => {
+                    inner.hit(tier);
+                    inner.write_back(&key, &entry, &missed).await;
+                    return Ok(serve(&entry, age, &method, "HIT", tier));
+                }
+                Lookup::StaleWhileRevalidate { age } => {
+                    inner.hit(tier);
+                    self.refresh_in_background(key, asked, Arc::clone(&entry), tier);
+                    return Ok(serve(&entry, age, &method, "UPDATING", tier));
+                }
+                Lookup::GatewayTimeout => return Ok(gateway_timeout()),
+                Lookup::Revalidate(revalidation) => {
+                    inner.miss(tier);
+                    candidate = Some((entry, revalidation, tier));
+                    break;
+                }
+                Lookup::Unusable => {
+                    inner.miss(tier);
+                    missed.push(tier);
+                }
+            }
+        }
+        if candidate.is_none() {
+            let only_if_cached =
+                crate::Directives::parse(asked.headers.get_all(header::CACHE_CONTROL))
+                    .only_if_cached;
+            if only_if_cached {
+                return Ok(gateway_timeout());
+            }
+        }
+        let expired = candidate.is_some();
+        let flight = {
+            let (inner, key, asked) = (Arc::clone(&self.inner), key.clone(), asked.clone());
+            inner.fills.clone().run(key.clone(), move || async move {
+                inner.fill(key, asked, candidate).await
+            })
+        };
+        let leader = flight.is_leader();
+        match flight.await {
+            Fill::Stored(entry, status, tier) => {
+                let age = entry_age(&entry, inner.clock.wall_time());
+                let usable = leader
+                    || !matches!(
+                        inner.policy.lookup(
+                            &method,
+                            &asked.headers,
+                            &entry,
+                            inner.clock.wall_time()
+                        ),
+                        Lookup::Unusable
+                    );
+                if usable {
+                    let status = if status == "MISS" && expired {
+                        "EXPIRED"
+                    } else {
+                        status
+                    };
+                    return Ok(serve(&entry, age, &method, status, tier));
+                }
+                self.fetch_alone(request_of(&asked)).await
+            }
+            Fill::StaleIfError(entry, tier) => {
+                let age = entry_age(&entry, inner.clock.wall_time());
+                Ok(serve(&entry, age, &method, "STALE", tier))
+            }
+            Fill::Private(slot, tier) => {
+                let mine = if leader {
+                    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+                } else {
+                    None
+                };
+                match mine {
+                    Some(response) => Ok(with_status(response, "MISS", Some(tier))),
+                    None => self.fetch_alone(request_of(&asked)).await,
+                }
+            }
+            Fill::Failed(error) => Err(error),
+        }
+    }
+
+    /// A request that may not share a coalesced answer goes upstream on its own.
+    async fn fetch_alone(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+        let (response, tier) = self.inner.upstream_fetch(request).await?;
+        Ok(with_status(response, "MISS", Some(tier)))
+    }
+
+    fn refresh_in_background(
+        &self,
+        key: String,
+        asked: Asked,
+        entry: Arc<CachedResponse>,
+        tier: Tier,
+    ) {
+        {
+            let mut refreshing = self
+                .inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !refreshing.insert(key.clone()) {
+                return; // one background refresh per key
+            }
+        }
+        let inner = Arc::clone(&self.inner);
+        self.inner.background.wait_until_boxed(Box::pin(async move {
+            let revalidation = match inner.policy.lookup(
+                &Method::GET,
+                &HeaderMap::new(),
+                &entry,
+                inner.clock.wall_time(),
+            ) {
+                Lookup::Revalidate(r) => r,
+                _ => Revalidation::conditional_for(&entry),
+            };
+            let fill = {
+                let (inner2, key2) = (Arc::clone(&inner), key.clone());
+                inner.fills.clone().run(key.clone(), move || async move {
+                    inner2
+                        .fill(key2, asked, Some((entry, revalidation, tier)))
+                        .await
+                })
+            };
+            let _ = fill.await;
+            inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        }));
+    }
+}
+
+/// A cache is a [`Fetcher`] too: one PoP's cache can be another's shield.
+impl<C: Clock + Clone + 'static> Fetcher for TieredCache<C> {
+    async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+        self.handle(request).await
+    }
+}
+
+impl<C: Clock + Clone + 'static> Inner<C> {
+    fn has(&self, tier: Tier) -> bool {
+        match tier {
+            Tier::Memory => self.memory.is_some(),
+            Tier::Store => self.store.is_some(),
+            Tier::Kv => self.kv.is_some(),
+            Tier::Shield => self.shield.is_some(),
+            Tier::Origin => true,
+        }
+    }
+
+    fn hit(&self, tier: Tier) {
+        self.counters.hits[tier.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn miss(&self, tier: Tier) {
+        self.counters.misses[tier.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A tier's entry for `key`; a tier that fails or holds garbage counts as a miss.
+    async fn read(&self, tier: Tier, key: &str) -> Option<Arc<CachedResponse>> {
+        match tier {
+            Tier::Memory => self.memory.as_ref()?.get_shared(key),
+            Tier::Store => self
+                .store
+                .as_ref()?
+                .get(key)
+                .await
+                .ok()
+                .flatten()
+                .map(Arc::new),
+            Tier::Kv => {
+                let bytes = self.kv.as_ref()?.get(&kv_key(key)).await.ok().flatten()?;
+                let entry = codec::decode(&bytes).ok()?;
+                (!entry.is_expired_at(self.clock.wall_time())).then(|| Arc::new(entry))
+            }
+            Tier::Shield | Tier::Origin => None,
+        }
+    }
+
+    /// Writes `entry` to the tiers above the one that had it (they missed).
+    async fn write_back(&self, key: &str, entry: &Arc<CachedResponse>, tiers: &[Tier]) {
+        for &tier in tiers {
+            self.write(tier, key, entry).await;
+        }
+    }
+
+    async fn write(&self, tier: Tier, key: &str, entry: &Arc<CachedResponse>) {
+        // A tier that refuses (too large, down) is skipped: the others still get the entry.
+        match tier {
+            Tier::Memory => {
+                if let Some(memory) = &self.memory {
+                    let _ = memory.put_shared(key, Arc::clone(entry));
+                }
+            }
+            Tier::Store => {
+                if let Some(store) = &self.store {
+                    let _ = store.put(key, (**entry).clone()).await;
+                }
+            }
+            Tier::Kv => {
+                if let Some(kv) = &self.kv {
+                    let options = match entry.expires_at {
+                        Some(at) => PutOptions::new().with_expiration(at),
+                        None => PutOptions::new(),
+                    };
+                    let _ = kv.put(&kv_key(key), codec::encode(entry), options).await;
+                }
+            }
+            Tier::Shield | Tier::Origin => {}
+        }
+    }
+
+    async fn invalidate(&self, key: &str) {
+        if let Some(memory) = &self.memory {
+            let _ = memory.delete(key).await;
+        }
+        if let Some(store) = &self.store {
+            let _ = store.delete(key).await;
+        }
+        if let Some(kv) = &self.kv {
+            let _ = kv.delete(&kv_key(key)).await;
+        }
+    }
+
+    async fn upstream_fetch(
+        &self,
+        request: Request<Body>,
+    ) -> Result<(Response<Body>, Tier), Error> {
+        match &self.shield {
+            Some(shield) => Ok((shield.fetch(request).await?, Tier::Shield)),
+            None => Ok((self.origin.fetch(request).await?, Tier::Origin)),
+        }
+    }
+
+    /// Fetches `key` upstream (conditionally when there is a stale candidate) and stores the answer.
+    async fn fill(
+        self: Arc<Self>,
+        key: String,
+        asked: Asked,
+        candidate: Option<(Arc<CachedResponse>, Revalidation, Tier)>,
+    ) -> Fill {
+        let request_time = self.clock.wall_time();
+        let mut request = request_of(&asked);
+        *request.method_mut() = Method::GET;
+        if let Some((_, revalidation, _)) = &candidate {
+            for (name, value) in &revalidation.conditional {
+                request.headers_mut().insert(name, value.clone());
+            }
+        }
+        let upstream = self.upstream_fetch(request).await;
+        let response_time = self.clock.wall_time();
+        let tier = if self.shield.is_some() {
+            Tier::Shield
+        } else {
+            Tier::Origin
+        };
+        let failed = match &upstream {
+            Err(_) => true,
+            Ok((response, _)) => response.status().is_server_error(),
+        };
+        if failed {
+            self.miss(tier);
+            if let Some((entry, revalidation, from)) = &candidate {
+                if revalidation
+                    .stale_if_error_until
+                    .is_some_and(|until| response_time <= until)
+                {
+                    return Fill::StaleIfError(Arc::clone(entry), *from);
+                }
+            }
+        } else {
+            self.hit(tier);
+        }
+        let response = match upstream {
+            Ok((response, _)) => response,
+            Err(error) => return Fill::Failed(error),
+        };
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED {
+            if let Some((entry, _, _)) = candidate {
+                let mut fresh = (*entry).clone();
+                let stored = self.policy.freshen(
+                    &mut fresh,
+                    response.headers(),
+                    request_time,
+                    response_time,
+                );
+                fresh.expires_at = Some(response_time + stored.keep_for);
+                let fresh = Arc::new(fresh);
+                for tier in [Tier::Memory, Tier::Store, Tier::Kv] {
+                    self.write(tier, &key, &fresh).await;
+                }
+                return Fill::Stored(fresh, "REVALIDATED", tier);
+            }
+        }
+        let (parts, body) = response.into_parts();
+        let body = match read_body(body, self.settings.max_body).await {
+            Ok(Whole(bytes)) => bytes,
+            Ok(TooLarge(body)) => {
+                let response = Response::from_parts(parts, body);
+                return Fill::Private(Arc::new(std::sync::Mutex::new(Some(response))), tier);
+            }
+            Err(error) => return Fill::Failed(error),
+        };
+        let mut headers = parts.headers.clone();
+        if status.is_server_error() {
+            if let Some(ttl) = self.settings.negative_ttl {
+                // A negative entry: kept only for its own short lifetime, whatever the origin said.
+                if let Ok(value) = HeaderValue::try_from(format!("max-age={}", ttl.as_secs())) {
+                    headers.insert(CDN_CACHE_CONTROL.clone(), value);
+                }
+                headers.remove(header::SET_COOKIE);
+            }
+        }
+        let store_request = asked.headers.clone();
+        match self.policy.store(
+            &Method::GET,
+            &store_request,
+            status,
+            &mut headers,
+            request_time,
+            response_time,
+        ) {
+            Ok(stored) if !status.is_server_error() || self.settings.negative_ttl.is_some() => {
+                self.jitter(&key, stored.lifetime, &mut headers);
+                let tags = policy::tags(&headers);
+                let entry = CachedResponse::new(status, headers, body, response_time)
+                    .with_expires_at(response_time + stored.keep_for)
+                    .with_tags(tags);
+                let entry = Arc::new(entry);
+                for tier in [Tier::Memory, Tier::Store, Tier::Kv] {
+                    self.write(tier, &key, &entry).await;
+                }
+                Fill::Stored(entry, "MISS", tier)
+            }
+            _ => {
+                let mut response = Response::from_parts(parts, Body::from(body));
+                policy::strip_edge_fields(response.headers_mut());
+                Fill::Private(Arc::new(std::sync::Mutex::new(Some(response))), tier)
+            }
+        }
+    }
+
+    /// Adds up to `ttl_jitter_percent` of `lifetime` to the stored age, chosen per key and write.
+    fn jitter(&self, key: &str, lifetime: Duration, headers: &mut HeaderMap) {
+        if self.settings.ttl_jitter_percent == 0 || lifetime.is_zero() {
+            return;
+        }
+        let mut hasher = self.jitter_keys.build_hasher();
+        hasher.write(key.as_bytes());
+        hasher.write_u64(self.clock.now_nanos());
+        let span = lifetime.as_secs() * u64::from(self.settings.ttl_jitter_percent.min(50)) / 100;
+        if span == 0 {
+            return;
+        }
+        let extra = hasher.finish() % (span + 1);
+        let age = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        headers.insert(header::AGE, HeaderValue::from(age.saturating_add(extra)));
+    }
+}
+
+impl Revalidation {
+    fn conditional_for(entry: &CachedResponse) -> Self {
+        let mut conditional = HeaderMap::new();
+        if let Some(etag) = entry.headers.get(header::ETAG) {
+            conditional.insert(header::IF_NONE_MATCH, etag.clone());
+        } else if let Some(modified) = entry.headers.get(header::LAST_MODIFIED) {
+            conditional.insert(header::IF_MODIFIED_SINCE, modified.clone());
+        }
+        Self {
+            conditional,
+            stale_if_error_until: None,
+        }
+    }
+}
+
+fn kv_key(key: &str) -> String {
+    format!("cache:{key}")
+}
+
+fn request_of(asked: &Asked) -> Request<Body> {
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = asked.method.clone();
+    *request.uri_mut() = asked.uri.clone();
+    *request.headers_mut() = asked.headers.clone();
+    request
+}
+
+fn entry_age(entry: &CachedResponse, now: SystemTime) -> u64 {
+    let stored = entry
+        .headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    stored.saturating_add(
+        now.duration_since(entry.stored_at)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+fn serve(
+    entry: &CachedResponse,
+    age: u64,
+    method: &Method,
+    status: &'static str,
+    tier: Tier,
+) -> Response<Body> {
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(entry.body.clone())
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = entry.status;
+    *response.headers_mut() = policy::serve_headers(&entry.headers, age);
+    with_status(response, status, Some(tier))
+}
+
+fn with_status(
+    mut response: Response<Body>,
+    status: &'static str,
+    tier: Option<Tier>,
+) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_STATUS.clone(), HeaderValue::from_static(status));
+    if let Some(tier) = tier {
+        headers.insert(CACHE_TIER.clone(), HeaderValue::from_static(tier.name()));
+    }
+    response
+}
+
+fn gateway_timeout() -> Response<Body> {
+    let mut response = Response::new(Body::from(
+        "not cached, and the request said only-if-cached\n",
+    ));
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response
+}
+
+enum ReadBody {
+    Whole(Bytes),
+    TooLarge(Body),
+}
+use ReadBody::{TooLarge, Whole};
+
+/// Reads a body up to `limit`; a longer one comes back as a body that replays what was read and then
+/// streams the rest.
+async fn read_body(body: Body, limit: usize) -> Result<ReadBody, Error> {
+    if let Some(bytes) = body.as_bytes() {
+        return Ok(if bytes.len() <= limit {
+            Whole(bytes.clone())
+        } else {
+            TooLarge(body)
+        });
+    }
+    let mut body = body;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        total += chunk.len();
+        chunks.push(chunk);
+        if total > limit {
+            let head = futures_util::stream::iter(chunks.into_iter().map(Ok::<Bytes, Error>));
+            return Ok(TooLarge(Body::from_stream(head.chain(body))));
+        }
+    }
+    let mut whole = bytes::BytesMut::with_capacity(total);
+    for chunk in chunks {
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(Whole(whole.freeze()))
+}
