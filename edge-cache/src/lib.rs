@@ -4,8 +4,8 @@
 //! | module | what it decides or does |
 //! |---|---|
 //! | [`directives`] | `Cache-Control`, `CDN-Cache-Control`, `Surrogate-Control` parsed without allocating |
-//! | [`memory`] | [`MemoryCache`](memory::MemoryCache): the bounded in-memory store (quick_cache, purge by tag), wasm32 too |
-//! | [`tiered`] | [`TieredCache`](tiered::TieredCache): memory → store → KV → shield → origin, coalesced fills, jitter, SWR in the background, stale-if-error, negative caching |
+//! | [`memory`] | [`MemoryCache`]: the bounded in-memory store (quick_cache, purge by tag), wasm32 too |
+//! | [`tiered`] | [`TieredCache`]: memory → store → KV → shield → origin, coalesced fills, jitter, SWR in the background, stale-if-error, negative caching |
 //! | [`codec`] | a stored response as bytes (for KV), decoded strictly |
 //! | [`presets`] | the named policies (static-immutable … html-dynamic) as data, and their headers |
 //! | [`policy`] | RFC 9111 storability and freshness for a shared cache, RFC 5861 `stale-while-revalidate` / `stale-if-error`, targeted fields (RFC 9213), validation, `Age`, invalidation |

@@ -194,7 +194,7 @@ impl<C: Clock + Clone + 'static> Builder<C> {
         self
     }
 
-    /// The KV tier (entries encoded with [`codec`](crate::codec)).
+    /// The KV tier (entries encoded with [`codec`](crate::codec::encode)).
     #[must_use]
     pub fn kv(mut self, kv: impl KvStore + 'static) -> Self {
         self.inner.kv = Some(Arc::new(kv));
