@@ -6,14 +6,16 @@
 //! | [`directives`] | `Cache-Control`, `CDN-Cache-Control`, `Surrogate-Control` parsed without allocating |
 //! | [`memory`] | [`MemoryCache`]: the bounded in-memory store (quick_cache, purge by tag), wasm32 too |
 //! | [`tiered`] | [`TieredCache`]: memory → store → KV → shield → origin, coalesced fills, jitter, SWR in the background, stale-if-error, negative caching |
+//! | `layer` (feature `tower`) | `CacheLayer`: the tiered cache in front of any tower service, with a purge endpoint |
 //! | [`codec`] | a stored response as bytes (for KV), decoded strictly |
 //! | [`presets`] | the named policies (static-immutable … html-dynamic) as data, and their headers |
 //! | [`policy`] | RFC 9111 storability and freshness for a shared cache, RFC 5861 `stale-while-revalidate` / `stale-if-error`, targeted fields (RFC 9213), validation, `Age`, invalidation |
-//!
-//! Planned with the rest of the HTTP-cache issue: `layer`, the tower layer for axum and hyper.
 
 pub mod codec;
 pub mod directives;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod layer;
 pub mod memory;
 pub mod policy;
 pub mod presets;

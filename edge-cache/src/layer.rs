@@ -1,0 +1,335 @@
+//! (feature `tower`) [`CacheLayer`]: the tiered cache in front of any tower service, for axum and hyper.
+//!
+//! The wrapped service is the origin: misses, revalidations and unsafe methods go to it through the
+//! [`TieredCache`], and what it answers is cached by the rules of [`policy`](crate::policy). Every
+//! response carries `x-cache-status` and `x-cache-tier`; cached ones carry `Age`.
+//!
+//! With [`CacheLayer::purge_endpoint`], `POST {path}` with `Authorization: Bearer {token}` purges: its
+//! body is lines `url <absolute url>` or `tag <tag>`, and the answer says how many entries went.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use edge_cache::layer::CacheLayer;
+//! use edge_cache::memory::MemoryCache;
+//! use edge_core::wait_until::QueuedWaitUntil;
+//! use edge_core::{Body, SystemClock};
+//! use http::{Request, Response};
+//! use tower::{Layer, ServiceExt};
+//!
+//! let origin = tower::service_fn(|_req: Request<Body>| async {
+//!     let mut response = Response::new(Body::from("hello"));
+//!     response.headers_mut().insert("cache-control", "public, max-age=60".parse().unwrap());
+//!     Ok::<_, Infallible>(response)
+//! });
+//! let cached = CacheLayer::new(SystemClock::new(), QueuedWaitUntil::new())
+//!     .memory(MemoryCache::new(16 << 20, SystemClock::new()))
+//!     .layer(origin);
+//! # futures::executor::block_on(async {
+//! let request = || Request::builder().uri("https://shop.example/").body(Body::empty()).unwrap();
+//! let first = cached.clone().oneshot(request()).await.unwrap();
+//! let second = cached.clone().oneshot(request()).await.unwrap();
+//! assert_eq!(first.headers()["x-cache-status"], "MISS");
+//! assert_eq!(second.headers()["x-cache-status"], "HIT");
+//! # });
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use edge_core::cache::DynCacheStore;
+use edge_core::kv::DynKvStore;
+use edge_core::wait_until::DynWaitUntil;
+use edge_core::{Body, CacheStore, Clock, Error, ErrorKind, Fetcher, KvStore, WaitUntil};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::memory::MemoryCache;
+use crate::policy::CachePolicy;
+use crate::tiered::{CACHE_STATUS, Settings, TieredCache};
+
+/// Builds [`CacheService`]s. See the [module docs](self).
+pub struct CacheLayer<C> {
+    clock: C,
+    background: Arc<dyn DynWaitUntil>,
+    memory: Option<MemoryCache<C>>,
+    store: Option<Arc<dyn DynCacheStore>>,
+    kv: Option<Arc<dyn DynKvStore>>,
+    policy: CachePolicy,
+    settings: Settings,
+    purge: Option<Arc<(String, String)>>,
+}
+
+impl<C: Clone> Clone for CacheLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            clock: self.clock.clone(),
+            background: Arc::clone(&self.background),
+            memory: self.memory.clone(),
+            store: self.store.clone(),
+            kv: self.kv.clone(),
+            policy: self.policy,
+            settings: self.settings,
+            purge: self.purge.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for CacheLayer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheLayer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock + Clone + 'static> CacheLayer<C> {
+    /// A layer timed by `clock`, refreshing in the background through `background`. Add tiers with
+    /// the other methods; without any, nothing is stored (but requests still coalesce).
+    pub fn new(clock: C, background: impl WaitUntil + 'static) -> Self {
+        Self {
+            clock,
+            background: Arc::new(background),
+            memory: None,
+            store: None,
+            kv: None,
+            policy: CachePolicy::new(),
+            settings: Settings::default(),
+            purge: None,
+        }
+    }
+
+    /// The isolate-memory tier (shared by every service this layer makes).
+    #[must_use]
+    pub fn memory(mut self, memory: MemoryCache<C>) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
+    /// The PoP cache tier.
+    #[must_use]
+    pub fn store(mut self, store: impl CacheStore + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The KV tier.
+    #[must_use]
+    pub fn kv(mut self, kv: impl KvStore + 'static) -> Self {
+        self.kv = Some(Arc::new(kv));
+        self
+    }
+
+    /// The freshness model.
+    #[must_use]
+    pub fn policy(mut self, policy: CachePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The read path's settings.
+    #[must_use]
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Answers `POST {path}` carrying `Authorization: Bearer {token}` as a purge request.
+    #[must_use]
+    pub fn purge_endpoint(mut self, path: impl Into<String>, token: impl Into<String>) -> Self {
+        self.purge = Some(Arc::new((path.into(), token.into())));
+        self
+    }
+}
+
+/// The wrapped service, seen by the cache as its origin.
+struct ServiceOrigin<S>(S);
+
+impl<S> Fetcher for ServiceOrigin<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+        match self.0.clone().oneshot(request).await {
+            Ok(response) => Ok(response),
+            Err(never) => match never {},
+        }
+    }
+}
+
+impl<S, C> Layer<S> for CacheLayer<C>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    C: Clock + Clone + 'static,
+{
+    type Service = CacheService<C>;
+
+    fn layer(&self, inner: S) -> CacheService<C> {
+        let mut builder = TieredCache::builder(
+            ServiceOrigin(inner),
+            self.clock.clone(),
+            Arc::clone(&self.background),
+        )
+        .policy(self.policy)
+        .settings(self.settings);
+        if let Some(memory) = &self.memory {
+            builder = builder.memory(memory.clone());
+        }
+        if let Some(store) = &self.store {
+            builder = builder.store(Arc::clone(store));
+        }
+        if let Some(kv) = &self.kv {
+            builder = builder.kv(Arc::clone(kv));
+        }
+        CacheService {
+            cache: builder.build(),
+            purge: self.purge.clone(),
+        }
+    }
+}
+
+/// The cache in front of a service. Cheap to clone.
+pub struct CacheService<C> {
+    cache: TieredCache<C>,
+    purge: Option<Arc<(String, String)>>,
+}
+
+impl<C> Clone for CacheService<C> {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            purge: self.purge.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for CacheService<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheService").finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock + Clone + 'static> CacheService<C> {
+    /// The cache itself (statistics, purges).
+    #[must_use]
+    pub fn cache(&self) -> &TieredCache<C> {
+        &self.cache
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+async fn purge<C: Clock + Clone + 'static>(
+    cache: TieredCache<C>,
+    token: &str,
+    request: Request<Body>,
+) -> Response<Body> {
+    let expected = format!("Bearer {token}");
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| ring_free_eq(v.as_bytes(), expected.as_bytes()));
+    if !authorized {
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "purging needs the purge token\n".to_owned(),
+        );
+    }
+    let Ok(body) = request.into_body().collect(64 * 1024).await else {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "purge requests are at most 64 KiB\n".to_owned(),
+        );
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "purge requests are text\n".to_owned(),
+        );
+    };
+    let (mut urls, mut purged) = (0, 0);
+    for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.split_once(' ') {
+            Some(("url", url)) => {
+                cache.purge_url(url.trim()).await;
+                urls += 1;
+            }
+            Some(("tag", tag)) => match cache.purge_tag(tag.trim()).await {
+                Ok(n) => purged += n,
+                Err(_) => return text(StatusCode::BAD_REQUEST, format!("bad tag: {tag}\n")),
+            },
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("lines are `url <url>` or `tag <tag>`, not {line:?}\n"),
+                );
+            }
+        }
+    }
+    text(
+        StatusCode::OK,
+        format!("purged {urls} urls and {purged} tagged entries\n"),
+    )
+}
+
+/// Compares without stopping at the first difference (the token is a secret).
+fn ring_free_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl<C: Clock + Clone + 'static> Service<Request<Body>> for CacheService<C> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let cache = self.cache.clone();
+        if let Some(purge_config) = &self.purge {
+            if request.method() == Method::POST && request.uri().path() == purge_config.0 {
+                let purge_config = Arc::clone(purge_config);
+                return Box::pin(async move { Ok(purge(cache, &purge_config.1, request).await) });
+            }
+        }
+        Box::pin(async move {
+            Ok(match cache.handle(request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    let status = if error.kind() == ErrorKind::Timeout {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    let mut response = text(status, format!("origin failed: {}\n", error.kind()));
+                    response
+                        .headers_mut()
+                        .insert(CACHE_STATUS.clone(), HeaderValue::from_static("MISS"));
+                    response
+                }
+            })
+        })
+    }
+}
