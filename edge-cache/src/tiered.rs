@@ -244,12 +244,14 @@ pub fn cache_key(uri: &Uri, headers: &HeaderMap) -> String {
     format!("{scheme}://{}{path}", authority.to_ascii_lowercase())
 }
 
-/// What one request carried that a fill needs.
+/// What one request carried that a fill needs (its extensions too: layers below may read them, such
+/// as a verified identity).
 #[derive(Clone)]
 struct Asked {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: http::Extensions,
 }
 
 impl<C: Clock + Clone + 'static> TieredCache<C> {
@@ -343,6 +345,7 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
             method: method.clone(),
             uri: request.uri().clone(),
             headers: request.headers().clone(),
+            extensions: request.extensions().clone(),
         };
         let now = inner.clock.wall_time();
         let mut candidate: Option<(Arc<CachedResponse>, Revalidation, Tier)> = None;
@@ -747,6 +750,7 @@ fn request_of(asked: &Asked) -> Request<Body> {
     *request.method_mut() = asked.method.clone();
     *request.uri_mut() = asked.uri.clone();
     *request.headers_mut() = asked.headers.clone();
+    *request.extensions_mut() = asked.extensions.clone();
     request
 }
 

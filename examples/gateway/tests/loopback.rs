@@ -623,3 +623,98 @@ mod rooms {
         gateway.server.await.unwrap().unwrap();
     }
 }
+
+/// The HTTP cache in front of the demo origin: concurrent misses on the slow endpoint wait for one origin
+/// request, a stale copy is served at once while one refresh runs, and a purge by tag empties it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_coalesces_serves_stale_while_revalidating_and_purges() {
+    let gateway = start(GatewayConfig::default().with_purge_token("s3cret")).await;
+    let base = gateway.base.clone();
+    let slow = "/api/slow?ms=400&fresh=1";
+
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                exchange(&base, Method::GET, slow, Bytes::new())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        let r = task.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("x-cache-status"), "MISS");
+    }
+    let together = started.elapsed();
+    assert!(
+        together < Duration::from_millis(3 * 400),
+        "8 misses waited for one origin request, not 8 in a row: {together:?}"
+    );
+
+    let hit = exchange(&base, Method::GET, slow, Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(hit.header("x-cache-status"), "HIT");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = exchange(&base, Method::GET, slow, Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.header("x-cache-status"),
+        "UPDATING",
+        "served stale, refreshed behind it"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let refreshed = exchange(&base, Method::GET, slow, Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(refreshed.header("x-cache-status"), "HIT");
+
+    let products = exchange(&base, Method::GET, "/api/products", Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(products.header("x-cache-status"), "MISS");
+    assert!(
+        products.headers.get("cache-tag").is_none(),
+        "edge-only fields never leave"
+    );
+    assert_eq!(
+        exchange(&base, Method::GET, "/api/products", Bytes::new())
+            .await
+            .unwrap()
+            .header("x-cache-status"),
+        "HIT"
+    );
+    let refused = exchange(
+        &base,
+        Method::POST,
+        "/_edge/purge",
+        Bytes::from("tag products"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let purged = exchange_with_headers(
+        &base,
+        Method::POST,
+        "/_edge/purge",
+        &[("authorization", "Bearer s3cret")],
+        Bytes::from("tag products\n"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(purged.status, StatusCode::OK);
+    assert_eq!(
+        exchange(&base, Method::GET, "/api/products", Bytes::new())
+            .await
+            .unwrap()
+            .header("x-cache-status"),
+        "MISS"
+    );
+    gateway.stop.send(()).unwrap();
+    gateway.server.await.unwrap().unwrap();
+}

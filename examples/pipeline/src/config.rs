@@ -20,6 +20,8 @@ pub struct GatewayConfig {
     pub redis_url: Option<String>,
     /// Keep the durable objects' SQLite databases in this directory instead of in memory.
     pub objects_dir: Option<PathBuf>,
+    /// Answer `POST /_edge/purge` with `Authorization: Bearer <token>` (off without one).
+    pub purge_token: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -30,6 +32,7 @@ impl Default for GatewayConfig {
             origin_timeout: Duration::from_secs(5),
             redis_url: None,
             objects_dir: None,
+            purge_token: None,
         }
     }
 }
@@ -42,13 +45,21 @@ options (each also read from the environment variable shown):
   --origin <url>           proxy to this origin instead of the embedded demo origin [EDGE_ORIGIN]
   --origin-timeout-ms <n>  origin response deadline                [EDGE_ORIGIN_TIMEOUT_MS, default 5000]
   --redis-url <url>        keep the edge's KV in Redis, not memory [REDIS_URL]
-  --objects-dir <dir>      keep durable objects in SQLite files here, not memory [EDGE_OBJECTS_DIR]";
+  --objects-dir <dir>      keep durable objects in SQLite files here, not memory [EDGE_OBJECTS_DIR]
+  --purge-token <token>    enable POST /_edge/purge with this bearer token [EDGE_PURGE_TOKEN]";
 
 impl GatewayConfig {
     /// Proxies to `origin` instead of starting the demo origin.
     #[must_use]
     pub fn with_origin(mut self, origin: Uri) -> Self {
         self.origin = Some(origin);
+        self
+    }
+
+    /// Enables the purge endpoint with `token`.
+    #[must_use]
+    pub fn with_purge_token(mut self, token: impl Into<String>) -> Self {
+        self.purge_token = Some(token.into());
         self
     }
 
@@ -93,6 +104,7 @@ impl GatewayConfig {
             "EDGE_ORIGIN_TIMEOUT_MS",
             "REDIS_URL",
             "EDGE_OBJECTS_DIR",
+            "EDGE_PURGE_TOKEN",
         ]
         .into_iter()
         .filter_map(|name| env(name).map(|value| (name.to_owned(), value)))
@@ -106,6 +118,7 @@ impl GatewayConfig {
                 "--origin-timeout-ms" => "EDGE_ORIGIN_TIMEOUT_MS",
                 "--redis-url" => "REDIS_URL",
                 "--objects-dir" => "EDGE_OBJECTS_DIR",
+                "--purge-token" => "EDGE_PURGE_TOKEN",
                 other => return Err(format!("unknown option `{other}`\n{USAGE}")),
             };
             let value = args
@@ -138,6 +151,7 @@ impl GatewayConfig {
                     config.origin = Some(uri);
                 }
                 "REDIS_URL" => config.redis_url = Some(value).filter(|url| !url.is_empty()),
+                "EDGE_PURGE_TOKEN" => config.purge_token = Some(value).filter(|t| !t.is_empty()),
                 "EDGE_OBJECTS_DIR" => {
                     config.objects_dir =
                         Some(PathBuf::from(value)).filter(|d| !d.as_os_str().is_empty());

@@ -9,7 +9,7 @@
 //! | `/about` | an HTML page, `Cache-Control: public, max-age=60` |
 //! | `/api/products` | JSON list, `max-age=30` |
 //! | `/api/products/{id}` | one product as JSON, or a JSON `404` |
-//! | `/api/slow?ms=N` | JSON after `N` ms (default 2000, at most 10000): the slow backend the edge must not wait on forever |
+//! | `/api/slow?ms=N` | JSON after `N` ms (default 2000, at most 10000): the slow backend the edge must not wait on forever; cacheable for `fresh=S` seconds (default 5), then stale-while-revalidate for 60 s |
 //! | `/api/account` | JSON for the user the edge verified (`x-edge-user`); `401` without one |
 //! | `/api/echo` | JSON describing the request as the origin saw it (method, path, forwarded headers, body size) |
 
@@ -116,11 +116,16 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
                 Some("bold") => HERO_BOLD,
                 _ => HERO_CLASSIC,
             };
-            html(
+            let mut response = html(
                 StatusCode::OK,
                 60,
                 &page("Home", &format!("{hero}\n{HOME}")),
-            )
+            );
+            // The page differs by the edge's variant: caches must keep one copy per variant.
+            response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("x-edge-variant"));
+            response
         }
         (&Method::GET | &Method::HEAD, "/about") => html(StatusCode::OK, 60, &page("About", ABOUT)),
         (&Method::GET | &Method::HEAD, "/api/products") => {
@@ -128,7 +133,12 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
                 .iter()
                 .map(|(id, name, cents)| json!({ "id": id, "name": name, "price_cents": cents }))
                 .collect();
-            json_response(StatusCode::OK, 30, &json!({ "products": products }))
+            let mut response = json_response(StatusCode::OK, 30, &json!({ "products": products }));
+            // Purgeable as a group at the edge (`tag products`).
+            response
+                .headers_mut()
+                .insert("cache-tag", HeaderValue::from_static("products"));
+            response
         }
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/api/products/") => {
             let id = p.trim_start_matches("/api/products/").parse::<u32>().ok();
@@ -152,8 +162,23 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
                 .and_then(|ms| ms.parse::<u64>().ok())
                 .unwrap_or(2000);
             let delay = Duration::from_millis(ms).min(MAX_SLOW);
+            let fresh = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("fresh="))
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(5)
+                .min(3600);
             tokio::time::sleep(delay).await;
-            json_response(StatusCode::OK, 0, &json!({ "slept_ms": delay.as_millis() }))
+            let mut response =
+                json_response(StatusCode::OK, 0, &json!({ "slept_ms": delay.as_millis() }));
+            // Cacheable at the edge for a few seconds, then served stale while one request refreshes
+            // it: the demo of coalescing and stale-while-revalidate.
+            if let Ok(value) = HeaderValue::from_str(&format!(
+                "public, max-age={fresh}, stale-while-revalidate=60"
+            )) {
+                response.headers_mut().insert(header::CACHE_CONTROL, value);
+            }
+            response
         }
         (&Method::GET, "/api/account") => {
             // Trusts the edge: `x-edge-user` is set only from a verified token.

@@ -2,7 +2,8 @@
 //!
 //! Today the stack is: WAF → demo token issuer → flag evaluation (the home page's A/B variant, from a flag
 //! document in KV) → JWT authentication (`/api/account`, keys by `kid` from KV) → rate limits → durable
-//! objects (`/api/counter/{name}`, `/rooms/{name}`) → identity forwarding → origin proxy.
+//! objects (`/api/counter/{name}`, `/rooms/{name}`) → HTTP cache (memory tier, coalesced misses,
+//! stale-while-revalidate) → identity forwarding → origin proxy.
 //! The SDK's request path grows here, outermost first: trace context → WAF → JWT → rate limit → cache →
 //! edge-side render → origin proxy, each a tower layer added in [`build`], so axum and bare hyper both get it.
 //!
@@ -21,6 +22,8 @@ use edge_auth::jwt::{Validation, Verifier};
 use edge_auth::layer::JwtAuthLayer;
 use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, QuotaError, RateLimitLayer};
 use edge_auth::waf::{Waf, WafLayer};
+use edge_cache::layer::CacheLayer;
+use edge_cache::memory::MemoryCache;
 use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::kv::{DynKvStore, PutOptions};
 use edge_core::wait_until::TokioWaitUntil;
@@ -116,6 +119,7 @@ impl Edge {
         );
         let fetcher = HyperFetcher::new().with_timeout(config.origin_timeout);
         let objects = Objects::open(config.objects_dir.as_deref())?;
+        let cache = cache_layer(background.clone(), config.purge_token.clone());
         let service = build(
             fetcher,
             origin_url.clone(),
@@ -123,6 +127,7 @@ impl Edge {
             keys,
             issuer,
             objects.clone(),
+            cache,
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let housekeeping = objects.start_housekeeping();
@@ -169,7 +174,8 @@ impl Edge {
 
 /// Builds the tower stack over `fetcher`, forwarding to `origin`: the WAF, the demo issuer, `flags`
 /// deciding A/B variants, JWT authentication of `/api/account` with `keys`, per-client rate limits, the
-/// verified identity forwarded, the durable objects' routes (`objects`), then the origin.
+/// verified identity forwarded, the durable objects' routes (`objects`), the HTTP cache (`cache`), then
+/// the origin.
 ///
 /// # Errors
 ///
@@ -181,6 +187,7 @@ pub fn build<F>(
     keys: Keys,
     issuer: Arc<DemoIssuer>,
     objects: Objects,
+    cache: CacheLayer<SystemClock>,
 ) -> Result<EdgeService, QuotaError>
 where
     F: edge_core::Fetcher + 'static,
@@ -207,9 +214,21 @@ where
         .layer(tower::layer::layer_fn(move |inner| {
             ObjectRoutes::new(inner, objects.clone())
         }))
+        .layer(cache)
         .map_request(forward_identity)
         .service(OriginProxy::new(fetcher, origin));
     Ok(BoxCloneSyncService::new(stack))
+}
+
+/// The HTTP cache in front of the origin: 64 MiB of isolate memory, refreshes after the response, and a
+/// purge endpoint at `/_edge/purge` when a token is configured.
+fn cache_layer(background: TokioWaitUntil, purge_token: Option<String>) -> CacheLayer<SystemClock> {
+    let layer = CacheLayer::new(SystemClock::new(), background)
+        .memory(MemoryCache::new(64 << 20, SystemClock::new()));
+    match purge_token {
+        Some(token) => layer.purge_endpoint("/_edge/purge", token),
+        None => layer,
+    }
 }
 
 /// Per-client limits, in memory: the token's subject when the request carries a verified one, else the

@@ -22,6 +22,22 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// This exchange with what depends on earlier traffic through a shared cache masked: whether the
+    /// cache already held the response (`x-cache-status`, `x-cache-tier`) and for how long (`age`).
+    /// Two hosts in front of one pipeline must agree on everything else.
+    #[must_use]
+    pub fn without_cache_state(&self) -> Self {
+        let mut masked = self.clone();
+        for name in ["x-cache-status", "x-cache-tier", "age"] {
+            if masked.headers.contains_key(name) {
+                masked
+                    .headers
+                    .insert(name, http::HeaderValue::from_static("_"));
+            }
+        }
+        masked
+    }
+
     /// The body parsed as JSON (`Null` if it is not JSON).
     #[must_use]
     pub fn json(&self) -> serde_json::Value {
