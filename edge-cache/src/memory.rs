@@ -18,14 +18,16 @@ use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, Weighter};
 
 type Key = Arc<str>;
-type Value = Arc<CachedResponse>;
+/// The entry and its expiry as a [`Clock::now_nanos`] deadline (`u64::MAX`: none), so a hit compares two
+/// integers instead of reading the wall clock.
+type Value = (u64, Arc<CachedResponse>);
 
 #[derive(Clone, Copy, Debug, Default)]
 struct ByWeight;
 
 impl Weighter<Key, Value> for ByWeight {
     fn weight(&self, key: &Key, value: &Value) -> u64 {
-        u64::try_from(key.len() + value.weight()).unwrap_or(u64::MAX)
+        u64::try_from(key.len() + value.1.weight()).unwrap_or(u64::MAX)
     }
 }
 
@@ -128,8 +130,8 @@ impl<C: Clock> MemoryCache<C> {
     /// The live entry under `key`, shared (no copy of its headers or body).
     #[must_use]
     pub fn get_shared(&self, key: &str) -> Option<Arc<CachedResponse>> {
-        let entry = self.shared.entries.get(key)?;
-        if entry.is_expired_at(self.shared.clock.wall_time()) {
+        let (deadline, entry) = self.shared.entries.get(key)?;
+        if deadline != u64::MAX && deadline <= self.shared.clock.now_nanos() {
             self.remove(key);
             return None;
         }
@@ -145,16 +147,29 @@ impl<C: Clock> MemoryCache<C> {
         self.shared.limits.check_put(key, &response)?;
         let key: Key = Arc::from(key);
         let tags = response.tags.clone();
+        let deadline = response.expires_at.map_or(u64::MAX, |at| {
+            let left = at
+                .duration_since(self.shared.clock.wall_time())
+                .unwrap_or_default();
+            let left = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX - 1);
+            self.shared
+                .clock
+                .now_nanos()
+                .saturating_add(left)
+                .min(u64::MAX - 1)
+        });
         let mut evicted = Vec::new();
-        self.shared
-            .entries
-            .insert_with_lifecycle(Arc::clone(&key), response, &mut evicted);
+        self.shared.entries.insert_with_lifecycle(
+            Arc::clone(&key),
+            (deadline, response),
+            &mut evicted,
+        );
         // Index after inserting: a purge racing this put either sees the key or ran before it.
         let mut index = self.tags();
         for tag in tags {
             index.entry(tag).or_default().insert(Arc::clone(&key));
         }
-        for (key, value) in evicted {
+        for (key, (_, value)) in evicted {
             unindex(&mut index, &key, &value);
         }
         Ok(())
@@ -179,8 +194,8 @@ impl<C: Clock> MemoryCache<C> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn remove(&self, key: &str) -> Option<Value> {
-        let (key, value) = self.shared.entries.remove(key)?;
+    fn remove(&self, key: &str) -> Option<Arc<CachedResponse>> {
+        let (key, (_, value)) = self.shared.entries.remove(key)?;
         unindex(&mut self.tags(), &key, &value);
         Some(value)
     }
@@ -229,8 +244,8 @@ impl<C: Clock> CacheStore for MemoryCache<C> {
             let removed = self
                 .shared
                 .entries
-                .remove_if(&key, |entry| entry.tags.iter().any(|t| t == tag));
-            if let Some((key, value)) = removed {
+                .remove_if(&key, |(_, entry)| entry.tags.iter().any(|t| t == tag));
+            if let Some((key, (_, value))) = removed {
                 unindex(&mut self.tags(), &key, &value);
                 purged += usize::from(!value.is_expired_at(now));
             }

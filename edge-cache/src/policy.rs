@@ -45,6 +45,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use edge_core::cache::CachedResponse;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -54,8 +55,9 @@ use crate::directives::{Directives, MaxStale};
 /// The most `Vary` fields a stored response may name.
 pub const MAX_VARY: usize = 8;
 
-/// The prefix under which a stored entry keeps the request's values of its `Vary` fields.
-const VARY_PREFIX: &str = "x-edge-vary-";
+/// Where a stored entry keeps the request's values of its `Vary` fields: each as `<length>:<value>`,
+/// in the order `Vary` names them (lengths make the record unambiguous whatever the values hold).
+static VARY_RECORD: HeaderName = HeaderName::from_static("x-edge-vary");
 
 /// `CDN-Cache-Control` (RFC 9213).
 pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
@@ -238,14 +240,17 @@ impl CachePolicy {
             .find(|d| d.present);
         let d =
             targeted.unwrap_or_else(|| Directives::parse(headers.get_all(header::CACHE_CONTROL)));
-        let date_value = DateField::read(headers, &header::DATE)
-            .valid()
-            .unwrap_or(response_time);
+        // `Date` matters only for `Expires` and heuristics: not read when `max-age` decides.
+        let date_value = || {
+            DateField::read(headers, &header::DATE)
+                .valid()
+                .unwrap_or(response_time)
+        };
         let explicit = d.s_maxage.or(d.max_age).map(u64::from).or_else(|| {
             match DateField::read(headers, &header::EXPIRES) {
                 DateField::Absent => None,
                 DateField::Invalid => Some(0),
-                DateField::At(expires) => Some(since(expires, date_value)),
+                DateField::At(expires) => Some(since(expires, date_value())),
             }
         });
         let lifetime = match explicit {
@@ -254,7 +259,7 @@ impl CachePolicy {
                 DateField::read(headers, &header::LAST_MODIFIED)
                     .valid()
                     .map_or(0, |modified| {
-                        (since(date_value, modified) * u64::from(self.heuristic_percent) / 100)
+                        (since(date_value(), modified) * u64::from(self.heuristic_percent) / 100)
                             .min(secs(self.max_heuristic))
                     })
             }
@@ -322,7 +327,7 @@ impl CachePolicy {
         if f.lifetime == 0 && f.swr == 0 && f.sie == 0 && !has_validator {
             return Err(NotStored::NotReusable);
         }
-        let vary = vary_fields(response)?;
+        let vary = recorded_vary(response, request)?;
 
         // RFC 9111 §4.2.3, at the moment of receipt.
         let date_value = DateField::read(response, &header::DATE)
@@ -345,13 +350,17 @@ impl CachePolicy {
         let keep = keep.min(secs(self.max_keep));
 
         // Only now change the headers: an error above leaves them as they were.
-        for name in &vary {
-            let stored_name = HeaderName::from_bytes(format!("{VARY_PREFIX}{name}").as_bytes())
-                .map_err(|_| NotStored::Vary)?;
-            let value = joined(request, name);
-            response.insert(stored_name, value);
+        if let Some(vary) = vary {
+            response.insert(VARY_RECORD.clone(), vary);
         }
-        response.insert(header::AGE, HeaderValue::from(initial_age));
+        response.insert(
+            header::AGE,
+            if initial_age == 0 {
+                HeaderValue::from_static("0")
+            } else {
+                HeaderValue::from(initial_age)
+            },
+        );
         Ok(Stored {
             lifetime: Duration::from_secs(f.lifetime),
             initial_age: Duration::from_secs(initial_age),
@@ -508,64 +517,88 @@ fn stored_age_of(stored: &CachedResponse) -> u64 {
         .unwrap_or(0)
 }
 
-/// The field names listed by `Vary` (lowercase), or why the response cannot be stored.
-fn vary_fields(response: &HeaderMap) -> Result<Vec<String>, NotStored> {
-    let mut fields = Vec::new();
+/// Calls `each` with every field name `Vary` lists (as written), in order, duplicates included; fails
+/// for `*`, a name that is not a field name, or more than [`MAX_VARY`] names.
+fn for_each_vary<'h>(
+    response: &'h HeaderMap,
+    mut each: impl FnMut(&'h str),
+) -> Result<(), NotStored> {
+    let mut count = 0;
     for value in response.get_all(header::VARY) {
         let text = value.to_str().map_err(|_| NotStored::Vary)?;
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if name == "*" {
+            let valid = name != "*"
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            count += 1;
+            if !valid || count > MAX_VARY {
                 return Err(NotStored::Vary);
             }
-            let name = name.to_ascii_lowercase();
-            if HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(NotStored::Vary);
-            }
-            if !fields.contains(&name) {
-                fields.push(name);
-            }
+            each(name);
         }
     }
-    if fields.len() > MAX_VARY {
-        return Err(NotStored::Vary);
-    }
-    Ok(fields)
+    Ok(())
 }
 
-/// All values of `name` in `headers`, joined with ", " (empty when absent).
-fn joined(headers: &HeaderMap, name: &str) -> HeaderValue {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (None, _) => HeaderValue::from_static(""),
-        (Some(one), None) => one.clone(),
-        (Some(first), Some(second)) => {
-            let mut bytes = first.as_bytes().to_vec();
-            for value in std::iter::once(second).chain(values) {
-                bytes.extend_from_slice(b", ");
-                bytes.extend_from_slice(value.as_bytes());
-            }
-            HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// Appends `<length>:<value>` for the request's value of `name` (all its lines, trimmed, joined with
+/// ", ") to `out`.
+fn append_value(out: &mut Vec<u8>, request: &HeaderMap, name: &str) {
+    let lines = request.get_all(name);
+    let len: usize = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| line.as_bytes().trim_ascii().len() + if i > 0 { 2 } else { 0 })
+        .sum();
+    let mut digits = [0u8; 20];
+    let mut n = len;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
+    out.extend_from_slice(&digits[at..]);
+    out.push(b':');
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(line.as_bytes().trim_ascii());
+    }
 }
 
-/// Whether the request's values of the stored response's `Vary` fields match the recorded ones
-/// (compared after trimming; field values are otherwise compared exactly).
+/// The record of the request's `Vary` values to store with the response (`None` without `Vary`).
+fn recorded_vary(
+    response: &HeaderMap,
+    request: &HeaderMap,
+) -> Result<Option<HeaderValue>, NotStored> {
+    if !response.contains_key(header::VARY) {
+        return Ok(None);
+    }
+    let mut record = Vec::new();
+    for_each_vary(response, |name| append_value(&mut record, request, name))?;
+    HeaderValue::from_maybe_shared(Bytes::from(record))
+        .map(Some)
+        .map_err(|_| NotStored::Vary)
+}
+
+/// Whether the request's values of the stored response's `Vary` fields are the recorded ones.
 fn vary_matches(request: &HeaderMap, stored: &HeaderMap) -> bool {
     if !stored.contains_key(header::VARY) {
         return true;
     }
-    let Ok(fields) = vary_fields(stored) else {
+    let Some(recorded) = stored.get(&VARY_RECORD) else {
         return false;
     };
-    fields.iter().all(|name| {
-        let recorded = stored
-            .iter()
-            .find(|(n, _)| n.as_str().strip_prefix(VARY_PREFIX) == Some(name.as_str()))
-            .map(|(_, v)| v.as_bytes());
-        let current = joined(request, name);
-        recorded.is_some_and(|r| r.trim_ascii() == current.as_bytes().trim_ascii())
-    })
+    let mut current = Vec::with_capacity(recorded.len());
+    if for_each_vary(stored, |name| append_value(&mut current, request, name)).is_err() {
+        return false;
+    }
+    current == recorded.as_bytes()
 }
 
 /// The headers of `stored` as they leave the edge: `Age` set to `age` seconds, and the edge-only fields
@@ -589,14 +622,7 @@ pub fn strip_edge_fields(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-    let recorded: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with(VARY_PREFIX))
-        .cloned()
-        .collect();
-    for name in recorded {
-        headers.remove(name);
-    }
+    headers.remove(&VARY_RECORD);
 }
 
 /// The cache tags a response carries (`Cache-Tag` and `Surrogate-Key`, separated by commas or spaces).
