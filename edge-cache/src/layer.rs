@@ -34,15 +34,16 @@
 //! ```
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use edge_core::cache::DynCacheStore;
 use edge_core::kv::DynKvStore;
 use edge_core::wait_until::DynWaitUntil;
-use edge_core::{Body, CacheStore, Clock, Error, ErrorKind, Fetcher, KvStore, WaitUntil};
+use edge_core::{
+    Body, BoxFuture, CacheStore, Clock, Error, ErrorKind, Fetcher, KvStore, MaybeSend, MaybeSync,
+    WaitUntil,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tower::{Layer, Service, ServiceExt};
 
@@ -151,10 +152,10 @@ impl<S> Fetcher for ServiceOrigin<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
-        + Send
-        + Sync
+        + MaybeSend
+        + MaybeSync
         + 'static,
-    S::Future: Send,
+    S::Future: MaybeSend,
 {
     async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
         match self.0.clone().oneshot(request).await {
@@ -168,10 +169,10 @@ impl<S, C> Layer<S> for CacheLayer<C>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
-        + Send
-        + Sync
+        + MaybeSend
+        + MaybeSync
         + 'static,
-    S::Future: Send,
+    S::Future: MaybeSend,
     C: Clock + Clone + 'static,
 {
     type Service = CacheService<C>;
@@ -300,7 +301,7 @@ fn ring_free_eq(a: &[u8], b: &[u8]) -> bool {
 impl<C: Clock + Clone + 'static> Service<Request<Body>> for CacheService<C> {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
