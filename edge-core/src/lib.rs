@@ -76,6 +76,7 @@ pub mod sync;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+pub mod trace;
 pub mod wait_until;
 
 pub use body::Body;
