@@ -6,7 +6,7 @@
 //! | [`TraceContext`] | where a request sits in its trace: ids, flags, vendor state; [`TraceContext::inject`] propagates it into an outgoing request |
 //! | [`IdSource`] | new trace and span ids from an injected random source ([`SplitMix`] for hosts and tests) |
 //! | [`Sampler`] | head sampling: always, never, a ratio of trace ids, or the parent's decision |
-//! | [`Span`] | a timed operation with attributes, events and a status, timed by the [`Clock`](crate::Clock) |
+//! | [`Span`] | a timed operation with attributes, events and a status, timed by the [`Clock`] |
 //! | [`SpanExporter`] | where finished spans go (OTLP in the observability crate) |
 //!
 //! Bad input never fails a request: a malformed or oversized `traceparent` starts a new trace, a bad
