@@ -353,14 +353,12 @@ impl CachePolicy {
         if let Some(vary) = vary {
             response.insert(VARY_RECORD.clone(), vary);
         }
-        response.insert(
-            header::AGE,
-            if initial_age == 0 {
-                HeaderValue::from_static("0")
-            } else {
-                HeaderValue::from(initial_age)
-            },
-        );
+        // No Age means zero: a response that arrived new needs no field (and no map growth).
+        if initial_age > 0 {
+            response.insert(header::AGE, HeaderValue::from(initial_age));
+        } else {
+            response.remove(header::AGE);
+        }
         Ok(Stored {
             lifetime: Duration::from_secs(f.lifetime),
             initial_age: Duration::from_secs(initial_age),
