@@ -77,24 +77,35 @@ impl Directives {
 
     /// Parses one field line into `self`.
     pub fn parse_line(&mut self, line: &[u8]) {
-        let mut rest = line;
-        while !rest.is_empty() {
-            let (element, after) = split_element(rest);
-            rest = after;
-            let element = trim(element);
-            if element.is_empty() {
-                continue;
+        if line.contains(&b'"') {
+            // Quoted strings may hold commas: split with quote tracking.
+            let mut rest = line;
+            while !rest.is_empty() {
+                let (element, after) = split_element(rest);
+                rest = after;
+                self.element(element);
             }
-            self.present = true;
-            let (name, value) = match element.iter().position(|&b| b == b'=') {
-                Some(eq) => (
-                    trim(&element[..eq]),
-                    Some(unquote(trim(&element[eq + 1..]))),
-                ),
-                None => (element, None),
-            };
-            self.apply(name, value);
+        } else {
+            for element in line.split(|&b| b == b',') {
+                self.element(element);
+            }
         }
+    }
+
+    fn element(&mut self, element: &[u8]) {
+        let element = trim(element);
+        if element.is_empty() {
+            return;
+        }
+        self.present = true;
+        let (name, value) = match element.iter().position(|&b| b == b'=') {
+            Some(eq) => (
+                trim(&element[..eq]),
+                Some(unquote(trim(&element[eq + 1..]))),
+            ),
+            None => (element, None),
+        };
+        self.apply(name, value);
     }
 
     fn apply(&mut self, name: &[u8], value: Option<&[u8]>) {
@@ -113,39 +124,30 @@ impl Directives {
                 None => {}
             }
         };
-        if is("max-age") {
-            seconds(&mut self.max_age, true);
-        } else if is("s-maxage") {
-            seconds(&mut self.s_maxage, true);
-        } else if is("stale-while-revalidate") {
-            seconds(&mut self.stale_while_revalidate, false);
-        } else if is("stale-if-error") {
-            seconds(&mut self.stale_if_error, false);
-        } else if is("min-fresh") {
-            seconds(&mut self.min_fresh, false);
-        } else if is("max-stale") {
-            if self.max_stale.is_none() {
-                self.max_stale = Some(match value {
-                    None => MaxStale::Any,
-                    Some(v) => delta_seconds(v).map_or(MaxStale::Seconds(0), MaxStale::Seconds),
-                });
+        // Dispatch on the length first: most names are told apart by it alone.
+        match name.len() {
+            6 if is("public") => self.public = true,
+            7 if is("max-age") => seconds(&mut self.max_age, true),
+            7 if is("private") => self.private = true,
+            8 if is("s-maxage") => seconds(&mut self.s_maxage, true),
+            8 if is("no-cache") => self.no_cache = true,
+            8 if is("no-store") => self.no_store = true,
+            9 if is("immutable") => self.immutable = true,
+            9 if is("min-fresh") => seconds(&mut self.min_fresh, false),
+            9 if is("max-stale") => {
+                if self.max_stale.is_none() {
+                    self.max_stale = Some(match value {
+                        None => MaxStale::Any,
+                        Some(v) => delta_seconds(v).map_or(MaxStale::Seconds(0), MaxStale::Seconds),
+                    });
+                }
             }
-        } else if is("no-cache") {
-            self.no_cache = true;
-        } else if is("no-store") {
-            self.no_store = true;
-        } else if is("private") {
-            self.private = true;
-        } else if is("public") {
-            self.public = true;
-        } else if is("must-revalidate") {
-            self.must_revalidate = true;
-        } else if is("proxy-revalidate") {
-            self.proxy_revalidate = true;
-        } else if is("immutable") {
-            self.immutable = true;
-        } else if is("only-if-cached") {
-            self.only_if_cached = true;
+            14 if is("stale-if-error") => seconds(&mut self.stale_if_error, false),
+            14 if is("only-if-cached") => self.only_if_cached = true,
+            15 if is("must-revalidate") => self.must_revalidate = true,
+            16 if is("proxy-revalidate") => self.proxy_revalidate = true,
+            22 if is("stale-while-revalidate") => seconds(&mut self.stale_while_revalidate, false),
+            _ => {}
         }
     }
 }

@@ -148,13 +148,36 @@ pub enum Lookup {
 }
 
 /// How to revalidate a stored response.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Revalidation {
-    /// `If-None-Match` / `If-Modified-Since` to send (empty without a validator).
-    pub conditional: HeaderMap,
+    /// The validator to send: `If-None-Match` with the stored `ETag`, else `If-Modified-Since` with the
+    /// stored `Last-Modified`; `None` without one.
+    pub conditional: Option<(HeaderName, HeaderValue)>,
     /// Until when the stored response may be served if the origin fails (`stale-if-error`).
     pub stale_if_error_until: Option<SystemTime>,
+}
+
+impl Revalidation {
+    /// The conditional header for `stored`'s validator, if it has one.
+    #[must_use]
+    pub fn validator_of(stored: &CachedResponse) -> Option<(HeaderName, HeaderValue)> {
+        if let Some(etag) = stored.headers.get(header::ETAG) {
+            Some((header::IF_NONE_MATCH, etag.clone()))
+        } else {
+            stored
+                .headers
+                .get(header::LAST_MODIFIED)
+                .map(|modified| (header::IF_MODIFIED_SINCE, modified.clone()))
+        }
+    }
+
+    /// Adds the conditional header to an outgoing request's headers.
+    pub fn apply_to(&self, headers: &mut HeaderMap) {
+        if let Some((name, value)) = &self.conditional {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 /// The freshness facts of a stored or received response.
@@ -192,10 +215,14 @@ impl DateField {
     fn read(headers: &HeaderMap, name: &HeaderName) -> Self {
         match headers.get(name) {
             None => Self::Absent,
-            Some(value) => value
-                .to_str()
-                .ok()
-                .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+            Some(value) => imf_fixdate(value.as_bytes())
+                .or_else(|| {
+                    // The obsolete formats (RFC 850, asctime) through the general parser.
+                    value
+                        .to_str()
+                        .ok()
+                        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+                })
                 .map_or(Self::Invalid, Self::At),
         }
     }
@@ -206,6 +233,56 @@ impl DateField {
             Self::Absent | Self::Invalid => None,
         }
     }
+}
+
+/// Parses the preferred date format, `Sun, 06 Nov 1994 08:49:37 GMT`, at fixed positions (what every
+/// current server sends); anything else is `None` and goes to the general parser.
+fn imf_fixdate(b: &[u8]) -> Option<SystemTime> {
+    if b.len() != 29 || &b[3..5] != b", " || &b[25..] != b" GMT" {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u64> {
+        b[range].iter().try_fold(0u64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+        })
+    };
+    let day = num(5..7)?;
+    let month = match &b[8..11] {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return None,
+    };
+    let year = num(12..16)?;
+    let (hour, minute, second) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    if b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || b[19] != b':' || b[22] != b':' {
+        return None;
+    }
+    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 || year < 1970 {
+        return None;
+    }
+    // Days since the epoch of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
 /// Statuses reusable with heuristic freshness (RFC 9110 §15.1).
@@ -334,8 +411,9 @@ impl CachePolicy {
             .valid()
             .unwrap_or(response_time);
         let apparent_age = since(response_time, date_value);
-        let age_value = response
-            .get(header::AGE)
+        let age_field = response.get(header::AGE);
+        let had_age = age_field.is_some();
+        let age_value = age_field
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0);
@@ -356,7 +434,7 @@ impl CachePolicy {
         // No Age means zero: a response that arrived new needs no field (and no map growth).
         if initial_age > 0 {
             response.insert(header::AGE, HeaderValue::from(initial_age));
-        } else {
+        } else if had_age {
             response.remove(header::AGE);
         }
         Ok(Stored {
@@ -436,12 +514,7 @@ impl CachePolicy {
     }
 
     fn revalidate(f: &Freshness, stored: &CachedResponse, strict: bool) -> Lookup {
-        let mut conditional = HeaderMap::new();
-        if let Some(etag) = stored.headers.get(header::ETAG) {
-            conditional.insert(header::IF_NONE_MATCH, etag.clone());
-        } else if let Some(modified) = stored.headers.get(header::LAST_MODIFIED) {
-            conditional.insert(header::IF_MODIFIED_SINCE, modified.clone());
-        }
+        let conditional = Revalidation::validator_of(stored);
         // It went stale when its age reached its lifetime; the window runs from there.
         let stale_at = stored.stored_at
             + Duration::from_secs(f.lifetime.saturating_sub(stored_age_of(stored)));
@@ -584,7 +657,8 @@ fn recorded_vary(
         .map_err(|_| NotStored::Vary)
 }
 
-/// Whether the request's values of the stored response's `Vary` fields are the recorded ones.
+/// Whether the request's values of the stored response's `Vary` fields are the recorded ones. Walks the
+/// record in place: no allocation unless a field spans several lines.
 fn vary_matches(request: &HeaderMap, stored: &HeaderMap) -> bool {
     if !stored.contains_key(header::VARY) {
         return true;
@@ -592,11 +666,49 @@ fn vary_matches(request: &HeaderMap, stored: &HeaderMap) -> bool {
     let Some(recorded) = stored.get(&VARY_RECORD) else {
         return false;
     };
-    let mut current = Vec::with_capacity(recorded.len());
-    if for_each_vary(stored, |name| append_value(&mut current, request, name)).is_err() {
-        return false;
+    let mut rest = recorded.as_bytes();
+    let mut matched = true;
+    let walked = for_each_vary(stored, |name| {
+        if !matched {
+            return;
+        }
+        match next_recorded(rest) {
+            Some((value, after)) => {
+                rest = after;
+                matched = value_is(request, name, value);
+            }
+            None => matched = false,
+        }
+    });
+    walked.is_ok() && matched && rest.is_empty()
+}
+
+/// Splits `<length>:<value>` off the front of a Vary record.
+fn next_recorded(record: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = record.iter().take(8).position(|&b| b == b':')?;
+    let digits = &record[..colon];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    current == recorded.as_bytes()
+    let len = digits
+        .iter()
+        .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0'));
+    let value = record.get(colon + 1..colon + 1 + len)?;
+    Some((value, &record[colon + 1 + len..]))
+}
+
+/// Whether the request's value of `name` (lines trimmed and joined with ", ") is `expected`.
+fn value_is(request: &HeaderMap, name: &str, expected: &[u8]) -> bool {
+    let mut lines = request.get_all(name).iter();
+    match (lines.next(), lines.next()) {
+        (None, _) => expected.is_empty(),
+        (Some(one), None) => one.as_bytes().trim_ascii() == expected,
+        _ => {
+            let mut joined = Vec::new();
+            append_value(&mut joined, request, name);
+            next_recorded(&joined).is_some_and(|(value, _)| value == expected)
+        }
+    }
 }
 
 /// The headers of `stored` as they leave the edge: `Age` set to `age` seconds, and the edge-only fields
@@ -652,4 +764,33 @@ pub fn invalidates(method: &Method, status: StatusCode) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     ) && (status.is_success() || status.is_redirection())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixed_date_parser_agrees_with_httpdate() {
+        for secs in [
+            0u64,
+            784_111_777,
+            951_782_400,
+            1_709_164_800,
+            1_800_000_000,
+            4_102_444_799,
+        ] {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            let text = httpdate::fmt_http_date(t);
+            assert_eq!(imf_fixdate(text.as_bytes()), Some(t), "{text}");
+        }
+        for bad in [
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Now 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:49:37 GMT",
+        ] {
+            assert_eq!(imf_fixdate(bad.as_bytes()), None, "{bad}");
+        }
+    }
 }

@@ -473,7 +473,11 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                 inner.clock.wall_time(),
             ) {
                 Lookup::Revalidate(r) => r,
-                _ => Revalidation::conditional_for(&entry),
+                _ => {
+                    let mut revalidation = Revalidation::default();
+                    revalidation.conditional = Revalidation::validator_of(&entry);
+                    revalidation
+                }
             };
             let fill = {
                 let (inner2, key2) = (Arc::clone(&inner), key.clone());
@@ -606,9 +610,7 @@ impl<C: Clock + Clone + 'static> Inner<C> {
         let mut request = request_of(&asked);
         *request.method_mut() = Method::GET;
         if let Some((_, revalidation, _)) = &candidate {
-            for (name, value) in &revalidation.conditional {
-                request.headers_mut().insert(name, value.clone());
-            }
+            revalidation.apply_to(request.headers_mut());
         }
         let upstream = self.upstream_fetch(request).await;
         let response_time = self.clock.wall_time();
@@ -723,21 +725,6 @@ impl<C: Clock + Clone + 'static> Inner<C> {
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(0);
         headers.insert(header::AGE, HeaderValue::from(age.saturating_add(extra)));
-    }
-}
-
-impl Revalidation {
-    fn conditional_for(entry: &CachedResponse) -> Self {
-        let mut conditional = HeaderMap::new();
-        if let Some(etag) = entry.headers.get(header::ETAG) {
-            conditional.insert(header::IF_NONE_MATCH, etag.clone());
-        } else if let Some(modified) = entry.headers.get(header::LAST_MODIFIED) {
-            conditional.insert(header::IF_MODIFIED_SINCE, modified.clone());
-        }
-        Self {
-            conditional,
-            stale_if_error_until: None,
-        }
     }
 }
 
