@@ -134,13 +134,11 @@ impl Directives {
             8 if is("no-store") => self.no_store = true,
             9 if is("immutable") => self.immutable = true,
             9 if is("min-fresh") => seconds(&mut self.min_fresh, false),
-            9 if is("max-stale") => {
-                if self.max_stale.is_none() {
-                    self.max_stale = Some(match value {
-                        None => MaxStale::Any,
-                        Some(v) => delta_seconds(v).map_or(MaxStale::Seconds(0), MaxStale::Seconds),
-                    });
-                }
+            9 if is("max-stale") && self.max_stale.is_none() => {
+                self.max_stale = Some(match value {
+                    None => MaxStale::Any,
+                    Some(v) => delta_seconds(v).map_or(MaxStale::Seconds(0), MaxStale::Seconds),
+                });
             }
             14 if is("stale-if-error") => seconds(&mut self.stale_if_error, false),
             14 if is("only-if-cached") => self.only_if_cached = true,

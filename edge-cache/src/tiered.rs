@@ -473,11 +473,10 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                 inner.clock.wall_time(),
             ) {
                 Lookup::Revalidate(r) => r,
-                _ => {
-                    let mut revalidation = Revalidation::default();
-                    revalidation.conditional = Revalidation::validator_of(&entry);
-                    revalidation
-                }
+                _ => Revalidation {
+                    conditional: Revalidation::validator_of(&entry),
+                    ..Revalidation::default()
+                },
             };
             let fill = {
                 let (inner2, key2) = (Arc::clone(&inner), key.clone());
