@@ -15,12 +15,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use edge_core::cache::{CacheLimits, CacheStore, CachedResponse};
 use edge_core::{Clock, Error};
 use quick_cache::sync::Cache;
+
+use crate::policy::Parsed;
 use quick_cache::{Lifecycle, Weighter};
 
 type Key = Arc<str>;
-/// The entry and its expiry as a [`Clock::now_nanos`] deadline (`u64::MAX`: none), so a hit compares two
-/// integers instead of reading the wall clock.
-type Value = (u64, Arc<CachedResponse>);
+/// The entry, its expiry as a [`Clock::now_nanos`] deadline (`u64::MAX`: none) so a hit compares two
+/// integers instead of reading the wall clock, and its freshness directives parsed when it was stored.
+type Value = (u64, Arc<CachedResponse>, Option<Parsed>);
 
 #[derive(Clone, Copy, Debug, Default)]
 struct ByWeight;
@@ -130,12 +132,18 @@ impl<C: Clock> MemoryCache<C> {
     /// The live entry under `key`, shared (no copy of its headers or body).
     #[must_use]
     pub fn get_shared(&self, key: &str) -> Option<Arc<CachedResponse>> {
-        let (deadline, entry) = self.shared.entries.get(key)?;
+        self.get_parsed(key).map(|(entry, _)| entry)
+    }
+
+    /// The live entry under `key` with the parse stored beside it (if it was stored with one).
+    #[must_use]
+    pub fn get_parsed(&self, key: &str) -> Option<(Arc<CachedResponse>, Option<Parsed>)> {
+        let (deadline, entry, parsed) = self.shared.entries.get(key)?;
         if deadline != u64::MAX && deadline <= self.shared.clock.now_nanos() {
             self.remove(key);
             return None;
         }
-        Some(entry)
+        Some((entry, parsed))
     }
 
     /// Stores an already shared entry (see [`CacheStore::put`]).
@@ -144,6 +152,21 @@ impl<C: Clock> MemoryCache<C> {
     ///
     /// Inputs outside the limits; nothing changes then.
     pub fn put_shared(&self, key: &str, response: Arc<CachedResponse>) -> Result<(), Error> {
+        self.put_parsed(key, response, None)
+    }
+
+    /// Stores an entry with its freshness directives already parsed (from
+    /// [`Stored::parsed`](crate::policy::Stored::parsed)), so lookups need not parse them again.
+    ///
+    /// # Errors
+    ///
+    /// Inputs outside the limits; nothing changes then.
+    pub fn put_parsed(
+        &self,
+        key: &str,
+        response: Arc<CachedResponse>,
+        parsed: Option<Parsed>,
+    ) -> Result<(), Error> {
         self.shared.limits.check_put(key, &response)?;
         let key: Key = Arc::from(key);
         let tags = response.tags.clone();
@@ -161,7 +184,7 @@ impl<C: Clock> MemoryCache<C> {
         let mut evicted = Vec::new();
         self.shared.entries.insert_with_lifecycle(
             Arc::clone(&key),
-            (deadline, response),
+            (deadline, response, parsed),
             &mut evicted,
         );
         // Index after inserting: a purge racing this put either sees the key or ran before it.
@@ -169,7 +192,7 @@ impl<C: Clock> MemoryCache<C> {
         for tag in tags {
             index.entry(tag).or_default().insert(Arc::clone(&key));
         }
-        for (key, (_, value)) in evicted {
+        for (key, (_, value, _)) in evicted {
             unindex(&mut index, &key, &value);
         }
         Ok(())
@@ -195,7 +218,7 @@ impl<C: Clock> MemoryCache<C> {
     }
 
     fn remove(&self, key: &str) -> Option<Arc<CachedResponse>> {
-        let (key, (_, value)) = self.shared.entries.remove(key)?;
+        let (key, (_, value, _)) = self.shared.entries.remove(key)?;
         unindex(&mut self.tags(), &key, &value);
         Some(value)
     }
@@ -244,8 +267,8 @@ impl<C: Clock> CacheStore for MemoryCache<C> {
             let removed = self
                 .shared
                 .entries
-                .remove_if(&key, |(_, entry)| entry.tags.iter().any(|t| t == tag));
-            if let Some((key, (_, value))) = removed {
+                .remove_if(&key, |(_, entry, _)| entry.tags.iter().any(|t| t == tag));
+            if let Some((key, (_, value, _))) = removed {
                 unindex(&mut self.tags(), &key, &value);
                 purged += usize::from(!value.is_expired_at(now));
             }

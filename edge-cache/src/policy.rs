@@ -123,7 +123,14 @@ pub struct Stored {
     /// How long the store should keep it: the rest of its lifetime plus the stale windows (and the
     /// revalidation keep when it has a validator).
     pub keep_for: Duration,
+    /// Its freshness directives, parsed: hand them to [`CachePolicy::lookup_parsed`] to answer
+    /// lookups of this entry without parsing its headers again.
+    pub parsed: Parsed,
 }
+
+/// A stored response's freshness directives, parsed once (see [`CachePolicy::parse`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed(Freshness);
 
 /// What to do with a stored response for this request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,7 +188,7 @@ impl Revalidation {
 }
 
 /// The freshness facts of a stored or received response.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Freshness {
     lifetime: u64,
     swr: u64,
@@ -441,6 +448,7 @@ impl CachePolicy {
             lifetime: Duration::from_secs(f.lifetime),
             initial_age: Duration::from_secs(initial_age),
             keep_for: Duration::from_secs(keep),
+            parsed: Parsed(f),
         })
     }
 
@@ -451,6 +459,37 @@ impl CachePolicy {
         method: &Method,
         request: &HeaderMap,
         stored: &CachedResponse,
+        now: SystemTime,
+    ) -> Lookup {
+        self.decide(method, request, stored, None, now)
+    }
+
+    /// [`CachePolicy::lookup`] with `stored`'s directives already parsed (from [`Stored::parsed`] or
+    /// [`CachePolicy::parse`]): for a cache that keeps the parse beside the entry.
+    #[must_use]
+    pub fn lookup_parsed(
+        &self,
+        method: &Method,
+        request: &HeaderMap,
+        stored: &CachedResponse,
+        parsed: &Parsed,
+        now: SystemTime,
+    ) -> Lookup {
+        self.decide(method, request, stored, Some(*parsed), now)
+    }
+
+    /// Parses `stored`'s freshness directives once, for [`CachePolicy::lookup_parsed`].
+    #[must_use]
+    pub fn parse(&self, stored: &CachedResponse) -> Parsed {
+        Parsed(self.freshness(stored.status, &stored.headers, stored.stored_at))
+    }
+
+    fn decide(
+        &self,
+        method: &Method,
+        request: &HeaderMap,
+        stored: &CachedResponse,
+        parsed: Option<Parsed>,
         now: SystemTime,
     ) -> Lookup {
         let req = Directives::parse(request.get_all(header::CACHE_CONTROL));
@@ -465,7 +504,10 @@ impl CachePolicy {
         {
             return unusable;
         }
-        let f = self.freshness(stored.status, &stored.headers, stored.stored_at);
+        let f = match parsed {
+            Some(Parsed(f)) => f,
+            None => self.freshness(stored.status, &stored.headers, stored.stored_at),
+        };
         let stored_age = stored
             .headers
             .get(header::AGE)
@@ -572,6 +614,7 @@ impl CachePolicy {
             keep = keep.saturating_add(secs(self.keep_for_revalidation));
         }
         Stored {
+            parsed: Parsed(f),
             lifetime: Duration::from_secs(f.lifetime),
             initial_age: Duration::from_secs(initial_age),
             keep_for: Duration::from_secs(keep.min(secs(self.max_keep))),
@@ -612,9 +655,11 @@ fn for_each_vary<'h>(
     Ok(())
 }
 
-/// Appends `<length>:<value>` for the request's value of `name` (all its lines, trimmed, joined with
-/// ", ") to `out`.
+/// Appends `<name>:<length>:<value>` for the request's value of `name` (all its lines, trimmed, joined
+/// with ", ") to `out`.
 fn append_value(out: &mut Vec<u8>, request: &HeaderMap, name: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(b':');
     let lines = request.get_all(name);
     let len: usize = lines
         .iter()
@@ -647,54 +692,48 @@ fn recorded_vary(
     response: &HeaderMap,
     request: &HeaderMap,
 ) -> Result<Option<HeaderValue>, NotStored> {
-    if !response.contains_key(header::VARY) {
-        return Ok(None);
-    }
     let mut record = Vec::new();
     for_each_vary(response, |name| append_value(&mut record, request, name))?;
+    if record.is_empty() {
+        return Ok(None);
+    }
     HeaderValue::from_maybe_shared(Bytes::from(record))
         .map(Some)
         .map_err(|_| NotStored::Vary)
 }
 
 /// Whether the request's values of the stored response's `Vary` fields are the recorded ones. Walks the
-/// record in place: no allocation unless a field spans several lines.
+/// record (which names its fields) in place: no allocation unless a field spans several lines.
 fn vary_matches(request: &HeaderMap, stored: &HeaderMap) -> bool {
-    if !stored.contains_key(header::VARY) {
-        return true;
-    }
     let Some(recorded) = stored.get(&VARY_RECORD) else {
-        return false;
+        // No record: fine without Vary; a Vary without its record cannot be matched.
+        return !stored.contains_key(header::VARY);
     };
     let mut rest = recorded.as_bytes();
-    let mut matched = true;
-    let walked = for_each_vary(stored, |name| {
-        if !matched {
-            return;
-        }
+    while !rest.is_empty() {
         match next_recorded(rest) {
-            Some((value, after)) => {
-                rest = after;
-                matched = value_is(request, name, value);
-            }
-            None => matched = false,
+            Some((name, value, after)) if value_is(request, name, value) => rest = after,
+            _ => return false,
         }
-    });
-    walked.is_ok() && matched && rest.is_empty()
+    }
+    true
 }
 
-/// Splits `<length>:<value>` off the front of a Vary record.
-fn next_recorded(record: &[u8]) -> Option<(&[u8], &[u8])> {
-    let colon = record.iter().take(8).position(|&b| b == b':')?;
-    let digits = &record[..colon];
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+/// Splits `<name>:<length>:<value>` off the front of a Vary record.
+fn next_recorded(record: &[u8]) -> Option<(&str, &[u8], &[u8])> {
+    let name_end = record.iter().position(|&b| b == b':')?;
+    let name = std::str::from_utf8(&record[..name_end]).ok()?;
+    let rest = &record[name_end + 1..];
+    let colon = rest.iter().take(8).position(|&b| b == b':')?;
+    let digits = &rest[..colon];
+    if name.is_empty() || digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let len = digits
         .iter()
         .fold(0usize, |n, &d| n * 10 + usize::from(d - b'0'));
-    let value = record.get(colon + 1..colon + 1 + len)?;
-    Some((value, &record[colon + 1 + len..]))
+    let value = rest.get(colon + 1..colon + 1 + len)?;
+    Some((name, value, &rest[colon + 1 + len..]))
 }
 
 /// Whether the request's value of `name` (lines trimmed and joined with ", ") is `expected`.
@@ -706,7 +745,7 @@ fn value_is(request: &HeaderMap, name: &str, expected: &[u8]) -> bool {
         _ => {
             let mut joined = Vec::new();
             append_value(&mut joined, request, name);
-            next_recorded(&joined).is_some_and(|(value, _)| value == expected)
+            next_recorded(&joined).is_some_and(|(_, value, _)| value == expected)
         }
     }
 }

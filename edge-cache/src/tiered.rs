@@ -38,7 +38,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 
 use crate::codec;
 use crate::memory::MemoryCache;
-use crate::policy::{self, CDN_CACHE_CONTROL, CachePolicy, Lookup, Revalidation};
+use crate::policy::{self, CDN_CACHE_CONTROL, CachePolicy, Lookup, Parsed, Revalidation};
 
 /// `x-cache-status`: what the cache did.
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
@@ -355,15 +355,20 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
             if !inner.has(tier) {
                 continue;
             }
-            let Some(entry) = inner.read(tier, &key).await else {
+            let Some((entry, parsed)) = inner.read(tier, &key).await else {
                 inner.miss(tier);
                 missed.push(tier);
                 continue;
             };
-            match inner.policy.lookup(&method, &asked.headers, &entry, now) {
+            // The memory tier keeps each entry's parse; the others are parsed here, once.
+            let parsed = parsed.unwrap_or_else(|| inner.policy.parse(&entry));
+            match inner
+                .policy
+                .lookup_parsed(&method, &asked.headers, &entry, &parsed, now)
+            {
                 Lookup::Fresh { age } => {
                     inner.hit(tier);
-                    inner.write_back(&key, &entry, &missed).await;
+                    inner.write_back(&key, &entry, parsed, &missed).await;
                     return Ok(serve(&entry, age, &method, "HIT", tier));
                 }
                 Lookup::StaleWhileRevalidate { age } => {
@@ -523,9 +528,9 @@ impl<C: Clock + Clone + 'static> Inner<C> {
     }
 
     /// A tier's entry for `key`; a tier that fails or holds garbage counts as a miss.
-    async fn read(&self, tier: Tier, key: &str) -> Option<Arc<CachedResponse>> {
+    async fn read(&self, tier: Tier, key: &str) -> Option<(Arc<CachedResponse>, Option<Parsed>)> {
         match tier {
-            Tier::Memory => self.memory.as_ref()?.get_shared(key),
+            Tier::Memory => self.memory.as_ref()?.get_parsed(key),
             Tier::Store => self
                 .store
                 .as_ref()?
@@ -533,29 +538,41 @@ impl<C: Clock + Clone + 'static> Inner<C> {
                 .await
                 .ok()
                 .flatten()
-                .map(Arc::new),
+                .map(|entry| (Arc::new(entry), None)),
             Tier::Kv => {
                 let bytes = self.kv.as_ref()?.get(&kv_key(key)).await.ok().flatten()?;
                 let entry = codec::decode(&bytes).ok()?;
-                (!entry.is_expired_at(self.clock.wall_time())).then(|| Arc::new(entry))
+                (!entry.is_expired_at(self.clock.wall_time())).then(|| (Arc::new(entry), None))
             }
             Tier::Shield | Tier::Origin => None,
         }
     }
 
     /// Writes `entry` to the tiers above the one that had it (they missed).
-    async fn write_back(&self, key: &str, entry: &Arc<CachedResponse>, tiers: &[Tier]) {
+    async fn write_back(
+        &self,
+        key: &str,
+        entry: &Arc<CachedResponse>,
+        parsed: Parsed,
+        tiers: &[Tier],
+    ) {
         for &tier in tiers {
-            self.write(tier, key, entry).await;
+            self.write(tier, key, entry, Some(parsed)).await;
         }
     }
 
-    async fn write(&self, tier: Tier, key: &str, entry: &Arc<CachedResponse>) {
+    async fn write(
+        &self,
+        tier: Tier,
+        key: &str,
+        entry: &Arc<CachedResponse>,
+        parsed: Option<Parsed>,
+    ) {
         // A tier that refuses (too large, down) is skipped: the others still get the entry.
         match tier {
             Tier::Memory => {
                 if let Some(memory) = &self.memory {
-                    let _ = memory.put_shared(key, Arc::clone(entry));
+                    let _ = memory.put_parsed(key, Arc::clone(entry), parsed);
                 }
             }
             Tier::Store => {
@@ -652,7 +669,7 @@ impl<C: Clock + Clone + 'static> Inner<C> {
                 fresh.expires_at = Some(response_time + stored.keep_for);
                 let fresh = Arc::new(fresh);
                 for tier in [Tier::Memory, Tier::Store, Tier::Kv] {
-                    self.write(tier, &key, &fresh).await;
+                    self.write(tier, &key, &fresh, Some(stored.parsed)).await;
                 }
                 return Fill::Stored(fresh, "REVALIDATED", tier);
             }
@@ -693,7 +710,7 @@ impl<C: Clock + Clone + 'static> Inner<C> {
                     .with_tags(tags);
                 let entry = Arc::new(entry);
                 for tier in [Tier::Memory, Tier::Store, Tier::Kv] {
-                    self.write(tier, &key, &entry).await;
+                    self.write(tier, &key, &entry, Some(stored.parsed)).await;
                 }
                 Fill::Stored(entry, "MISS", tier)
             }

@@ -500,6 +500,13 @@ proptest! {
         let cc = format!("max-age={max_age}, stale-while-revalidate={swr}");
         let age = upstream_age.to_string();
         if let Ok(e) = stored(&[], &[("cache-control", &cc), ("age", &age), ("etag", "\"e\"")]) {
+            let policy = CachePolicy::new();
+            let parsed = policy.parse(&e);
+            prop_assert_eq!(
+                policy.lookup_parsed(&Method::GET, &HeaderMap::new(), &e, &parsed, t(at)),
+                lookup(&e, &[], at),
+                "a kept parse answers as a fresh one"
+            );
             match lookup(&e, &[], at) {
                 Lookup::Fresh { age } => prop_assert!(age < u64::from(max_age)),
                 Lookup::StaleWhileRevalidate { age } => prop_assert!(age < u64::from(max_age) + u64::from(swr)),
