@@ -163,6 +163,8 @@ struct Inner<C> {
     clock: C,
     background: Arc<dyn DynWaitUntil>,
     fills: Coalescer<String, Fill>,
+    /// Reads of the shared tiers (store, KV), coalesced per tier and key like the fills.
+    reads: Coalescer<(Tier, String), Option<(Arc<CachedResponse>, Option<Parsed>)>>,
     refreshing: Mutex<HashSet<String>>,
     counters: Counters,
     jitter_keys: foldhash::fast::FixedState,
@@ -273,6 +275,7 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                 clock,
                 background: Arc::new(background),
                 fills: Coalescer::new(),
+                reads: Coalescer::new(),
                 refreshing: Mutex::new(HashSet::new()),
                 counters: Counters::default(),
                 jitter_keys: foldhash::fast::FixedState::with_seed(0x6564_6765),
@@ -355,7 +358,19 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
             if !inner.has(tier) {
                 continue;
             }
-            let Some((entry, parsed)) = inner.read(tier, &key).await else {
+            let found = if tier == Tier::Memory {
+                inner.read(tier, &key).await
+            } else {
+                // Concurrent misses ask the PoP cache and KV once per key, not once each.
+                let (reader, read_key) = (Arc::clone(&self.inner), key.clone());
+                inner
+                    .reads
+                    .run((tier, key.clone()), move || async move {
+                        reader.read(tier, &read_key).await
+                    })
+                    .await
+            };
+            let Some((entry, parsed)) = found else {
                 inner.miss(tier);
                 missed.push(tier);
                 continue;

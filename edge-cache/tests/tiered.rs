@@ -461,3 +461,82 @@ async fn three_hundred_pops_missing_at_once_make_one_origin_request() {
     let shield_stats = shield.stats();
     assert_eq!(shield_stats[4].1.hits, 1);
 }
+
+/// A PoP cache that counts its reads, each taking a second on the manual clock (a network hop).
+#[derive(Clone)]
+struct CountingStore {
+    inner: MemoryCache<ManualClock>,
+    gets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    clock: ManualClock,
+}
+
+impl edge_core::CacheStore for CountingStore {
+    fn limits(&self) -> edge_core::cache::CacheLimits {
+        self.inner.limits()
+    }
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<edge_core::cache::CachedResponse>, edge_core::Error> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.clock.sleep(Duration::from_secs(1)).await;
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        response: edge_core::cache::CachedResponse,
+    ) -> Result<(), edge_core::Error> {
+        self.inner.put(key, response).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, edge_core::Error> {
+        self.inner.delete(key).await
+    }
+    async fn purge_tag(&self, tag: &str) -> Result<usize, edge_core::Error> {
+        self.inner.purge_tag(tag).await
+    }
+}
+
+#[tokio::test]
+async fn reads_of_the_shared_tiers_are_coalesced_too() {
+    use edge_core::CacheStore as _;
+    let clock = ManualClock::new();
+    let origin = TestFetcher::new().with_clock(clock.clone());
+    origin.route(
+        PATH,
+        reply("x", &[cc("max-age=60")]).with_latency(Duration::from_secs(1)),
+    );
+    let store = CountingStore {
+        inner: MemoryCache::new(1 << 20, clock.clone()),
+        gets: std::sync::Arc::default(),
+        clock: clock.clone(),
+    };
+    let cache = TieredCache::builder(origin.clone(), clock.clone(), QueuedWaitUntil::new())
+        .store(store.clone())
+        .settings(no_jitter())
+        .build();
+    let requests = futures::future::join_all((0..50).map(|_| cache.handle(get(URL))));
+    let driver = std::pin::pin!(async {
+        loop {
+            while clock.sleepers() == 0 {
+                tokio::task::yield_now().await;
+            }
+            clock.advance(Duration::from_secs(1));
+        }
+    });
+    let responses = match futures::future::select(std::pin::pin!(requests), driver).await {
+        futures::future::Either::Left((responses, _)) => responses,
+        futures::future::Either::Right(((), _)) => unreachable!(),
+    };
+    assert!(responses.iter().all(Result::is_ok));
+    assert_eq!(
+        store.gets.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one store read for 50 misses"
+    );
+    assert_eq!(origin.hits(PATH), 1);
+    assert!(
+        store.inner.get(URL).await.unwrap().is_some(),
+        "and the fill wrote it back"
+    );
+}
