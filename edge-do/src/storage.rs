@@ -404,6 +404,8 @@ impl<S: Storage> Storage for ObjectStorage<S> {
 
 #[cfg(test)]
 mod tests {
+    use edge_core::testing::durable::FullDisk;
+
     use super::*;
     use crate::MemoryStorage;
 
@@ -469,46 +471,9 @@ mod tests {
         );
     }
 
-    /// A storage whose writes fail, as a full disk would.
-    #[derive(Clone, Default)]
-    struct Full(MemoryStorage);
-
-    impl Storage for Full {
-        async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
-            self.0.get(key).await
-        }
-        async fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Bytes)>, Error> {
-            self.0.get_many(keys).await
-        }
-        async fn put(&self, _: &str, _: Bytes) -> Result<(), Error> {
-            Err(Error::new(ErrorKind::CapacityExceeded, "disk full"))
-        }
-        async fn delete(&self, key: &str) -> Result<bool, Error> {
-            self.0.delete(key).await
-        }
-        async fn write(&self, _: WriteBatch) -> Result<(), Error> {
-            Err(Error::new(ErrorKind::CapacityExceeded, "disk full"))
-        }
-        async fn list(&self, range: ListRange) -> Result<Vec<(String, Bytes)>, Error> {
-            self.0.list(range).await
-        }
-        async fn delete_all(&self) -> Result<(), Error> {
-            self.0.delete_all().await
-        }
-        async fn get_alarm(&self) -> Result<Option<SystemTime>, Error> {
-            self.0.get_alarm().await
-        }
-        async fn set_alarm(&self, at: SystemTime) -> Result<(), Error> {
-            self.0.set_alarm(at).await
-        }
-        async fn delete_alarm(&self) -> Result<(), Error> {
-            self.0.delete_alarm().await
-        }
-    }
-
     #[tokio::test]
     async fn a_failed_commit_breaks_the_instance_and_fails_every_waiter() {
-        let storage = ObjectStorage::new(Full::default());
+        let storage = ObjectStorage::new(FullDisk(MemoryStorage::new()));
         storage.put("a", b("1")).await.unwrap();
         let first = storage.end_turn();
         let read_only = storage.end_turn();

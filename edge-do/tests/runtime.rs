@@ -10,6 +10,7 @@ use bytes::Bytes;
 use edge_core::durable::{
     DurableObject, ListRange, LocationHint, ObjectId, ObjectNamespace, Storage, WriteBatch,
 };
+use edge_core::testing::durable::FullDisk;
 use edge_core::{Body, Clock, Error, ErrorKind, ManualClock};
 use edge_do::{
     AlarmRun, MemoryStorage, MemoryStorageProvider, Namespace, ObjectState, ObjectStorage,
@@ -331,50 +332,13 @@ async fn a_panic_or_a_hang_resets_the_object_and_discards_only_its_own_turn() {
     assert_eq!(text(read).await, "fine", "other objects are unaffected");
 }
 
-/// Storage whose writes fail, as on a full disk.
-#[derive(Clone, Default)]
-struct FullDisk(MemoryStorage);
-
-impl Storage for FullDisk {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
-        self.0.get(key).await
-    }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Bytes)>, Error> {
-        self.0.get_many(keys).await
-    }
-    async fn put(&self, _: &str, _: Bytes) -> Result<(), Error> {
-        Err(Error::new(ErrorKind::CapacityExceeded, "disk full"))
-    }
-    async fn delete(&self, key: &str) -> Result<bool, Error> {
-        self.0.delete(key).await
-    }
-    async fn write(&self, _: WriteBatch) -> Result<(), Error> {
-        Err(Error::new(ErrorKind::CapacityExceeded, "disk full"))
-    }
-    async fn list(&self, range: ListRange) -> Result<Vec<(String, Bytes)>, Error> {
-        self.0.list(range).await
-    }
-    async fn delete_all(&self) -> Result<(), Error> {
-        self.0.delete_all().await
-    }
-    async fn get_alarm(&self) -> Result<Option<SystemTime>, Error> {
-        self.0.get_alarm().await
-    }
-    async fn set_alarm(&self, at: SystemTime) -> Result<(), Error> {
-        self.0.set_alarm(at).await
-    }
-    async fn delete_alarm(&self) -> Result<(), Error> {
-        self.0.delete_alarm().await
-    }
-}
-
 #[derive(Clone, Default)]
 struct FullDiskProvider;
 
 impl StorageProvider for FullDiskProvider {
-    type Storage = FullDisk;
-    fn storage(&self, _id: &ObjectId) -> FullDisk {
-        FullDisk::default()
+    type Storage = FullDisk<MemoryStorage>;
+    fn storage(&self, _id: &ObjectId) -> FullDisk<MemoryStorage> {
+        FullDisk(MemoryStorage::new())
     }
     fn due_alarms(&self, _now: SystemTime) -> Result<Vec<ObjectId>, Error> {
         Ok(Vec::new())

@@ -196,3 +196,45 @@ pub async fn alarm_round_trip<S: Storage>(storage: &S) {
     must("cancel", storage.delete_alarm()).await;
     assert_eq!(must("cancelled", storage.get_alarm()).await, None);
 }
+
+/// A [`Storage`] whose writes all fail with [`ErrorKind::CapacityExceeded`], as on a full disk, while
+/// reads go to the storage it wraps: for testing what a host does when commits fail.
+#[derive(Clone, Debug, Default)]
+pub struct FullDisk<S>(pub S);
+
+fn disk_full() -> crate::Error {
+    crate::Error::new(ErrorKind::CapacityExceeded, "disk full")
+}
+
+impl<S: Storage> Storage for FullDisk<S> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, crate::Error> {
+        self.0.get(key).await
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Bytes)>, crate::Error> {
+        self.0.get_many(keys).await
+    }
+    async fn put(&self, _: &str, _: Bytes) -> Result<(), crate::Error> {
+        Err(disk_full())
+    }
+    async fn delete(&self, _: &str) -> Result<bool, crate::Error> {
+        Err(disk_full())
+    }
+    async fn write(&self, _: WriteBatch) -> Result<(), crate::Error> {
+        Err(disk_full())
+    }
+    async fn list(&self, range: ListRange) -> Result<Vec<(String, Bytes)>, crate::Error> {
+        self.0.list(range).await
+    }
+    async fn delete_all(&self) -> Result<(), crate::Error> {
+        Err(disk_full())
+    }
+    async fn get_alarm(&self) -> Result<Option<SystemTime>, crate::Error> {
+        self.0.get_alarm().await
+    }
+    async fn set_alarm(&self, _: SystemTime) -> Result<(), crate::Error> {
+        Err(disk_full())
+    }
+    async fn delete_alarm(&self) -> Result<(), crate::Error> {
+        Err(disk_full())
+    }
+}
