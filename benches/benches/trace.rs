@@ -1,5 +1,5 @@
-//! Trace context: `traceparent` parse and format, `tracestate` parse, a context from request headers and
-//! a span start → attributes → end, on the host clock.
+//! Trace context: `traceparent` parse and format, `tracestate` parse, a context from request headers,
+//! a span start → attributes → end on the host clock; and a latency histogram record.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -55,6 +55,23 @@ fn trace(c: &mut Criterion) {
             span.set("http.response.status_code", 200u16);
             span.end(&clock);
             black_box(span)
+        })
+    });
+    let registry = edge_observe::Registry::new();
+    let latency = registry.histogram(
+        "edge_request_duration_seconds",
+        "Latency.",
+        &["route", "status_class"],
+    );
+    let series = latency.with(&["/api/products", "2xx"]);
+    group.bench_function("histogram record (held series)", |b| {
+        b.iter(|| series.observe(black_box(std::time::Duration::from_millis(42))))
+    });
+    group.bench_function("histogram record (series looked up by labels)", |b| {
+        b.iter(|| {
+            latency
+                .with(black_box(&["/api/products", "2xx"]))
+                .observe(std::time::Duration::from_millis(42))
         })
     });
     group.finish();
