@@ -689,6 +689,16 @@ async fn the_cache_coalesces_serves_stale_while_revalidating_and_purges() {
             .header("x-cache-status"),
         "HIT"
     );
+    assert!(products.header("server-timing").starts_with("edge;dur="));
+    let metrics = exchange(&base, Method::GET, "/_edge/metrics", Bytes::new())
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(metrics.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains(r#"edge_requests_total{method="GET",status_class="2xx",cache="HIT"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("edge_request_duration_seconds_bucket"));
     let refused = exchange(
         &base,
         Method::POST,

@@ -1,6 +1,6 @@
 //! The edge pipeline: the tower stack in front of the origin, built in one place for every host.
 //!
-//! Today the stack is: WAF → demo token issuer → flag evaluation (the home page's A/B variant, from a flag
+//! Today the stack is: metrics (`/_edge/metrics`, `Server-Timing`) → WAF → demo token issuer → flag evaluation (the home page's A/B variant, from a flag
 //! document in KV) → JWT authentication (`/api/account`, keys by `kid` from KV) → rate limits → durable
 //! objects (`/api/counter/{name}`, `/rooms/{name}`) → HTTP cache (memory tier, coalesced misses,
 //! stale-while-revalidate) → identity forwarding → origin proxy.
@@ -30,6 +30,8 @@ use edge_core::wait_until::TokioWaitUntil;
 use edge_core::{Body, KvStore, SystemClock};
 use edge_kv::MemoryKv;
 use edge_kv::redis::RedisKv;
+use edge_observe::Registry;
+use edge_observe::layer::MetricsLayer;
 use http::{Request, Response, Uri};
 use tower::util::BoxCloneSyncService;
 
@@ -201,7 +203,9 @@ where
         .protect_prefix("/api/account");
     let rate_limit = rate_limit_layer()?;
     let waf = waf_layer()?;
+    let metrics = MetricsLayer::new(Registry::new(), SystemClock::new()).endpoint("/_edge/metrics");
     let stack = tower::ServiceBuilder::new()
+        .layer(metrics)
         .layer(waf)
         .layer(tower::layer::layer_fn(move |inner| {
             DemoTokenEndpoint::new(inner, Arc::clone(&issuer))

@@ -1,0 +1,227 @@
+//! (feature `tower`) [`MetricsLayer`]: request metrics and `Server-Timing` for any tower service.
+//!
+//! Every response is counted in `edge_requests_total{method, status_class, cache}` and timed in
+//! `edge_request_duration_seconds{status_class, cache}` (the seeds' buckets), where `cache` is the
+//! response's `x-cache-status` (or `NONE`). The response gets a `Server-Timing: edge;dur=…` entry
+//! (appended to any the inner service set). With [`MetricsLayer::endpoint`], `GET {path}` answers the
+//! Prometheus exposition of the registry.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use edge_core::{Body, BoxFuture, Clock, MaybeSend};
+use http::{HeaderValue, Method, Request, Response, header};
+use tower::{Layer, Service};
+
+use crate::metrics::{Counter, Histogram, Registry};
+use crate::server_timing::ServerTiming;
+
+/// Builds [`MetricsService`]s over one registry.
+#[derive(Clone, Debug)]
+pub struct MetricsLayer<C> {
+    registry: Registry,
+    requests: Counter,
+    latency: Histogram,
+    clock: C,
+    endpoint: Option<String>,
+}
+
+impl<C: Clock + Clone> MetricsLayer<C> {
+    /// Records into `registry`, timing with `clock`.
+    pub fn new(registry: Registry, clock: C) -> Self {
+        let requests = registry.counter(
+            "edge_requests_total",
+            "Requests answered by the edge.",
+            &["method", "status_class", "cache"],
+        );
+        let latency = registry.histogram(
+            "edge_request_duration_seconds",
+            "Time from request to response head at the edge.",
+            &["status_class", "cache"],
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            clock,
+            endpoint: None,
+        }
+    }
+
+    /// Answers `GET {path}` with the registry's Prometheus exposition.
+    #[must_use]
+    pub fn endpoint(mut self, path: impl Into<String>) -> Self {
+        self.endpoint = Some(path.into());
+        self
+    }
+}
+
+impl<S, C: Clock + Clone> Layer<S> for MetricsLayer<C> {
+    type Service = MetricsService<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`MetricsLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct MetricsService<S, C> {
+    inner: S,
+    layer: MetricsLayer<C>,
+}
+
+fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    // A fixed set: a client inventing methods cannot grow the label set.
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+impl<S, C> Service<Request<Body>> for MetricsService<S, C>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: MaybeSend + 'static,
+    C: Clock + Clone + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if request.method() == Method::GET
+            && self.layer.endpoint.as_deref() == Some(request.uri().path())
+        {
+            let mut response = Response::new(Body::from(self.layer.registry.render_prometheus()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return Box::pin(async move { Ok(response) });
+        }
+        let method = method_label(request.method());
+        let layer = self.layer.clone();
+        let started = layer.clock.now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let Ok(mut response) = future.await;
+            let elapsed = layer.clock.now().duration_since(started);
+            let class = status_class(response.status());
+            let cache = response
+                .headers()
+                .get("x-cache-status")
+                .and_then(|v| v.to_str().ok())
+                .map_or("NONE", |s| match s {
+                    "HIT" => "HIT",
+                    "MISS" => "MISS",
+                    "STALE" => "STALE",
+                    "UPDATING" => "UPDATING",
+                    "REVALIDATED" => "REVALIDATED",
+                    "EXPIRED" => "EXPIRED",
+                    "BYPASS" => "BYPASS",
+                    _ => "OTHER",
+                });
+            layer.requests.with(&[method, class, cache]).inc();
+            layer.latency.with(&[class, cache]).observe(elapsed);
+            let mut timing = ServerTiming::new();
+            timing.add("edge", elapsed, None);
+            if let Some(value) = timing.to_header_value() {
+                response.headers_mut().append("server-timing", value);
+            }
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edge_core::ManualClock;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_times_and_exposes() {
+        let clock = ManualClock::new();
+        let registry = Registry::new();
+        let inner_clock = clock.clone();
+        let service = MetricsLayer::new(registry.clone(), clock.clone())
+            .endpoint("/metrics")
+            .layer(tower::service_fn(move |request: Request<Body>| {
+                let clock = inner_clock.clone();
+                async move {
+                    clock.advance(std::time::Duration::from_millis(30));
+                    let mut response = Response::new(Body::empty());
+                    if request.uri().path() == "/cached" {
+                        response
+                            .headers_mut()
+                            .insert("x-cache-status", HeaderValue::from_static("HIT"));
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            }));
+        let response = service
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/cached")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["server-timing"], "edge;dur=30");
+        let weird = Request::builder()
+            .method(Method::from_bytes(b"BREW").unwrap())
+            .uri("/x")
+            .body(Body::empty())
+            .unwrap();
+        service.clone().oneshot(weird).await.unwrap();
+        let metrics = service
+            .oneshot(
+                Request::builder()
+                    .uri("/metrics")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let text = metrics.into_body().collect(1 << 20).await.unwrap();
+        let text = std::str::from_utf8(&text).unwrap();
+        assert!(
+            text.contains(r#"edge_requests_total{method="GET",status_class="2xx",cache="HIT"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"edge_requests_total{method="OTHER",status_class="2xx",cache="NONE"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"edge_request_duration_seconds_bucket{status_class="2xx",cache="HIT",le="0.05"} 1"#), "{text}");
+    }
+}
