@@ -691,8 +691,8 @@ impl<C: Clock + Clone + 'static> Inner<C> {
         }
         let (parts, body) = response.into_parts();
         let body = match read_body(body, self.settings.max_body).await {
-            Ok(Whole(bytes)) => bytes,
-            Ok(TooLarge(body)) => {
+            Ok(ReadBody::Whole(bytes)) => bytes,
+            Ok(ReadBody::TooLarge(body)) => {
                 let response = Response::from_parts(parts, body);
                 return Fill::Private(Arc::new(std::sync::Mutex::new(Some(response))), tier);
             }
@@ -824,20 +824,20 @@ fn gateway_timeout() -> Response<Body> {
     response
 }
 
+/// A body read up to the limit: whole, or too large (and then still readable whole).
 enum ReadBody {
     Whole(Bytes),
     TooLarge(Body),
 }
-use ReadBody::{TooLarge, Whole};
 
 /// Reads a body up to `limit`; a longer one comes back as a body that replays what was read and then
 /// streams the rest.
 async fn read_body(body: Body, limit: usize) -> Result<ReadBody, Error> {
     if let Some(bytes) = body.as_bytes() {
         return Ok(if bytes.len() <= limit {
-            Whole(bytes.clone())
+            ReadBody::Whole(bytes.clone())
         } else {
-            TooLarge(body)
+            ReadBody::TooLarge(body)
         });
     }
     let mut body = body;
@@ -849,12 +849,12 @@ async fn read_body(body: Body, limit: usize) -> Result<ReadBody, Error> {
         chunks.push(chunk);
         if total > limit {
             let head = futures_util::stream::iter(chunks.into_iter().map(Ok::<Bytes, Error>));
-            return Ok(TooLarge(Body::from_stream(head.chain(body))));
+            return Ok(ReadBody::TooLarge(Body::from_stream(head.chain(body))));
         }
     }
     let mut whole = bytes::BytesMut::with_capacity(total);
     for chunk in chunks {
         whole.extend_from_slice(&chunk);
     }
-    Ok(Whole(whole.freeze()))
+    Ok(ReadBody::Whole(whole.freeze()))
 }

@@ -32,6 +32,15 @@ async fn next_json<O, P: edge_do::StorageProvider>(session: &mut Session<O, P>) 
     }
 }
 
+/// The room's answer to a plain `GET`: presence and message count.
+async fn room_status(rooms: &Rooms, id: &edge_core::durable::ObjectId) -> Value {
+    let response = rooms
+        .fetch(id, http::Request::new(Body::empty()))
+        .await
+        .unwrap();
+    serde_json::from_slice(&response.into_body().collect(4096).await.unwrap()).unwrap()
+}
+
 fn text(s: &str) -> SocketMessage {
     SocketMessage::Text(s.to_owned())
 }
@@ -81,12 +90,7 @@ async fn presence_broadcast_and_history() {
         .unwrap();
     assert_eq!(next_json(&mut ana).await["reason"], "message too large");
 
-    let status = rooms
-        .fetch(&id, http::Request::new(Body::empty()))
-        .await
-        .unwrap();
-    let status: Value =
-        serde_json::from_slice(&status.into_body().collect(4096).await.unwrap()).unwrap();
+    let status = room_status(&rooms, &id).await;
     assert_eq!(
         status,
         serde_json::json!({"present": ["ana", "bo"], "messages": 1})
@@ -146,22 +150,12 @@ async fn a_slow_connection_is_dropped_and_the_others_carry_on() {
         serde_json::json!({"type": "leave", "user": "stuck"})
     );
 
-    let status = rooms
-        .fetch(&id, http::Request::new(Body::empty()))
-        .await
-        .unwrap();
-    let status: Value =
-        serde_json::from_slice(&status.into_body().collect(4096).await.unwrap()).unwrap();
+    let status = room_status(&rooms, &id).await;
     assert_eq!(status["present"], serde_json::json!(["talker", "reader"]));
 
     // A session dropped without `close` leaves the hub too.
     drop(reader);
-    let status = rooms
-        .fetch(&id, http::Request::new(Body::empty()))
-        .await
-        .unwrap();
-    let status: Value =
-        serde_json::from_slice(&status.into_body().collect(4096).await.unwrap()).unwrap();
+    let status = room_status(&rooms, &id).await;
     assert_eq!(status["present"], serde_json::json!(["talker"]));
     talker.close(1000).await.unwrap();
 }

@@ -12,17 +12,15 @@
 //! request; a bad name is a `400`, a failed object a `503` with a JSON error.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use edge_core::durable::{DurableObject, ObjectNamespace, Storage};
-use edge_core::{Body, Error, ErrorKind};
+use edge_core::{Body, BoxFuture, Error, ErrorKind};
 use edge_do::{Namespace, ObjectState, ObjectStorage, Room, Sockets, SqliteStorage, SqliteStore};
 use http::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
@@ -220,7 +218,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
