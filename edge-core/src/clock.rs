@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::sync::{MaybeSend, MaybeSync, lock};
+use crate::sync::{BoxFuture, MaybeSend, MaybeSync, lock};
 
 /// A point on a clock's monotonic timeline, measured from that clock's own origin.
 ///
@@ -410,6 +410,50 @@ fn add_saturating(cell: &AtomicU64, by: u64) {
     let _ = cell.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
         Some(v.saturating_add(by))
     });
+}
+
+/// Sleeps: the host's timer, for work that waits on its own (retry backoff, export deadlines).
+///
+/// Hosts provide one: [`TokioTimer`] under tokio (feature `tokio`), a `setTimeout` promise in a Worker,
+/// and [`ManualClock`] in tests, whose sleeps end when the test advances it.
+pub trait Timer: MaybeSend + MaybeSync {
+    /// A future that completes `duration` from now.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+}
+
+impl Timer for ManualClock {
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(ManualClock::sleep(self, duration))
+    }
+}
+
+impl<T: Timer + ?Sized> Timer for Arc<T> {
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        (**self).sleep(duration)
+    }
+}
+
+/// (feature `tokio`) [`Timer`] on tokio's timer; must be used inside a tokio runtime with time enabled.
+#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct TokioTimer;
+
+#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
+impl TokioTimer {
+    /// The timer of the current tokio runtime.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self
+    }
+}
+
+#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
+impl Timer for TokioTimer {
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
 }
 
 #[cfg(test)]

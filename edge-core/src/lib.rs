@@ -10,7 +10,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`sync`] | [`MaybeSend`] / [`MaybeSync`] / [`BoxFuture`]: `Send` on native hosts, nothing on wasm32 |
-//! | [`clock`] | [`Clock`], [`SystemClock`] (reads `Date.now()` in a Worker), [`ManualClock`] for tests |
+//! | [`clock`] | [`Clock`], [`SystemClock`] (reads `Date.now()` in a Worker), [`ManualClock`] for tests; [`Timer`] for sleeping |
 //! | [`kv`] | [`KvStore`]: get, metadata, TTL, list by prefix with a cursor |
 //! | [`cache`] | [`CacheStore`]: stored HTTP responses by key, purge by tag |
 //! | [`fetch`] | [`Fetcher`]: outbound HTTP; [`HyperFetcher`](fetch::hyper::HyperFetcher) with feature `hyper` |
@@ -51,7 +51,7 @@
 //! | feature | adds |
 //! |---|---|
 //! | `hyper` | [`fetch::hyper::HyperFetcher`] (native only) |
-//! | `tokio` | `wait_until::TokioWaitUntil` (native only) |
+//! | `tokio` | `wait_until::TokioWaitUntil`, `clock::TokioTimer` (native only) |
 //! | `testing` | [`testing`]: conformance kits, `TestFetcher` |
 //! | `full` | all of the above |
 //!
@@ -81,7 +81,7 @@ pub mod wait_until;
 
 pub use body::Body;
 pub use cache::CacheStore;
-pub use clock::{Clock, Instant, ManualClock, SystemClock};
+pub use clock::{Clock, Instant, ManualClock, SystemClock, Timer};
 pub use coalesce::Coalescer;
 pub use error::{BoxError, Error, ErrorKind};
 pub use fetch::Fetcher;

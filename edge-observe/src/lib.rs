@@ -13,6 +13,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod layer;
 pub mod metrics;
+pub mod otlp;
 pub mod server_timing;
 
 pub use metrics::{Counter, Gauge, Histogram, Registry};

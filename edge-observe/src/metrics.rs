@@ -321,6 +321,112 @@ impl Registry {
     }
 }
 
+/// A reading of one metric family, for exporters (OTLP); series sorted by their label values.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct FamilySnapshot {
+    /// The family's name.
+    pub name: String,
+    /// Its help text.
+    pub help: String,
+    /// Its label names.
+    pub labels: Vec<String>,
+    /// Its series.
+    pub points: Points,
+}
+
+/// The series of a [`FamilySnapshot`]: each one's label values and reading.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Points {
+    /// Counter totals.
+    Counter(Vec<(Vec<String>, u64)>),
+    /// Gauge values.
+    Gauge(Vec<(Vec<String>, i64)>),
+    /// Histograms over `bounds`.
+    Histogram {
+        /// The buckets' upper bounds, ascending.
+        bounds: Vec<Duration>,
+        /// Each series' reading.
+        series: Vec<(Vec<String>, HistogramPoint)>,
+    },
+}
+
+/// One histogram series' reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistogramPoint {
+    /// Observations per bucket (not cumulative): one per bound, then one for values above the last.
+    pub buckets: Vec<u64>,
+    /// Observations in all.
+    pub count: u64,
+    /// Their sum.
+    pub sum: Duration,
+}
+
+impl Registry {
+    /// A reading of every family, in the order they were created.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<FamilySnapshot> {
+        let families: Vec<Arc<Family>> = self.lock().clone();
+        families
+            .iter()
+            .map(|family| {
+                let mut series: Vec<(Vec<String>, Arc<Cells>)> = family
+                    .lock()
+                    .iter()
+                    .map(|(k, v)| (k.to_vec(), Arc::clone(v)))
+                    .collect();
+                series.sort_by(|a, b| a.0.cmp(&b.0));
+                let points = match &family.kind {
+                    Kind::Counter => Points::Counter(
+                        series
+                            .into_iter()
+                            .map(|(labels, cells)| (labels, cells.value.load(Ordering::Relaxed)))
+                            .collect(),
+                    ),
+                    Kind::Gauge => Points::Gauge(
+                        series
+                            .into_iter()
+                            .map(|(labels, cells)| (labels, cells.gauge.load(Ordering::Relaxed)))
+                            .collect(),
+                    ),
+                    Kind::Histogram(bounds) => Points::Histogram {
+                        bounds: bounds.to_vec(),
+                        series: series
+                            .into_iter()
+                            .map(|(labels, cells)| (labels, histogram_point(&cells)))
+                            .collect(),
+                    },
+                };
+                FamilySnapshot {
+                    name: family.name.clone(),
+                    help: family.help.clone(),
+                    labels: family.labels.clone(),
+                    points,
+                }
+            })
+            .collect()
+    }
+}
+
+fn histogram_point(cells: &Cells) -> HistogramPoint {
+    let mut buckets: Vec<u64> = cells
+        .buckets
+        .iter()
+        .map(|b| b.load(Ordering::Relaxed))
+        .collect();
+    let counted: u64 = buckets.iter().sum();
+    // Recording bumps a bucket before the count: a reading taken in between must still add up.
+    let count = cells.value.load(Ordering::Relaxed).max(counted);
+    buckets.push(count - counted);
+    HistogramPoint {
+        buckets,
+        count,
+        sum: Duration::from_nanos(cells.sum_nanos.load(Ordering::Relaxed)),
+    }
+}
+
 /// Metric and label names: `[a-zA-Z_:][a-zA-Z0-9_:]*`; anything else becomes `_`.
 fn sanitize_name(name: &str) -> String {
     let mut out: String = name
@@ -472,6 +578,36 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn snapshot_reads_every_kind() {
+        let registry = Registry::new();
+        registry.counter("c", "C.", &["k"]).with(&["a"]).add(2);
+        registry.gauge("g", "G.", &[]).with(&[]).set(-4);
+        let h = registry.histogram_with_buckets(
+            "h",
+            "H.",
+            &[],
+            &[Duration::from_millis(10), Duration::from_millis(100)],
+        );
+        for ms in [1, 50, 50, 500] {
+            h.with(&[]).observe(Duration::from_millis(ms));
+        }
+        let snapshot = registry.snapshot();
+        assert_eq!(snapshot.len(), 3);
+        assert_eq!(
+            snapshot[0].points,
+            Points::Counter(vec![(vec!["a".to_owned()], 2)])
+        );
+        assert_eq!(snapshot[1].points, Points::Gauge(vec![(vec![], -4)]));
+        let Points::Histogram { bounds, series } = &snapshot[2].points else {
+            panic!("not a histogram")
+        };
+        assert_eq!(bounds.len(), 2);
+        assert_eq!(series[0].1.buckets, vec![1, 2, 1]);
+        assert_eq!(series[0].1.count, 4);
+        assert_eq!(series[0].1.sum, Duration::from_millis(601));
+    }
 
     #[test]
     fn exposition_of_every_kind() {

@@ -8,12 +8,16 @@
 //! | [`Sampler`] | head sampling: always, never, a ratio of trace ids, or the parent's decision |
 //! | [`Span`] | a timed operation with attributes, events and a status, timed by the [`Clock`] |
 //! | [`SpanExporter`] | where finished spans go (OTLP in the observability crate) |
+//! | [`RequestSpan`] | the server span of the request being handled, in its extensions: inner layers add attributes, `Server-Timing` stages and child spans ([`request`]) |
+//! | [`attr`] | the attribute names every crate records (OpenTelemetry's HTTP conventions, `edge.*` for the SDK's own) |
 //!
 //! Bad input never fails a request: a malformed or oversized `traceparent` starts a new trace, a bad
 //! `tracestate` is dropped, and spans keep at most [`MAX_ATTRIBUTES`] attributes and [`MAX_EVENTS`]
 //! events (later ones are counted as dropped).
 
+pub mod attr;
 pub mod context;
+pub mod request;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +26,7 @@ use std::time::SystemTime;
 use http::HeaderMap;
 
 pub use self::context::{SpanId, TraceFlags, TraceId, TraceParent, TraceState};
+pub use self::request::{FinishedRequest, RequestSpan, Stage};
 use crate::clock::{Clock, Instant};
 use crate::error::Error;
 use crate::sync::{MaybeSend, MaybeSync};
@@ -156,7 +161,11 @@ pub struct TraceContext {
 impl TraceContext {
     /// The context of a request arriving with `headers`: a child of the caller's span when it sent a
     /// valid `traceparent`, else the root of a new trace; sampled as `sampler` decides.
-    pub fn from_request(headers: &HeaderMap, ids: &impl IdSource, sampler: &Sampler) -> Self {
+    pub fn from_request(
+        headers: &HeaderMap,
+        ids: &(impl IdSource + ?Sized),
+        sampler: &Sampler,
+    ) -> Self {
         match TraceParent::from_headers(headers) {
             Some(parent) => {
                 let sampled = sampler.sample(parent.trace_id, Some(parent.flags.sampled()));
@@ -184,7 +193,7 @@ impl TraceContext {
 
     /// A child context (same trace, new span id, this span as parent).
     #[must_use]
-    pub fn child(&self, ids: &impl IdSource) -> Self {
+    pub fn child(&self, ids: &(impl IdSource + ?Sized)) -> Self {
         Self {
             trace_id: self.trace_id,
             span_id: ids.span_id(),
