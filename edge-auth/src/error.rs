@@ -51,6 +51,31 @@ impl Error {
     pub fn is_server_side(&self) -> bool {
         matches!(self, Self::KeySource(_))
     }
+
+    /// A short, stable name of the failure (`expired`, `bad_signature`, …), for span attributes
+    /// (`edge.jwt.outcome`), metrics and logs. It names the check, never the token's content.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::TooLarge(_) => "too_large",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::AlgorithmMismatch => "algorithm_mismatch",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::UnsupportedCritical => "unsupported_critical",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::InvalidIssuer => "invalid_issuer",
+            Self::InvalidAudience => "invalid_audience",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::InvalidClaim(_) => "invalid_claim",
+            Self::CustomClaims(_) => "custom_claims",
+            Self::InvalidKey(_) => "invalid_key",
+            Self::KeySource(_) => "key_source",
+        }
+    }
 }
 
 /// Equal when the same check failed for the same reason; key-source errors compare by kind.

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use edge_core::{BoxFuture, Clock, MaybeSend, MaybeSync, WaitUntil};
+use edge_core::trace::{RequestSpan, attr};
+use edge_core::{BoxFuture, Clock, Instant, MaybeSend, MaybeSync, WaitUntil};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -242,8 +243,11 @@ where
         {
             return Box::pin(inner.call(request));
         }
+        let span = RequestSpan::from_extensions(request.extensions()).cloned();
+        let started = span.as_ref().map(RequestSpan::now);
         let token = match credential(request.headers()) {
             Credential::Missing => {
+                record_outcome(span.as_ref(), started, "missing");
                 let response = reject(
                     StatusCode::UNAUTHORIZED,
                     &shared.realm,
@@ -253,6 +257,7 @@ where
                 return Box::pin(async move { Ok(response) });
             }
             Credential::Invalid => {
+                record_outcome(span.as_ref(), started, "malformed");
                 let description = "the Authorization header must be a single bearer token";
                 let response = reject(
                     StatusCode::BAD_REQUEST,
@@ -267,12 +272,26 @@ where
         Box::pin(async move {
             match shared.provider.verify::<T>(&shared.verifier, &token).await {
                 Ok(verified) => {
+                    record_outcome(span.as_ref(), started, "verified");
                     request.extensions_mut().insert(verified);
                     inner.call(request).await
                 }
-                Err(e) => Ok(rejection(&shared.realm, &e)),
+                Err(e) => {
+                    record_outcome(span.as_ref(), started, e.code());
+                    Ok(rejection(&shared.realm, &e))
+                }
             }
         })
+    }
+}
+
+/// Records the verification's outcome on the request's span (attribute and `auth` stage) and as a
+/// `tracing` event, under the SDK's attribute name.
+fn record_outcome(span: Option<&RequestSpan>, started: Option<Instant>, outcome: &'static str) {
+    tracing::debug!(edge.jwt.outcome = outcome, "jwt verification");
+    if let (Some(span), Some(started)) = (span, started) {
+        span.set(attr::EDGE_JWT_OUTCOME, outcome);
+        span.stage_since("auth", started, Some(outcome));
     }
 }
 

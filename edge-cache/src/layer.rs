@@ -39,17 +39,19 @@ use std::task::{Context, Poll};
 
 use edge_core::cache::DynCacheStore;
 use edge_core::kv::DynKvStore;
+use edge_core::trace::{RequestSpan, attr};
 use edge_core::wait_until::DynWaitUntil;
 use edge_core::{
-    Body, BoxFuture, CacheStore, Clock, Error, ErrorKind, Fetcher, KvStore, MaybeSend, MaybeSync,
-    WaitUntil,
+    Body, BoxFuture, CacheStore, Clock, Error, ErrorKind, Fetcher, Instant, KvStore, MaybeSend,
+    MaybeSync, WaitUntil,
 };
+use http::header::HeaderName;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::memory::MemoryCache;
 use crate::policy::CachePolicy;
-use crate::tiered::{CACHE_STATUS, Settings, TieredCache};
+use crate::tiered::{CACHE_STATUS, CACHE_TIER, Settings, TieredCache};
 
 /// Builds [`CacheService`]s. See the [module docs](self).
 pub struct CacheLayer<C> {
@@ -315,8 +317,10 @@ impl<C: Clock + Clone + 'static> Service<Request<Body>> for CacheService<C> {
                 return Box::pin(async move { Ok(purge(cache, &purge_config.1, request).await) });
             }
         }
+        let span = RequestSpan::from_extensions(request.extensions()).cloned();
         Box::pin(async move {
-            Ok(match cache.handle(request).await {
+            let started = span.as_ref().map(RequestSpan::now);
+            let response = match cache.handle(request).await {
                 Ok(response) => response,
                 Err(error) => {
                     let status = if error.kind() == ErrorKind::Timeout {
@@ -330,7 +334,36 @@ impl<C: Clock + Clone + 'static> Service<Request<Body>> for CacheService<C> {
                         .insert(CACHE_STATUS.clone(), HeaderValue::from_static("MISS"));
                     response
                 }
-            })
+            };
+            record(span.as_ref(), started, &response);
+            Ok(response)
         })
+    }
+}
+
+/// Records the cache's answer on the request's span (attributes and a `cache` stage) and as a `tracing`
+/// event, under the SDK's attribute names.
+fn record(span: Option<&RequestSpan>, started: Option<Instant>, response: &Response<Body>) {
+    let header = |name: &HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let status = header(&CACHE_STATUS);
+    let tier = header(&CACHE_TIER);
+    tracing::debug!(
+        edge.cache.status = status.as_str(),
+        edge.cache.tier = tier.as_str(),
+        "cache"
+    );
+    if let (Some(span), Some(started)) = (span, started) {
+        if !tier.is_empty() {
+            span.set(attr::EDGE_CACHE_TIER, tier);
+        }
+        span.set(attr::EDGE_CACHE_STATUS, status.clone());
+        span.stage_since("cache", started, Some(status));
     }
 }

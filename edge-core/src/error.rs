@@ -44,7 +44,9 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    fn as_str(self) -> &'static str {
+    /// The kind's name, as its `Display` writes it (for span attributes and metric labels).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::InvalidKey => "invalid key",
             Self::TooLarge => "too large",

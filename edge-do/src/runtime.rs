@@ -30,6 +30,7 @@ use bytes::Bytes;
 use edge_core::durable::{
     DurableObject, LocationHint, ObjectId, ObjectNamespace, SocketMessage, Storage,
 };
+use edge_core::trace::{RequestSpan, SpanKind, Status, attr};
 use edge_core::{Body, BoxFuture, Clock, Error, ErrorKind, MaybeSend, MaybeSync, SystemClock};
 use futures_util::FutureExt;
 use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -417,11 +418,37 @@ where
         hint: Option<LocationHint>,
         request: Request<Body>,
     ) -> Result<Response<Body>, Error> {
-        let (live, gate) = self.enter(id, hint).await;
-        self.turn(id, live, gate, |live| async move {
-            live.object.fetch(request).await
-        })
-        .await
+        // The caller's request span, if it has one: the call becomes a child span and a `do` stage.
+        let parent = RequestSpan::from_extensions(request.extensions()).cloned();
+        let started = parent.as_ref().map(RequestSpan::now);
+        let child = parent
+            .as_ref()
+            .map(|parent| parent.child("durable_object.fetch", SpanKind::Internal));
+        let traced = tracing::debug_span!(
+            "durable_object.fetch",
+            edge.do.object = %id,
+            edge.do.outcome = tracing::field::Empty,
+        );
+        let call = async {
+            let (live, gate) = self.enter(id, hint).await;
+            self.turn(id, live, gate, |live| async move {
+                live.object.fetch(request).await
+            })
+            .await
+        };
+        let result = tracing::Instrument::instrument(call, traced.clone()).await;
+        let outcome = result.as_ref().map_or_else(|e| e.kind().as_str(), |_| "ok");
+        traced.record("edge.do.outcome", outcome);
+        if let (Some(parent), Some(started), Some(mut child)) = (parent, started, child) {
+            child.set(attr::EDGE_DO_OBJECT, id.to_string());
+            child.set(attr::EDGE_DO_OUTCOME, outcome);
+            if result.is_err() {
+                child.set_status(Status::Error(Cow::Borrowed(outcome)));
+            }
+            parent.end_child(child);
+            parent.stage_since("do", started, None::<&'static str>);
+        }
+        result
     }
 
     /// Accepts a WebSocket connection into `id` with `attachment` (readable by the object through its

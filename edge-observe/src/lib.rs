@@ -14,7 +14,10 @@
 pub mod layer;
 pub mod metrics;
 pub mod otlp;
+pub mod propagate;
+pub mod routes;
 pub mod server_timing;
 
 pub use metrics::{Counter, Gauge, Histogram, Registry};
+pub use routes::Routes;
 pub use server_timing::ServerTiming;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use edge_core::trace::{RequestSpan, attr};
 use edge_core::{BoxFuture, Clock, KvStore, MaybeSend, MaybeSync};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri};
@@ -310,8 +311,28 @@ where
             .unwrap_or_else(|| "anonymous".to_owned());
         // Routes sharing one backend still count separately.
         let key = format!("{route}|{client}");
+        let span = RequestSpan::from_extensions(request.extensions()).cloned();
         Box::pin(async move {
+            let started = span.as_ref().map(RequestSpan::now);
             let decision = backend.check(&key).await;
+            let outcome = if decision.is_allowed() {
+                "allowed"
+            } else {
+                "limited"
+            };
+            tracing::debug!(
+                edge.ratelimit.decision = outcome,
+                edge.ratelimit.remaining = decision.remaining(),
+                "rate limit"
+            );
+            if let (Some(span), Some(started)) = (&span, started) {
+                span.set(attr::EDGE_RATELIMIT_DECISION, outcome);
+                span.set(
+                    attr::EDGE_RATELIMIT_REMAINING,
+                    i64::from(decision.remaining()),
+                );
+                span.stage_since("ratelimit", started, Some(outcome));
+            }
             if !decision.is_allowed() {
                 return Ok(too_many_requests(&decision));
             }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use edge_core::trace::{RequestSpan, attr};
 use edge_core::{Body, BoxFuture, MaybeSend};
 use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
@@ -111,6 +112,8 @@ where
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
+            let span = RequestSpan::from_extensions(&parts.extensions).cloned();
+            let started = span.as_ref().map(RequestSpan::now);
             let (prefix, body) = if inspectable(&parts.headers) {
                 read_ahead(body, shared.rules.limits().max_body_len).await
             } else {
@@ -139,6 +142,22 @@ where
                         }
                     }
                 }
+            }
+            let outcome = if blocked {
+                "block"
+            } else if verdict.matches.is_empty() {
+                "pass"
+            } else {
+                "log"
+            };
+            let rule = verdict.matches.first().map(|m| m.rule);
+            tracing::debug!(edge.waf.verdict = outcome, edge.waf.rule = rule, "waf");
+            if let (Some(span), Some(started)) = (&span, started) {
+                span.set(attr::EDGE_WAF_VERDICT, outcome);
+                if let Some(rule) = rule {
+                    span.set(attr::EDGE_WAF_RULE, rule);
+                }
+                span.stage_since("waf", started, Some(outcome));
             }
             if blocked {
                 return Ok(forbidden(verdict));

@@ -18,13 +18,16 @@
 //! let clock = ManualClock::new();
 //! let ids = Arc::new(SplitMix::new(7));
 //! let context = TraceContext::from_request(&http::HeaderMap::new(), &*ids, &Sampler::AlwaysOn);
-//! let span = RequestSpan::start("GET /", SpanKind::Server, context, ids, &clock);
+//! let span = RequestSpan::start("GET", SpanKind::Server, context, ids, Arc::new(clock.clone()));
 //!
-//! // A layer inside records what it decided and how long it took.
+//! // A layer inside records what it decided and how long it took, on the span's own clock.
+//! let started = span.now();
+//! clock.advance(Duration::from_micros(40));
 //! span.set(attr::EDGE_CACHE_STATUS, "HIT");
-//! span.stage("cache", Duration::from_micros(40), Some("HIT"));
+//! span.stage_since("cache", started, Some("HIT"));
 //!
-//! let finished = span.finish(&clock);
+//! let finished = span.finish();
+//! assert_eq!(finished.stages[0].duration, Duration::from_micros(40));
 //! assert_eq!(finished.stages.len(), 1);
 //! assert!(finished.span.is_ended());
 //! ```
@@ -34,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{IdSource, Span, SpanKind, TraceContext, Value};
-use crate::clock::Clock;
+use crate::clock::{Clock, Instant};
 use crate::sync::lock;
 
 /// Most stages kept per request.
@@ -77,6 +80,7 @@ struct Inner {
 pub struct RequestSpan {
     context: TraceContext,
     ids: Arc<dyn IdSource>,
+    clock: Arc<dyn Clock>,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -90,18 +94,19 @@ impl std::fmt::Debug for RequestSpan {
 
 impl RequestSpan {
     /// Starts the span of a request now: `context` is its place in the trace, `ids` makes its
-    /// children's ids.
+    /// children's ids, `clock` times it and everything the inner layers record.
     pub fn start(
         name: impl Into<Cow<'static, str>>,
         kind: SpanKind,
         context: TraceContext,
         ids: Arc<dyn IdSource>,
-        clock: &impl Clock,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        let span = Span::start(name, kind, context.clone(), clock);
+        let span = Span::start(name, kind, context.clone(), &clock);
         Self {
             context,
             ids,
+            clock,
             inner: Arc::new(Mutex::new(Inner {
                 span,
                 children: Vec::new(),
@@ -135,8 +140,26 @@ impl RequestSpan {
     }
 
     /// Records an event on the request span now.
-    pub fn event(&self, name: impl Into<Cow<'static, str>>, clock: &impl Clock) {
+    pub fn event(&self, name: impl Into<Cow<'static, str>>) {
+        let clock = &self.clock;
         lock(&self.inner).span.event(name, clock);
+    }
+
+    /// The span's clock, now: the start of a stage to record with [`stage_since`](Self::stage_since).
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Records a stage that started at `started` (from [`now`](Self::now)) and ends now.
+    pub fn stage_since(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        started: Instant,
+        description: Option<impl Into<Cow<'static, str>>>,
+    ) {
+        let duration = self.clock.now().duration_since(started);
+        self.stage(name, duration, description);
     }
 
     /// Records a stage (a `Server-Timing` entry).
@@ -160,18 +183,13 @@ impl RequestSpan {
 
     /// Starts a child span now (same trace, a new span id, this request as its parent). Hand it back
     /// with [`end_child`](Self::end_child) when it is done.
-    pub fn child(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        kind: SpanKind,
-        clock: &impl Clock,
-    ) -> Span {
-        Span::start(name, kind, self.context.child(&*self.ids), clock)
+    pub fn child(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
+        Span::start(name, kind, self.context.child(&*self.ids), &self.clock)
     }
 
     /// Ends `child` (if it was not yet) and keeps it to be exported with the request.
-    pub fn end_child(&self, mut child: Span, clock: &impl Clock) {
-        child.end(clock);
+    pub fn end_child(&self, mut child: Span) {
+        child.end(&self.clock);
         let mut inner = lock(&self.inner);
         if inner.children.len() < MAX_CHILDREN {
             inner.children.push(child);
@@ -187,9 +205,9 @@ impl RequestSpan {
 
     /// Ends the request span now and takes what it gathered. Clones still held by inner layers keep
     /// working but record into nothing that will be exported.
-    pub fn finish(&self, clock: &impl Clock) -> FinishedRequest {
+    pub fn finish(&self) -> FinishedRequest {
         let mut inner = lock(&self.inner);
-        inner.span.end(clock);
+        inner.span.end(&self.clock);
         FinishedRequest {
             span: inner.span.clone(),
             children: std::mem::take(&mut inner.children),
@@ -208,21 +226,27 @@ mod tests {
         let ids: Arc<dyn IdSource> = Arc::new(SplitMix::new(1));
         let context =
             TraceContext::from_request(&http::HeaderMap::new(), &*ids, &Sampler::AlwaysOn);
-        RequestSpan::start("GET /", SpanKind::Server, context, ids, clock)
+        RequestSpan::start(
+            "GET /",
+            SpanKind::Server,
+            context,
+            ids,
+            Arc::new(clock.clone()),
+        )
     }
 
     #[test]
     fn children_belong_to_the_request() {
         let clock = ManualClock::new();
         let span = started(&clock);
-        let child = span.child("origin", SpanKind::Client, &clock);
+        let child = span.child("origin", SpanKind::Client);
         assert_eq!(child.context.trace_id, span.context().trace_id);
         assert_eq!(child.context.parent_id, Some(span.context().span_id));
         assert_ne!(child.context.span_id, span.context().span_id);
         clock.advance(Duration::from_millis(30));
-        span.end_child(child, &clock);
+        span.end_child(child);
         clock.advance(Duration::from_millis(5));
-        let finished = span.finish(&clock);
+        let finished = span.finish();
         assert_eq!(finished.children.len(), 1);
         assert_eq!(finished.children[0].duration, Duration::from_millis(30));
         assert_eq!(finished.span.duration, Duration::from_millis(35));
@@ -236,10 +260,10 @@ mod tests {
             span.stage("s", Duration::ZERO, None::<&'static str>);
         }
         for _ in 0..MAX_CHILDREN + 2 {
-            let child = span.child("c", SpanKind::Internal, &clock);
-            span.end_child(child, &clock);
+            let child = span.child("c", SpanKind::Internal);
+            span.end_child(child);
         }
-        let finished = span.finish(&clock);
+        let finished = span.finish();
         assert_eq!(finished.stages.len(), MAX_STAGES);
         assert_eq!(finished.children.len(), MAX_CHILDREN);
         assert_eq!(finished.span.dropped, 5);
@@ -254,6 +278,6 @@ mod tests {
         extensions.insert(span.clone());
         let found = RequestSpan::from_extensions(&extensions).unwrap();
         found.set("k", "v");
-        assert_eq!(span.finish(&clock).span.attributes.len(), 1);
+        assert_eq!(span.finish().span.attributes.len(), 1);
     }
 }

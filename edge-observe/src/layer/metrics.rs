@@ -1,10 +1,11 @@
-//! (feature `tower`) [`MetricsLayer`]: request metrics and `Server-Timing` for any tower service.
+//! [`MetricsLayer`]: request metrics and `Server-Timing` for any tower service.
 //!
-//! Every response is counted in `edge_requests_total{method, status_class, cache}` and timed in
-//! `edge_request_duration_seconds{status_class, cache}` (the seeds' buckets), where `cache` is the
-//! response's `x-cache-status` (or `NONE`). The response gets a `Server-Timing: edge;dur=…` entry
-//! (appended to any the inner service set). With [`MetricsLayer::endpoint`], `GET {path}` answers the
-//! Prometheus exposition of the registry.
+//! Every response is counted in `edge_requests_total{method, route, status_class, cache, colo}` and timed
+//! in `edge_request_duration_seconds{route, status_class, cache, colo}` (the seeds' buckets), where `route`
+//! is the request's [`Routes`] name, `cache` the response's `x-cache-status` (or `NONE`) and `colo` the PoP
+//! (so a bad PoP does not hide in a global average). Every label comes from a bounded set. The response
+//! gets a `Server-Timing: edge;dur=…` entry (appended to any the inner service set). With
+//! [`MetricsLayer::endpoint`], `GET {path}` answers the Prometheus exposition of the registry.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -13,7 +14,9 @@ use edge_core::{Body, BoxFuture, Clock, MaybeSend};
 use http::{HeaderValue, Method, Request, Response, header};
 use tower::{Layer, Service};
 
+use super::{cache_status, colo};
 use crate::metrics::{Counter, Histogram, Registry};
+use crate::routes::Routes;
 use crate::server_timing::ServerTiming;
 
 /// Builds [`MetricsService`]s over one registry.
@@ -24,6 +27,7 @@ pub struct MetricsLayer<C> {
     latency: Histogram,
     clock: C,
     endpoint: Option<String>,
+    routes: Routes,
 }
 
 impl<C: Clock + Clone> MetricsLayer<C> {
@@ -32,12 +36,12 @@ impl<C: Clock + Clone> MetricsLayer<C> {
         let requests = registry.counter(
             "edge_requests_total",
             "Requests answered by the edge.",
-            &["method", "status_class", "cache"],
+            &["method", "route", "status_class", "cache", "colo"],
         );
         let latency = registry.histogram(
             "edge_request_duration_seconds",
             "Time from request to response head at the edge.",
-            &["status_class", "cache"],
+            &["route", "status_class", "cache", "colo"],
         );
         Self {
             registry,
@@ -45,7 +49,15 @@ impl<C: Clock + Clone> MetricsLayer<C> {
             latency,
             clock,
             endpoint: None,
+            routes: Routes::new(),
         }
+    }
+
+    /// Labels requests by these routes (without any, every request's route is `other`).
+    #[must_use]
+    pub fn routes(mut self, routes: Routes) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// Answers `GET {path}` with the registry's Prometheus exposition.
@@ -124,6 +136,8 @@ where
             return Box::pin(async move { Ok(response) });
         }
         let method = method_label(request.method());
+        let route = self.layer.routes.classify(request.uri().path()).to_owned();
+        let colo = colo(&request).into_owned();
         let layer = self.layer.clone();
         let started = layer.clock.now();
         let future = self.inner.call(request);
@@ -131,22 +145,15 @@ where
             let Ok(mut response) = future.await;
             let elapsed = layer.clock.now().duration_since(started);
             let class = status_class(response.status());
-            let cache = response
-                .headers()
-                .get("x-cache-status")
-                .and_then(|v| v.to_str().ok())
-                .map_or("NONE", |s| match s {
-                    "HIT" => "HIT",
-                    "MISS" => "MISS",
-                    "STALE" => "STALE",
-                    "UPDATING" => "UPDATING",
-                    "REVALIDATED" => "REVALIDATED",
-                    "EXPIRED" => "EXPIRED",
-                    "BYPASS" => "BYPASS",
-                    _ => "OTHER",
-                });
-            layer.requests.with(&[method, class, cache]).inc();
-            layer.latency.with(&[class, cache]).observe(elapsed);
+            let cache = cache_status(response.headers());
+            layer
+                .requests
+                .with(&[method, &route, class, cache, &colo])
+                .inc();
+            layer
+                .latency
+                .with(&[&route, class, cache, &colo])
+                .observe(elapsed);
             let mut timing = ServerTiming::new();
             timing.add("edge", elapsed, None);
             if let Some(value) = timing.to_header_value() {
@@ -171,6 +178,7 @@ mod tests {
         let inner_clock = clock.clone();
         let service = MetricsLayer::new(registry.clone(), clock.clone())
             .endpoint("/metrics")
+            .routes(Routes::new().prefix("/cached"))
             .layer(tower::service_fn(move |request: Request<Body>| {
                 let clock = inner_clock.clone();
                 async move {
@@ -189,6 +197,7 @@ mod tests {
             .oneshot(
                 Request::builder()
                     .uri("/cached")
+                    .header("cf-ray", "8f1c2d3e4f5a6b7c-FRA")
                     .body(Body::empty())
                     .unwrap(),
             )
@@ -213,15 +222,15 @@ mod tests {
         let text = metrics.into_body().collect(1 << 20).await.unwrap();
         let text = std::str::from_utf8(&text).unwrap();
         assert!(
-            text.contains(r#"edge_requests_total{method="GET",status_class="2xx",cache="HIT"} 1"#),
+            text.contains(r#"edge_requests_total{method="GET",route="/cached",status_class="2xx",cache="HIT",colo="FRA"} 1"#),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"edge_requests_total{method="OTHER",status_class="2xx",cache="NONE"} 1"#
+                r#"edge_requests_total{method="OTHER",route="other",status_class="2xx",cache="NONE",colo="NONE"} 1"#
             ),
             "{text}"
         );
-        assert!(text.contains(r#"edge_request_duration_seconds_bucket{status_class="2xx",cache="HIT",le="0.05"} 1"#), "{text}");
+        assert!(text.contains(r#"edge_request_duration_seconds_bucket{route="/cached",status_class="2xx",cache="HIT",colo="FRA",le="0.05"} 1"#), "{text}");
     }
 }
