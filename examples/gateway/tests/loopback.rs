@@ -689,13 +689,29 @@ async fn the_cache_coalesces_serves_stale_while_revalidating_and_purges() {
             .header("x-cache-status"),
         "HIT"
     );
-    assert!(products.header("server-timing").starts_with("edge;dur="));
+    let timing: Vec<&str> = products
+        .headers
+        .get_all("server-timing")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        timing[0].starts_with("waf;dur="),
+        "the stages first: {timing:?}"
+    );
+    assert!(timing[0].contains(r#"cache;dur="#), "{timing:?}");
+    assert!(
+        timing[1].starts_with("edge;dur="),
+        "then the whole: {timing:?}"
+    );
     let metrics = exchange(&base, Method::GET, "/_edge/metrics", Bytes::new())
         .await
         .unwrap();
     let metrics = String::from_utf8(metrics.body.to_vec()).unwrap();
     assert!(
-        metrics.contains(r#"edge_requests_total{method="GET",status_class="2xx",cache="HIT"}"#),
+        metrics.contains(
+            r#"edge_requests_total{method="GET",route="/api/products",status_class="2xx",cache="HIT",colo="NONE"}"#
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("edge_request_duration_seconds_bucket"));

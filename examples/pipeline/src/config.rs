@@ -22,6 +22,12 @@ pub struct GatewayConfig {
     pub objects_dir: Option<PathBuf>,
     /// Answer `POST /_edge/purge` with `Authorization: Bearer <token>` (off without one).
     pub purge_token: Option<String>,
+    /// Export spans and metrics to the OTLP/HTTP collector at this URL (`http://127.0.0.1:4318`).
+    pub otlp_endpoint: Option<String>,
+    /// Export as OTLP JSON instead of protobuf.
+    pub otlp_json: bool,
+    /// Write one JSON line per request to standard output.
+    pub request_log: bool,
 }
 
 impl Default for GatewayConfig {
@@ -33,6 +39,9 @@ impl Default for GatewayConfig {
             redis_url: None,
             objects_dir: None,
             purge_token: None,
+            otlp_endpoint: None,
+            otlp_json: false,
+            request_log: false,
         }
     }
 }
@@ -46,7 +55,10 @@ options (each also read from the environment variable shown):
   --origin-timeout-ms <n>  origin response deadline                [EDGE_ORIGIN_TIMEOUT_MS, default 5000]
   --redis-url <url>        keep the edge's KV in Redis, not memory [REDIS_URL]
   --objects-dir <dir>      keep durable objects in SQLite files here, not memory [EDGE_OBJECTS_DIR]
-  --purge-token <token>    enable POST /_edge/purge with this bearer token [EDGE_PURGE_TOKEN]";
+  --purge-token <token>    enable POST /_edge/purge with this bearer token [EDGE_PURGE_TOKEN]
+  --otlp-endpoint <url>    export spans and metrics over OTLP/HTTP to this collector [OTEL_EXPORTER_OTLP_ENDPOINT]
+  --otlp-protocol <p>      http/protobuf or http/json [OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf]
+  --request-log <where>    stdout: one JSON line per request; off [EDGE_REQUEST_LOG, default off]";
 
 impl GatewayConfig {
     /// Proxies to `origin` instead of starting the demo origin.
@@ -60,6 +72,14 @@ impl GatewayConfig {
     #[must_use]
     pub fn with_purge_token(mut self, token: impl Into<String>) -> Self {
         self.purge_token = Some(token.into());
+        self
+    }
+
+    /// Exports spans and metrics to the OTLP/HTTP collector at `endpoint`, as JSON when `json`.
+    #[must_use]
+    pub fn with_otlp(mut self, endpoint: impl Into<String>, json: bool) -> Self {
+        self.otlp_endpoint = Some(endpoint.into());
+        self.otlp_json = json;
         self
     }
 
@@ -105,6 +125,9 @@ impl GatewayConfig {
             "REDIS_URL",
             "EDGE_OBJECTS_DIR",
             "EDGE_PURGE_TOKEN",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "EDGE_REQUEST_LOG",
         ]
         .into_iter()
         .filter_map(|name| env(name).map(|value| (name.to_owned(), value)))
@@ -119,6 +142,9 @@ impl GatewayConfig {
                 "--redis-url" => "REDIS_URL",
                 "--objects-dir" => "EDGE_OBJECTS_DIR",
                 "--purge-token" => "EDGE_PURGE_TOKEN",
+                "--otlp-endpoint" => "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "--otlp-protocol" => "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "--request-log" => "EDGE_REQUEST_LOG",
                 other => return Err(format!("unknown option `{other}`\n{USAGE}")),
             };
             let value = args
@@ -152,6 +178,27 @@ impl GatewayConfig {
                 }
                 "REDIS_URL" => config.redis_url = Some(value).filter(|url| !url.is_empty()),
                 "EDGE_PURGE_TOKEN" => config.purge_token = Some(value).filter(|t| !t.is_empty()),
+                "OTEL_EXPORTER_OTLP_ENDPOINT" => {
+                    config.otlp_endpoint = Some(value).filter(|e| !e.is_empty());
+                }
+                "OTEL_EXPORTER_OTLP_PROTOCOL" => {
+                    config.otlp_json = match value.as_str() {
+                        "http/json" => true,
+                        "http/protobuf" | "" => false,
+                        other => {
+                            return Err(format!(
+                                "OTLP protocol `{other}` is not http/protobuf or http/json"
+                            ));
+                        }
+                    };
+                }
+                "EDGE_REQUEST_LOG" => {
+                    config.request_log = match value.as_str() {
+                        "stdout" => true,
+                        "off" | "" => false,
+                        other => return Err(format!("request log `{other}` is not stdout or off")),
+                    };
+                }
                 "EDGE_OBJECTS_DIR" => {
                     config.objects_dir =
                         Some(PathBuf::from(value)).filter(|d| !d.as_os_str().is_empty());
@@ -191,6 +238,17 @@ mod tests {
         assert_eq!(config.origin_timeout, Duration::from_millis(250));
         let config = parse(&[("EDGE_PORT", "9000")], &["--port", "9001"]).unwrap();
         assert_eq!(config.listen.port(), 9001, "flags win");
+        let config = parse(
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")],
+            &["--otlp-protocol", "http/json", "--request-log", "stdout"],
+        )
+        .unwrap();
+        assert_eq!(
+            config.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318")
+        );
+        assert!(config.otlp_json && config.request_log);
+        assert!(parse(&[], &["--otlp-protocol", "grpc"]).is_err());
         let config = parse(&[], &["--origin", "http://127.0.0.1:3000"]).unwrap();
         assert_eq!(config.origin.unwrap().to_string(), "http://127.0.0.1:3000/");
     }

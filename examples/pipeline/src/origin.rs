@@ -11,6 +11,7 @@
 //! | `/api/products/{id}` | one product as JSON, or a JSON `404` |
 //! | `/api/slow?ms=N` | JSON after `N` ms (default 2000, at most 10000): the slow backend the edge must not wait on forever; cacheable for `fresh=S` seconds (default 5), then stale-while-revalidate for 60 s |
 //! | `/api/account` | JSON for the user the edge verified (`x-edge-user`); `401` without one |
+//! | `/api/trace` | the `traceparent` the origin received (the edge's client span), uncacheable |
 //! | `/api/echo` | JSON describing the request as the origin saw it (method, path, forwarded headers, body size) |
 
 use std::convert::Infallible;
@@ -199,6 +200,13 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
                     &json!({ "error": "no verified user" }),
                 ),
             }
+        }
+        (_, "/api/trace") => {
+            let traceparent = request
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok());
+            json_response(StatusCode::OK, 0, &json!({ "traceparent": traceparent }))
         }
         (_, "/api/echo") => {
             let header = |name: &str| {

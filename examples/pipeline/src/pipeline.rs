@@ -1,6 +1,8 @@
 //! The edge pipeline: the tower stack in front of the origin, built in one place for every host.
 //!
-//! Today the stack is: metrics (`/_edge/metrics`, `Server-Timing`) → WAF → demo token issuer → flag evaluation (the home page's A/B variant, from a flag
+//! Today the stack is: metrics (`/_edge/metrics`, `Server-Timing`) → trace (the request's span from its
+//! `traceparent`, exported over OTLP after the response when a collector is configured; JSON request logs)
+//! → WAF → demo token issuer → flag evaluation (the home page's A/B variant, from a flag
 //! document in KV) → JWT authentication (`/api/account`, keys by `kid` from KV) → rate limits → durable
 //! objects (`/api/counter/{name}`, `/rooms/{name}`) → HTTP cache (memory tier, coalesced misses,
 //! stale-while-revalidate) → identity forwarding → origin proxy.
@@ -24,14 +26,18 @@ use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, QuotaError, RateLi
 use edge_auth::waf::{Waf, WafLayer};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
+use edge_core::clock::TokioTimer;
 use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::kv::{DynKvStore, PutOptions};
+use edge_core::trace::SplitMix;
 use edge_core::wait_until::TokioWaitUntil;
 use edge_core::{Body, KvStore, SystemClock};
 use edge_kv::MemoryKv;
 use edge_kv::redis::RedisKv;
-use edge_observe::Registry;
-use edge_observe::layer::MetricsLayer;
+use edge_observe::layer::{MetricsLayer, TraceLayer};
+use edge_observe::otlp::{Encoding, OtlpExporter};
+use edge_observe::propagate::TracedFetcher;
+use edge_observe::{Registry, Routes};
 use http::{Request, Response, Uri};
 use tower::util::BoxCloneSyncService;
 
@@ -53,14 +59,125 @@ pub struct Edge {
     kv: Arc<dyn DynKvStore>,
     background: TokioWaitUntil,
     objects: Objects,
+    telemetry: Telemetry,
     housekeeping: tokio::task::JoinHandle<()>,
+    metrics_export: Option<tokio::task::JoinHandle<()>>,
     _demo_origin: Option<DemoOrigin>,
 }
 
 impl Drop for Edge {
     fn drop(&mut self) {
         self.housekeeping.abort();
+        if let Some(task) = &self.metrics_export {
+            task.abort();
+        }
     }
+}
+
+/// How often the metrics are exported when a collector is configured.
+const METRICS_EXPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The pipeline's telemetry: one registry of metrics, the trace layer, and the OTLP exporter when a
+/// collector is configured.
+pub struct Telemetry {
+    registry: Registry,
+    trace: TraceLayer,
+    exporter: Option<OtlpExporter<HyperFetcher>>,
+}
+
+impl Telemetry {
+    /// Telemetry as `config` says: OTLP export to its collector (if any), JSON request logs to standard
+    /// output (if asked); post-response work runs on `background`.
+    ///
+    /// # Errors
+    ///
+    /// The collector's URL is not an absolute http(s) URL, or the OS has no randomness for trace ids.
+    pub fn new(config: &GatewayConfig, background: TokioWaitUntil) -> io::Result<Self> {
+        let mut seed = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+            .map_err(|_| io::Error::other("no randomness for trace ids"))?;
+        let mut trace = TraceLayer::new(
+            SystemClock::new(),
+            background,
+            SplitMix::new(u64::from_le_bytes(seed)),
+        )
+        .routes(routes());
+        let exporter = match &config.otlp_endpoint {
+            Some(endpoint) => {
+                let encoding = if config.otlp_json {
+                    Encoding::Json
+                } else {
+                    Encoding::Protobuf
+                };
+                let fetcher = HyperFetcher::new().with_timeout(Duration::from_secs(10));
+                let exporter = OtlpExporter::builder(fetcher, endpoint, TokioTimer::new())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+                    .service_name("edge-gateway")
+                    .encoding(encoding)
+                    .build();
+                trace = trace.export_to(exporter.clone());
+                Some(exporter)
+            }
+            None => None,
+        };
+        if config.request_log {
+            trace = trace.log_to(|line: &str| println!("{line}"));
+        }
+        Ok(Self {
+            registry: Registry::new(),
+            trace,
+            exporter,
+        })
+    }
+
+    /// The metrics.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The OTLP exporter, when a collector is configured.
+    #[must_use]
+    pub fn exporter(&self) -> Option<&OtlpExporter<HyperFetcher>> {
+        self.exporter.as_ref()
+    }
+
+    /// Exports the metrics every [`METRICS_EXPORT_INTERVAL`] while the returned task runs.
+    fn start_metrics_export(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let exporter = self.exporter.clone()?;
+        let registry = self.registry.clone();
+        Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(METRICS_EXPORT_INTERVAL);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                // A failed export is retried by the next one: the numbers are cumulative.
+                let _ = exporter.export_metrics(&registry).await;
+            }
+        }))
+    }
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("trace", &self.trace)
+            .field("exporter", &self.exporter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The routes spans and metrics are named by: a fixed set, whatever paths clients send.
+fn routes() -> Routes {
+    Routes::new()
+        .exact("/")
+        .prefix("/api/account")
+        .prefix("/api/counter/")
+        .prefix("/api/products")
+        .prefix("/api/slow")
+        .prefix("/api/")
+        .prefix("/rooms/")
+        .prefix("/_edge/")
 }
 
 impl Edge {
@@ -122,24 +239,27 @@ impl Edge {
         let fetcher = HyperFetcher::new().with_timeout(config.origin_timeout);
         let objects = Objects::open(config.objects_dir.as_deref())?;
         let cache = cache_layer(background.clone(), config.purge_token.clone());
-        let service = build(
-            fetcher,
-            origin_url.clone(),
+        let telemetry = Telemetry::new(config, background.clone())?;
+        let parts = Parts {
             flags,
             keys,
             issuer,
-            objects.clone(),
+            objects: objects.clone(),
             cache,
-        )
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        };
+        let service = build(fetcher, origin_url.clone(), parts, &telemetry)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let housekeeping = objects.start_housekeeping();
+        let metrics_export = telemetry.start_metrics_export();
         Ok(Self {
             service,
             origin_url,
             kv,
             background,
             objects,
+            telemetry,
             housekeeping,
+            metrics_export,
             _demo_origin: demo_origin,
         })
     }
@@ -168,16 +288,47 @@ impl Edge {
         &self.origin_url
     }
 
-    /// Waits for post-response work (span export, cache writes) to finish; call before exiting.
+    /// The metrics and the OTLP exporter.
+    #[must_use]
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Waits for post-response work (span export, cache writes) to finish, then sends what telemetry is
+    /// left; call before exiting.
     pub async fn drain(&self) {
         self.background.drain().await;
+        if let Some(exporter) = &self.telemetry.exporter {
+            exporter.flush().await;
+            let _ = exporter.export_metrics(&self.telemetry.registry).await;
+        }
     }
 }
 
-/// Builds the tower stack over `fetcher`, forwarding to `origin`: the WAF, the demo issuer, `flags`
-/// deciding A/B variants, JWT authentication of `/api/account` with `keys`, per-client rate limits, the
-/// verified identity forwarded, the durable objects' routes (`objects`), the HTTP cache (`cache`), then
-/// the origin.
+/// What the stack's stateful layers are built from.
+pub struct Parts {
+    /// The flag document that decides A/B variants.
+    pub flags: Flags,
+    /// The keys tokens are verified with.
+    pub keys: Keys,
+    /// The demo token issuer.
+    pub issuer: Arc<DemoIssuer>,
+    /// The durable objects' routes.
+    pub objects: Objects,
+    /// The HTTP cache.
+    pub cache: CacheLayer<SystemClock>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").finish_non_exhaustive()
+    }
+}
+
+/// Builds the tower stack over `fetcher`, forwarding to `origin`: metrics and the request's trace
+/// (`telemetry`), the WAF, the demo issuer, the flags deciding A/B variants, JWT authentication of
+/// `/api/account` with the keys, per-client rate limits, the verified identity forwarded, the durable
+/// objects' routes, the HTTP cache, then the origin (through a fetcher that carries the trace).
 ///
 /// # Errors
 ///
@@ -185,15 +336,19 @@ impl Edge {
 pub fn build<F>(
     fetcher: F,
     origin: Uri,
-    flags: Flags,
-    keys: Keys,
-    issuer: Arc<DemoIssuer>,
-    objects: Objects,
-    cache: CacheLayer<SystemClock>,
+    parts: Parts,
+    telemetry: &Telemetry,
 ) -> Result<EdgeService, QuotaError>
 where
     F: edge_core::Fetcher + 'static,
 {
+    let Parts {
+        flags,
+        keys,
+        issuer,
+        objects,
+        cache,
+    } = parts;
     let verifier = Verifier::new(
         Validation::new()
             .with_issuer(ISSUER)
@@ -203,9 +358,12 @@ where
         .protect_prefix("/api/account");
     let rate_limit = rate_limit_layer()?;
     let waf = waf_layer()?;
-    let metrics = MetricsLayer::new(Registry::new(), SystemClock::new()).endpoint("/_edge/metrics");
+    let metrics = MetricsLayer::new(telemetry.registry.clone(), SystemClock::new())
+        .endpoint("/_edge/metrics")
+        .routes(routes());
     let stack = tower::ServiceBuilder::new()
         .layer(metrics)
+        .layer(telemetry.trace.clone())
         .layer(waf)
         .layer(tower::layer::layer_fn(move |inner| {
             DemoTokenEndpoint::new(inner, Arc::clone(&issuer))
@@ -220,7 +378,10 @@ where
         }))
         .layer(cache)
         .map_request(forward_identity)
-        .service(OriginProxy::new(fetcher, origin));
+        .service(OriginProxy::new(
+            TracedFetcher::new(fetcher).with_stage("origin"),
+            origin,
+        ));
     Ok(BoxCloneSyncService::new(stack))
 }
 
