@@ -24,8 +24,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 /// The seeds' latency buckets: 10 ms, 25 ms, 50 ms, 100 ms, 250 ms, 500 ms, 1 s, 2.5 s, 5 s, 10 s.
 pub const DEFAULT_BUCKETS: [Duration; 10] = [
     Duration::from_millis(10),
@@ -61,32 +59,55 @@ struct Cells {
     sum_nanos: AtomicU64,
 }
 
+/// A family's series by their label values.
+type SeriesMap = hashbrown::HashMap<Box<[String]>, Arc<Cells>, foldhash::fast::RandomState>;
+
 struct Family {
     name: String,
     help: String,
     labels: Vec<String>,
     kind: Kind,
-    series: Mutex<HashMap<Box<[String]>, Arc<Cells>>>,
+    series: Mutex<SeriesMap>,
     max_series: usize,
 }
 
+/// Label values as the caller holds them, looked up without copying: `[&str]` hashes exactly as
+/// `[String]` does (a length, then each string), so it finds the owned key.
+#[derive(Hash)]
+struct Borrowed<'a>(&'a [&'a str]);
+
+impl hashbrown::Equivalent<Box<[String]>> for Borrowed<'_> {
+    fn equivalent(&self, key: &Box<[String]>) -> bool {
+        self.0.len() == key.len() && self.0.iter().zip(key.iter()).all(|(a, b)| *a == b)
+    }
+}
+
 impl Family {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Box<[String]>, Arc<Cells>>> {
+    fn lock(&self) -> MutexGuard<'_, SeriesMap> {
         self.series.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn cells(&self, values: &[&str]) -> Arc<Cells> {
-        let key: Box<[String]> = (0..self.labels.len())
-            .map(|i| bounded(values.get(i).copied().unwrap_or("")))
-            .collect();
+        let n = self.labels.len();
+        let padded: Vec<&str>;
+        // The common case, one value per label and none too long, is looked up as given.
+        let key: &[&str] =
+            if values.len() == n && values.iter().all(|v| v.len() <= MAX_LABEL_VALUE_LEN) {
+                values
+            } else {
+                padded = (0..n)
+                    .map(|i| bounded(values.get(i).copied().unwrap_or("")))
+                    .collect();
+                &padded
+            };
         let mut series = self.lock();
-        if let Some(cells) = series.get(&key) {
+        if let Some(cells) = series.get(&Borrowed(key)) {
             return Arc::clone(cells);
         }
-        let key = if series.len() >= self.max_series {
+        let key: Box<[String]> = if series.len() >= self.max_series {
             self.labels.iter().map(|_| OVERFLOW.to_owned()).collect()
         } else {
-            key
+            key.iter().map(|v| (*v).to_owned()).collect()
         };
         let buckets = match &self.kind {
             Kind::Histogram(bounds) => bounds.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -103,15 +124,16 @@ impl Family {
     }
 }
 
-fn bounded(value: &str) -> String {
+/// `value` cut to [`MAX_LABEL_VALUE_LEN`] bytes at a character boundary.
+fn bounded(value: &str) -> &str {
     if value.len() <= MAX_LABEL_VALUE_LEN {
-        return value.to_owned();
+        return value;
     }
     let mut end = MAX_LABEL_VALUE_LEN;
     while !value.is_char_boundary(end) {
         end -= 1;
     }
-    value[..end].to_owned()
+    &value[..end]
 }
 
 /// Metric families, rendered together. Cheap to clone; clones share the families.
@@ -205,7 +227,7 @@ impl Registry {
             help: help.replace(['\\', '\n'], " "),
             labels: labels.iter().map(|l| sanitize_name(l)).collect(),
             kind,
-            series: Mutex::new(HashMap::new()),
+            series: Mutex::new(SeriesMap::default()),
             max_series: self.max_series,
         });
         families.push(Arc::clone(&family));
@@ -676,7 +698,7 @@ mod tests {
             }
             let text = registry.render_prometheus();
             let series = text.lines().filter(|l| l.starts_with("c{")).count();
-            let distinct: std::collections::HashSet<String> = values.iter().map(|v| bounded(v)).collect();
+            let distinct: std::collections::HashSet<String> = values.iter().map(|v| bounded(v).to_owned()).collect();
             prop_assert_eq!(series, distinct.len());
         }
     }

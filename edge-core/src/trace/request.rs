@@ -208,8 +208,10 @@ impl RequestSpan {
     pub fn finish(&self) -> FinishedRequest {
         let mut inner = lock(&self.inner);
         inner.span.end(&self.clock);
+        // Moved out, not cloned; what late clones record lands on an empty stand-in.
+        let stand_in = Span::start("", inner.span.kind, inner.span.context.clone(), &self.clock);
         FinishedRequest {
-            span: inner.span.clone(),
+            span: std::mem::replace(&mut inner.span, stand_in),
             children: std::mem::take(&mut inner.children),
             stages: std::mem::take(&mut inner.stages),
         }

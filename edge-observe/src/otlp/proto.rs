@@ -86,10 +86,29 @@ impl Writer {
         self.bytes(field, s.as_bytes());
     }
 
+    /// A nested message, written in place: its length is only known afterwards, so the length's varint
+    /// is inserted in front of it then (one move of the message's bytes, no buffer of its own).
     fn message(&mut self, field: u32, write: impl FnOnce(&mut Self)) {
-        let mut inner = Self::default();
-        write(&mut inner);
-        self.bytes_always(field, &inner.buf);
+        self.tag(field, LEN);
+        let start = self.buf.len();
+        write(self);
+        let mut len = (self.buf.len() - start) as u64;
+        let mut prefix = [0u8; 10];
+        let mut n = 0;
+        loop {
+            // Truncation keeps the low seven bits, which is the point.
+            #[allow(clippy::cast_possible_truncation)]
+            let low = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                prefix[n] = low;
+                n += 1;
+                break;
+            }
+            prefix[n] = low | 0x80;
+            n += 1;
+        }
+        self.buf.splice(start..start, prefix[..n].iter().copied());
     }
 
     fn packed_fixed64(&mut self, field: u32, values: impl ExactSizeIterator<Item = u64>) {
