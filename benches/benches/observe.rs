@@ -44,7 +44,7 @@ impl WaitUntil for EveryNth {
     where
         F: Future<Output = ()> + MaybeSend + 'static,
     {
-        if self.seen.fetch_add(1, Ordering::Relaxed) % self.every == 0 {
+        if self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.every) {
             work.now_or_never();
         }
     }
@@ -165,6 +165,15 @@ fn overhead(c: &mut Criterion) {
                     .call(request())
                     .await
                     .unwrap();
+                black_box(response)
+            })
+        })
+    });
+    let mut alone = tower::service_fn(page);
+    group.bench_function("the handler alone, as a tower service", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let response = alone.ready().await.unwrap().call(request()).await.unwrap();
                 black_box(response)
             })
         })

@@ -27,7 +27,7 @@
 //! fetcher.fetch(request).await.unwrap();
 //!
 //! let sent = &origin.requests()[0];
-//! let finished = span.finish();
+//! let finished = span.finish().unwrap();
 //! let child = &finished.children[0];
 //! assert!(sent.headers["traceparent"].to_str().unwrap().contains(&child.context.span_id.to_string()));
 //! assert_eq!(finished.stages[0].name, "origin");

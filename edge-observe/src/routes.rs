@@ -70,13 +70,26 @@ impl Routes {
     /// The route `path` (with or without its query) belongs to.
     #[must_use]
     pub fn classify(&self, path: &str) -> &str {
+        self.name(self.position(path))
+    }
+
+    /// Where in this set the route of `path` is (`None`: [`Routes::OTHER`]); [`name`](Self::name) turns it
+    /// back into the route. For holding on to a classification without borrowing.
+    #[must_use]
+    pub fn position(&self, path: &str) -> Option<usize> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
-        self.routes
-            .iter()
-            .find(|(route, kind)| match kind {
-                Match::Prefix => path.starts_with(route.as_str()),
-                Match::Exact => path == route,
-            })
+        self.routes.iter().position(|(route, kind)| match kind {
+            Match::Prefix => path.starts_with(route.as_str()),
+            Match::Exact => path == route,
+        })
+    }
+
+    /// The route at `position` (from [`position`](Self::position)); [`Routes::OTHER`] for `None` or a
+    /// position this set does not have.
+    #[must_use]
+    pub fn name(&self, position: Option<usize>) -> &str {
+        position
+            .and_then(|i| self.routes.get(i))
             .map_or(Self::OTHER, |(route, _)| route.as_str())
     }
 }

@@ -11,6 +11,7 @@
 //! assert_eq!(timing.to_header_value().unwrap(), r#"waf;dur=0.08, cache;dur=0.04;desc="HIT""#);
 //! ```
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -25,16 +26,36 @@ pub struct ServerTiming {
     entries: Vec<(String, Duration, Option<String>)>,
 }
 
-fn token(name: &str) -> String {
+fn token(name: &str) -> Cow<'_, str> {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !name.is_empty() && name.len() <= 64 && name.chars().all(is_token_char) {
+        return Cow::Borrowed(name);
+    }
     let cleaned: String = name
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(*c))
         .take(64)
         .collect();
     if cleaned.is_empty() {
-        "stage".to_owned()
+        Cow::Borrowed("stage")
     } else {
-        cleaned
+        Cow::Owned(cleaned)
+    }
+}
+
+/// `;dur=` and the duration in milliseconds with up to three decimals (rounded to the microsecond),
+/// trailing zeros dropped.
+fn write_duration(out: &mut String, duration: Duration) {
+    let micros = duration.as_micros() + u128::from(duration.subsec_nanos() % 1000 >= 500);
+    let _ = write!(out, ";dur={}", micros / 1000);
+    let mut fraction = micros % 1000;
+    if fraction > 0 {
+        let mut digits = 3;
+        while fraction % 10 == 0 {
+            fraction /= 10;
+            digits -= 1;
+        }
+        let _ = write!(out, ".{fraction:0digits$}");
     }
 }
 
@@ -54,8 +75,19 @@ impl ServerTiming {
                     .take(128)
                     .collect()
             });
-            self.entries.push((token(name), duration, description));
+            self.entries
+                .push((token(name).into_owned(), duration, description));
         }
+    }
+
+    /// The header value of one entry, `name` (a token) and its duration: what a layer that times the
+    /// whole request adds, without building a list.
+    #[must_use]
+    pub fn single(name: &'static str, duration: Duration) -> Option<HeaderValue> {
+        let mut out = String::with_capacity(name.len() + 16);
+        out.push_str(&token(name));
+        write_duration(&mut out, duration);
+        HeaderValue::try_from(out).ok()
     }
 
     /// The header value; `None` without entries.
@@ -69,13 +101,17 @@ impl ServerTiming {
             if i > 0 {
                 out.push_str(", ");
             }
-            // Milliseconds with up to three decimals, trailing zeros dropped.
-            let ms = format!("{:.3}", duration.as_secs_f64() * 1000.0);
-            let ms = ms.trim_end_matches('0').trim_end_matches('.');
-            let _ = write!(out, "{name};dur={ms}");
+            out.push_str(name);
+            write_duration(&mut out, *duration);
             if let Some(description) = description {
-                let escaped = description.replace('\\', "\\\\").replace('"', "\\\"");
-                let _ = write!(out, ";desc=\"{escaped}\"");
+                out.push_str(";desc=\"");
+                for c in description.chars() {
+                    if c == '\\' || c == '"' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
             }
         }
         HeaderValue::try_from(out).ok()
@@ -98,5 +134,24 @@ mod tests {
         }
         assert_eq!(timing.entries.len(), MAX_ENTRIES);
         assert_eq!(ServerTiming::new().to_header_value(), None);
+    }
+
+    #[test]
+    fn durations_in_milliseconds_to_the_microsecond() {
+        for (duration, text) in [
+            (Duration::ZERO, "0"),
+            (Duration::from_micros(80), "0.08"),
+            (Duration::from_micros(1_500), "1.5"),
+            (Duration::from_nanos(1_234_567), "1.235"),
+            (Duration::from_nanos(999_999_600), "1000"),
+            (Duration::from_secs(30), "30000"),
+        ] {
+            let mut timing = ServerTiming::new();
+            timing.add("s", duration, None);
+            assert_eq!(
+                timing.to_header_value().unwrap(),
+                format!("s;dur={text}").as_str()
+            );
+        }
     }
 }

@@ -398,11 +398,12 @@ impl Span {
         self.status = status;
     }
 
-    /// Ends the span now (a second call changes nothing).
+    /// Ends the span now (a second call changes nothing). The end time is the start time plus the
+    /// monotonic duration, so a wall clock corrected mid-span cannot end it before it started.
     pub fn end(&mut self, clock: &impl Clock) {
         if self.end.is_none() {
-            self.end = Some(clock.wall_time());
             self.duration = clock.now().duration_since(self.started_at);
+            self.end = Some(self.start.checked_add(self.duration).unwrap_or(self.start));
         }
     }
 

@@ -26,7 +26,7 @@
 //! span.set(attr::EDGE_CACHE_STATUS, "HIT");
 //! span.stage_since("cache", started, Some("HIT"));
 //!
-//! let finished = span.finish();
+//! let finished = span.finish().unwrap();
 //! assert_eq!(finished.stages[0].duration, Duration::from_micros(40));
 //! assert_eq!(finished.stages.len(), 1);
 //! assert!(finished.span.is_ended());
@@ -70,7 +70,8 @@ pub struct FinishedRequest {
 }
 
 struct Inner {
-    span: Span,
+    /// `None` once finished: what late clones record then goes nowhere.
+    span: Option<Span>,
     children: Vec<Span>,
     stages: Vec<Stage>,
 }
@@ -79,8 +80,10 @@ struct Inner {
 #[derive(Clone)]
 pub struct RequestSpan {
     context: TraceContext,
-    ids: Arc<dyn IdSource>,
-    clock: Arc<dyn Clock>,
+    // `Send + Sync` on every target (not `MaybeSend`): `http::Extensions` holds only such values, also
+    // on wasm32. `SystemClock`, `ManualClock` and `SplitMix` are.
+    ids: Arc<dyn IdSource + Send + Sync>,
+    clock: Arc<dyn Clock + Send + Sync>,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -99,8 +102,8 @@ impl RequestSpan {
         name: impl Into<Cow<'static, str>>,
         kind: SpanKind,
         context: TraceContext,
-        ids: Arc<dyn IdSource>,
-        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource + Send + Sync>,
+        clock: Arc<dyn Clock + Send + Sync>,
     ) -> Self {
         let span = Span::start(name, kind, context.clone(), &clock);
         Self {
@@ -108,7 +111,7 @@ impl RequestSpan {
             ids,
             clock,
             inner: Arc::new(Mutex::new(Inner {
-                span,
+                span: Some(span),
                 children: Vec::new(),
                 stages: Vec::new(),
             })),
@@ -136,13 +139,16 @@ impl RequestSpan {
 
     /// Sets an attribute of the request span (replacing one of the same key).
     pub fn set(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
-        lock(&self.inner).span.set(key, value);
+        if let Some(span) = &mut lock(&self.inner).span {
+            span.set(key, value);
+        }
     }
 
     /// Records an event on the request span now.
     pub fn event(&self, name: impl Into<Cow<'static, str>>) {
-        let clock = &self.clock;
-        lock(&self.inner).span.event(name, clock);
+        if let Some(span) = &mut lock(&self.inner).span {
+            span.event(name, &self.clock);
+        }
     }
 
     /// The span's clock, now: the start of a stage to record with [`stage_since`](Self::stage_since).
@@ -177,7 +183,7 @@ impl RequestSpan {
                 description: description.map(Into::into),
             });
         } else {
-            inner.span.dropped = inner.span.dropped.saturating_add(1);
+            inner.count_dropped();
         }
     }
 
@@ -194,26 +200,33 @@ impl RequestSpan {
         if inner.children.len() < MAX_CHILDREN {
             inner.children.push(child);
         } else {
-            inner.span.dropped = inner.span.dropped.saturating_add(1);
+            inner.count_dropped();
         }
     }
 
-    /// Changes the request span itself (status, name, anything [`Span`] offers).
-    pub fn with_span<T>(&self, change: impl FnOnce(&mut Span) -> T) -> T {
-        change(&mut lock(&self.inner).span)
+    /// Changes the request span itself (status, name, anything [`Span`] offers); `None` once finished.
+    pub fn with_span<T>(&self, change: impl FnOnce(&mut Span) -> T) -> Option<T> {
+        lock(&self.inner).span.as_mut().map(change)
     }
 
-    /// Ends the request span now and takes what it gathered. Clones still held by inner layers keep
-    /// working but record into nothing that will be exported.
-    pub fn finish(&self) -> FinishedRequest {
+    /// Ends the request span now and takes what it gathered; `None` if it was already finished. Clones
+    /// still held by inner layers keep working, but what they record afterwards goes nowhere.
+    pub fn finish(&self) -> Option<FinishedRequest> {
         let mut inner = lock(&self.inner);
-        inner.span.end(&self.clock);
-        // Moved out, not cloned; what late clones record lands on an empty stand-in.
-        let stand_in = Span::start("", inner.span.kind, inner.span.context.clone(), &self.clock);
-        FinishedRequest {
-            span: std::mem::replace(&mut inner.span, stand_in),
+        let mut span = inner.span.take()?;
+        span.end(&self.clock);
+        Some(FinishedRequest {
+            span,
             children: std::mem::take(&mut inner.children),
             stages: std::mem::take(&mut inner.stages),
+        })
+    }
+}
+
+impl Inner {
+    fn count_dropped(&mut self) {
+        if let Some(span) = &mut self.span {
+            span.dropped = span.dropped.saturating_add(1);
         }
     }
 }
@@ -225,7 +238,7 @@ mod tests {
     use crate::trace::{Sampler, SplitMix};
 
     fn started(clock: &ManualClock) -> RequestSpan {
-        let ids: Arc<dyn IdSource> = Arc::new(SplitMix::new(1));
+        let ids: Arc<dyn IdSource + Send + Sync> = Arc::new(SplitMix::new(1));
         let context =
             TraceContext::from_request(&http::HeaderMap::new(), &*ids, &Sampler::AlwaysOn);
         RequestSpan::start(
@@ -248,7 +261,8 @@ mod tests {
         clock.advance(Duration::from_millis(30));
         span.end_child(child);
         clock.advance(Duration::from_millis(5));
-        let finished = span.finish();
+        let finished = span.finish().unwrap();
+        assert!(span.finish().is_none(), "once");
         assert_eq!(finished.children.len(), 1);
         assert_eq!(finished.children[0].duration, Duration::from_millis(30));
         assert_eq!(finished.span.duration, Duration::from_millis(35));
@@ -265,7 +279,7 @@ mod tests {
             let child = span.child("c", SpanKind::Internal);
             span.end_child(child);
         }
-        let finished = span.finish();
+        let finished = span.finish().unwrap();
         assert_eq!(finished.stages.len(), MAX_STAGES);
         assert_eq!(finished.children.len(), MAX_CHILDREN);
         assert_eq!(finished.span.dropped, 5);
@@ -280,6 +294,6 @@ mod tests {
         extensions.insert(span.clone());
         let found = RequestSpan::from_extensions(&extensions).unwrap();
         found.set("k", "v");
-        assert_eq!(span.finish().span.attributes.len(), 1);
+        assert_eq!(span.finish().unwrap().span.attributes.len(), 1);
     }
 }

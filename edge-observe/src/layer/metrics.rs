@@ -136,8 +136,8 @@ where
             return Box::pin(async move { Ok(response) });
         }
         let method = method_label(request.method());
-        let route = self.layer.routes.classify(request.uri().path()).to_owned();
-        let colo = colo(&request).into_owned();
+        let route = self.layer.routes.position(request.uri().path());
+        let colo = colo(&request);
         let layer = self.layer.clone();
         let started = layer.clock.now();
         let future = self.inner.call(request);
@@ -146,17 +146,16 @@ where
             let elapsed = layer.clock.now().duration_since(started);
             let class = status_class(response.status());
             let cache = cache_status(response.headers());
+            let (route, colo) = (layer.routes.name(route), colo.as_str());
             layer
                 .requests
-                .with(&[method, &route, class, cache, &colo])
+                .with(&[method, route, class, cache, colo])
                 .inc();
             layer
                 .latency
-                .with(&[&route, class, cache, &colo])
+                .with(&[route, class, cache, colo])
                 .observe(elapsed);
-            let mut timing = ServerTiming::new();
-            timing.add("edge", elapsed, None);
-            if let Some(value) = timing.to_header_value() {
+            if let Some(value) = ServerTiming::single("edge", elapsed) {
                 response.headers_mut().append("server-timing", value);
             }
             Ok(response)

@@ -31,24 +31,63 @@ pub(crate) fn cache_status(headers: &http::HeaderMap) -> &'static str {
         })
 }
 
+/// A colo label: three to five upper-case ASCII letters, or `NONE`, held inline (no allocation per
+/// request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Colo {
+    bytes: [u8; 5],
+    len: u8,
+}
+
+impl Colo {
+    const NONE: Self = Self {
+        bytes: *b"NONE\0",
+        len: 4,
+    };
+
+    /// Three to five ASCII letters, upper-cased; anything else is not a colo.
+    fn parse(code: &str) -> Option<Self> {
+        let code = code.trim();
+        if !(3..=5).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return None;
+        }
+        let mut bytes = [0u8; 5];
+        for (slot, b) in bytes.iter_mut().zip(code.bytes()) {
+            *slot = b.to_ascii_uppercase();
+        }
+        // The length was checked to be 3 to 5 above.
+        #[allow(clippy::cast_possible_truncation)]
+        let len = code.len() as u8;
+        Some(Self { bytes, len })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII letters (or `NONE`) are ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("NONE")
+    }
+
+    pub(crate) fn is_none(self) -> bool {
+        self == Self::NONE
+    }
+}
+
 /// The PoP that served the request: a [`RequestGeo`](edge_core::RequestGeo) in the extensions (the workers
 /// adapter puts one there), else `x-edge-colo` or the suffix of `cf-ray` (three to five ASCII letters, as
 /// `RequestGeo` reads them); `NONE` when neither says.
-pub(crate) fn colo<B>(request: &http::Request<B>) -> std::borrow::Cow<'_, str> {
+pub(crate) fn colo<B>(request: &http::Request<B>) -> Colo {
     if let Some(colo) = request
         .extensions()
         .get::<edge_core::RequestGeo>()
         .and_then(|geo| geo.colo.as_deref())
+        .and_then(Colo::parse)
     {
-        return colo.into();
+        return colo;
     }
     let from_header = |name: &str| {
         let value = request.headers().get(name)?.to_str().ok()?;
-        let code = value.rsplit('-').next().unwrap_or(value).trim();
-        ((3..=5).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphabetic()))
-            .then(|| code.to_ascii_uppercase())
+        Colo::parse(value.rsplit('-').next().unwrap_or(value))
     };
     from_header("x-edge-colo")
         .or_else(|| from_header("cf-ray"))
-        .map_or("NONE".into(), Into::into)
+        .unwrap_or(Colo::NONE)
 }

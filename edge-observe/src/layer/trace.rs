@@ -58,9 +58,9 @@ impl<F: Fn(&str) + MaybeSend + MaybeSync + 'static> LogSink for F {
 /// 1. reads `traceparent`/`tracestate` (a malformed or oversized one starts a new trace; the request
 ///    proceeds untouched) and decides sampling with its [`Sampler`] (parent-based by default);
 /// 2. starts a [`RequestSpan`] named `{method}` or `{method} {route}` with OpenTelemetry's HTTP
-///    attributes ([`attr`]), and puts it and its [`TraceContext`](edge_core::trace::TraceContext) into the
-///    request's extensions, where the layers inside add attributes, stages and child spans, and where
-///    [`TracedFetcher`](crate::propagate::TracedFetcher) finds the context to propagate;
+///    attributes ([`attr`]), and puts it into the request's extensions, where the layers inside add
+///    attributes, stages and child spans, handlers read its [`context`](RequestSpan::context), and
+///    [`TracedFetcher`](crate::propagate::TracedFetcher) finds the trace to propagate;
 /// 3. with feature `tracing`, runs the inner service inside a `tracing` span (`http.server`, carrying the
 ///    same attribute names, `trace_id` and `span_id`), so users' subscribers see every request;
 /// 4. on the response: records the status (5xx sets the span's status to error), the cache's answer,
@@ -70,9 +70,10 @@ impl<F: Fn(&str) + MaybeSend + MaybeSync + 'static> LogSink for F {
 ///
 /// The span ends when the response *head* is ready; a streamed body may take longer.
 pub struct TraceLayer {
-    clock: Arc<dyn Clock>,
+    // `Send + Sync` on every target: the request span they go into lives in `http::Extensions`.
+    clock: Arc<dyn Clock + Send + Sync>,
     wait_until: Arc<dyn DynWaitUntil>,
-    ids: Arc<dyn IdSource>,
+    ids: Arc<dyn IdSource + Send + Sync>,
     sampler: Sampler,
     sink: Option<Arc<dyn SpanSink>>,
     log: Option<Arc<dyn LogSink>>,
@@ -111,9 +112,9 @@ impl TraceLayer {
     /// [`SplitMix`](edge_core::trace::SplitMix) from the OS). Samples parent-based, every new trace
     /// recorded; exports nothing until [`export_to`](Self::export_to).
     pub fn new(
-        clock: impl Clock + 'static,
+        clock: impl Clock + Send + Sync + 'static,
         wait_until: impl WaitUntil + 'static,
-        ids: impl IdSource + 'static,
+        ids: impl IdSource + Send + Sync + 'static,
     ) -> Self {
         Self {
             clock: Arc::new(clock),
@@ -170,7 +171,7 @@ impl<S> Layer<S> for TraceLayer {
     fn layer(&self, inner: S) -> Self::Service {
         TraceService {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -179,7 +180,8 @@ impl<S> Layer<S> for TraceLayer {
 #[derive(Clone, Debug)]
 pub struct TraceService<S> {
     inner: S,
-    layer: TraceLayer,
+    // Shared, so a request costs one reference count, not a copy of the settings.
+    layer: Arc<TraceLayer>,
 }
 
 fn bounded(text: &str) -> String {
@@ -211,6 +213,7 @@ impl TraceLayer {
             Arc::clone(&self.clock),
         );
         span.with_span(|s| {
+            s.attributes.reserve(12);
             s.set(attr::HTTP_REQUEST_METHOD, method);
             s.set(attr::URL_PATH, bounded(request.uri().path()));
             s.set(
@@ -240,8 +243,8 @@ impl TraceLayer {
                 s.set(attr::USER_AGENT_ORIGINAL, bounded(agent));
             }
             let colo = super::colo(request);
-            if colo != "NONE" {
-                s.set(attr::EDGE_COLO, colo.into_owned());
+            if !colo.is_none() {
+                s.set(attr::EDGE_COLO, colo.as_str().to_owned());
             }
         });
         span
@@ -275,7 +278,9 @@ impl TraceLayer {
                 s.set_status(Status::Error(Cow::Borrowed("server error")));
             }
         });
-        let finished = span.finish();
+        let Some(finished) = span.finish() else {
+            return;
+        };
         if self.server_timing && !finished.stages.is_empty() {
             let mut timing = ServerTiming::new();
             for stage in &finished.stages {
@@ -360,10 +365,9 @@ where
         let span = self.layer.start(&request);
         #[cfg(feature = "tracing")]
         let tracing_span = tracing_span(&span, &request);
-        request.extensions_mut().insert(span.context().clone());
         request.extensions_mut().insert(span.clone());
         let future = self.inner.call(request);
-        let layer = self.layer.clone();
+        let layer = Arc::clone(&self.layer);
         #[cfg(feature = "tracing")]
         let future = tracing::Instrument::instrument(future, tracing_span.clone());
         Box::pin(async move {
@@ -380,7 +384,7 @@ where
 #[cfg(feature = "tracing")]
 fn tracing_span(span: &RequestSpan, request: &Request<Body>) -> tracing::Span {
     let context = span.context();
-    let name = span.with_span(|s| s.name.clone());
+    let name = span.with_span(|s| s.name.clone()).unwrap_or_default();
     tracing::info_span!(
         "http.server",
         otel.name = %name,
