@@ -20,6 +20,7 @@
 //! | [`coalesce`] | [`Coalescer`]: one load per key for any number of concurrent callers |
 //! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
 //! | [`geo`] | [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
+//! | [`trace`] | W3C Trace Context, ids, sampling, spans, the exporter trait; [`RequestSpan`](trace::RequestSpan), the request's span every layer records into; the attribute names ([`trace::attr`]) |
 //! | [`testing`] | conformance kits and [`TestFetcher`](testing::TestFetcher) (feature `testing`) |
 //!
 //! # Writing against the contracts

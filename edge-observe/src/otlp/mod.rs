@@ -1,4 +1,5 @@
-//! OTLP/HTTP export of spans and metrics through any [`Fetcher`]: the same code on tokio and in a Worker.
+//! OTLP/HTTP export of spans and metrics through any [`Fetcher`](edge_core::Fetcher): the same code on
+//! tokio and in a Worker.
 //!
 //! [`OtlpExporter`] keeps a bounded queue of ended spans. The request path only [`record`](OtlpExporter::record)s
 //! (a lock and a push; a full queue drops the span and counts it); [`flush`](OtlpExporter::flush) is meant
