@@ -44,7 +44,11 @@ impl WaitUntil for EveryNth {
     where
         F: Future<Output = ()> + MaybeSend + 'static,
     {
-        if self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.every) {
+        if self
+            .seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(self.every)
+        {
             work.now_or_never();
         }
     }
