@@ -524,6 +524,53 @@ mod tests {
         assert_eq!(line["duration_ms"], 23.0);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+        /// Whatever bytes the trace and geo headers carry, the request reaches the service with its
+        /// headers untouched, is answered, and leaves a bounded span behind.
+        #[test]
+        fn any_header_bytes_pass_through(
+            traceparent in proptest::collection::vec(0x20u8..0x7f, 0..200),
+            tracestate in proptest::collection::vec(0x20u8..0x7f, 0..600),
+            ray in proptest::collection::vec(0x20u8..0x7f, 0..40),
+            agent in proptest::collection::vec(0x20u8..0xff, 0..5000),
+        ) {
+            let clock = ManualClock::new();
+            let background = QueuedWaitUntil::new();
+            let sink = Collected::default();
+            let seen = Arc::new(Mutex::new(None));
+            let saw = Arc::clone(&seen);
+            let service = TraceLayer::new(clock, background.clone(), SplitMix::new(2))
+                .export_to(sink.clone())
+                .layer(tower::service_fn(move |request: Request<Body>| {
+                    *saw.lock().unwrap() = Some(request.headers().clone());
+                    async { Ok::<_, Infallible>(Response::new(Body::empty())) }
+                }));
+            let mut request = Request::new(Body::empty());
+            let headers = request.headers_mut();
+            for (name, bytes) in [("traceparent", &traceparent), ("tracestate", &tracestate), ("cf-ray", &ray), ("user-agent", &agent)] {
+                if let Ok(value) = http::HeaderValue::from_bytes(bytes) {
+                    headers.insert(name, value);
+                }
+            }
+            let sent = request.headers().clone();
+            let response = futures::executor::block_on(service.oneshot(request)).unwrap();
+            proptest::prop_assert_eq!(response.status(), http::StatusCode::OK);
+            let received = seen.lock().unwrap().take();
+            proptest::prop_assert_eq!(received, Some(sent));
+            futures::executor::block_on(background.run_all());
+            let spans = sink.0.lock().unwrap();
+            for span in spans.iter() {
+                for (_, value) in &span.attributes {
+                    if let Value::Str(s) = value {
+                        proptest::prop_assert!(s.len() <= MAX_RECORDED_LEN);
+                    }
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn unsampled_and_malformed_parents() {
         let clock = ManualClock::new();
