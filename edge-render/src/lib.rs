@@ -2,12 +2,13 @@
 //!
 //! This crate will own, as sans-IO cores with thin async edges:
 //!
-//! | module (planned) | what it decides or does |
+//! | module | what it decides or does |
 //! |---|---|
-//! | `html` | a streaming HTML writer: shell first, then sections as their data arrives, escaping chosen by context |
+//! | [`html`] | a streaming HTML writer: shell first, then sections as their data arrives, escaping chosen by context (built) |
 //! | `rewrite` | a streaming body transformer over `lol_html`, usable from axum, hyper and a Worker alike |
 //! | `esi` | a chunk-split-invariant ESI tokenizer and an assembler that fetches includes in parallel (through `Fetcher`, cached via `CacheStore`, coalesced) and streams in document order |
 //! | `hints` | `Link` preload headers and 103 Early Hints from a bundle manifest |
 //!
-//! Nothing is implemented yet: rendering lands with its own issue. The crate builds on native targets and on
-//! wasm32.
+//! The rest (`rewrite`, `esi`, `hints`) is planned. The crate builds on native targets and on wasm32.
+
+pub mod html;
