@@ -6,9 +6,11 @@
 //! |---|---|
 //! | [`html`] | a streaming HTML writer: shell first, then sections as their data arrives, escaping chosen by context (built) |
 //! | `rewrite` | a streaming body transformer over `lol_html`, usable from axum, hyper and a Worker alike |
-//! | `esi` | a chunk-split-invariant ESI tokenizer and an assembler that fetches includes in parallel (through `Fetcher`, cached via `CacheStore`, coalesced) and streams in document order |
+//! | [`esi`] | a chunk-split-invariant ESI tokenizer and streaming parser (built); an assembler that fetches includes in parallel (through `Fetcher`, cached via `CacheStore`, coalesced) and streams in document order |
 //! | `hints` | `Link` preload headers and 103 Early Hints from a bundle manifest |
 //!
-//! The rest (`rewrite`, `esi`, `hints`) is planned. The crate builds on native targets and on wasm32.
+//! The rest (`rewrite`, the ESI assembler, `hints`) is planned. The crate builds on native targets and on
+//! wasm32.
 
+pub mod esi;
 pub mod html;

@@ -1,0 +1,75 @@
+//! Edge Side Includes: a page assembled at the edge from fragments, streamed in document order.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`tokenizer`] | bytes in any chunks → ESI tags and text; the same tokens however the input is split |
+//! | [`parse`] | tokens → nodes (`include`, `try`, `choose`, `vars`, text), nesting checked, completed nodes released at once |
+//!
+//! The assembler (parallel fetches through the `Fetcher`, fragments cached through `CacheStore` and
+//! coalesced, in-order streaming, limits and host allow-list), variables and the `when` expressions come
+//! next with the rendering issue.
+
+pub mod parse;
+pub mod tokenizer;
+
+pub use self::parse::{Node, Parser, ParserLimits};
+pub use self::tokenizer::{Block, IncludeTag, Token, Tokenizer, TokenizerLimits};
+
+/// Why an ESI document was refused. Offsets count bytes from the start of the document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EsiError {
+    /// An `esi:` tag this processor does not know.
+    UnknownTag {
+        /// Where the tag starts.
+        offset: u64,
+    },
+    /// A tag that is not well formed (bad attribute syntax, a self-closed block, …).
+    MalformedTag {
+        /// Where the tag starts.
+        offset: u64,
+    },
+    /// A tag longer than [`TokenizerLimits::max_tag_len`].
+    TagTooLong {
+        /// Where the tag starts.
+        offset: u64,
+    },
+    /// A required attribute is missing (`src` of `include`, `test` of `when`).
+    MissingAttribute {
+        /// The attribute.
+        name: &'static str,
+        /// Where the tag starts.
+        offset: u64,
+    },
+    /// The document ended inside a tag.
+    Unterminated {
+        /// Where the tag starts.
+        offset: u64,
+    },
+    /// An end tag that does not close the innermost open element, an element where it may not be (an
+    /// `attempt` outside a `try`, …), or elements left open at the end.
+    Misnested(&'static str),
+    /// Elements nested deeper than [`ParserLimits::max_depth`].
+    TooDeep,
+    /// More content buffered inside unfinished elements than [`ParserLimits::max_buffered`].
+    TooLarge,
+}
+
+impl std::fmt::Display for EsiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownTag { offset } => write!(f, "unknown esi tag at byte {offset}"),
+            Self::MalformedTag { offset } => write!(f, "malformed esi tag at byte {offset}"),
+            Self::TagTooLong { offset } => write!(f, "esi tag too long at byte {offset}"),
+            Self::MissingAttribute { name, offset } => {
+                write!(f, "esi tag at byte {offset} lacks its {name} attribute")
+            }
+            Self::Unterminated { offset } => write!(f, "esi tag at byte {offset} never ends"),
+            Self::Misnested(what) => write!(f, "misnested esi: {what}"),
+            Self::TooDeep => f.write_str("esi elements nested too deep"),
+            Self::TooLarge => f.write_str("too much content inside unfinished esi elements"),
+        }
+    }
+}
+
+impl std::error::Error for EsiError {}
