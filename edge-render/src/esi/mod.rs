@@ -4,16 +4,21 @@
 //! |---|---|
 //! | [`tokenizer`] | bytes in any chunks → ESI tags and text; the same tokens however the input is split |
 //! | [`parse`] | tokens → nodes (`include`, `try`, `choose`, `vars`, text), nesting checked, completed nodes released at once |
+//! | [`vars`] | the request's variables (`HTTP_COOKIE{name}`, `QUERY_STRING{name}`, …), substituted escaped for where they land |
+//! | [`expr`] | the `when` test subset: comparisons, `&`, `|`, `!`, parentheses |
 //!
 //! The assembler (parallel fetches through the `Fetcher`, fragments cached through `CacheStore` and
 //! coalesced, in-order streaming, limits and host allow-list), variables and the `when` expressions come
 //! next with the rendering issue.
 
+pub mod expr;
 pub mod parse;
 pub mod tokenizer;
+pub mod vars;
 
 pub use self::parse::{Node, Parser, ParserLimits};
 pub use self::tokenizer::{Block, IncludeTag, Token, Tokenizer, TokenizerLimits};
+pub use self::vars::Variables;
 
 /// Why an ESI document was refused. Offsets count bytes from the start of the document.
 #[derive(Clone, Debug, PartialEq, Eq)]
