@@ -118,7 +118,10 @@ impl Parser<'_> {
         }
     }
 
-    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, ExprError>) -> Result<T, ExprError> {
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ExprError>,
+    ) -> Result<T, ExprError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(ExprError::TooDeep);
@@ -244,7 +247,10 @@ mod tests {
             ("$(HTTP_COOKIE{visits}) > '9'", true),
             ("'12' < '9'", false),
             ("'abc' < 'b'", true),
-            ("$(QUERY_STRING{page}) >= 3 && $(HTTP_ACCEPT_LANGUAGE{en})", true),
+            (
+                "$(QUERY_STRING{page}) >= 3 && $(HTTP_ACCEPT_LANGUAGE{en})",
+                true,
+            ),
             ("$(HTTP_ACCEPT_LANGUAGE{de}) | $(HTTP_COOKIE{none})", false),
             ("!$(HTTP_COOKIE{none})", true),
             ("!($(HTTP_COOKIE{group})=='beta' & 1==2)", true),
@@ -256,7 +262,10 @@ mod tests {
             assert_eq!(evaluate(test, &v), Ok(expected), "{test}");
         }
         for bad in ["", "==", "'open", "(1==1", "1==1)", "$(", "a==b", "1 2"] {
-            assert!(matches!(evaluate(bad, &v), Err(ExprError::Syntax(_))), "{bad}");
+            assert!(
+                matches!(evaluate(bad, &v), Err(ExprError::Syntax(_))),
+                "{bad}"
+            );
         }
         let deep = format!("{}1{}", "(".repeat(100), ")".repeat(100));
         assert_eq!(evaluate(&deep, &v), Err(ExprError::TooDeep));

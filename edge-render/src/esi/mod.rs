@@ -6,16 +6,15 @@
 //! | [`parse`] | tokens → nodes (`include`, `try`, `choose`, `vars`, text), nesting checked, completed nodes released at once |
 //! | [`vars`] | the request's variables (`HTTP_COOKIE{name}`, `QUERY_STRING{name}`, …), substituted escaped for where they land |
 //! | [`expr`] | the `when` test subset: comparisons, `&`, `|`, `!`, parentheses |
-//!
-//! The assembler (parallel fetches through the `Fetcher`, fragments cached through `CacheStore` and
-//! coalesced, in-order streaming, limits and host allow-list), variables and the `when` expressions come
-//! next with the rendering issue.
+//! | [`assemble`] | [`Assembler`]: includes fetched in parallel through the `Fetcher`, coalesced and cached through `CacheStore`, nested, limited, streamed in document order |
 
+pub mod assemble;
 pub mod expr;
 pub mod parse;
 pub mod tokenizer;
 pub mod vars;
 
+pub use self::assemble::{Assembler, EsiSettings, OnFailure};
 pub use self::parse::{Node, Parser, ParserLimits};
 pub use self::tokenizer::{Block, IncludeTag, Token, Tokenizer, TokenizerLimits};
 pub use self::vars::Variables;

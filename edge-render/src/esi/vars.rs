@@ -33,6 +33,7 @@ pub struct Variables {
 
 /// A variable's value.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum VarValue<'a> {
     /// Text (possibly empty).
     Text(Cow<'a, str>),
@@ -70,7 +71,10 @@ fn percent_decode(raw: &str) -> String {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = |b: u8| char::from(b).to_digit(16);
-                match (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
+                match (
+                    bytes.get(i + 1).and_then(|b| hex(*b)),
+                    bytes.get(i + 2).and_then(|b| hex(*b)),
+                ) {
                     (Some(h), Some(l)) => {
                         // Two hex digits make one byte.
                         #[allow(clippy::cast_possible_truncation)]
@@ -90,7 +94,11 @@ fn percent_decode(raw: &str) -> String {
 impl Variables {
     /// The variables of a request with `headers` and `query`, from a client at `remote_addr`.
     #[must_use]
-    pub fn from_request(headers: &HeaderMap, query: Option<&str>, remote_addr: Option<IpAddr>) -> Self {
+    pub fn from_request(
+        headers: &HeaderMap,
+        query: Option<&str>,
+        remote_addr: Option<IpAddr>,
+    ) -> Self {
         use http::header;
         Self {
             host: header(headers, header::HOST),
@@ -158,7 +166,10 @@ impl Variables {
                             "WIN"
                         } else if agent.contains("Mac OS") || agent.contains("Macintosh") {
                             "MAC"
-                        } else if agent.contains("Linux") || agent.contains("X11") || agent.contains("BSD") {
+                        } else if agent.contains("Linux")
+                            || agent.contains("X11")
+                            || agent.contains("BSD")
+                        {
                             "UNIX"
                         } else {
                             "OTHER"
@@ -167,7 +178,7 @@ impl Variables {
                     "version" => {
                         let version = agent
                             .split_once('/')
-                            .map(|(_, rest)| rest.split(|c: char| c == ' ' || c == ';').next().unwrap_or(""))
+                            .map(|(_, rest)| rest.split([' ', ';']).next().unwrap_or(""))
                             .unwrap_or("");
                         return Some(VarValue::Text(Cow::Borrowed(version)));
                     }
@@ -209,14 +220,21 @@ pub(crate) fn reference(s: &str) -> Option<(Reference<'_>, usize)> {
 
 /// `input` with every `$(…)` replaced by its value, written by `write` (escaping for where it lands);
 /// what is not a well-formed reference stays as it is.
-pub(crate) fn substitute(input: &str, vars: &Variables, write: fn(&str, &mut String), out: &mut String) {
+pub(crate) fn substitute(
+    input: &str,
+    vars: &Variables,
+    write: fn(&str, &mut String),
+    out: &mut String,
+) {
     let mut rest = input;
     while let Some(at) = rest.find("$(") {
         out.push_str(&rest[..at]);
         match reference(&rest[at..]) {
             Some((reference, len)) => {
                 match vars.get(reference.name, reference.key) {
-                    Some(VarValue::Text(t)) if t.is_empty() => write(reference.default.unwrap_or(""), out),
+                    Some(VarValue::Text(t)) if t.is_empty() => {
+                        write(reference.default.unwrap_or(""), out)
+                    }
                     Some(value) => write(value.as_text(), out),
                     None => write(reference.default.unwrap_or(""), out),
                 }
@@ -254,13 +272,23 @@ mod tests {
     fn vars() -> Variables {
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("shop.example"));
-        headers.insert("cookie", HeaderValue::from_static("group=beta; theme=dark<b>"));
-        headers.insert("accept-language", HeaderValue::from_static("de-DE, en;q=0.8, fr;q=0"));
+        headers.insert(
+            "cookie",
+            HeaderValue::from_static("group=beta; theme=dark<b>"),
+        );
+        headers.insert(
+            "accept-language",
+            HeaderValue::from_static("de-DE, en;q=0.8, fr;q=0"),
+        );
         headers.insert(
             "user-agent",
             HeaderValue::from_static("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"),
         );
-        Variables::from_request(&headers, Some("id=42&q=kettle+blue&x=%3Cscript%3E"), Some([10, 0, 0, 1].into()))
+        Variables::from_request(
+            &headers,
+            Some("id=42&q=kettle+blue&x=%3Cscript%3E"),
+            Some([10, 0, 0, 1].into()),
+        )
     }
 
     fn sub(input: &str, write: fn(&str, &mut String)) -> String {
@@ -276,15 +304,37 @@ mod tests {
         assert_eq!(text("HTTP_HOST", None).as_deref(), Some("shop.example"));
         assert_eq!(text("HTTP_COOKIE", Some("group")).as_deref(), Some("beta"));
         assert_eq!(text("HTTP_COOKIE", Some("none")), None);
-        assert_eq!(text("QUERY_STRING", Some("q")).as_deref(), Some("kettle blue"));
+        assert_eq!(
+            text("QUERY_STRING", Some("q")).as_deref(),
+            Some("kettle blue")
+        );
         assert_eq!(text("QUERY_STRING", Some("x")).as_deref(), Some("<script>"));
-        assert_eq!(v.get("HTTP_ACCEPT_LANGUAGE", Some("de")), Some(VarValue::Bool(true)));
-        assert_eq!(v.get("HTTP_ACCEPT_LANGUAGE", Some("en")), Some(VarValue::Bool(true)));
-        assert_eq!(v.get("HTTP_ACCEPT_LANGUAGE", Some("fr")), Some(VarValue::Bool(false)), "q=0");
-        assert_eq!(v.get("HTTP_ACCEPT_LANGUAGE", Some("e")), Some(VarValue::Bool(false)));
-        assert_eq!(text("HTTP_USER_AGENT", Some("browser")).as_deref(), Some("MOZILLA"));
+        assert_eq!(
+            v.get("HTTP_ACCEPT_LANGUAGE", Some("de")),
+            Some(VarValue::Bool(true))
+        );
+        assert_eq!(
+            v.get("HTTP_ACCEPT_LANGUAGE", Some("en")),
+            Some(VarValue::Bool(true))
+        );
+        assert_eq!(
+            v.get("HTTP_ACCEPT_LANGUAGE", Some("fr")),
+            Some(VarValue::Bool(false)),
+            "q=0"
+        );
+        assert_eq!(
+            v.get("HTTP_ACCEPT_LANGUAGE", Some("e")),
+            Some(VarValue::Bool(false))
+        );
+        assert_eq!(
+            text("HTTP_USER_AGENT", Some("browser")).as_deref(),
+            Some("MOZILLA")
+        );
         assert_eq!(text("HTTP_USER_AGENT", Some("os")).as_deref(), Some("WIN"));
-        assert_eq!(text("HTTP_USER_AGENT", Some("version")).as_deref(), Some("5.0"));
+        assert_eq!(
+            text("HTTP_USER_AGENT", Some("version")).as_deref(),
+            Some("5.0")
+        );
         assert_eq!(text("REMOTE_ADDR", None).as_deref(), Some("10.0.0.1"));
         assert_eq!(text("HTTP_REFERER", None), None);
         assert_eq!(text("NOPE", None), None);
@@ -293,13 +343,22 @@ mod tests {
     #[test]
     fn substitution_escapes_for_where_it_lands() {
         assert_eq!(
-            sub("Hi from $(HTTP_HOST), theme $(HTTP_COOKIE{theme}) $(HTTP_REFERER|'nowhere') $(", crate::html::escape::text),
+            sub(
+                "Hi from $(HTTP_HOST), theme $(HTTP_COOKIE{theme}) $(HTTP_REFERER|'nowhere') $(",
+                crate::html::escape::text
+            ),
             "Hi from shop.example, theme dark&lt;b&gt; nowhere $("
         );
         assert_eq!(
-            sub("/frag?q=$(QUERY_STRING{q})&t=$(HTTP_COOKIE{theme})", percent_encode),
+            sub(
+                "/frag?q=$(QUERY_STRING{q})&t=$(HTTP_COOKIE{theme})",
+                percent_encode
+            ),
             "/frag?q=kettle%20blue&t=dark%3Cb%3E"
         );
-        assert_eq!(sub("$(lower) $(A{b) $()", percent_encode), "$(lower) $(A{b) $()");
+        assert_eq!(
+            sub("$(lower) $(A{b) $()", percent_encode),
+            "$(lower) $(A{b) $()"
+        );
     }
 }
