@@ -477,3 +477,35 @@ proptest! {
         prop_assert_eq!(assembled(&s, chunks), whole);
     }
 }
+
+#[test]
+fn a_large_page_in_many_chunks_keeps_every_byte() {
+    let s = setup(EsiSettings::default());
+    let filler = "<div class=\"product\"><h2>Kettle</h2><p>1.2 l &amp; more.</p><a href=\"/p/42\">more</a></div>\n";
+    let mut page = String::from("<!DOCTYPE html><html><body>\n");
+    let mut expected = page.clone();
+    for i in 0..10 {
+        let path: &'static str = Box::leak(format!("/fragments/{i}").into_boxed_str());
+        let body: &'static str = Box::leak(format!("<section>{i}</section>").into_boxed_str());
+        s.origin.route(path, Reply::ok(body));
+        page.push_str(&filler.repeat(150));
+        expected.push_str(&filler.repeat(150));
+        page.push_str(&format!("<esi:include src=\"{path}\"/>\n"));
+        expected.push_str(&format!("{body}\n"));
+    }
+    page.push_str("</body></html>\n");
+    expected.push_str("</body></html>\n");
+    let page: &'static str = Box::leak(page.into_boxed_str());
+    let chunks: Vec<&'static str> = page
+        .as_bytes()
+        .chunks(16 * 1024)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let out = assembled(&s, chunks);
+    let diverges = out.bytes().zip(expected.bytes()).position(|(a, b)| a != b);
+    assert_eq!(
+        (out.len(), diverges),
+        (expected.len(), None),
+        "first difference at {diverges:?}"
+    );
+}

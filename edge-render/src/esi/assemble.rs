@@ -431,7 +431,7 @@ where
     /// Assembles a fetched HTML fragment in place (its own includes, one level deeper).
     async fn nested(&self, body: Bytes, key: String, place: &Place) -> Result<Bytes, Failure> {
         // Without ESI in it there is nothing to do (the common case: no copy).
-        if memchr::memmem::find(&body, b"esi").is_none() {
+        if !super::tokenizer::may_hold_esi(&body) {
             return Ok(body);
         }
         let mut ancestors = (*place.ancestors).clone();

@@ -125,6 +125,23 @@ pub struct Tokenizer {
     offset: u64,
 }
 
+/// The last hit of each needle in the current chunk: `None` not searched yet, `Some(None)` no more.
+#[derive(Default)]
+struct Hits {
+    tag: Option<Option<usize>>,
+    comment_close: Option<Option<usize>>,
+}
+
+static ESI_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"esi"));
+static COMMENT_CLOSE_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(COMMENT_CLOSE));
+
+/// Whether `bytes` holds anything that could be ESI (a tag or a comment block).
+pub(crate) fn may_hold_esi(bytes: &[u8]) -> bool {
+    ESI_FINDER.find(bytes).is_some()
+}
+
 enum Candidate {
     NotEsi,
     NeedMore,
@@ -199,21 +216,20 @@ impl Tokenizer {
         };
         let mut text_start = 0;
         let mut pos = 0;
+        let mut hits = Hits::default();
         let emit_text = |out: &mut Vec<Token>, from: usize, to: usize| {
             if to > from {
                 out.push(Token::Text(data.slice(from..to)));
             }
         };
         loop {
-            let next = if self.in_comment_block {
-                memchr::memchr2(b'<', b'-', &data[pos..])
-            } else {
-                memchr::memchr(b'<', &data[pos..])
-            };
-            let Some(found) = next else {
+            let Some(at) = self.next_candidate(&data, pos, &mut hits) else {
+                // No whole opener is left; the chunk's last bytes may still begin one.
+                if let Some(at) = self.tail_candidate(&data, pos) {
+                    return self.hold(&data, at, text_start, out);
+                }
                 break;
             };
-            let at = pos + found;
             let rest = &data[at..];
             match Self::classify(rest) {
                 Candidate::NotEsi => pos = at + 1,
@@ -248,6 +264,66 @@ impl Tokenizer {
         emit_text(out, text_start, data.len());
         self.offset += data.len() as u64;
         Ok(())
+    }
+
+    /// Where the next possible ESI construct at or after `pos` starts. Every tag has `esi:` right after
+    /// `<` or `</`, a comment block opens with `<!--esi`, and only inside one does `-->` matter: three SIMD
+    /// substring searches for needles with a rare byte (`:`, `!`, `>`) skip the page's other `<`s. Each
+    /// search's hit is kept in `hits` until the scan passes it, so every byte is searched once per needle.
+    fn next_candidate(&self, data: &[u8], pos: usize, hits: &mut Hits) -> Option<usize> {
+        fn refresh(
+            hit: &mut Option<Option<usize>>,
+            finder: &memchr::memmem::Finder<'_>,
+            data: &[u8],
+            from: usize,
+        ) -> Option<usize> {
+            if let Some(Some(at)) = *hit {
+                if at >= from {
+                    return Some(at);
+                }
+            }
+            if matches!(*hit, Some(None)) {
+                return None;
+            }
+            let found = finder.find(&data[from..]).map(|i| from + i);
+            *hit = Some(found);
+            found
+        }
+        let mut from = pos;
+        // Every opener has `esi` right after `<`, `</` or `<!--`: one search finds them all.
+        let open = loop {
+            let Some(p) = refresh(&mut hits.tag, &ESI_FINDER, data, from) else {
+                break None;
+            };
+            let before = &data[pos..p];
+            if before.ends_with(b"<!--") {
+                break Some(p - 4);
+            }
+            if before.ends_with(b"</") {
+                break Some(p - 2);
+            }
+            if before.ends_with(b"<") {
+                break Some(p - 1);
+            }
+            from = p + 1;
+        };
+        let close = if self.in_comment_block {
+            refresh(&mut hits.comment_close, &COMMENT_CLOSE_FINDER, data, pos)
+        } else {
+            None
+        };
+        [open, close].into_iter().flatten().min()
+    }
+
+    /// A possible opener cut off by the end of the chunk: the earliest of its last bytes from which the
+    /// rest could still grow into one.
+    fn tail_candidate(&self, data: &[u8], pos: usize) -> Option<usize> {
+        let longest = COMMENT_OPEN.len() - 1;
+        let from = data.len().saturating_sub(longest).max(pos);
+        (from..data.len()).find(|&i| {
+            (data[i] == b'<' || (self.in_comment_block && data[i] == b'-'))
+                && matches!(Self::classify(&data[i..]), Candidate::NeedMore)
+        })
     }
 
     /// Emits the text before `at` and keeps `data[at..]` for the next chunk.
