@@ -125,11 +125,23 @@ pub struct Tokenizer {
     offset: u64,
 }
 
-/// The last hit of each needle in the current chunk: `None` not searched yet, `Some(None)` no more.
+/// Where a needle was last found in the current chunk.
+#[derive(Clone, Copy, Default)]
+enum Hit {
+    /// Not searched yet.
+    #[default]
+    Unsearched,
+    /// At this position.
+    At(usize),
+    /// Nowhere after the last search's start.
+    Nowhere,
+}
+
+/// The last hit of each needle in the current chunk.
 #[derive(Default)]
 struct Hits {
-    tag: Option<Option<usize>>,
-    comment_close: Option<Option<usize>>,
+    tag: Hit,
+    comment_close: Hit,
 }
 
 static ESI_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -272,21 +284,18 @@ impl Tokenizer {
     /// search's hit is kept in `hits` until the scan passes it, so every byte is searched once per needle.
     fn next_candidate(&self, data: &[u8], pos: usize, hits: &mut Hits) -> Option<usize> {
         fn refresh(
-            hit: &mut Option<Option<usize>>,
+            hit: &mut Hit,
             finder: &memchr::memmem::Finder<'_>,
             data: &[u8],
             from: usize,
         ) -> Option<usize> {
-            if let Some(Some(at)) = *hit {
-                if at >= from {
-                    return Some(at);
-                }
-            }
-            if matches!(*hit, Some(None)) {
-                return None;
+            match *hit {
+                Hit::At(at) if at >= from => return Some(at),
+                Hit::Nowhere => return None,
+                Hit::At(_) | Hit::Unsearched => {}
             }
             let found = finder.find(&data[from..]).map(|i| from + i);
-            *hit = Some(found);
+            *hit = found.map_or(Hit::Nowhere, Hit::At);
             found
         }
         let mut from = pos;
