@@ -12,6 +12,8 @@
 //! `hints` is planned. The crate builds on native targets and on
 //! wasm32.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod esi;
 pub mod hints;
 pub mod html;

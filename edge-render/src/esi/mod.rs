@@ -6,10 +6,14 @@
 //! | [`parse`] | tokens → nodes (`include`, `try`, `choose`, `vars`, text), nesting checked, completed nodes released at once |
 //! | [`vars`] | the request's variables (`HTTP_COOKIE{name}`, `QUERY_STRING{name}`, …), substituted escaped for where they land |
 //! | [`expr`] | the `when` test subset: comparisons, `&`, `|`, `!`, parentheses |
+//! | `layer` (feature `tower`) | `EsiLayer`: assembly of the HTML responses under some paths, as a tower layer |
 //! | [`assemble`] | [`Assembler`]: includes fetched in parallel through the `Fetcher`, coalesced and cached through `CacheStore`, nested, limited, streamed in document order |
 
 pub mod assemble;
 pub mod expr;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod layer;
 pub mod parse;
 pub mod tokenizer;
 pub mod vars;

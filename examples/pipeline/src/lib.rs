@@ -13,6 +13,7 @@
 //! | [`objects`] | durable objects: an exact counter (`/api/counter/{name}`) and rooms (`/rooms/{name}`) on SQLite |
 //! | [`origin`] | a small demo origin (HTML pages, JSON endpoints, a deliberately slow one) served over loopback |
 //! | [`pipeline`] | the tower stack in front of the origin |
+//! | [`render`] | edge-side rendering: the shell-first `/shell` page, ESI for `/esi/`, `Link` preload hints |
 //! | [`proxy`] | the innermost service: forwards a request to the origin through a [`Fetcher`](edge_core::Fetcher) |
 //! | [`testkit`] | the loopback client and the conversation the host examples' tests hold with each host |
 
@@ -23,6 +24,7 @@ pub mod objects;
 pub mod origin;
 pub mod pipeline;
 pub mod proxy;
+pub mod render;
 pub mod testkit;
 
 pub use config::GatewayConfig;

@@ -12,6 +12,9 @@
 //! | `/api/slow?ms=N` | JSON after `N` ms (default 2000, at most 10000): the slow backend the edge must not wait on forever; cacheable for `fresh=S` seconds (default 5), then stale-while-revalidate for 60 s |
 //! | `/api/account` | JSON for the user the edge verified (`x-edge-user`); `401` without one |
 //! | `/api/trace` | the `traceparent` the origin received (the edge's client span), uncacheable |
+//! | `/esi/page` | an ESI template: a cached header fragment, a slow recommendations fragment, a broken one with an `alt`, a greeting from `$(QUERY_STRING{name})` |
+//! | `/fragments/{header,recommendations,broken,fallback}` | its fragments (`recommendations` takes 800 ms, `broken` answers 500) |
+//! | `/api/recommendations?ms=N` | JSON after `N` ms (default 700): the slow personalised data of the edge-rendered `/shell` page |
 //! | `/api/echo` | JSON describing the request as the origin saw it (method, path, forwarded headers, body size) |
 
 use std::convert::Infallible;
@@ -28,6 +31,15 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+/// The ESI template at `/esi/page`: assembled by the edge from the fragments below.
+pub const ESI_PAGE: &str = "<!DOCTYPE html><html><head><title>ESI demo</title></head><body>\
+<esi:include src=\"/fragments/header\"/>\
+<h1><esi:vars>Hello, $(QUERY_STRING{name}|'guest')</esi:vars></h1>\
+<esi:include src=\"/fragments/recommendations\"/>\
+<esi:include src=\"/fragments/broken\" alt=\"/fragments/fallback\"/>\
+<esi:remove><p>Your cache does not speak ESI.</p></esi:remove>\
+<footer>assembled at the edge</footer></body></html>";
 
 /// The longest `/api/slow` waits, whatever it is asked.
 pub const MAX_SLOW: Duration = Duration::from_secs(10);
@@ -200,6 +212,54 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
                     &json!({ "error": "no verified user" }),
                 ),
             }
+        }
+        (&Method::GET, "/esi/page") => with_headers(
+            StatusCode::OK,
+            60,
+            "text/html; charset=utf-8",
+            Bytes::from_static(ESI_PAGE.as_bytes()),
+        ),
+        (&Method::GET, "/fragments/header") => with_headers(
+            StatusCode::OK,
+            300,
+            "text/html; charset=utf-8",
+            Bytes::from_static(b"<header><a href=\"/\">Demo shop</a></header>"),
+        ),
+        (&Method::GET, "/fragments/recommendations") => {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            with_headers(
+                StatusCode::OK,
+                0,
+                "text/html; charset=utf-8",
+                Bytes::from_static(
+                    b"<section class=\"recommended\">Recommended: Hand grinder</section>",
+                ),
+            )
+        }
+        (&Method::GET, "/fragments/broken") => with_headers(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            0,
+            "text/plain",
+            Bytes::from_static(b"fragment failed\n"),
+        ),
+        (&Method::GET, "/fragments/fallback") => with_headers(
+            StatusCode::OK,
+            60,
+            "text/html; charset=utf-8",
+            Bytes::from_static(b"<aside>Offers are unavailable right now.</aside>"),
+        ),
+        (&Method::GET, "/api/recommendations") => {
+            let ms = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("ms="))
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .unwrap_or(700);
+            tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLOW)).await;
+            json_response(
+                StatusCode::OK,
+                0,
+                &json!({ "items": ["Hand grinder", "Pour-over kettle <limited>"] }),
+            )
         }
         (_, "/api/trace") => {
             let traceparent = request

@@ -2,9 +2,10 @@
 //!
 //! Today the stack is: metrics (`/_edge/metrics`, `Server-Timing`) → trace (the request's span from its
 //! `traceparent`, exported over OTLP after the response when a collector is configured; JSON request logs)
-//! → WAF → demo token issuer → flag evaluation (the home page's A/B variant, from a flag
+//! → Link preload hints → WAF → demo token issuer → flag evaluation (the home page's A/B variant, from a flag
 //! document in KV) → JWT authentication (`/api/account`, keys by `kid` from KV) → rate limits → durable
-//! objects (`/api/counter/{name}`, `/rooms/{name}`) → HTTP cache (memory tier, coalesced misses,
+//! objects (`/api/counter/{name}`, `/rooms/{name}`) → the edge-rendered `/shell` page → ESI assembly of
+//! `/esi/` pages (fragments from the origin, cached and coalesced) → HTTP cache (memory tier, coalesced misses,
 //! stale-while-revalidate) → identity forwarding → origin proxy.
 //! The SDK's request path grows here, outermost first: trace context → WAF → JWT → rate limit → cache →
 //! edge-side render → origin proxy, each a tower layer added in [`build`], so axum and bare hyper both get it.
@@ -38,6 +39,10 @@ use edge_observe::layer::{MetricsLayer, TraceLayer};
 use edge_observe::otlp::{Encoding, OtlpExporter};
 use edge_observe::propagate::TracedFetcher;
 use edge_observe::{Registry, Routes};
+use edge_render::esi::layer::EsiLayer;
+use edge_render::esi::{Assembler, EsiSettings};
+use edge_render::hints::BundleManifest;
+use edge_render::hints::layer::HintsLayer;
 use http::{Request, Response, Uri};
 use tower::util::BoxCloneSyncService;
 
@@ -47,6 +52,7 @@ use crate::flags::{DEMO_FLAGS, FLAGS_KEY, FlagVariant, Flags};
 use crate::objects::{ObjectRoutes, Objects};
 use crate::origin::DemoOrigin;
 use crate::proxy::OriginProxy;
+use crate::render::ShellPage;
 
 /// The pipeline as one cloneable, thread-safe service over [`edge_core::Body`]. It never fails: every error
 /// is already an HTTP response.
@@ -246,6 +252,8 @@ impl Edge {
             issuer,
             objects: objects.clone(),
             cache,
+            manifest: crate::render::demo_manifest()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
         };
         let service = build(fetcher, origin_url.clone(), parts, &telemetry)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -317,6 +325,8 @@ pub struct Parts {
     pub objects: Objects,
     /// The HTTP cache.
     pub cache: CacheLayer<SystemClock>,
+    /// The bundle manifest `Link` hints come from.
+    pub manifest: BundleManifest,
 }
 
 impl std::fmt::Debug for Parts {
@@ -348,6 +358,7 @@ where
         issuer,
         objects,
         cache,
+        manifest,
     } = parts;
     let verifier = Verifier::new(
         Validation::new()
@@ -361,9 +372,15 @@ where
     let metrics = MetricsLayer::new(telemetry.registry.clone(), SystemClock::new())
         .endpoint("/_edge/metrics")
         .routes(routes());
+    let fetcher = Arc::new(TracedFetcher::new(fetcher).with_stage("origin"));
+    let esi = esi_layer(Arc::clone(&fetcher), origin.clone());
+    let hints = HintsLayer::new(manifest);
+    let shell_origin = origin.clone();
+    let shell_fetcher = Arc::clone(&fetcher);
     let stack = tower::ServiceBuilder::new()
         .layer(metrics)
         .layer(telemetry.trace.clone())
+        .layer(hints)
         .layer(waf)
         .layer(tower::layer::layer_fn(move |inner| {
             DemoTokenEndpoint::new(inner, Arc::clone(&issuer))
@@ -376,13 +393,30 @@ where
         .layer(tower::layer::layer_fn(move |inner| {
             ObjectRoutes::new(inner, objects.clone())
         }))
+        .layer(tower::layer::layer_fn(move |inner| {
+            ShellPage::new(inner, Arc::clone(&shell_fetcher), shell_origin.clone())
+        }))
+        .layer(esi)
         .layer(cache)
         .map_request(forward_identity)
-        .service(OriginProxy::new(
-            TracedFetcher::new(fetcher).with_stage("origin"),
-            origin,
-        ));
+        .service(OriginProxy::new(fetcher, origin));
     Ok(BoxCloneSyncService::new(stack))
+}
+
+/// ESI for the pages under `/esi/`: fragments from the origin (through the same traced fetcher), cached
+/// in 8 MiB of isolate memory for as long as their `Cache-Control` allows, coalesced.
+fn esi_layer<F: edge_core::Fetcher + 'static>(
+    fetcher: F,
+    origin: Uri,
+) -> EsiLayer<F, MemoryCache<SystemClock>> {
+    let assembler = Assembler::new(
+        fetcher,
+        Some(MemoryCache::new(8 << 20, SystemClock::new())),
+        SystemClock::new(),
+        TokioTimer::new(),
+        EsiSettings::default(),
+    );
+    EsiLayer::new(assembler, ["/esi/"]).with_base(origin)
 }
 
 /// The HTTP cache in front of the origin: 64 MiB of isolate memory, refreshes after the response, and a
