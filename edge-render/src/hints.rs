@@ -427,7 +427,7 @@ impl BundleManifest {
     }
 }
 
-/// (feature `tower`) [`HintsLayer`]: `Link` hints from a [`BundleManifest`] on every HTML response,
+/// (feature `tower`) `HintsLayer`: `Link` hints from a [`BundleManifest`] on every HTML response,
 /// chosen for the client's connection.
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

@@ -1,16 +1,29 @@
 //! Edge-side rendering: what the response body looks like and when each byte of it leaves.
 //!
-//! Sans-IO cores with thin async edges:
+//! Sans-IO cores with thin async edges, the same on axum, bare hyper and in a Worker:
 //!
 //! | module | what it decides or does |
 //! |---|---|
-//! | [`html`] | a streaming HTML writer: shell first, then sections as their data arrives, escaping chosen by context (built) |
-//! | [`rewrite`] | a streaming body transformer over `lol_html`, usable from axum, hyper and a Worker alike (built) |
-//! | [`esi`] | a chunk-split-invariant ESI tokenizer and parser, and an assembler that fetches includes in parallel (through `Fetcher`, cached via `CacheStore`, coalesced) and streams in document order (built) |
-//! | [`hints`] | `Link` preload headers and 103 Early Hints from a bundle manifest, chosen for the connection (built) |
+//! | [`html`] | a streaming HTML writer: the shell at once, sections as their data arrives, every value escaped for its context (text, attribute, URL, JSON in a script); raw markup only through `raw_html_unchecked` |
+//! | [`rewrite`] | a streaming body transformer over `lol_html`: inject into `<head>`, remove elements, rewrite attributes and URLs |
+//! | [`esi`] | Edge Side Includes: a chunk-split-invariant tokenizer, a streaming parser, variables and `when` tests, and an assembler that fetches includes in parallel (through the `Fetcher`, coalesced, cached via `CacheStore`) and streams the page in document order |
+//! | [`hints`] | typed `Link` hints (preload, modulepreload, preconnect, prefetch) chosen for the client's connection, from a bundle manifest; `103 Early Hints` where the host can |
 //!
-//! `hints` is planned. The crate builds on native targets and on
-//! wasm32.
+//! Every limit is a setting with a safe default (ESI depth, fragments per page, fragment size and time,
+//! the tag and buffer sizes of the parsers, the HTML writer's buffer), and bad input (unclosed or
+//! misnested ESI, include loops, fan-out bombs, enormous attributes, invalid UTF-8, CRLF in a `src`) is a
+//! typed error or a documented fallback, never a panic or a hang. The ESI tokenizer and assembler have
+//! cargo-fuzz targets in `fuzz/`.
+//!
+//! # Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `tower` | `esi::layer::EsiLayer` and `hints::layer::HintsLayer` |
+//!
+//! # MSRV
+//!
+//! Rust 1.85 (edition 2024).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -19,9 +19,17 @@ fuzz_target!(|data: &[u8]| {
     let origin = TestFetcher::new().with_clock(clock.clone());
     // Fragments that include each other and themselves, with latency, failures and alternates.
     origin.route("/a", Reply::ok("A<esi:include src=\"/b\"/>"));
-    origin.route("/b", Reply::ok("B<esi:include src=\"/a\" alt=\"/c\" onerror=\"continue\"/>"));
+    origin.route(
+        "/b",
+        Reply::ok("B<esi:include src=\"/a\" alt=\"/c\" onerror=\"continue\"/>"),
+    );
     origin.route("/c", Reply::ok("C").with_latency(Duration::from_millis(30)));
-    origin.route("/fan", Reply::ok("<esi:include src=\"/fan\"/><esi:include src=\"/a\"/><esi:include src=\"/fan\"/>"));
+    origin.route(
+        "/fan",
+        Reply::ok(
+            "<esi:include src=\"/fan\"/><esi:include src=\"/a\"/><esi:include src=\"/fan\"/>",
+        ),
+    );
     origin.route("/slow", Reply::ok("S").with_latency(Duration::from_secs(5)));
     let settings = EsiSettings::default().with_max_fragment_size(4096);
     let esi: Assembler<TestFetcher, MemoryCache<ManualClock>> = Assembler::new(
@@ -32,8 +40,12 @@ fuzz_target!(|data: &[u8]| {
         settings.clone(),
     );
     let mid = data.len() / 2;
-    let chunks = vec![Ok(Bytes::copy_from_slice(&data[..mid])), Ok(Bytes::copy_from_slice(&data[mid..]))];
-    let template: BoxStream<'static, Result<Bytes, Error>> = Box::pin(futures::stream::iter(chunks));
+    let chunks = vec![
+        Ok(Bytes::copy_from_slice(&data[..mid])),
+        Ok(Bytes::copy_from_slice(&data[mid..])),
+    ];
+    let template: BoxStream<'static, Result<Bytes, Error>> =
+        Box::pin(futures::stream::iter(chunks));
     let mut stream = esi.assemble(
         http::Uri::from_static("http://shop.example/page"),
         Variables::default(),
@@ -47,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
         match Pin::new(&mut stream).poll_next(&mut cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 produced += chunk.len();
-                assert!(produced <= bound, "{produced} bytes out of {} in", data.len());
+                assert!(
+                    produced <= bound,
+                    "{produced} bytes out of {} in",
+                    data.len()
+                );
             }
             Poll::Ready(Some(Err(_)) | None) => return,
             Poll::Pending => clock.advance(Duration::from_millis(50)),

@@ -184,6 +184,8 @@ impl<F, S> std::fmt::Debug for Assembler<F, S> {
 /// The page being assembled: what every include in it shares.
 struct Page {
     url: Uri,
+    /// `url` as text, for the loop check.
+    key: String,
     vars: Variables,
     deadline: Instant,
     fetched: AtomicUsize,
@@ -245,6 +247,7 @@ where
         let deadline = self.shared.clock.now() + self.shared.settings.total_timeout;
         let place = Place {
             page: Arc::new(Page {
+                key: page_url.to_string(),
                 url: page_url,
                 vars,
                 deadline,
@@ -364,8 +367,15 @@ where
 
     /// Resolves `src` against the page and checks it may be fetched.
     fn resolve(&self, src: &str, place: &Place) -> Result<Uri, String> {
-        let mut url = String::new();
-        substitute(src, &place.page.vars, percent_encode, &mut url);
+        let substituted;
+        let url = if src.contains("$(") {
+            let mut url = String::new();
+            substitute(src, &place.page.vars, percent_encode, &mut url);
+            substituted = url;
+            substituted.as_str()
+        } else {
+            src
+        };
         if url.bytes().any(|b| b < 0x20 || b == 0x7f) {
             return Err("control characters in src".into());
         }
@@ -402,7 +412,7 @@ where
         if place.depth >= settings.max_depth {
             return Err(Failure::Include("includes nested too deep".into()));
         }
-        if place.ancestors.contains(&key) || key == place.page.url.to_string() {
+        if key == place.page.key || place.ancestors.contains(&key) {
             return Err(Failure::Include("include loop".into()));
         }
         if place.page.fetched.fetch_add(1, Ordering::Relaxed) >= settings.max_fragments {
@@ -490,11 +500,19 @@ where
             http::header::ACCEPT,
             HeaderValue::from_static("text/html, */*"),
         );
-        let fetch = std::pin::pin!(shared.fetcher.fetch(request));
-        let response = match select(fetch, shared.timer.sleep(timeout)).await {
-            Either::Left((Ok(response), _)) => response,
-            Either::Left((Err(error), _)) => return Err(format!("fetch failed: {}", error.kind())),
-            Either::Right(_) => return Err("fragment timed out".into()),
+        let mut fetch = std::pin::pin!(shared.fetcher.fetch(request));
+        // A fragment that is there at once (memory, a cache in front) needs no timer.
+        let answer = match (&mut fetch).now_or_never() {
+            Some(answer) => Some(answer),
+            None => match select(fetch, shared.timer.sleep(timeout)).await {
+                Either::Left((answer, _)) => Some(answer),
+                Either::Right(_) => None,
+            },
+        };
+        let response = match answer {
+            Some(Ok(response)) => response,
+            Some(Err(error)) => return Err(format!("fetch failed: {}", error.kind())),
+            None => return Err("fragment timed out".into()),
         };
         let status = response.status();
         if !status.is_success() {
