@@ -24,8 +24,9 @@
 //!
 //! A malformed template ([`EsiError`]) ends the stream with an error after the bytes before it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -158,7 +159,12 @@ struct Shared<F, S> {
     timer: Arc<dyn Timer>,
     settings: EsiSettings,
     flights: Coalescer<String, Fetched>,
+    /// Resolved include URLs by (page origin, `src`), for sources without variables.
+    resolved: Mutex<HashMap<(Arc<str>, Arc<str>), Result<(Uri, Arc<str>), String>>>,
 }
+
+/// Most remembered resolutions (the memo is cleared past it).
+const MAX_RESOLVED: usize = 4096;
 
 /// Assembles ESI pages. Cheap to clone; clones share the fetches in flight. See the [module docs](self).
 pub struct Assembler<F, S> {
@@ -184,6 +190,8 @@ impl<F, S> std::fmt::Debug for Assembler<F, S> {
 /// The page being assembled: what every include in it shares.
 struct Page {
     url: Uri,
+    /// The page's scheme and authority: relative includes resolve against it.
+    origin: Arc<str>,
     /// `url` as text, for the loop check.
     key: String,
     vars: Variables,
@@ -231,6 +239,7 @@ where
                 timer: Arc::new(timer),
                 settings,
                 flights: Coalescer::new(),
+                resolved: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -247,6 +256,11 @@ where
         let deadline = self.shared.clock.now() + self.shared.settings.total_timeout;
         let place = Place {
             page: Arc::new(Page {
+                origin: Arc::from(format!(
+                    "{}://{}",
+                    page_url.scheme_str().unwrap_or(""),
+                    page_url.authority().map_or("", |a| a.as_str())
+                )),
                 key: page_url.to_string(),
                 url: page_url,
                 vars,
@@ -365,6 +379,40 @@ where
         }
     }
 
+    /// [`resolve`](Self::resolve) and the URL as text, remembered for sources without variables: a page
+    /// assembled again and again resolves the same few includes.
+    fn resolve_cached(&self, src: &str, place: &Place) -> Result<(Uri, Arc<str>), String> {
+        let variable = src.contains("$(");
+        let memo_key = (place.page.origin.clone(), Arc::<str>::from(src));
+        if !variable {
+            let memo = self
+                .shared
+                .resolved
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(hit) = memo.get(&memo_key) {
+                return hit.clone();
+            }
+        }
+        let resolved = self.resolve(src, place).map(|uri| {
+            let key = Arc::<str>::from(uri.to_string());
+            (uri, key)
+        });
+        if !variable {
+            let mut memo = self
+                .shared
+                .resolved
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Bounded: a template generating endless distinct sources only costs the re-resolving.
+            if memo.len() >= MAX_RESOLVED {
+                memo.clear();
+            }
+            memo.insert(memo_key, resolved.clone());
+        }
+        resolved
+    }
+
     /// Resolves `src` against the page and checks it may be fetched.
     fn resolve(&self, src: &str, place: &Place) -> Result<Uri, String> {
         let substituted;
@@ -407,12 +455,11 @@ where
 
     async fn fetch_fragment(&self, src: &str, place: &Place) -> Result<Bytes, Failure> {
         let settings = &self.shared.settings;
-        let uri = self.resolve(src, place).map_err(Failure::Include)?;
-        let key = uri.to_string();
+        let (uri, key) = self.resolve_cached(src, place).map_err(Failure::Include)?;
         if place.depth >= settings.max_depth {
             return Err(Failure::Include("includes nested too deep".into()));
         }
-        if key == place.page.key || place.ancestors.contains(&key) {
+        if *key == *place.page.key || place.ancestors.iter().any(|a| **a == *key) {
             return Err(Failure::Include("include loop".into()));
         }
         if place.page.fetched.fetch_add(1, Ordering::Relaxed) >= settings.max_fragments {
@@ -420,12 +467,12 @@ where
         }
         let child = place.page.span.as_ref().map(|span| {
             let mut child = span.child("esi.include", SpanKind::Client);
-            child.set(attr::EDGE_ESI_FRAGMENT, key.clone());
+            child.set(attr::EDGE_ESI_FRAGMENT, key.to_string());
             child
         });
-        let fetched = self.fetched(key.clone(), uri, place).await;
+        let fetched = self.fetched(&key, uri, place).await;
         let result = match fetched {
-            Ok(fragment) if fragment.html => self.nested(fragment.body, key, place).await,
+            Ok(fragment) if fragment.html => self.nested(fragment.body, &key, place).await,
             Ok(fragment) => Ok(fragment.body),
             Err(reason) => Err(Failure::Include(reason)),
         };
@@ -439,13 +486,13 @@ where
     }
 
     /// Assembles a fetched HTML fragment in place (its own includes, one level deeper).
-    async fn nested(&self, body: Bytes, key: String, place: &Place) -> Result<Bytes, Failure> {
+    async fn nested(&self, body: Bytes, key: &str, place: &Place) -> Result<Bytes, Failure> {
         // Without ESI in it there is nothing to do (the common case: no copy).
         if !super::tokenizer::may_hold_esi(&body) {
             return Ok(body);
         }
         let mut ancestors = (*place.ancestors).clone();
-        ancestors.push(key);
+        ancestors.push(key.to_owned());
         let inner = Place {
             page: Arc::clone(&place.page),
             depth: place.depth + 1,
@@ -466,10 +513,10 @@ where
     }
 
     /// The fragment at `uri`: from the cache, or fetched once for every page waiting on it.
-    async fn fetched(&self, key: String, uri: Uri, place: &Place) -> Fetched {
+    async fn fetched(&self, key: &str, uri: Uri, place: &Place) -> Fetched {
         let shared = &self.shared;
         if let Some(cache) = &shared.cache {
-            if let Ok(Some(hit)) = cache.get(&key).await {
+            if let Ok(Some(hit)) = cache.get(key).await {
                 let html = is_html(&hit.headers);
                 return Ok(Fragment {
                     body: hit.body,
@@ -484,6 +531,7 @@ where
             .unwrap_or_default();
         let timeout = shared.settings.fragment_timeout.min(remaining);
         let this = self.clone();
+        let key = key.to_owned();
         shared
             .flights
             .run(key.clone(), move || async move {
