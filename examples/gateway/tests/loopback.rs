@@ -1,42 +1,21 @@
 //! The axum gateway over real loopback HTTP: started on an ephemeral port, with its embedded demo origin.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::start;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use edge_core::KvStore;
 use edge_core::kv::PutOptions;
 use edge_example_pipeline::GatewayConfig;
-use edge_example_pipeline::pipeline::Edge;
 use edge_example_pipeline::testkit::{exchange, exchange_with_headers, standard_conversation};
 use edge_kv::redis::RedisKv;
 use edge_kv::testing::RedisServer;
 use http::{Method, StatusCode};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-struct Running {
-    base: String,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _edge: Edge,
-}
-
-async fn start(config: GatewayConfig) -> Running {
-    let edge = Edge::start(&config).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(edge_example_gateway::serve(listener, &edge, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        stop,
-        server,
-        _edge: edge,
-    }
-}
 
 #[tokio::test]
 async fn serves_the_demo_origin_through_the_pipeline() {
@@ -107,8 +86,7 @@ async fn serves_the_demo_origin_through_the_pipeline() {
         (StatusCode::OK, &b"ok\n"[..])
     );
 
-    gateway.stop.send(()).unwrap();
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }
 
 #[tokio::test]
@@ -396,8 +374,7 @@ async fn the_api_is_rate_limited_per_client_with_ietf_fields() {
         .await
         .unwrap();
     assert_eq!(page.status, StatusCode::OK);
-    let _ = gateway.stop.send(());
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }
 
 /// The WAF refuses an injection in the query before anything else runs, and lets ordinary text with
@@ -433,8 +410,7 @@ async fn the_waf_refuses_injections_and_passes_ordinary_text() {
     .await
     .unwrap();
     assert_eq!(benign.status, StatusCode::OK);
-    let _ = gateway.stop.send(());
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }
 
 /// The exact counter object: concurrent increments over HTTP each get a distinct value, none is lost.
@@ -491,8 +467,7 @@ async fn the_counter_object_is_exact_under_concurrency() {
     .await
     .unwrap();
     assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
-    gateway.stop.send(()).unwrap();
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }
 
 mod rooms {
@@ -618,9 +593,8 @@ mod rooms {
             next(&mut ana).await,
             serde_json::json!({"type": "leave", "user": "bo"})
         );
-        gateway.stop.send(()).unwrap();
         drop(ana);
-        gateway.server.await.unwrap().unwrap();
+        gateway.stop().await;
     }
 }
 
@@ -741,6 +715,5 @@ async fn the_cache_coalesces_serves_stale_while_revalidating_and_purges() {
             .header("x-cache-status"),
         "MISS"
     );
-    gateway.stop.send(()).unwrap();
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }

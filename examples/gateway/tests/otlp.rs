@@ -2,13 +2,16 @@
 //! here decodes what arrives with the OTLP reference types and checks it, in both encodings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::start;
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use edge_example_pipeline::GatewayConfig;
-use edge_example_pipeline::pipeline::Edge;
 use edge_example_pipeline::testkit::exchange_with_headers;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -20,7 +23,6 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 /// What the receiver was sent: path, content type, body.
 type Received = Arc<Mutex<Vec<(String, String, Bytes)>>>;
@@ -72,29 +74,6 @@ async fn receiver() -> (String, Received) {
         }
     });
     (url, received)
-}
-
-struct Running {
-    base: String,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    edge: Edge,
-}
-
-async fn start(config: GatewayConfig) -> Running {
-    let edge = Edge::start(&config).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(edge_example_gateway::serve(listener, &edge, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        stop,
-        server,
-        edge,
-    }
 }
 
 fn attribute(span: &Span, key: &str) -> Option<AnyValue> {
@@ -259,8 +238,7 @@ async fn exports_what_it_served(json: bool) {
     assert!(stats.retries >= 1, "{stats:?}");
     assert_eq!(stats.dropped_failed, 0, "{stats:?}");
 
-    gateway.stop.send(()).unwrap();
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }
 
 #[tokio::test]
@@ -292,6 +270,5 @@ async fn a_collector_that_is_down_does_not_touch_requests() {
         .unwrap();
         assert_eq!(response.status, StatusCode::OK);
     }
-    gateway.stop.send(()).unwrap();
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }

@@ -2,39 +2,17 @@
 //! slow fragment arrive at once, the edge-rendered shell leaves before its data, hints ride on HTML.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::start;
+
 use std::time::{Duration, Instant};
 
 use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::{Body, Fetcher};
 use edge_example_pipeline::GatewayConfig;
-use edge_example_pipeline::pipeline::Edge;
 use futures_util::StreamExt;
 use http::{Request, StatusCode};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-struct Running {
-    base: String,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _edge: Edge,
-}
-
-async fn start() -> Running {
-    let edge = Edge::start(&GatewayConfig::default()).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(edge_example_gateway::serve(listener, &edge, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        stop,
-        server,
-        _edge: edge,
-    }
-}
 
 /// The response head, then each body chunk with when it arrived.
 async fn timed(base: &str, path: &str) -> (http::response::Parts, Vec<(Duration, Vec<u8>)>) {
@@ -57,7 +35,7 @@ fn text(chunks: &[(Duration, Vec<u8>)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_esi_page_streams_before_its_slow_fragment() {
-    let gateway = start().await;
+    let gateway = start(GatewayConfig::default()).await;
     let (head, chunks) = timed(&gateway.base, "/esi/page?name=%3CAda%3E").await;
     assert_eq!(head.status, StatusCode::OK);
     let page = text(&chunks);
@@ -90,13 +68,12 @@ async fn the_esi_page_streams_before_its_slow_fragment() {
         "first bytes at {first:?}, the rest at {last:?}"
     );
     assert!(String::from_utf8_lossy(&chunks[0].1).contains("<!DOCTYPE html>"));
-    gateway.stop.send(()).unwrap();
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shell_leaves_before_its_personalised_section() {
-    let gateway = start().await;
+    let gateway = start(GatewayConfig::default()).await;
     let (head, chunks) = timed(&gateway.base, "/shell?name=%3Cb%3EAda%3C%2Fb%3E&ms=700").await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.headers["cache-control"], "private, no-store");
@@ -127,13 +104,12 @@ async fn the_shell_leaves_before_its_personalised_section() {
         shell_at + Duration::from_millis(400) < section_at,
         "shell {shell_at:?}, section {section_at:?}"
     );
-    gateway.stop.send(()).unwrap();
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }
 
 #[tokio::test]
 async fn html_pages_carry_preload_hints_for_the_connection() {
-    let gateway = start().await;
+    let gateway = start(GatewayConfig::default()).await;
     let (head, _) = timed(&gateway.base, "/about").await;
     let link = head.headers["link"].to_str().unwrap().to_owned();
     assert!(
@@ -160,6 +136,5 @@ async fn html_pages_carry_preload_hints_for_the_connection() {
     // JSON is not hinted.
     let (api, _) = timed(&gateway.base, "/api/products").await;
     assert!(api.headers.get("link").is_none());
-    gateway.stop.send(()).unwrap();
-    gateway.server.await.unwrap().unwrap();
+    gateway.stop().await;
 }

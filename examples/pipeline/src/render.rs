@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use edge_core::{Body, BoxFuture, Fetcher};
+use edge_render::esi::Variables;
 use edge_render::hints::BundleManifest;
 use edge_render::html::{self, HtmlError, HtmlSettings, HtmlWriter};
 use futures_util::{FutureExt, StreamExt};
@@ -26,31 +27,6 @@ pub const DEMO_MANIFEST: &str = r#"{
 /// Never in practice (the manifest is a constant); the type is the reader's.
 pub fn demo_manifest() -> Result<BundleManifest, edge_render::hints::ManifestError> {
     Ok(BundleManifest::from_json(DEMO_MANIFEST.as_bytes(), "/")?.route("/", "src/main.ts"))
-}
-
-/// A query value decoded (`+` is a space, `%XX` a byte; invalid UTF-8 replaced).
-fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |at: usize| bytes.get(at).and_then(|b| char::from(*b).to_digit(16));
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (hex(i + 1), hex(i + 2)) {
-                (Some(high), Some(low)) => {
-                    // Two hex digits are one byte.
-                    #[allow(clippy::cast_possible_truncation)]
-                    out.push((high * 16 + low) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Answers `GET /shell` itself and passes everything else on.
@@ -155,20 +131,14 @@ where
         if request.method() != http::Method::GET || request.uri().path() != "/shell" {
             return Box::pin(self.inner.call(request));
         }
-        let name = request
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("name="))
-            .map_or_else(|| "guest".to_owned(), percent_decode);
-        let ms = request
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("ms="))
-            .and_then(|ms| ms.parse::<u64>().ok())
+        // The query read as ESI reads it (percent-decoded), so both kinds of page agree.
+        let query = Variables::from_request(request.headers(), request.uri().query(), None);
+        let name = query
+            .get("QUERY_STRING", Some("name"))
+            .map_or_else(|| "guest".to_owned(), |v| v.as_text().to_owned());
+        let ms = query
+            .get("QUERY_STRING", Some("ms"))
+            .and_then(|v| v.as_text().parse::<u64>().ok())
             .unwrap_or(700);
         let data = format!(
             "{}://{}/api/recommendations?ms={ms}",
