@@ -287,6 +287,7 @@ where
             tokenizer: Tokenizer::new(settings.tokenizer),
             parser: Parser::new(settings.parser),
             queue: FuturesOrdered::new(),
+            ready: std::collections::VecDeque::new(),
             error_after: None,
             failed: false,
         };
@@ -629,6 +630,8 @@ struct Assembly<F, S> {
     tokenizer: Tokenizer,
     parser: Parser,
     queue: FuturesOrdered<BoxFuture<'static, Result<Bytes, Failure>>>,
+    /// Finished pieces that come before everything in `queue` (they go out first).
+    ready: std::collections::VecDeque<Result<Bytes, Failure>>,
     /// A template error, sent once everything before it has been.
     error_after: Option<EsiError>,
     failed: bool,
@@ -655,8 +658,25 @@ where
             parsed = self.parser.finish();
         }
         for node in nodes {
-            let work = self.assembler.render(node, &self.place, false);
-            self.queue.push_back(work);
+            // Text is ready; so is an include whose fragment is at hand (the memory cache): polled once
+            // here, it needs no place in the queue. Whatever waits keeps its place in document order.
+            let done = match node {
+                Node::Text(text) => Ok(Ok(text)),
+                node => {
+                    let mut work = self.assembler.render(node, &self.place, false);
+                    let mut cx =
+                        std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+                    match work.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(result) => Ok(result),
+                        std::task::Poll::Pending => Err(work),
+                    }
+                }
+            };
+            match done {
+                Ok(result) if self.queue.is_empty() => self.ready.push_back(result),
+                Ok(result) => self.queue.push_back(Box::pin(std::future::ready(result))),
+                Err(work) => self.queue.push_back(work),
+            }
         }
         tokenized.and(parsed)
     }
@@ -674,32 +694,42 @@ where
         }
     }
 
+    /// What a finished piece sends: its bytes, the stream's error, or nothing (an empty piece, or an
+    /// include that failed and is omitted).
+    fn deliver(&mut self, result: Result<Bytes, Failure>) -> Option<Result<Bytes, Error>> {
+        match result {
+            Ok(bytes) if bytes.is_empty() => None,
+            Ok(bytes) => Some(Ok(bytes)),
+            Err(Failure::Include(_))
+                if self.assembler.shared.settings.on_failure == OnFailure::Omit =>
+            {
+                if let Some(span) = &self.place.page.span {
+                    span.event("esi.include_failed");
+                }
+                None
+            }
+            Err(failure) => Some(Err(self.error(failure))),
+        }
+    }
+
     /// The next piece of output, in document order.
     async fn next(mut self) -> Option<(Result<Bytes, Error>, Self)> {
         if self.failed {
             return None;
         }
         loop {
-            // What is ready at the head of the queue goes out first.
-            if let Some(Some(result)) = self.queue.next().now_or_never() {
-                match result {
-                    Ok(bytes) if bytes.is_empty() => continue,
-                    Ok(bytes) => return Some((Ok(bytes), self)),
-                    Err(Failure::Include(reason)) => {
-                        if self.assembler.shared.settings.on_failure == OnFailure::Abort {
-                            let error = self.error(Failure::Include(reason));
-                            return Some((Err(error), self));
-                        }
-                        if let Some(span) = &self.place.page.span {
-                            span.event("esi.include_failed");
-                        }
-                        continue;
-                    }
-                    Err(fatal) => {
-                        let error = self.error(fatal);
-                        return Some((Err(error), self));
-                    }
+            // What is ready goes out first: the pieces ahead of the queue, then the queue's head.
+            if let Some(result) = self.ready.pop_front() {
+                if let Some(item) = self.deliver(result) {
+                    return Some((item, self));
                 }
+                continue;
+            }
+            if let Some(Some(result)) = self.queue.next().now_or_never() {
+                if let Some(item) = self.deliver(result) {
+                    return Some((item, self));
+                }
+                continue;
             }
             let Some(template) = self.template.as_mut() else {
                 // The template is all read: wait for the rest of the queue, then end (with the template's
@@ -709,22 +739,10 @@ where
                     let error = self.error(Failure::Template(error));
                     return Some((Err(error), self));
                 };
-                match result {
-                    Ok(bytes) if bytes.is_empty() => continue,
-                    Ok(bytes) => return Some((Ok(bytes), self)),
-                    Err(Failure::Include(_))
-                        if self.assembler.shared.settings.on_failure == OnFailure::Omit =>
-                    {
-                        if let Some(span) = &self.place.page.span {
-                            span.event("esi.include_failed");
-                        }
-                        continue;
-                    }
-                    Err(failure) => {
-                        let error = self.error(failure);
-                        return Some((Err(error), self));
-                    }
+                if let Some(item) = self.deliver(result) {
+                    return Some((item, self));
                 }
+                continue;
             };
             // Wait for whichever comes first: more template, or the head of the queue.
             let step = {
@@ -753,10 +771,8 @@ where
                         self.error_after = Some(e);
                     }
                 }
-                Step::Output(result) => {
-                    // Put it back at the front: the loop's first step sends it.
-                    self.queue.push_front(Box::pin(std::future::ready(result)));
-                }
+                // The queue's head finished while waiting: nothing is ahead of it (`ready` was empty).
+                Step::Output(result) => self.ready.push_front(result),
             }
         }
     }
