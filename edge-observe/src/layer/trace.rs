@@ -258,21 +258,8 @@ impl TraceLayer {
             if cache != "NONE" {
                 s.set(attr::EDGE_CACHE_STATUS, cache);
             }
-            if let Some(tier) = response
-                .headers()
-                .get("x-cache-tier")
-                .and_then(|v| v.to_str().ok())
-            {
-                let tier = match tier {
-                    "memory" => "memory",
-                    "store" => "store",
-                    "kv" => "kv",
-                    "shield" => "shield",
-                    "origin" => "origin",
-                    _ => "other",
-                };
-                s.set(attr::EDGE_CACHE_TIER, tier);
-            }
+            // The tier is the cache layer's to record (it does, on this span); the status is read here
+            // too, as a fixed label, for caches that are not the SDK's.
             if status.is_server_error() {
                 s.set(attr::ERROR_TYPE, status.as_str().to_owned());
                 s.set_status(Status::Error(Cow::Borrowed("server error")));
