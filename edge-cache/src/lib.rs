@@ -8,6 +8,7 @@
 //! | [`tiered`] | [`TieredCache`]: memory → store → KV → shield → origin, coalesced fills, jitter, SWR in the background, stale-if-error, negative caching |
 //! | `layer` (feature `tower`) | `CacheLayer`: the tiered cache in front of any tower service, with a purge endpoint |
 //! | [`codec`] | a stored response as bytes (for KV), decoded strictly |
+//! | `workers` (feature `workers`, wasm32) | `WorkersCache`: the Workers Cache API as a `CacheStore` |
 //! | [`presets`] | the named policies (static-immutable … html-dynamic) as data, and their headers |
 //! | [`policy`] | RFC 9111 storability and freshness for a shared cache, RFC 5861 `stale-while-revalidate` / `stale-if-error`, targeted fields (RFC 9213), validation, `Age`, invalidation |
 
@@ -20,6 +21,9 @@ pub mod memory;
 pub mod policy;
 pub mod presets;
 pub mod tiered;
+#[cfg(all(feature = "workers", target_arch = "wasm32"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "workers")))]
+pub mod workers;
 
 pub use directives::Directives;
 pub use memory::MemoryCache;

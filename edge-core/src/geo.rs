@@ -66,6 +66,23 @@ impl RequestGeo {
         self
     }
 
+    /// A geo from platform fields (the `workers` adapter's `cf` object), each validated as
+    /// [`from_headers`](Self::from_headers) validates header values.
+    #[must_use]
+    pub fn from_parts(
+        country: Option<&str>,
+        region: Option<&str>,
+        city: Option<&str>,
+        colo: Option<&str>,
+    ) -> Self {
+        Self {
+            country: country.and_then(country_code),
+            region: region.and_then(place_name),
+            city: city.and_then(place_name),
+            colo: colo.and_then(colo_code),
+        }
+    }
+
     /// Reads the location from the headers of common CDNs and load balancers: `cf-ipcountry`,
     /// `cloudfront-viewer-country`, `x-vercel-ip-country`, `fastly-geo-country`, `x-country-code`; region and
     /// city from CloudFront's and Vercel's headers (or `x-region` / `x-city`); the colo from `x-edge-colo` or

@@ -79,6 +79,9 @@ pub mod sync;
 pub mod testing;
 pub mod trace;
 pub mod wait_until;
+#[cfg(all(feature = "workers", target_arch = "wasm32"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "workers")))]
+pub mod workers;
 
 pub use body::Body;
 pub use cache::CacheStore;

@@ -5,7 +5,7 @@
 //! | [`MemoryKv`] | [`memory`] | strong (linearizable per key), one process | default |
 //! | [`SimulatedKv`] | [`simulated`] | eventual: many PoPs, replication lag, partitions, on a `ManualClock` | default |
 //! | `RedisKv` | `redis` | strong, shared by many app servers | `redis` |
-//! | `WorkersKv` | planned | eventual (Cloudflare Workers KV) | `workers` |
+//! | `WorkersKv` | `workers` | eventual (Cloudflare Workers KV; wasm32 only) | `workers` |
 //!
 //! A user who outgrows one process swaps the constructor, not the code: everything is written against
 //! `KvStore`, and every store passes the same conformance kit (`edge_core::testing::kv`).
@@ -35,6 +35,9 @@ pub mod patterns;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod simulated;
+#[cfg(all(feature = "workers", target_arch = "wasm32"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "workers")))]
+pub mod workers;
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
