@@ -15,6 +15,7 @@
 //! | [`memory`] | [`MemoryStorage`]: storage in process memory, for tests |
 //! | `sqlite` (feature `sqlite`) | `SqliteStore`: SQLite (bundled, WAL, `synchronous=FULL`), one database per namespace |
 //! | `linearizability` (feature `testing`) | a checker for histories of concurrent calls to one object |
+//! | `workers` (feature `workers`, wasm32) | the bridge that runs an object as a Cloudflare Durable Object: DO storage, alarms, hibernatable WebSockets, namespace bindings |
 //!
 //! Hot-key sharding is a contract-level helper ([`Shards`](edge_core::durable::Shards),
 //! [`shard_of`](edge_core::durable::shard_of), N = 64 by default) so hosts and Workers agree on it;
@@ -30,6 +31,9 @@ pub mod sockets;
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 pub mod sqlite;
 pub mod storage;
+#[cfg(all(feature = "workers", target_arch = "wasm32"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "workers")))]
+pub mod workers;
 
 pub use memory::{MemoryStorage, MemoryStorageProvider};
 pub use room::Room;
