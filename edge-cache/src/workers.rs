@@ -62,7 +62,9 @@ impl WorkersCache<SystemClock> {
         let cache = Reflect::get(&caches, &"default".into())
             .ok()
             .and_then(|c| c.dyn_into::<web_sys::Cache>().ok())
-            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the runtime has no caches.default"))?;
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Unavailable, "the runtime has no caches.default")
+            })?;
         Ok(Self::new(cache))
     }
 
@@ -164,9 +166,11 @@ impl<C: Clock> WorkersCache<C> {
         let init = web_sys::ResponseInit::new();
         init.set_status(200);
         init.set_headers(&headers.into());
-        let response =
-            web_sys::Response::new_with_opt_buffer_source_and_init(Some(&Uint8Array::from(body)), &init)
-                .map_err(|e| js_error(ErrorKind::Backend, "building a Response", &e))?;
+        let response = web_sys::Response::new_with_opt_buffer_source_and_init(
+            Some(&Uint8Array::from(body)),
+            &init,
+        )
+        .map_err(|e| js_error(ErrorKind::Backend, "building a Response", &e))?;
         JsFuture::from(self.cache.put_with_str(url, &response))
             .await
             .map(|_| ())
@@ -180,7 +184,11 @@ impl<C: Clock> WorkersCache<C> {
         Ok(deleted.as_bool().unwrap_or(false))
     }
 
-    async fn live_entry(&self, key: &str, now: SystemTime) -> Result<Option<CachedResponse>, Error> {
+    async fn live_entry(
+        &self,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<Option<CachedResponse>, Error> {
         let Some(raw) = self.read(&self.entry_url(key)).await? else {
             return Ok(None);
         };
@@ -294,7 +302,10 @@ impl<C: Clock> CacheStore for WorkersCache<C> {
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {
         self.limits.check_key(key)?;
-        let live = self.live_entry(key, self.clock.wall_time()).await?.is_some();
+        let live = self
+            .live_entry(key, self.clock.wall_time())
+            .await?
+            .is_some();
         let removed = self.remove(&self.entry_url(key)).await?;
         Ok(live && removed)
     }
@@ -332,7 +343,10 @@ mod tests {
         let keys = vec!["/a".to_owned(), String::new(), "ключ".to_owned()];
         assert_eq!(decode_index(&encode_index(&keys)).ok(), Some(keys));
         for raw in [&b"\0\0"[..], b"\0\0\0\x05ab", b"\0\0\0\x01\xff"] {
-            assert_eq!(decode_index(raw).err().map(|e| e.kind()), Some(ErrorKind::Corrupt));
+            assert_eq!(
+                decode_index(raw).err().map(|e| e.kind()),
+                Some(ErrorKind::Corrupt)
+            );
         }
     }
 }

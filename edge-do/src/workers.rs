@@ -94,9 +94,12 @@ fn bytes_of(value: JsValue) -> Result<Bytes, Error> {
 
 /// The entries of a JS `Map<string, Uint8Array>`, in key order.
 fn entries_of(map: JsValue) -> Result<Vec<(String, Bytes)>, Error> {
-    let map: js_sys::Map = map
-        .dyn_into()
-        .map_err(|_| Error::new(ErrorKind::Backend, "storage answered something else than a Map"))?;
+    let map: js_sys::Map = map.dyn_into().map_err(|_| {
+        Error::new(
+            ErrorKind::Backend,
+            "storage answered something else than a Map",
+        )
+    })?;
     let mut entries = Vec::with_capacity(usize::try_from(map.size()).unwrap_or(0));
     let mut failure = None;
     map.for_each(&mut |value, key| {
@@ -105,7 +108,12 @@ fn entries_of(map: JsValue) -> Result<Vec<(String, Bytes)>, Error> {
         }
         match (key.as_string(), bytes_of(value)) {
             (Some(key), Ok(value)) => entries.push((key, value)),
-            (None, _) => failure = Some(Error::new(ErrorKind::Corrupt, "a stored key that is not text")),
+            (None, _) => {
+                failure = Some(Error::new(
+                    ErrorKind::Corrupt,
+                    "a stored key that is not text",
+                ))
+            }
             (_, Err(e)) => failure = Some(e),
         }
     });
@@ -181,7 +189,8 @@ impl Storage for WorkersStorage {
             check_write(key, value.as_ref())?;
         }
         // Later operations on a key win, as if applied in order.
-        let mut last: std::collections::BTreeMap<&str, Option<&Bytes>> = std::collections::BTreeMap::new();
+        let mut last: std::collections::BTreeMap<&str, Option<&Bytes>> =
+            std::collections::BTreeMap::new();
         for (key, value) in &batch.ops {
             last.insert(key, value.as_ref());
         }
@@ -200,8 +209,12 @@ impl Storage for WorkersStorage {
         for chunk in puts.chunks(MAX_PER_CALL) {
             let entries = Object::new();
             for (key, value) in chunk {
-                Reflect::set(&entries, &JsValue::from_str(key), &Uint8Array::from(&value[..]))
-                    .map_err(|e| js_error(ErrorKind::Backend, "storage.put", &e))?;
+                Reflect::set(
+                    &entries,
+                    &JsValue::from_str(key),
+                    &Uint8Array::from(&value[..]),
+                )
+                .map_err(|e| js_error(ErrorKind::Backend, "storage.put", &e))?;
             }
             pending.push(self.storage.put_multiple(entries.into()));
         }
@@ -254,7 +267,11 @@ impl Storage for WorkersStorage {
     }
 
     async fn get_alarm(&self) -> Result<Option<SystemTime>, Error> {
-        let at = settle("storage.getAlarm", self.storage.get_alarm(Self::no_options())).await?;
+        let at = settle(
+            "storage.getAlarm",
+            self.storage.get_alarm(Self::no_options()),
+        )
+        .await?;
         Ok(at
             .as_f64()
             .filter(|ms| ms.is_finite() && *ms >= 0.0)
@@ -263,18 +280,27 @@ impl Storage for WorkersStorage {
     }
 
     async fn set_alarm(&self, at: SystemTime) -> Result<(), Error> {
-        let ms = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        let ms = at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
         #[allow(clippy::cast_precision_loss)] // milliseconds since 1970 are far below 2^53
         let date = js_sys::Date::new(&JsValue::from_f64(ms as f64));
-        settle("storage.setAlarm", self.storage.set_alarm(date, Self::no_options()))
-            .await
-            .map(|_| ())
+        settle(
+            "storage.setAlarm",
+            self.storage.set_alarm(date, Self::no_options()),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn delete_alarm(&self) -> Result<(), Error> {
-        settle("storage.deleteAlarm", self.storage.delete_alarm(Self::no_options()))
-            .await
-            .map(|_| ())
+        settle(
+            "storage.deleteAlarm",
+            self.storage.delete_alarm(Self::no_options()),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -496,9 +522,13 @@ impl<O: DurableObject> Bridge<O> {
                         .ok()
                         .and_then(|v| v.as_string())
                 };
-                text("name").or_else(|| js_sys::JsString::from(JsValue::from(id.clone())).as_string())
+                text("name")
+                    .or_else(|| js_sys::JsString::from(JsValue::from(id.clone())).as_string())
             })
-            .map_or_else(|| ObjectId::from_name("unnamed"), |name| ObjectId::from_name(&name));
+            .map_or_else(
+                || ObjectId::from_name("unnamed"),
+                |name| ObjectId::from_name(&name),
+            );
         let storage = ObjectStorage::new(WorkersStorage::new(&raw)?);
         let sockets = WorkersSockets::new(raw);
         let object = make(WorkersObjectState {
@@ -616,10 +646,14 @@ impl<O: DurableObject> Bridge<O> {
         };
         let message = match message {
             worker::WebSocketIncomingMessage::String(text) => SocketMessage::Text(text),
-            worker::WebSocketIncomingMessage::Binary(bytes) => SocketMessage::Binary(Bytes::from(bytes)),
+            worker::WebSocketIncomingMessage::Binary(bytes) => {
+                SocketMessage::Binary(Bytes::from(bytes))
+            }
         };
         if let Err(error) = self.turn(self.object.websocket_message(id, message)).await {
-            let _ = ws.as_ref().close_with_code_and_reason(1011, &error.kind().as_str());
+            let _ = ws
+                .as_ref()
+                .close_with_code_and_reason(1011, &error.kind().as_str());
         }
         Ok(())
     }
@@ -636,7 +670,11 @@ impl<O: DurableObject> Bridge<O> {
         };
         // Complete the closing handshake (newer compatibility dates do it on their own; then this is a no-op).
         let code = u16::try_from(code).unwrap_or(1006);
-        let _ = raw.close_with_code(if code == 1005 || code == 1006 { 1000 } else { code });
+        let _ = raw.close_with_code(if code == 1005 || code == 1006 {
+            1000
+        } else {
+            code
+        });
         self.sockets.lock().closing = Some(raw.clone());
         let _ = self.turn(self.object.websocket_close(id, code)).await;
         self.sockets.lock().closing = None;
@@ -646,7 +684,9 @@ impl<O: DurableObject> Bridge<O> {
 
 fn error_response(error: &Error) -> Response<Body> {
     let status = match error.kind() {
-        ErrorKind::InvalidInput | ErrorKind::InvalidKey | ErrorKind::TooLarge => StatusCode::BAD_REQUEST,
+        ErrorKind::InvalidInput | ErrorKind::InvalidKey | ErrorKind::TooLarge => {
+            StatusCode::BAD_REQUEST
+        }
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::SERVICE_UNAVAILABLE,
@@ -680,7 +720,8 @@ macro_rules! durable_object {
         impl ::worker::DurableObject for $class {
             fn new(state: ::worker::State, env: ::worker::Env) -> Self {
                 Self {
-                    bridge: $crate::workers::Bridge::new(state, env, $make).map_err(|e| e.to_string()),
+                    bridge: $crate::workers::Bridge::new(state, env, $make)
+                        .map_err(|e| e.to_string()),
                 }
             }
 
@@ -773,9 +814,10 @@ impl WorkersNamespace {
 impl ObjectNamespace for WorkersNamespace {
     async fn fetch(&self, id: &ObjectId, request: Request<Body>) -> Result<Response<Body>, Error> {
         let name = id.name().unwrap_or(id.as_str());
-        let cf_id = self.namespace.id_from_name(name).map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, format!("durable object id: {e}"))
-        })?;
+        let cf_id = self
+            .namespace
+            .id_from_name(name)
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("durable object id: {e}")))?;
         let stub = match self.hint {
             Some(hint) => cf_id.get_stub_with_location_hint(hint.code()),
             None => cf_id.get_stub(),

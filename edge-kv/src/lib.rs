@@ -35,12 +35,12 @@ pub mod patterns;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod simulated;
-#[cfg(all(feature = "workers", target_arch = "wasm32"))]
-#[cfg_attr(docsrs, doc(cfg(feature = "workers")))]
-pub mod workers;
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+#[cfg(all(feature = "workers", target_arch = "wasm32"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "workers")))]
+pub mod workers;
 
 pub use memory::{MemoryKv, MemoryKvBuilder};
 pub use simulated::{LinkLatency, PartitionMode, SimPop, SimulatedKv, SimulatedKvBuilder};

@@ -132,7 +132,12 @@ impl Envelope {
     }
 
     fn from_metadata(metadata: Option<Value>) -> Result<Self, Error> {
-        let corrupt = || Error::new(ErrorKind::Corrupt, "value was not written by edge-kv (no envelope)");
+        let corrupt = || {
+            Error::new(
+                ErrorKind::Corrupt,
+                "value was not written by edge-kv (no envelope)",
+            )
+        };
         let Some(Value::Object(mut object)) = metadata else {
             return Err(corrupt());
         };
@@ -258,8 +263,13 @@ impl<C: Clock> KvStore for WorkersKv<C> {
         }
         let page = request.execute().await.map_err(|e| match e {
             // The platform refuses a cursor it did not hand out (ours wraps a real one, but it can be stale).
-            KvError::JavaScript(value) if js_message(&value).to_ascii_lowercase().contains("cursor") => {
-                Error::new(ErrorKind::InvalidCursor, "Workers KV refused the list cursor")
+            KvError::JavaScript(value)
+                if js_message(&value).to_ascii_lowercase().contains("cursor") =>
+            {
+                Error::new(
+                    ErrorKind::InvalidCursor,
+                    "Workers KV refused the list cursor",
+                )
             }
             other => kv_error("list", other),
         })?;

@@ -37,9 +37,12 @@ impl Fetcher for WorkersFetcher {
         let response = JsFuture::from(global.fetch_with_request(&request))
             .await
             .map_err(|e| js_error(ErrorKind::Unavailable, "fetch", &e))?;
-        let response: web_sys::Response = response
-            .dyn_into()
-            .map_err(|_| Error::new(ErrorKind::Protocol, "fetch resolved to something else than a Response"))?;
+        let response: web_sys::Response = response.dyn_into().map_err(|_| {
+            Error::new(
+                ErrorKind::Protocol,
+                "fetch resolved to something else than a Response",
+            )
+        })?;
         response_from_web_sys(response)
     }
 }

@@ -6,8 +6,8 @@
 
 use std::process::ExitCode;
 
+use edge_example_pipeline::Edge;
 use edge_example_pipeline::config::{GatewayConfig, USAGE};
-use edge_example_pipeline::pipeline::Edge;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use edge_example_pipeline::Edge;
 use edge_example_pipeline::GatewayConfig;
-use edge_example_pipeline::pipeline::Edge;
 use edge_example_pipeline::testkit::{exchange, standard_conversation};
 use http::{Method, StatusCode};
 use tokio::net::TcpListener;

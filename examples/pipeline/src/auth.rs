@@ -110,7 +110,7 @@ impl<S> DemoTokenEndpoint<S> {
 impl<S> tower::Service<Request<Body>> for DemoTokenEndpoint<S>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: edge_core::MaybeSend + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;

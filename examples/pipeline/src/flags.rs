@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use edge_core::kv::DynKvStore;
-use edge_core::wait_until::TokioWaitUntil;
-use edge_core::{Body, BoxFuture, RequestGeo, SystemClock};
+use edge_core::{Body, BoxFuture, MaybeSend, RequestGeo, SystemClock, WaitUntil};
 use edge_kv::flags::{FlagClient, FlagContext};
 use http::{HeaderName, HeaderValue, Request, Response, header};
 
@@ -40,19 +39,20 @@ pub const DEMO_FLAGS: &str = r#"{
   }
 }"#;
 
-/// The flag client the pipeline uses: over whichever KV the host chose.
-pub type Flags = FlagClient<Arc<dyn DynKvStore>, SystemClock, TokioWaitUntil>;
+/// The flag client the pipeline uses: over whichever KV the host chose, refreshing through the host's
+/// post-response work `W`.
+pub type Flags<W> = FlagClient<Arc<dyn DynKvStore>, SystemClock, W>;
 
 /// Decides the home page variant in front of `inner`. See the [module docs](self).
 #[derive(Clone, Debug)]
-pub struct FlagVariant<S> {
+pub struct FlagVariant<S, W> {
     inner: S,
-    flags: Flags,
+    flags: Flags<W>,
 }
 
-impl<S> FlagVariant<S> {
+impl<S, W> FlagVariant<S, W> {
     /// Wraps `inner`.
-    pub fn new(inner: S, flags: Flags) -> Self {
+    pub fn new(inner: S, flags: Flags<W>) -> Self {
         Self { inner, flags }
     }
 }
@@ -77,13 +77,14 @@ fn visitor_id(request: &Request<Body>) -> Option<String> {
     })
 }
 
-impl<S> tower::Service<Request<Body>> for FlagVariant<S>
+impl<S, W> tower::Service<Request<Body>> for FlagVariant<S, W>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
-        + Send
+        + MaybeSend
         + 'static,
-    S::Future: Send + 'static,
+    S::Future: MaybeSend + 'static,
+    W: WaitUntil + Clone + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -102,8 +103,13 @@ where
         }
         let flags = self.flags.clone();
         Box::pin(async move {
-            let mut context =
-                FlagContext::new().with_geo(RequestGeo::from_headers(request.headers()));
+            // The host's geo (a Worker's `cf` object) when it put one in the request, else the CDN's headers.
+            let geo = request
+                .extensions()
+                .get::<RequestGeo>()
+                .cloned()
+                .unwrap_or_else(|| RequestGeo::from_headers(request.headers()));
+            let mut context = FlagContext::new().with_geo(geo);
             if let Some(id) = visitor_id(&request) {
                 context = context.with_user(id);
             }

@@ -10,34 +10,29 @@
 //!
 //! Both routes sit behind the WAF and the rate limits (the `/api/` quota for counters), like any other
 //! request; a bad name is a `400`, a failed object a `503` with a JSON error.
+//!
+//! The objects ([`ExactCounter`], [`Room`]) and the routes ([`ObjectRoutes`], over any two
+//! [`ObjectNamespace`]s) are the same on every host; only where the objects live differs: [`Objects`] runs
+//! them in process on SQLite (native hosts), the Worker binds Cloudflare Durable Objects.
 
 use std::convert::Infallible;
-use std::io;
-use std::path::Path;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use edge_core::durable::{DurableObject, ObjectNamespace, Storage};
-use edge_core::{Body, BoxFuture, Error, ErrorKind};
-use edge_do::{Namespace, ObjectState, ObjectStorage, Room, Sockets, SqliteStorage, SqliteStore};
+use edge_core::{Body, BoxFuture, Error, ErrorKind, MaybeSend};
 use http::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
 
-/// A room object as the demo runs it.
-pub type RoomObject = Room<ObjectStorage<SqliteStorage>, Sockets>;
-/// The demo's rooms.
-pub type Rooms = Namespace<RoomObject, SqliteStore>;
-/// The demo's counters.
-pub type Counters = Namespace<ExactCounter, SqliteStore>;
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::{Counters, IDLE_EVICTION, Objects, RoomObject, Rooms};
 
 /// A counter that is exact because it is one object: every increment is a turn of the same instance,
-/// committed before it is answered.
+/// committed before it is answered. Over any object [`Storage`].
 #[derive(Debug)]
-pub struct ExactCounter(ObjectStorage<SqliteStorage>);
+pub struct ExactCounter<St>(pub St);
 
-impl DurableObject for ExactCounter {
+impl<St: Storage + 'static> DurableObject for ExactCounter<St> {
     async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
         let value = match self.0.get("value").await? {
             None => 0u64,
@@ -57,76 +52,97 @@ impl DurableObject for ExactCounter {
     }
 }
 
-/// The demo's object namespaces.
-#[derive(Clone, Debug)]
-pub struct Objects {
-    /// Rooms, by name.
-    pub rooms: Rooms,
-    /// Exact counters, by name.
-    pub counters: Counters,
-}
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use std::io;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
 
-/// A turn of a demo object may take this long before the object is reset.
-const TURN_LIMIT: Duration = Duration::from_secs(10);
+    use edge_do::{
+        Namespace, ObjectState, ObjectStorage, Room, Sockets, SqliteStorage, SqliteStore,
+    };
 
-impl Objects {
-    /// Opens the namespaces: in memory, or one SQLite file per namespace in `dir`. Needs a tokio
-    /// runtime (turns are timed with tokio's clock).
-    ///
-    /// # Errors
-    ///
-    /// A database could not be opened or created.
-    pub fn open(dir: Option<&Path>) -> io::Result<Self> {
-        let store = |name: &str| -> io::Result<SqliteStore> {
-            match dir {
-                Some(dir) => {
-                    std::fs::create_dir_all(dir)?;
-                    SqliteStore::open(dir.join(format!("{name}.db")))
-                }
-                None => SqliteStore::in_memory(),
-            }
-            .map_err(io::Error::other)
-        };
-        let sleep: edge_do::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
-        Ok(Self {
-            rooms: Namespace::new(store("rooms")?, |state: ObjectState<_>| {
-                Room::new(state.storage, state.sockets)
-            })
-            .with_time_limit(TURN_LIMIT, Arc::clone(&sleep)),
-            counters: Namespace::new(store("counters")?, |state: ObjectState<_>| {
-                ExactCounter(state.storage)
-            })
-            .with_time_limit(TURN_LIMIT, sleep),
-        })
+    use super::ExactCounter;
+
+    /// A room object as the demo runs it.
+    pub type RoomObject = Room<ObjectStorage<SqliteStorage>, Sockets>;
+    /// The demo's rooms.
+    pub type Rooms = Namespace<RoomObject, SqliteStore>;
+    /// The demo's counters.
+    pub type Counters = Namespace<ExactCounter<ObjectStorage<SqliteStorage>>, SqliteStore>;
+
+    /// The demo's object namespaces.
+    #[derive(Clone, Debug)]
+    pub struct Objects {
+        /// Rooms, by name.
+        pub rooms: Rooms,
+        /// Exact counters, by name.
+        pub counters: Counters,
     }
-}
 
-/// Objects idle this long are evicted (their state stays in storage), so the live set stays bounded
-/// however many names clients make up.
-pub const IDLE_EVICTION: Duration = Duration::from_secs(60);
+    /// A turn of a demo object may take this long before the object is reset.
+    const TURN_LIMIT: Duration = Duration::from_secs(10);
 
-impl Objects {
-    /// Starts the housekeeping task: idle eviction every [`IDLE_EVICTION`] / 2, and the alarm drivers.
-    /// Abort the handle to stop it.
-    #[must_use]
-    pub fn start_housekeeping(&self) -> tokio::task::JoinHandle<()> {
-        let objects = self.clone();
-        tokio::spawn(async move {
-            let sleep: edge_do::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
-            let poll = Duration::from_secs(1);
-            let alarms = futures_util::future::join(
-                objects.rooms.drive_alarms(Arc::clone(&sleep), poll),
-                objects.counters.drive_alarms(Arc::clone(&sleep), poll),
-            );
-            let eviction = async {
-                loop {
-                    tokio::time::sleep(IDLE_EVICTION / 2).await;
-                    objects.rooms.evict_idle(IDLE_EVICTION).await;
-                    objects.counters.evict_idle(IDLE_EVICTION).await;
+    impl Objects {
+        /// Opens the namespaces: in memory, or one SQLite file per namespace in `dir`. Needs a tokio
+        /// runtime (turns are timed with tokio's clock).
+        ///
+        /// # Errors
+        ///
+        /// A database could not be opened or created.
+        pub fn open(dir: Option<&Path>) -> io::Result<Self> {
+            let store = |name: &str| -> io::Result<SqliteStore> {
+                match dir {
+                    Some(dir) => {
+                        std::fs::create_dir_all(dir)?;
+                        SqliteStore::open(dir.join(format!("{name}.db")))
+                    }
+                    None => SqliteStore::in_memory(),
                 }
+                .map_err(io::Error::other)
             };
-            futures_util::future::join(alarms, eviction).await;
-        })
+            let sleep: edge_do::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
+            Ok(Self {
+                rooms: Namespace::new(store("rooms")?, |state: ObjectState<_>| {
+                    Room::new(state.storage, state.sockets)
+                })
+                .with_time_limit(TURN_LIMIT, Arc::clone(&sleep)),
+                counters: Namespace::new(store("counters")?, |state: ObjectState<_>| {
+                    ExactCounter(state.storage)
+                })
+                .with_time_limit(TURN_LIMIT, sleep),
+            })
+        }
+    }
+
+    /// Objects idle this long are evicted (their state stays in storage), so the live set stays bounded
+    /// however many names clients make up.
+    pub const IDLE_EVICTION: Duration = Duration::from_secs(60);
+
+    impl Objects {
+        /// Starts the housekeeping task: idle eviction every [`IDLE_EVICTION`] / 2, and the alarm drivers.
+        /// Abort the handle to stop it.
+        #[must_use]
+        pub fn start_housekeeping(&self) -> tokio::task::JoinHandle<()> {
+            let objects = self.clone();
+            tokio::spawn(async move {
+                let sleep: edge_do::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
+                let poll = Duration::from_secs(1);
+                let alarms = futures_util::future::join(
+                    objects.rooms.drive_alarms(Arc::clone(&sleep), poll),
+                    objects.counters.drive_alarms(Arc::clone(&sleep), poll),
+                );
+                let eviction = async {
+                    loop {
+                        tokio::time::sleep(IDLE_EVICTION / 2).await;
+                        objects.rooms.evict_idle(IDLE_EVICTION).await;
+                        objects.counters.evict_idle(IDLE_EVICTION).await;
+                    }
+                };
+                futures_util::future::join(alarms, eviction).await;
+            })
+        }
     }
 }
 
@@ -149,17 +165,23 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body>
     response
 }
 
-/// Routes counter and room requests to their objects; everything else to `inner`.
+/// Routes counter and room requests to their objects (in the namespaces `C` and `R`); everything else to
+/// `inner`.
 #[derive(Clone, Debug)]
-pub struct ObjectRoutes<S> {
+pub struct ObjectRoutes<S, C, R> {
     inner: S,
-    objects: Objects,
+    counters: C,
+    rooms: R,
 }
 
-impl<S> ObjectRoutes<S> {
+impl<S, C, R> ObjectRoutes<S, C, R> {
     /// Wraps `inner`.
-    pub fn new(inner: S, objects: Objects) -> Self {
-        Self { inner, objects }
+    pub fn new(inner: S, counters: C, rooms: R) -> Self {
+        Self {
+            inner,
+            counters,
+            rooms,
+        }
     }
 }
 
@@ -208,13 +230,15 @@ async fn answer<N: ObjectNamespace>(
     }
 }
 
-impl<S> tower::Service<Request<Body>> for ObjectRoutes<S>
+impl<S, C, R> tower::Service<Request<Body>> for ObjectRoutes<S, C, R>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
-        + Send
+        + MaybeSend
         + 'static,
-    S::Future: Send + 'static,
+    S::Future: MaybeSend + 'static,
+    C: ObjectNamespace + Clone + 'static,
+    R: ObjectNamespace + Clone + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -227,13 +251,13 @@ where
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         match route(&request) {
             Route::Counter(name) => {
-                let counters = self.objects.counters.clone();
+                let counters = self.counters.clone();
                 Box::pin(async move {
                     Ok(answer(&counters, &name, request, &[Method::GET, Method::POST]).await)
                 })
             }
             Route::Room(name) => {
-                let rooms = self.objects.rooms.clone();
+                let rooms = self.rooms.clone();
                 Box::pin(async move { Ok(answer(&rooms, &name, request, &[Method::GET]).await) })
             }
             Route::Elsewhere => {

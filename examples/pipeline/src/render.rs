@@ -116,7 +116,7 @@ async fn write_page<F: Fetcher>(
 impl<S, F> tower::Service<Request<Body>> for ShellPage<S, F>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: edge_core::MaybeSend + 'static,
     F: Fetcher + 'static,
 {
     type Response = Response<Body>;

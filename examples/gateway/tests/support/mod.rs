@@ -2,8 +2,8 @@
 // Each test file uses what it needs of this module.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use edge_example_pipeline::Edge;
 use edge_example_pipeline::GatewayConfig;
-use edge_example_pipeline::pipeline::Edge;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
