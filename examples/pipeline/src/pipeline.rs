@@ -244,14 +244,16 @@ fn esi_layer<F: edge_core::Fetcher + 'static>(
     EsiLayer::new(assembler, ["/esi/"]).with_base(origin)
 }
 
-/// The HTTP cache in front of the origin: 64 MiB of isolate memory, refreshes after the response, and a
-/// purge endpoint at `/_edge/purge` when a token is configured.
+/// The HTTP cache in front of the origin: `memory` bytes of process (or isolate) memory as its first tier,
+/// refreshes after the response, and a purge endpoint at `/_edge/purge` when a token is configured. A host
+/// adds its shared tier with [`CacheLayer::store`].
 pub fn cache_layer(
     background: impl WaitUntil + 'static,
+    memory: u64,
     purge_token: Option<String>,
 ) -> CacheLayer<SystemClock> {
     let layer = CacheLayer::new(SystemClock::new(), background)
-        .memory(MemoryCache::new(64 << 20, SystemClock::new()));
+        .memory(MemoryCache::new(memory, SystemClock::new()));
     match purge_token {
         Some(token) => layer.purge_endpoint("/_edge/purge", token),
         None => layer,
