@@ -6,6 +6,9 @@
 #   bash scripts/wasm-toolchain.sh --with-test-runner cargo test --target wasm32-unknown-unknown -p edge-wasm-tests
 #                                                  # also install wasm-bindgen-test-runner (the version in
 #                                                  # Cargo.lock, cached) and run the tests in Node
+#   bash scripts/wasm-toolchain.sh --exec worker-build --release
+#                                                  # run any command (a build tool that calls cargo) with the
+#                                                  # wasm32 toolchain first on PATH
 #   EDGE_WASM_ROUTE=rustweb bash scripts/...       # force the registry-only route (how CI machines without
 #                                                  # rustup's wasm32 target build)
 #
@@ -109,8 +112,11 @@ if [ "${1:-}" = --print-env ]; then
   echo "route=$route EDGE_WASM_HOME=$EDGE_WASM_HOME"
   exit 0
 fi
-[ "${1:-}" = cargo ] || { log "usage: wasm-toolchain.sh [--with-test-runner] cargo <args...> | --print-env"; exit 2; }
-shift
+mode=${1:-}
+case "$mode" in
+  --exec | cargo) shift ;;
+  *) log "usage: wasm-toolchain.sh [--with-test-runner] cargo <args...> | --exec <cmd...> | --print-env"; exit 2 ;;
+esac
 [ "$with_runner" = 1 ] && install_test_runner
 if [ "$route" = rustup ]; then
   # Crates with C parts (ring) need a clang that targets wasm32. Use the one on PATH, or the LLVM that
@@ -124,7 +130,9 @@ if [ "$route" = rustup ]; then
       export LD_LIBRARY_PATH="$RW/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     fi
   fi
-  exec cargo "$@"
+  if [ "$mode" = --exec ]; then exec "$@"; else exec cargo "$@"; fi
+elif [ "$mode" = --exec ]; then
+  run_rustweb "$@"
 else
   # The rustweb cargo is a different version from rustup's; keep its build artefacts apart.
   run_rustweb "$RW/usr/bin/cargo" "$@"

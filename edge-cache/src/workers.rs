@@ -104,7 +104,8 @@ impl<C: Clock> WorkersCache<C> {
         }
     }
 
-    /// Maps keys to URLs under `base` (an absolute URL; a `/` is added if missing).
+    /// Maps keys to URLs under `base` (an absolute `https` URL; a `/` is added if missing). The Cache API
+    /// refuses keys under anything else, so every call then fails with [`ErrorKind::Backend`].
     #[must_use]
     pub fn with_base_url(mut self, base: impl Into<String>) -> Self {
         self.base = base.into();

@@ -9,9 +9,12 @@
 //!
 //! - The load is started lazily, when any caller's future is first polled, and is never polled under a lock,
 //!   so a load may itself use the coalescer.
-//! - Whoever is polling drives the load: if the caller that started it is dropped, the others carry it on.
-//!   Only when *every* caller has been dropped is the load dropped (cancelled), and the next caller starts a
-//!   fresh one.
+//! - One waiter drives the load: the first to poll it, until that waiter is dropped; the others only wait
+//!   and are woken with the result. If the driver is dropped, the others carry the load on (whichever polls
+//!   first drives it from then). Only when *every* caller has been dropped is the load dropped (cancelled),
+//!   and the next caller starts a fresh one. Keeping one driver matters on hosts where I/O belongs to the
+//!   request that started it (a Cloudflare Worker: a promise made while serving one request cannot be
+//!   awaited from another), and spares the waiters useless polls everywhere.
 //! - Once a load completes, its key is free: a caller arriving after completion starts a new load (results
 //!   are shared, not cached; put a cache in front for that).
 //! - No `Send` bound on wasm32; on native targets the load future and its result must be `Send`, as for any
@@ -258,6 +261,11 @@ impl<K: Hash + Eq, V: Clone> Future for Coalesced<K, V> {
                 return Poll::Ready(result.clone());
             }
             assert!(!state.poisoned, "the coalesced load panicked");
+            if state.driver.is_some() && state.driver != this.slot {
+                // The load has a driver, which its own wake-ups reach; we are woken with the result.
+                register(&mut state, &mut this.slot, cx.waker());
+                return Poll::Pending;
+            }
             match state.load.take() {
                 Some(load) => load,
                 None => {
@@ -455,25 +463,48 @@ mod tests {
         let mut follower = coalescer.run(1, counting_load(&loads, &clock, Ok(6)));
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = futures_util::task::waker(Arc::clone(&flag));
+        // The first to poll drives the load; the follower's poll only waits.
+        assert!((&mut leader).now_or_never().is_none());
         assert!(
-            Pin::new(&mut leader)
+            Pin::new(&mut follower)
                 .poll(&mut Context::from_waker(&waker))
                 .is_pending()
         );
-        // The last waiter to poll the load is the one its wake-ups go to.
-        assert!(
-            (&mut follower).now_or_never().is_none(),
-            "the follower now drives the load"
-        );
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert!(!flag.0.load(Ordering::SeqCst));
-        drop(follower);
+        drop(leader);
         assert!(
             flag.0.load(Ordering::SeqCst),
-            "the leader was woken to take the load over"
+            "the follower was woken to take the load over"
         );
+        assert!((&mut follower).now_or_never().is_none(), "it drives it now");
         clock.advance(Duration::from_secs(1));
-        assert_eq!(leader.now_or_never(), Some(Ok(5)));
+        assert_eq!(follower.now_or_never(), Some(Ok(5)));
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn only_the_driver_polls_the_load() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let coalescer: Coalescer<u8, u8> = Coalescer::new();
+        let counted = Arc::clone(&polls);
+        let mut leader = coalescer.run(1, move || {
+            futures_util::future::poll_fn(move |cx| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                cx.waker().wake_by_ref();
+                Poll::<u8>::Pending
+            })
+        });
+        let mut followers: Vec<_> = (0..3).map(|_| coalescer.run(1, || async { 0 })).collect();
+        assert!((&mut leader).now_or_never().is_none());
+        for follower in &mut followers {
+            assert!(follower.now_or_never().is_none());
+        }
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            1,
+            "followers never poll a load that has a driver"
+        );
     }
 
     #[test]

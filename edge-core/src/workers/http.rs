@@ -69,7 +69,8 @@ pub fn request_to_web_sys(request: Request<Body>) -> Result<web_sys::Request, Er
             Some(bytes) if bytes.is_empty() => {}
             Some(bytes) => init.set_body(&Uint8Array::from(&bytes[..])),
             None => {
-                init.set_body(&body_to_stream(body));
+                let stream = with_declared_length(body_to_stream(body), &parts.headers)?;
+                init.set_body(&stream);
                 // Streamed request bodies must say so (the Fetch standard's half-duplex rule).
                 let _ = Reflect::set(&init, &"duplex".into(), &"half".into());
             }
@@ -117,7 +118,7 @@ pub fn response_to_web_sys(response: Response<Body>) -> Result<web_sys::Response
             &init,
         ),
         None => web_sys::Response::new_with_opt_readable_stream_and_init(
-            Some(&body_to_stream(body)),
+            Some(&with_declared_length(body_to_stream(body), &parts.headers)?),
             &init,
         ),
     };
@@ -160,6 +161,34 @@ pub fn body_to_stream(body: Body) -> web_sys::ReadableStream {
         Err(e) => Err(JsValue::from(js_sys::Error::new(&e.to_string()))),
     });
     wasm_streams::ReadableStream::from_stream(chunks).into_raw()
+}
+
+/// A stream that keeps the `Content-Length` its headers declare. The runtime sends a `ReadableStream` of
+/// unknown length chunked and drops the header; piped through Workers' `FixedLengthStream` it keeps the
+/// length (and a body that turns out longer or shorter errors instead of lying about its size).
+fn with_declared_length(
+    stream: web_sys::ReadableStream,
+    headers: &HeaderMap,
+) -> Result<web_sys::ReadableStream, Error> {
+    let Some(length) = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return Ok(stream);
+    };
+    let fixed = match u32::try_from(length) {
+        Ok(length) => worker::worker_sys::FixedLengthStream::new(length),
+        Err(_) => worker::worker_sys::FixedLengthStream::new_big_int(js_sys::BigInt::from(length)),
+    }
+    .map_err(|e| js_error(ErrorKind::Backend, "creating a FixedLengthStream", &e))?;
+    let transform: &web_sys::TransformStream = fixed.as_ref();
+    let piping = stream.pipe_to(&transform.writable());
+    // A body error aborts the pipe, which errors the readable side: the client sees the response cut short.
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = wasm_bindgen_futures::JsFuture::from(piping).await;
+    });
+    Ok(transform.readable())
 }
 
 /// Where a request comes from, from its `cf` object: country, region, city and colo, each validated as

@@ -34,7 +34,10 @@ pub(crate) async fn route(request: Request<Body>, env: &Env) -> Response<Body> {
         .var("EDGE_CONFORMANCE")
         .is_ok_and(|v| v.to_string() == "on");
     if !enabled {
-        return json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "not found" }));
+        return json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": "not found" }),
+        );
     }
     let path = request.uri().path().trim_start_matches(PREFIX).to_owned();
     let outcome = match path.as_str() {
@@ -44,7 +47,10 @@ pub(crate) async fn route(request: Request<Body>, env: &Env) -> Response<Body> {
         "bad-input" => bad_input(env).await,
         other => match other.strip_prefix("alarm/") {
             Some(name) => forward(env, "ALARM_PROBE", name, request).await,
-            None => Ok(json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "no such suite" }))),
+            None => Ok(json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({ "error": "no such suite" }),
+            )),
         },
     };
     outcome.unwrap_or_else(|error| {
@@ -81,7 +87,12 @@ fn log(suite: &str, case: &str) {
     worker::console_log!("conformance {suite}: {case}");
 }
 
-async fn forward(env: &Env, binding: &str, name: &str, request: Request<Body>) -> Result<Response<Body>, Error> {
+async fn forward(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    request: Request<Body>,
+) -> Result<Response<Body>, Error> {
     let namespace = WorkersNamespace::from_env(env, binding)?;
     let (parts, body) = request.into_parts();
     let mut forwarded = Request::new(body);
@@ -89,7 +100,9 @@ async fn forward(env: &Env, binding: &str, name: &str, request: Request<Body>) -
     *forwarded.uri_mut() = format!("https://probe.invalid/{name}")
         .parse()
         .map_err(|_| Error::new(ErrorKind::InvalidInput, "object name"))?;
-    namespace.fetch(&namespace.id_from_name(name), forwarded).await
+    namespace
+        .fetch(&namespace.id_from_name(name), forwarded)
+        .await
 }
 
 /// Deletes every key, so the next case starts from an empty namespace.
@@ -216,6 +229,18 @@ async fn bad_input(env: &Env) -> Result<Response<Body>, Error> {
         ),
         "kv_foreign_cursor": kind(kv.list(ListOptions::new().with_cursor("garbage")).await.map(|_| ())),
         "cache_entry_over_limit": kind(cache.put("/big", huge).await),
+        // The Cache API refuses keys that are not fully qualified URLs: a JS exception inside `cache.put`.
+        "cache_put_refused": kind(
+            WorkersCache::default_cache()?
+                .with_base_url("blob:refused")
+                .put("/x", edge_core::cache::CachedResponse::new(
+                    StatusCode::OK,
+                    http::HeaderMap::new(),
+                    Bytes::from_static(b"x"),
+                    std::time::SystemTime::UNIX_EPOCH,
+                ))
+                .await
+        ),
         // `fetch` to a URL the runtime refuses throws inside the binding call.
         "fetch_refused": kind(
             WorkersFetcher::new()

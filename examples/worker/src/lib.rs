@@ -25,6 +25,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use edge_auth::ratelimit::ClientIp;
 use edge_cache::workers::WorkersCache;
 use edge_core::kv::DynKvStore;
 use edge_core::trace::SplitMix;
@@ -74,10 +75,20 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     if is_room_upgrade(&req) {
         return join_room(req, &env).await;
     }
-    let request = match request_from_worker(req) {
+    let mut request = match request_from_worker(req) {
         Ok(request) => request,
         Err(error) => return response_to_worker(error_page(&error)).map_err(worker_error),
     };
+    // The client's address, as Cloudflare's edge reports it (it sets the header itself; a client cannot):
+    // what the rate limits and the WAF's penalties key on, as a native host keys on the peer address.
+    if let Some(ip) = request
+        .headers()
+        .get("cf-connecting-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+    {
+        request.extensions_mut().insert(ClientIp(ip));
+    }
     let response = in_request(ctx, handle(request, env)).await;
     response_to_worker(response).map_err(worker_error)
 }
@@ -114,9 +125,8 @@ fn var(env: &Env, name: &str) -> Option<String> {
 
 async fn build(env: &Env) -> Result<Edge, Error> {
     let kv: Arc<dyn DynKvStore> = Arc::new(WorkersKv::from_env(env, "EDGE_KV")?);
-    let issuer = Arc::new(
-        DemoIssuer::new().map_err(|e| Error::new(ErrorKind::Backend, e.to_string()))?,
-    );
+    let issuer =
+        Arc::new(DemoIssuer::new().map_err(|e| Error::new(ErrorKind::Backend, e.to_string()))?);
     seed_kv(kv.as_ref(), &issuer).await?;
     let background = WorkersWaitUntil::new();
     let (keys, flags) = keys_and_flags(&kv, &background);
@@ -134,7 +144,8 @@ async fn build(env: &Env) -> Result<Edge, Error> {
         counters: WorkersNamespace::from_env(env, "COUNTERS")?,
         rooms: WorkersNamespace::from_env(env, "ROOMS")?,
         cache,
-        manifest: demo_manifest().map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?,
+        manifest: demo_manifest()
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?,
         timer: WorkersTimer::new(),
     };
     let mut seed = [0u8; 8];
@@ -148,9 +159,10 @@ async fn build(env: &Env) -> Result<Edge, Error> {
     .routes(routes());
     let exporter = match var(env, "OTLP_ENDPOINT") {
         Some(endpoint) => {
-            let exporter = OtlpExporter::builder(WorkersFetcher::new(), &endpoint, WorkersTimer::new())?
-                .service_name("edge-worker")
-                .build();
+            let exporter =
+                OtlpExporter::builder(WorkersFetcher::new(), &endpoint, WorkersTimer::new())?
+                    .service_name("edge-worker")
+                    .build();
             trace = trace.export_to(exporter.clone());
             Some(exporter)
         }
@@ -228,9 +240,14 @@ async fn join_room(req: worker::Request, env: &Env) -> worker::Result<worker::Re
     headers.set(SOCKET_ATTACHMENT_HEADER, &user)?;
     let mut init = worker::RequestInit::new();
     init.with_headers(headers);
-    let forward = worker::Request::new_with_init(&format!("https://room.invalid/rooms/{name}"), &init)?;
+    let forward =
+        worker::Request::new_with_init(&format!("https://room.invalid/rooms/{name}"), &init)?;
     let rooms = env.durable_object("ROOMS")?;
-    rooms.id_from_name(&name)?.get_stub()?.fetch_with_request(forward).await
+    rooms
+        .id_from_name(&name)?
+        .get_stub()?
+        .fetch_with_request(forward)
+        .await
 }
 
 fn worker_error(error: Error) -> worker::Error {

@@ -59,7 +59,9 @@ impl DurableObject for AlarmProbe {
     }
 }
 
-edge_do::durable_object!(AlarmProbeObject, AlarmProbe, |state| AlarmProbe(state.storage));
+edge_do::durable_object!(AlarmProbeObject, AlarmProbe, |state| AlarmProbe(
+    state.storage
+));
 
 /// Runs the durable-object storage conformance kit against this object's real storage.
 pub(crate) struct StorageKit(WorkersStorage);
