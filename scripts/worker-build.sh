@@ -54,7 +54,7 @@ log "building examples/worker for wasm32 (release)"
 (
   cd examples/worker
   export WASM_BINDGEN_BIN="$TOOLS/bin/wasm-bindgen" ESBUILD_BIN="$NODE_DIR/node_modules/.bin/esbuild"
-  export CARGO_TARGET_DIR="$PWD/../../target/worker"
+  export CARGO_TARGET_DIR="${EDGE_WORKER_TARGET_DIR:-$PWD/../../target/worker}"
   bash ../../scripts/wasm-toolchain.sh --exec "$TOOLS/bin/worker-build" --release >&2
 )
 echo "bundle=$PWD/examples/worker/build"

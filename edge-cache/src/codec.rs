@@ -158,6 +158,46 @@ pub fn decode(bytes: &Bytes) -> Result<CachedResponse, Error> {
     Ok(entry)
 }
 
+/// A list of keys as bytes (each a big-endian `u32` length and its bytes): the tag index of stores that
+/// cannot enumerate their keys (the Workers Cache API).
+#[cfg_attr(
+    not(all(feature = "workers", target_arch = "wasm32")),
+    allow(dead_code)
+)]
+pub(crate) fn encode_keys(keys: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keys.iter().map(|k| k.len() + 4).sum());
+    for key in keys {
+        let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(key.as_bytes());
+    }
+    out
+}
+
+/// The keys [`encode_keys`] wrote.
+///
+/// # Errors
+///
+/// [`ErrorKind::Corrupt`] for anything else (truncated, overlong, not UTF-8).
+#[cfg_attr(
+    not(all(feature = "workers", target_arch = "wasm32")),
+    allow(dead_code)
+)]
+pub(crate) fn decode_keys(raw: &[u8]) -> Result<Vec<String>, Error> {
+    let corrupt = || Error::new(ErrorKind::Corrupt, "a key list not written by edge-cache");
+    let mut keys = Vec::new();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_at_checked(4).ok_or_else(corrupt)?;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| corrupt())?);
+        let len = usize::try_from(len).map_err(|_| corrupt())?;
+        let (key, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
+        keys.push(String::from_utf8(key.to_vec()).map_err(|_| corrupt())?);
+        rest = tail;
+    }
+    Ok(keys)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -201,6 +241,25 @@ mod tests {
             let good = encode(&CachedResponse::new(StatusCode::OK, HeaderMap::new(), Bytes::from("body"), UNIX_EPOCH));
             let cut = cut.min(good.len().saturating_sub(1));
             prop_assert_eq!(decode(&good.slice(..cut)).unwrap_err().kind(), ErrorKind::Corrupt);
+        }
+    }
+
+    #[test]
+    fn key_lists_round_trip_and_foreign_bytes_are_corrupt() {
+        let keys = vec!["/a".to_owned(), String::new(), "ключ".to_owned()];
+        assert_eq!(decode_keys(&encode_keys(&keys)).ok(), Some(keys));
+        for raw in [&b"\0\0"[..], b"\0\0\0\x05ab", b"\0\0\0\x01\xff"] {
+            assert_eq!(
+                decode_keys(raw).err().map(|e| e.kind()),
+                Some(ErrorKind::Corrupt)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn key_lists_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode_keys(&raw);
         }
     }
 }

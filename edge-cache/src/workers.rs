@@ -35,7 +35,7 @@ use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::codec;
+use crate::codec::{self, decode_keys as decode_index, encode_keys as encode_index};
 
 /// The largest entry the store accepts by default: 16 MiB.
 pub const DEFAULT_MAX_ENTRY: usize = 16 << 20;
@@ -245,32 +245,6 @@ fn percent_encode(text: &str, out: &mut String) {
     }
 }
 
-/// A tag's index: the keys, each as a `u32` length and its bytes.
-fn encode_index(keys: &[String]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(keys.iter().map(|k| k.len() + 4).sum());
-    for key in keys {
-        let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(key.as_bytes());
-    }
-    out
-}
-
-fn decode_index(raw: &[u8]) -> Result<Vec<String>, Error> {
-    let corrupt = || Error::new(ErrorKind::Corrupt, "a tag index not written by edge-cache");
-    let mut keys = Vec::new();
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_at_checked(4).ok_or_else(corrupt)?;
-        let len = u32::from_be_bytes(len.try_into().map_err(|_| corrupt())?);
-        let len = usize::try_from(len).map_err(|_| corrupt())?;
-        let (key, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
-        keys.push(String::from_utf8(key.to_vec()).map_err(|_| corrupt())?);
-        rest = tail;
-    }
-    Ok(keys)
-}
-
 impl<C: Clock> CacheStore for WorkersCache<C> {
     fn limits(&self) -> CacheLimits {
         self.limits
@@ -332,22 +306,5 @@ impl<C: Clock> CacheStore for WorkersCache<C> {
         .sum::<Result<usize, Error>>()?;
         self.remove(&self.tag_url(tag)).await?;
         Ok(purged)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn indexes_round_trip_and_foreign_bytes_are_corrupt() {
-        let keys = vec!["/a".to_owned(), String::new(), "ключ".to_owned()];
-        assert_eq!(decode_index(&encode_index(&keys)).ok(), Some(keys));
-        for raw in [&b"\0\0"[..], b"\0\0\0\x05ab", b"\0\0\0\x01\xff"] {
-            assert_eq!(
-                decode_index(raw).err().map(|e| e.kind()),
-                Some(ErrorKind::Corrupt)
-            );
-        }
     }
 }

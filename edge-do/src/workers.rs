@@ -604,7 +604,7 @@ impl<O: DurableObject> Bridge<O> {
             data: attachment,
         })?;
         if let Err(error) = self.turn(self.object.websocket_open(id)).await {
-            let _ = server.close_with_code_and_reason(1011, &error.kind().as_str());
+            let _ = server.close_with_code_and_reason(1011, error.kind().as_str());
         }
         worker::Response::from_websocket(pair.client)
     }
@@ -653,7 +653,7 @@ impl<O: DurableObject> Bridge<O> {
         if let Err(error) = self.turn(self.object.websocket_message(id, message)).await {
             let _ = ws
                 .as_ref()
-                .close_with_code_and_reason(1011, &error.kind().as_str());
+                .close_with_code_and_reason(1011, error.kind().as_str());
         }
         Ok(())
     }

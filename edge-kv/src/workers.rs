@@ -95,10 +95,6 @@ impl<C: Clock> WorkersKv<C> {
             limits: self.limits,
         }
     }
-
-    fn read_envelope(&self, metadata: Option<Value>) -> Result<Envelope, Error> {
-        Envelope::from_metadata(metadata)
-    }
 }
 
 impl<C> std::fmt::Debug for WorkersKv<C> {
@@ -205,7 +201,7 @@ impl<C: Clock> KvStore for WorkersKv<C> {
         let Some(value) = value else {
             return Ok(None);
         };
-        let envelope = self.read_envelope(metadata)?;
+        let envelope = Envelope::from_metadata(metadata)?;
         if !envelope.is_live(self.clock.wall_time()) {
             return Ok(None);
         }
