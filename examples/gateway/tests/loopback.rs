@@ -471,35 +471,19 @@ async fn the_counter_object_is_exact_under_concurrency() {
 }
 
 mod rooms {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::Message;
 
     use super::*;
+    use edge_example_pipeline::testkit::{RoomClient, join_room, next_frame};
 
-    type Client = tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >;
-
-    async fn join(base: &str, room: &str, user: &str) -> Client {
-        let url = format!(
-            "{}/rooms/{room}?user={user}",
-            base.replace("http://", "ws://")
-        );
-        tokio_tungstenite::connect_async(url).await.unwrap().0
+    async fn join(base: &str, room: &str, user: &str) -> RoomClient {
+        join_room(base, room, user).await.unwrap()
     }
 
-    async fn next(client: &mut Client) -> serde_json::Value {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(5), client.next())
-                .await
-                .expect("a message in time")
-                .expect("the socket is open")
-                .unwrap();
-            if let Message::Text(text) = message {
-                return serde_json::from_str(&text).unwrap();
-            }
-        }
+    async fn next(client: &mut RoomClient) -> serde_json::Value {
+        next_frame(client).await.expect("a frame in time")
     }
 
     /// Joins with a hand-made handshake, returning the raw connection (to send broken frames on).

@@ -159,3 +159,39 @@ pub async fn standard_conversation(base: &str) -> Result<Vec<Exchange>, edge_cor
     transcript.push(exchange_with_headers(base, Method::POST, "/api/echo?q=1", &host, body).await?);
     Ok(transcript)
 }
+
+/// A WebSocket client of a room (`/rooms/{name}?user=…`), for the hosts' room tests.
+pub type RoomClient =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Joins the room `room` on the host at `base` (`http://…`) as `user`.
+///
+/// # Errors
+///
+/// The upgrade was refused or the connection failed.
+pub async fn join_room(base: &str, room: &str, user: &str) -> Result<RoomClient, edge_core::Error> {
+    let url = format!(
+        "{}/rooms/{room}?user={user}",
+        base.replace("http://", "ws://")
+    );
+    tokio_tungstenite::connect_async(url)
+        .await
+        .map(|(client, _)| client)
+        .map_err(|e| {
+            edge_core::Error::with_source(edge_core::ErrorKind::Unavailable, "joining the room", e)
+        })
+}
+
+/// The next text frame from the room, as JSON; `None` if none arrives within 5 s or the socket ends.
+pub async fn next_frame(client: &mut RoomClient) -> Option<serde_json::Value> {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), client.next())
+            .await
+            .ok()??
+            .ok()?;
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).ok();
+        }
+    }
+}

@@ -27,7 +27,8 @@ use bytes::Bytes;
 use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::{Body, Fetcher};
 use edge_example_pipeline::testkit::{
-    Exchange, exchange, exchange_with_headers, standard_conversation,
+    Exchange, RoomClient, exchange, exchange_with_headers, join_room, next_frame,
+    standard_conversation,
 };
 use edge_example_pipeline::{Edge, GatewayConfig};
 use futures_util::{SinkExt, StreamExt};
@@ -554,28 +555,12 @@ async fn counter(world: &World) {
     assert_eq!(read.json()["value"], 19);
 }
 
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn join(base: &str, room: &str, user: &str) -> Client {
-    let url = format!(
-        "{}/rooms/{room}?user={user}",
-        base.replace("http://", "ws://")
-    );
-    tokio_tungstenite::connect_async(url).await.unwrap().0
+async fn join(base: &str, room: &str, user: &str) -> RoomClient {
+    join_room(base, room, user).await.unwrap()
 }
 
-async fn next(client: &mut Client) -> serde_json::Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(5), client.next())
-            .await
-            .expect("a message in time")
-            .expect("the socket is open")
-            .unwrap();
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
+async fn next(client: &mut RoomClient) -> serde_json::Value {
+    next_frame(client).await.expect("a frame in time")
 }
 
 async fn room(world: &World) {
