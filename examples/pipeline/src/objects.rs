@@ -11,7 +11,7 @@
 //! Both routes sit behind the WAF and the rate limits (the `/api/` quota for counters), like any other
 //! request; a bad name is a `400`, a failed object a `503` with a JSON error.
 //!
-//! The objects ([`ExactCounter`], [`Room`]) and the routes ([`ObjectRoutes`], over any two
+//! The objects ([`ExactCounter`], [`Room`](edge_do::Room)) and the routes ([`ObjectRoutes`], over any two
 //! [`ObjectNamespace`]s) are the same on every host; only where the objects live differs: [`Objects`] runs
 //! them in process on SQLite (native hosts), the Worker binds Cloudflare Durable Objects.
 

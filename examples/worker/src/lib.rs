@@ -1,5 +1,5 @@
 //! The edge pipeline as a Cloudflare Worker: the stack `examples/gateway` serves under axum, built by the
-//! same [`edge_example_pipeline::pipeline::stack`] from the same library layers, with Cloudflare's parts.
+//! same `edge_example_pipeline::pipeline::stack` from the same library layers, with Cloudflare's parts.
 //!
 //! | part | on the axum gateway | here |
 //! |---|---|---|
@@ -15,7 +15,7 @@
 //! object, as the gateway's upgrades go straight to the room: a 101 carries a socket, not a body.
 //!
 //! Test routes under `/__conformance/` (on only when `EDGE_CONFORMANCE` is `on`) run the SDK's conformance
-//! kits against the real bindings: see [`conformance`].
+//! kits against the real bindings: see the `conformance` module.
 #![cfg(target_arch = "wasm32")]
 
 mod conformance;
