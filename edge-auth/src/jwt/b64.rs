@@ -57,6 +57,20 @@ pub(crate) fn decoded_len(len: usize) -> Result<usize, B64Error> {
 /// Decodes `input` into the front of `out`, returning how many bytes it wrote.
 ///
 /// `out` must have room for [`decoded_len`] bytes; a shorter buffer is reported as [`B64Error::BadLength`].
+/// Four characters as 24 bits, with bit 31 set if any is not in the alphabet.
+#[inline(always)]
+fn quad(chunk: &[u8]) -> u32 {
+    match chunk {
+        [a, b, c, d] => {
+            SHIFTED[0][usize::from(*a)]
+                | SHIFTED[1][usize::from(*b)]
+                | SHIFTED[2][usize::from(*c)]
+                | SHIFTED[3][usize::from(*d)]
+        }
+        _ => 1 << 31,
+    }
+}
+
 pub(crate) fn decode_to_slice(input: &[u8], out: &mut [u8]) -> Result<usize, B64Error> {
     let len = decoded_len(input.len())?;
     let out = out.get_mut(..len).ok_or(B64Error::BadLength)?;
@@ -65,11 +79,25 @@ pub(crate) fn decode_to_slice(input: &[u8], out: &mut [u8]) -> Result<usize, B64
     // An invalid character sets bit 31, so OR-ing every group and testing that bit once at the end finds
     // any, without a branch per character.
     let mut bad = 0u32;
-    for (chunk, dst) in input.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
-        let n = SHIFTED[0][usize::from(chunk[0])]
-            | SHIFTED[1][usize::from(chunk[1])]
-            | SHIFTED[2][usize::from(chunk[2])]
-            | SHIFTED[3][usize::from(chunk[3])];
+    // Eight characters at a time first, stored as one 8-byte write of which 6 bytes count: the 2 past them
+    // lie inside `out` (the loop stops while 8 bytes remain) and the next group overwrites them.
+    let (mut read, mut written) = (0, 0);
+    while let (Some(group), Some(dst)) =
+        (input.get(read..read + 8), out.get_mut(written..written + 8))
+    {
+        let (hi, lo) = group.split_at(4);
+        let (hi, lo) = (quad(hi), quad(lo));
+        bad |= hi | lo;
+        let n = (u64::from(hi & 0x00ff_ffff) << 40) | (u64::from(lo & 0x00ff_ffff) << 16);
+        dst.copy_from_slice(&n.to_be_bytes());
+        read += 8;
+        written += 6;
+    }
+    for (chunk, dst) in input[read..]
+        .chunks_exact(4)
+        .zip(out[written..].chunks_exact_mut(3))
+    {
+        let n = quad(chunk);
         bad |= n;
         let [_, b0, b1, b2] = n.to_be_bytes();
         dst.copy_from_slice(&[b0, b1, b2]);
@@ -186,6 +214,18 @@ mod tests {
         fn round_trips_and_encodings_are_unique(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let encoded = encode(&bytes);
             prop_assert_eq!(decode(encoded.as_bytes()).unwrap(), bytes);
+        }
+
+        #[test]
+        fn one_bad_character_anywhere_is_found(
+            bytes in prop::collection::vec(any::<u8>(), 1..400),
+            at in any::<prop::sample::Index>(),
+            bad in prop::sample::select(&b"=+/ .\n\0\xff"[..]),
+        ) {
+            let mut encoded = encode(&bytes).into_bytes();
+            let at = at.index(encoded.len());
+            encoded[at] = bad;
+            prop_assert_eq!(decode(&encoded), Err(B64Error::BadCharacter));
         }
 
         #[test]

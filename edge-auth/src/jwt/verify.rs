@@ -225,6 +225,9 @@ pub struct RegisteredClaims {
 /// Where one string claim sits in [`RegisteredClaims::text`].
 type Span = std::ops::Range<usize>;
 
+/// Payloads up to this many bytes are decoded into a stack buffer instead of the heap.
+const STACK_PAYLOAD: usize = 1536;
+
 impl RegisteredClaims {
     fn new(
         iss: Option<&str>,
@@ -371,10 +374,21 @@ impl Verifier {
         keys: &impl KeyLookup,
         now: Duration,
     ) -> Result<Verified<C>, Error> {
-        let (header, payload) = self.verify_jws(token, keys)?;
+        self.verify_signed(token, keys, |header, payload| {
+            self.claims(header, payload, now)
+        })
+    }
+
+    /// The claims of a verified token's `payload`.
+    fn claims<C: DeserializeOwned>(
+        &self,
+        header: Header,
+        payload: &[u8],
+        now: Duration,
+    ) -> Result<Verified<C>, Error> {
         // Fast path: one strict pass deserializes `C` and picks out the registered claims.
         let mut registered = RawClaims::new(&self.validation.required);
-        if let Ok(custom) = fused::claims::<C, _>(&payload, &mut registered) {
+        if let Ok(custom) = fused::claims::<C, _>(payload, &mut registered) {
             let claims = self.check_claims(registered, now)?;
             return Ok(Verified {
                 header,
@@ -384,11 +398,11 @@ impl Verifier {
         }
         // The fast path gives up on anything unusual; the reference path decides, and names the error.
         let mut registered = RawClaims::new(&self.validation.required);
-        scan::object(&payload, |name, field| registered.take(name, field))
+        scan::object(payload, |name, field| registered.take(name, field))
             .map_err(|_| Error::Malformed("claims are not a JSON object"))?;
         let claims = self.check_claims(registered, now)?;
         let custom =
-            serde_json::from_slice(&payload).map_err(|e| Error::CustomClaims(e.to_string()))?;
+            serde_json::from_slice(payload).map_err(|e| Error::CustomClaims(e.to_string()))?;
         Ok(Verified {
             header,
             claims,
@@ -407,6 +421,19 @@ impl Verifier {
         token: &str,
         keys: &impl KeyLookup,
     ) -> Result<(Header, Vec<u8>), Error> {
+        self.verify_signed(token, keys, |header, payload| {
+            Ok((header, payload.to_vec()))
+        })
+    }
+
+    /// Checks the token's signature, then hands its header and decoded payload to `then`. The payload is
+    /// decoded on the stack when it is small (most are), so verifying allocates only what the claims need.
+    fn verify_signed<R>(
+        &self,
+        token: &str,
+        keys: &impl KeyLookup,
+        then: impl FnOnce(Header, &[u8]) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let limits = &self.validation.limits;
         if token.len() > limits.max_token_len {
             return Err(Error::TooLarge("token"));
@@ -435,8 +462,14 @@ impl Verifier {
         if b64::decoded_len(payload_b64.len()).map_err(|_| not_b64())? > limits.max_claims_len {
             return Err(Error::TooLarge("claims"));
         }
+        let mut small = [0u8; STACK_PAYLOAD];
+        if payload_b64.len() <= STACK_PAYLOAD / 3 * 4 {
+            let len =
+                b64::decode_to_slice(payload_b64.as_bytes(), &mut small).map_err(|_| not_b64())?;
+            return then(header, &small[..len]);
+        }
         let payload = b64::decode(payload_b64.as_bytes()).map_err(|_| not_b64())?;
-        Ok((header, payload))
+        then(header, &payload)
     }
 
     fn check_claims<'a>(
