@@ -22,6 +22,7 @@
 //! | [`geo`] | [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
 //! | [`trace`] | W3C Trace Context, ids, sampling, spans, the exporter trait; [`RequestSpan`](trace::RequestSpan), the request's span every layer records into; the attribute names ([`trace::attr`]) |
 //! | [`testing`] | conformance kits and [`TestFetcher`](testing::TestFetcher) (feature `testing`) |
+//! | `workers` | the Cloudflare Workers adapters (feature `workers`, wasm32 only): `WorkersFetcher`, `WorkersWaitUntil` with `in_request`, `WorkersTimer`, `cf` → `RequestGeo`, streaming request and response glue |
 //!
 //! # Writing against the contracts
 //!
@@ -54,6 +55,7 @@
 //! | `hyper` | [`fetch::hyper::HyperFetcher`] (native only) |
 //! | `tokio` | `wait_until::TokioWaitUntil`, `clock::TokioTimer` (native only) |
 //! | `testing` | [`testing`]: conformance kits, `TestFetcher` |
+//! | `workers` | `workers`: the Cloudflare Workers adapters (wasm32 only; nothing elsewhere) |
 //! | `full` | all of the above |
 //!
 //! Features are additive and never change behaviour. The default build has no runtime dependency and builds
