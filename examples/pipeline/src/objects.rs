@@ -155,7 +155,9 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+/// A JSON response with `status`: what the demo's own endpoints answer (and the Worker's test routes).
+#[must_use]
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -21,8 +21,9 @@ use edge_core::testing::{cache as cache_kit, durable as durable_kit, kv as kv_ki
 use edge_core::workers::WorkersFetcher;
 use edge_core::{Body, CacheStore, Error, ErrorKind, Fetcher, KvStore, ManualClock};
 use edge_do::workers::{WorkersNamespace, WorkersStorage};
+use edge_example_pipeline::objects::json_response;
 use edge_kv::workers::WorkersKv;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use worker::Env;
 
 /// Where the test routes live.
@@ -34,7 +35,7 @@ pub(crate) async fn route(request: Request<Body>, env: &Env) -> Response<Body> {
         .var("EDGE_CONFORMANCE")
         .is_ok_and(|v| v.to_string() == "on");
     if !enabled {
-        return json(
+        return json_response(
             StatusCode::NOT_FOUND,
             &serde_json::json!({ "error": "not found" }),
         );
@@ -47,14 +48,14 @@ pub(crate) async fn route(request: Request<Body>, env: &Env) -> Response<Body> {
         "bad-input" => bad_input(env).await,
         other => match other.strip_prefix("alarm/") {
             Some(name) => forward(env, "ALARM_PROBE", name, request).await,
-            None => Ok(json(
+            None => Ok(json_response(
                 StatusCode::NOT_FOUND,
                 &serde_json::json!({ "error": "no such suite" }),
             )),
         },
     };
     outcome.unwrap_or_else(|error| {
-        json(
+        json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &serde_json::json!({ "error": error.kind().as_str(), "detail": error.detail() }),
         )
@@ -63,20 +64,10 @@ pub(crate) async fn route(request: Request<Body>, env: &Env) -> Response<Body> {
 
 /// The answer of a suite that passed.
 pub(crate) fn passed(suite: &str, cases: &[&str]) -> Response<Body> {
-    json(
+    json_response(
         StatusCode::OK,
         &serde_json::json!({ "suite": suite, "passed": cases.len(), "cases": cases }),
     )
-}
-
-fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 fn random_name() -> String {
@@ -255,5 +246,5 @@ async fn bad_input(env: &Env) -> Result<Response<Body>, Error> {
                 .map(|_| ())
         ),
     });
-    Ok(json(StatusCode::OK, &report))
+    Ok(json_response(StatusCode::OK, &report))
 }

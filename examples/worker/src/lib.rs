@@ -36,7 +36,7 @@ use edge_core::workers::{
 use edge_core::{Body, Error, ErrorKind, SystemClock, WaitUntil};
 use edge_do::workers::{SOCKET_ATTACHMENT_HEADER, WorkersNamespace};
 use edge_example_pipeline::auth::DemoIssuer;
-use edge_example_pipeline::objects::valid_name;
+use edge_example_pipeline::objects::{json_response, valid_name};
 use edge_example_pipeline::pipeline::{
     Parts, TelemetryLayers, cache_layer, keys_and_flags, routes, seed_kv, stack,
 };
@@ -45,7 +45,7 @@ use edge_kv::workers::WorkersKv;
 use edge_observe::Registry;
 use edge_observe::layer::TraceLayer;
 use edge_observe::otlp::OtlpExporter;
-use http::{Request, Response, StatusCode, Uri, header};
+use http::{Request, Response, StatusCode, Uri};
 use tower::ServiceExt;
 use worker::{Context, Env, event};
 
@@ -256,15 +256,12 @@ fn worker_error(error: Error) -> worker::Error {
 
 /// A JSON error page for what fails before the stack can answer (a missing binding, a bad setting).
 fn error_page(error: &Error) -> Response<Body> {
-    let body = serde_json::json!({ "error": error.kind().as_str(), "detail": error.detail() });
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = match error.kind() {
+    let status = match error.kind() {
         ErrorKind::InvalidInput | ErrorKind::Protocol => StatusCode::BAD_REQUEST,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
+    json_response(
+        status,
+        &serde_json::json!({ "error": error.kind().as_str(), "detail": error.detail() }),
+    )
 }
