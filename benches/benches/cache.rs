@@ -3,6 +3,8 @@
 //! to a bare axum handler answering the same bytes.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -204,30 +206,20 @@ fn layer_hit(c: &mut Criterion) {
     };
 
     let mut group = c.benchmark_group("cache/request");
-    group.bench_function("cache hit through CacheLayer", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response = cached.ready().await.unwrap().call(request()).await.unwrap();
-                black_box(response)
-            })
-        })
-    });
-    group.bench_function("bare axum handler", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response =
-                    <axum::Router as tower::ServiceExt<Request<axum::body::Body>>>::ready(
-                        &mut bare,
-                    )
-                    .await
-                    .unwrap()
-                    .call(axum_request())
-                    .await
-                    .unwrap();
-                black_box(response)
-            })
-        })
-    });
+    support::bench_service(
+        &mut group,
+        "cache hit through CacheLayer",
+        &runtime,
+        &mut cached,
+        request,
+    );
+    support::bench_service(
+        &mut group,
+        "bare axum handler",
+        &runtime,
+        &mut bare,
+        axum_request,
+    );
     group.finish();
 }
 

@@ -6,6 +6,8 @@
 //! 256th flush runs and sends what queued up), and one export per request (the worst case: a quiet edge).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +21,7 @@ use edge_observe::otlp::OtlpExporter;
 use edge_observe::{Registry, Routes};
 use futures::FutureExt;
 use http::{Request, Response};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 /// A collector that accepts everything at once.
 #[derive(Clone)]
@@ -131,85 +133,49 @@ fn overhead(c: &mut Criterion) {
     .layer(tower::service_fn(page));
 
     let mut group = c.benchmark_group("observe/request");
-    group.bench_function("bare axum handler", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response =
-                    <axum::Router as ServiceExt<Request<axum::body::Body>>>::ready(&mut bare)
-                        .await
-                        .unwrap()
-                        .call(axum_request())
-                        .await
-                        .unwrap();
-                black_box(response)
-            })
-        })
-    });
-    group.bench_function("trace + metrics layers, OTLP export batched", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response = batched
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(request())
-                    .await
-                    .unwrap();
-                black_box(response)
-            })
-        })
-    });
-    group.bench_function("trace + metrics layers, OTLP export per request", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response = per_request
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(request())
-                    .await
-                    .unwrap();
-                black_box(response)
-            })
-        })
-    });
+    support::bench_service(
+        &mut group,
+        "bare axum handler",
+        &runtime,
+        &mut bare,
+        axum_request,
+    );
+    support::bench_service(
+        &mut group,
+        "trace + metrics layers, OTLP export batched",
+        &runtime,
+        &mut batched,
+        request,
+    );
+    support::bench_service(
+        &mut group,
+        "trace + metrics layers, OTLP export per request",
+        &runtime,
+        &mut per_request,
+        request,
+    );
     let mut alone = tower::service_fn(page);
-    group.bench_function("the handler alone, as a tower service", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response = alone.ready().await.unwrap().call(request()).await.unwrap();
-                black_box(response)
-            })
-        })
-    });
-    group.bench_function("metrics layer alone", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response = metrics_only
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(request())
-                    .await
-                    .unwrap();
-                black_box(response)
-            })
-        })
-    });
-    group.bench_function("trace layer alone, no export", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let response = trace_only
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(request())
-                    .await
-                    .unwrap();
-                black_box(response)
-            })
-        })
-    });
+    support::bench_service(
+        &mut group,
+        "the handler alone, as a tower service",
+        &runtime,
+        &mut alone,
+        request,
+    );
+    support::bench_service(
+        &mut group,
+        "metrics layer alone",
+        &runtime,
+        &mut metrics_only,
+        request,
+    );
+    support::bench_service(
+        &mut group,
+        "trace layer alone, no export",
+        &runtime,
+        &mut trace_only,
+        request,
+    );
     group.finish();
 }
 
