@@ -476,11 +476,7 @@ mod rooms {
     use tokio_tungstenite::tungstenite::Message;
 
     use super::*;
-    use edge_example_pipeline::testkit::{RoomClient, join_room, next_frame};
-
-    async fn join(base: &str, room: &str, user: &str) -> RoomClient {
-        join_room(base, room, user).await.unwrap()
-    }
+    use edge_example_pipeline::testkit::{RoomClient, next_frame, room_opening};
 
     async fn next(client: &mut RoomClient) -> serde_json::Value {
         next_frame(client).await.expect("a frame in time")
@@ -514,25 +510,7 @@ mod rooms {
         let gateway = start(GatewayConfig::default()).await;
         let base = gateway.base.as_str();
 
-        let mut ana = join(base, "lobby", "ana").await;
-        assert_eq!(next(&mut ana).await["type"], "welcome");
-        let mut bo = join(base, "lobby", "bo").await;
-        assert_eq!(next(&mut bo).await["present"], serde_json::json!(["ana"]));
-        assert_eq!(
-            next(&mut ana).await,
-            serde_json::json!({"type": "join", "user": "bo"})
-        );
-
-        ana.send(Message::Text("hello".into())).await.unwrap();
-        assert_eq!(
-            next(&mut ana).await,
-            serde_json::json!({"type": "ack", "seq": 1})
-        );
-        let got = next(&mut bo).await;
-        assert_eq!(
-            (got["from"].as_str(), got["text"].as_str()),
-            (Some("ana"), Some("hello"))
-        );
+        let (mut ana, mut bo) = room_opening(base, "lobby").await.unwrap();
 
         // Mallory joins, then sends a frame with a reserved opcode: the server drops that connection
         // alone, and the room announces that she left.

@@ -195,3 +195,47 @@ pub async fn next_frame(client: &mut RoomClient) -> Option<serde_json::Value> {
         }
     }
 }
+
+/// The opening every host's room test holds in `room` on the host at `base`: ana joins and is welcomed, bo
+/// joins and sees her present, ana hears that bo joined, and ana's `hello` is acknowledged to her (seq 1)
+/// and reaches bo. Returns both clients, for the test to go on with.
+///
+/// # Errors
+///
+/// The first step that went otherwise, with what arrived instead.
+pub async fn room_opening(base: &str, room: &str) -> Result<(RoomClient, RoomClient), String> {
+    use futures_util::SinkExt;
+    let expect = |what: &str,
+                  got: Option<serde_json::Value>,
+                  want: &dyn Fn(&serde_json::Value) -> bool| match got {
+        Some(frame) if want(&frame) => Ok(()),
+        other => Err(format!("{what}: got {other:?}")),
+    };
+    let mut ana = join_room(base, room, "ana")
+        .await
+        .map_err(|e| e.to_string())?;
+    expect("ana's welcome", next_frame(&mut ana).await, &|f| {
+        f["type"] == "welcome"
+    })?;
+    let mut bo = join_room(base, room, "bo")
+        .await
+        .map_err(|e| e.to_string())?;
+    expect("bo sees ana", next_frame(&mut bo).await, &|f| {
+        f["present"] == serde_json::json!(["ana"])
+    })?;
+    expect("ana hears bo join", next_frame(&mut ana).await, &|f| {
+        *f == serde_json::json!({"type": "join", "user": "bo"})
+    })?;
+    ana.send(tokio_tungstenite::tungstenite::Message::Text(
+        "hello".into(),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    expect("ana's ack", next_frame(&mut ana).await, &|f| {
+        *f == serde_json::json!({"type": "ack", "seq": 1})
+    })?;
+    expect("bo gets the message", next_frame(&mut bo).await, &|f| {
+        f["from"] == "ana" && f["text"] == "hello"
+    })?;
+    Ok((ana, bo))
+}

@@ -27,16 +27,14 @@ use bytes::Bytes;
 use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::{Body, Fetcher};
 use edge_example_pipeline::testkit::{
-    Exchange, RoomClient, exchange, exchange_with_headers, join_room, next_frame,
-    standard_conversation,
+    Exchange, RoomClient, exchange_with_headers, next_frame, room_opening, standard_conversation,
 };
 use edge_example_pipeline::{Edge, GatewayConfig};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::Message;
 
 /// One request a [`Recorder`] received.
 #[derive(Clone, Debug)]
@@ -220,7 +218,12 @@ struct World {
 }
 
 async fn get(base: &str, path: &str) -> Exchange {
-    exchange(base, Method::GET, path, Bytes::new())
+    send(base, Method::GET, path, &[]).await
+}
+
+/// One request with `headers` and no body; a request that gets no response fails the check.
+async fn send(base: &str, method: Method, path: &str, headers: &[(&str, &str)]) -> Exchange {
+    exchange_with_headers(base, method, path, headers, Bytes::new())
         .await
         .unwrap()
 }
@@ -419,30 +422,26 @@ async fn jwt(world: &World) {
     assert_eq!(issued.status, StatusCode::OK);
     let token = issued.json()["token"].as_str().unwrap().to_owned();
     let bearer = format!("Bearer {token}");
-    let account = exchange_with_headers(
+    let account = send(
         base,
         Method::GET,
         "/api/account",
         &[("authorization", &bearer)],
-        Bytes::new(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(account.status, StatusCode::OK, "{:?}", account.body);
     assert_eq!(account.json()["user"], "alice");
     let anonymous = get(base, "/api/account").await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert!(anonymous.header("www-authenticate").starts_with("Bearer"));
     let tampered = format!("{bearer}x");
-    let bad = exchange_with_headers(
+    let bad = send(
         base,
         Method::GET,
         "/api/account",
         &[("authorization", &tampered)],
-        Bytes::new(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     assert!(
         bad.header("www-authenticate").contains("invalid_token"),
@@ -462,11 +461,7 @@ async fn coalescing(world: &World) {
     let client = [("cf-connecting-ip", "203.0.113.30")];
     let all = futures_util::future::join_all((0..8).map(|_| {
         let path = path.clone();
-        async move {
-            exchange_with_headers(&world.worker, Method::GET, &path, &client, Bytes::new())
-                .await
-                .unwrap()
-        }
+        async move { send(&world.worker, Method::GET, &path, &client).await }
     }))
     .await;
     for r in &all {
@@ -482,9 +477,7 @@ async fn coalescing(world: &World) {
         1,
         "8 concurrent misses, one origin fetch"
     );
-    let hit = exchange_with_headers(&world.worker, Method::GET, &path, &client, Bytes::new())
-        .await
-        .unwrap();
+    let hit = send(&world.worker, Method::GET, &path, &client).await;
     assert_eq!(hit.header("x-cache-status"), "HIT");
     assert_eq!(world.origin.count(&path), 1);
 }
@@ -528,11 +521,7 @@ async fn counter(world: &World) {
     let client = [("cf-connecting-ip", "203.0.113.20")];
     let posts = futures_util::future::join_all((0..19).map(|_| {
         let path = path.clone();
-        async move {
-            exchange_with_headers(&world.worker, Method::POST, &path, &client, Bytes::new())
-                .await
-                .unwrap()
-        }
+        async move { send(&world.worker, Method::POST, &path, &client).await }
     }))
     .await;
     let mut values: Vec<u64> = posts
@@ -549,14 +538,8 @@ async fn counter(world: &World) {
         (1..=19).collect::<Vec<_>>(),
         "every increment seen once"
     );
-    let read = exchange_with_headers(&world.worker, Method::GET, &path, &client, Bytes::new())
-        .await
-        .unwrap();
+    let read = send(&world.worker, Method::GET, &path, &client).await;
     assert_eq!(read.json()["value"], 19);
-}
-
-async fn join(base: &str, room: &str, user: &str) -> RoomClient {
-    join_room(base, room, user).await.unwrap()
 }
 
 async fn next(client: &mut RoomClient) -> serde_json::Value {
@@ -566,24 +549,7 @@ async fn next(client: &mut RoomClient) -> serde_json::Value {
 async fn room(world: &World) {
     let base = &world.worker;
     let room = unique("lobby");
-    let mut ana = join(base, &room, "ana").await;
-    assert_eq!(next(&mut ana).await["type"], "welcome");
-    let mut bo = join(base, &room, "bo").await;
-    assert_eq!(next(&mut bo).await["present"], serde_json::json!(["ana"]));
-    assert_eq!(
-        next(&mut ana).await,
-        serde_json::json!({"type": "join", "user": "bo"})
-    );
-    ana.send(Message::Text("hello".into())).await.unwrap();
-    assert_eq!(
-        next(&mut ana).await,
-        serde_json::json!({"type": "ack", "seq": 1})
-    );
-    let got = next(&mut bo).await;
-    assert_eq!(
-        (got["from"].as_str(), got["text"].as_str()),
-        (Some("ana"), Some("hello"))
-    );
+    let (mut ana, mut bo) = room_opening(base, &room).await.unwrap();
     let status = get(base, &format!("/rooms/{room}")).await;
     assert_eq!(
         status.json(),
@@ -598,9 +564,7 @@ async fn room(world: &World) {
 
 async fn alarm(world: &World) {
     let path = format!("/__conformance/alarm/{}", unique("probe"));
-    let set = exchange(&world.worker, Method::POST, &path, Bytes::new())
-        .await
-        .unwrap();
+    let set = send(&world.worker, Method::POST, &path, &[]).await;
     assert_eq!(set.json()["alarm_set"], true);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -617,15 +581,13 @@ async fn alarm(world: &World) {
 async fn trace_export(world: &World) {
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
-    let r = exchange_with_headers(
+    let r = send(
         &world.worker,
         Method::GET,
         "/about",
         &[("traceparent", &traceparent)],
-        Bytes::new(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     let wanted: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
