@@ -23,7 +23,7 @@ use serde::de::{
 };
 
 use super::json::MAX_DEPTH;
-use super::scan::{Classify, Field, Number, Seen, Str};
+use super::scan::{Classify, Field, Number, Str};
 
 /// Where the fused pass leaves what the verifier needs from the claims.
 pub(crate) trait ClaimSink<'de> {
@@ -90,7 +90,7 @@ impl<'de, V: Visitor<'de>, S: ClaimSink<'de>> Visitor<'de> for TopVisitor<'_, V,
         self.visitor.visit_map(TopMap {
             map,
             sink: self.sink,
-            seen: Seen::default(),
+            seen: Names::default(),
             pending: None,
         })
     }
@@ -99,7 +99,7 @@ impl<'de, V: Visitor<'de>, S: ClaimSink<'de>> Visitor<'de> for TopVisitor<'_, V,
 struct TopMap<'s, 'de, A, S> {
     map: A,
     sink: &'s mut S,
-    seen: Seen<'de>,
+    seen: Names,
     /// The name of the member whose value comes next, when the sink wants it.
     pending: Option<Cow<'de, str>>,
 }
@@ -114,7 +114,7 @@ impl<'de, A: MapAccess<'de>, S: ClaimSink<'de>> MapAccess<'de> for TopMap<'_, 'd
         let Some(Str(name)) = self.map.next_key::<Str<'de>>()? else {
             return Ok(None);
         };
-        self.seen.insert(name.clone())?;
+        self.seen.insert(&name)?;
         self.sink.saw(&name);
         let key = seed.deserialize(StrDe::<A::Error>::new(&name))?;
         self.pending = self.sink.wants(&name).then_some(name);
@@ -137,6 +137,84 @@ impl<'de, A: MapAccess<'de>, S: ClaimSink<'de>> MapAccess<'de> for TopMap<'_, 'd
     fn size_hint(&self) -> Option<usize> {
         self.map.size_hint()
     }
+}
+
+/// How many member names [`Names`] keeps inline before it spills to the heap.
+const INLINE_NAMES: usize = 16;
+
+/// The member names seen in one object, as 64-bit hashes: no names are kept and none are compared, which
+/// is most of what duplicate detection costs. Two different names with the same hash count as duplicates;
+/// that only sends the token to the reference path, which compares names exactly.
+#[derive(Default)]
+struct Names {
+    inline: [u64; INLINE_NAMES],
+    len: usize,
+    spilled: Vec<u64>,
+}
+
+impl Names {
+    fn insert<E: de::Error>(&mut self, name: &str) -> Result<(), E> {
+        let hash = name_hash(name.as_bytes());
+        let (inline, spilled) = (&self.inline[..self.len], &self.spilled);
+        if inline.contains(&hash) || spilled.contains(&hash) {
+            return Err(E::custom("duplicate member name"));
+        }
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = hash;
+                self.len += 1;
+            }
+            None => self.spilled.push(hash),
+        }
+        Ok(())
+    }
+}
+
+/// A 64-bit key for a member name. Names of up to eight bytes (nearly all of them) are their own key: a few
+/// loads and shifts, no arithmetic. Longer ones are hashed eight bytes at a time. The keys are not
+/// collision-resistant, and need not be: a collision costs a second parse, never a wrong answer.
+fn name_hash(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    let length = (len as u64) << 58;
+    match len {
+        0 => 0,
+        // Up to three bytes: the first, middle and last (overlapping for shorter names) are all of them.
+        1..=3 => {
+            u64::from(bytes[0])
+                | u64::from(bytes[len / 2]) << 8
+                | u64::from(bytes[len - 1]) << 16
+                | length
+        }
+        // Four to eight bytes: the first four and the last four (overlapping), which with the length fix
+        // the name.
+        4..=8 => {
+            (u64::from(word32(&bytes[..4])) | u64::from(word32(&bytes[len - 4..])) << 32) ^ length
+        }
+        // Longer: FxHash's multiply-rotate over eight bytes at a time, the last eight overlapping.
+        _ => {
+            const K: u64 = 0x517c_c1b7_2722_0a95;
+            let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
+            let mut hash = length;
+            let mut at = 0;
+            while at + 8 < len {
+                hash = mix(hash, word64(&bytes[at..at + 8]));
+                at += 8;
+            }
+            mix(hash, word64(&bytes[len - 8..]))
+        }
+    }
+}
+
+fn word32(bytes: &[u8]) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(bytes);
+    u32::from_le_bytes(word)
+}
+
+fn word64(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes);
+    u64::from_le_bytes(word)
 }
 
 /// A string already read, handed to the caller's type (borrowed when the input had no escapes).
@@ -454,7 +532,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for StrictVisitor<V> {
         self.visitor.visit_map(StrictMap {
             map,
             depth,
-            seen: Seen::default(),
+            seen: Names::default(),
         })
     }
 
@@ -488,13 +566,13 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for StrictSeq<A> {
     }
 }
 
-struct StrictMap<'de, A> {
+struct StrictMap<A> {
     map: A,
     depth: usize,
-    seen: Seen<'de>,
+    seen: Names,
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for StrictMap<'de, A> {
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for StrictMap<A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -504,9 +582,8 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for StrictMap<'de, A> {
         let Some(Str(name)) = self.map.next_key::<Str<'de>>()? else {
             return Ok(None);
         };
-        let key = seed.deserialize(StrDe::<A::Error>::new(&name))?;
-        self.seen.insert(name)?;
-        Ok(Some(key))
+        self.seen.insert(&name)?;
+        seed.deserialize(StrDe::<A::Error>::new(&name)).map(Some)
     }
 
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
@@ -649,9 +726,9 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Ignore<V> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<V::Value, A::Error> {
         let depth = descend(self.depth)?;
-        let mut seen = Seen::default();
+        let mut seen = Names::default();
         while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
-            seen.insert(name)?;
+            seen.insert(&name)?;
             map.next_value_seed(Ignore {
                 visitor: de::IgnoredAny,
                 depth,
@@ -804,6 +881,41 @@ mod tests {
             assert!(
                 claims::<serde_json::Value, _>(bad.as_bytes(), &mut record).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_among_many_names_and_long_names() {
+        // More names than are kept inline, names longer than eight bytes, and names that share their
+        // first and last four bytes.
+        let names: Vec<String> = (0..40)
+            .map(|i| format!("name_{i:02}_with_a_long_tail"))
+            .chain(["abcdXYZefgh", "abcdxyzefgh", "ab", "ba", "a", "abc", "acb"].map(str::to_owned))
+            .collect();
+        let object = |names: &[String]| {
+            let members: Vec<String> = names.iter().map(|n| format!(r#""{n}":1"#)).collect();
+            format!("{{{}}}", members.join(","))
+        };
+        let distinct = object(&names);
+        let value: serde_json::Value = claims(distinct.as_bytes(), &mut Record::default()).unwrap();
+        assert_eq!(
+            value.as_object().map(serde_json::Map::len),
+            Some(names.len())
+        );
+        for twice in [3, 20, 39, 42, 46] {
+            let mut repeated = names.clone();
+            repeated.push(names[twice].clone());
+            let json = object(&repeated);
+            assert!(
+                claims::<serde_json::Value, _>(json.as_bytes(), &mut Record::default()).is_err(),
+                "{}",
+                names[twice]
+            );
+            let nested = format!(r#"{{"outer":{json}}}"#);
+            assert!(
+                claims::<serde::de::IgnoredAny, _>(nested.as_bytes(), &mut Record::default())
+                    .is_err()
             );
         }
     }

@@ -225,8 +225,10 @@ pub struct RegisteredClaims {
 /// Where one string claim sits in [`RegisteredClaims::text`].
 type Span = std::ops::Range<usize>;
 
-/// Payloads up to this many bytes are decoded into a stack buffer instead of the heap.
+/// Payloads up to this many bytes are decoded into a stack buffer instead of the heap. The buffer holds the
+/// signature first, so it must be at least 1024 bytes (RSA-8192).
 const STACK_PAYLOAD: usize = 1536;
+const _: () = assert!(STACK_PAYLOAD >= 1024);
 
 impl RegisteredClaims {
     fn new(
@@ -389,7 +391,7 @@ impl Verifier {
         // Fast path: one strict pass deserializes `C` and picks out the registered claims.
         let mut registered = RawClaims::new(&self.validation.required);
         if let Ok(custom) = fused::claims::<C, _>(payload, &mut registered) {
-            let claims = self.check_claims(registered, now)?;
+            let claims = self.check_claims(&registered, now)?;
             return Ok(Verified {
                 header,
                 claims,
@@ -400,7 +402,7 @@ impl Verifier {
         let mut registered = RawClaims::new(&self.validation.required);
         scan::object(payload, |name, field| registered.take(name, field))
             .map_err(|_| Error::Malformed("claims are not a JSON object"))?;
-        let claims = self.check_claims(registered, now)?;
+        let claims = self.check_claims(&registered, now)?;
         let custom =
             serde_json::from_slice(payload).map_err(|e| Error::CustomClaims(e.to_string()))?;
         Ok(Verified {
@@ -439,7 +441,7 @@ impl Verifier {
             return Err(Error::TooLarge("token"));
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
-        let header = parse_header(header_b64.as_bytes(), limits)?;
+        let header = parse_header_memo(header_b64, limits)?;
         let key = keys.find(header.kid.as_deref()).ok_or(Error::UnknownKey)?;
         if key.algorithm() != header.alg {
             return Err(Error::AlgorithmMismatch);
@@ -451,34 +453,29 @@ impl Verifier {
         if signature_b64.len() > 1366 {
             return Err(Error::BadSignature);
         }
-        let mut signature = [0u8; 1024];
-        let len = b64::decode_to_slice(signature_b64.as_bytes(), &mut signature)
+        // One stack buffer holds the signature, then (once it has been checked) the payload.
+        let mut buffer = [0u8; STACK_PAYLOAD];
+        let len = b64::decode_to_slice(signature_b64.as_bytes(), &mut buffer)
             .map_err(|_| Error::Malformed("signature is not base64url"))?;
-        let signature = &signature[..len];
         let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        key.verify(signing_input, signature)?;
+        key.verify(signing_input, &buffer[..len])?;
 
         let not_b64 = || Error::Malformed("claims are not base64url");
         if b64::decoded_len(payload_b64.len()).map_err(|_| not_b64())? > limits.max_claims_len {
             return Err(Error::TooLarge("claims"));
         }
-        let mut small = [0u8; STACK_PAYLOAD];
         if payload_b64.len() <= STACK_PAYLOAD / 3 * 4 {
             let len =
-                b64::decode_to_slice(payload_b64.as_bytes(), &mut small).map_err(|_| not_b64())?;
-            return then(header, &small[..len]);
+                b64::decode_to_slice(payload_b64.as_bytes(), &mut buffer).map_err(|_| not_b64())?;
+            return then(header, &buffer[..len]);
         }
         let payload = b64::decode(payload_b64.as_bytes()).map_err(|_| not_b64())?;
         then(header, &payload)
     }
 
-    fn check_claims<'a>(
-        &self,
-        raw: RawClaims<'a>,
-        now: Duration,
-    ) -> Result<RegisteredClaims, Error> {
+    fn check_claims(&self, raw: &RawClaims<'_>, now: Duration) -> Result<RegisteredClaims, Error> {
         let v = &self.validation;
-        let date = |name: &'static str, field: &Field<'a>| match field {
+        let date = |name: &'static str, field: &Field<'_>| match field {
             Field::Absent => Ok(None),
             Field::Number(n) if n.to_f64().is_finite() => Ok(Some(n.to_f64())),
             _ => Err(Error::InvalidClaim(name)),
@@ -559,16 +556,25 @@ struct RawClaims<'a> {
     nbf: Field<'a>,
     iat: Field<'a>,
     jti: Field<'a>,
-    /// The required names beyond the registered ones…
+    /// The required names (the registered ones among them are also found through their fields)…
     required: &'a [&'static str],
+    /// …whether any of them is not a registered name, so that member names need looking up at all…
+    required_custom: bool,
     /// …and those of them that are present.
     found: Vec<&'static str>,
+}
+
+/// Whether `name` is a registered claim the verifier checks.
+#[inline]
+fn is_registered(name: &str) -> bool {
+    matches!(name, "iss" | "sub" | "aud" | "exp" | "nbf" | "iat" | "jti")
 }
 
 impl<'a> RawClaims<'a> {
     fn new(required: &'a [&'static str]) -> Self {
         Self {
             required,
+            required_custom: required.iter().any(|name| !is_registered(name)),
             ..Self::default()
         }
     }
@@ -595,10 +601,13 @@ impl<'a> RawClaims<'a> {
 
 impl<'a> fused::ClaimSink<'a> for RawClaims<'a> {
     fn wants(&self, name: &str) -> bool {
-        matches!(name, "iss" | "sub" | "aud" | "exp" | "nbf" | "iat" | "jti")
+        is_registered(name)
     }
 
     fn saw(&mut self, name: &str) {
+        if !self.required_custom {
+            return;
+        }
         if let Some(name) = self.required.iter().find(|r| **r == name) {
             self.found.push(name);
         }
@@ -611,12 +620,21 @@ impl<'a> fused::ClaimSink<'a> for RawClaims<'a> {
 
 /// Splits a compact JWS into its three segments.
 fn split(token: &str) -> Result<(&str, &str, &str), Error> {
-    let mut parts = token.splitn(4, '.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Error::Malformed("a compact JWS has exactly three segments"));
-    };
+    let three = || Error::Malformed("a compact JWS has exactly three segments");
+    // The first dot ends the short header and the last begins the signature; the payload between them
+    // must hold no other. memchr scans each part once, a vector at a time.
+    let bytes = token.as_bytes();
+    let first = memchr::memchr(b'.', bytes).ok_or_else(three)?;
+    let last = memchr::memrchr(b'.', bytes).ok_or_else(three)?;
+    if last == first {
+        return Err(three());
+    }
+    // Dots are ASCII, so these are character boundaries.
+    let (header, payload, signature) =
+        (&token[..first], &token[first + 1..last], &token[last + 1..]);
+    if memchr::memchr(b'.', payload.as_bytes()).is_some() {
+        return Err(three());
+    }
     if header.is_empty() {
         return Err(Error::Malformed("empty header"));
     }
@@ -648,6 +666,50 @@ impl<'a> HeaderParams<'a> {
             _ => {}
         }
     }
+}
+
+/// Header segments up to this long are remembered by [`parse_header_memo`].
+const MEMO_HEADER: usize = 256;
+
+thread_local! {
+    /// The last header segment this thread parsed, and its header. An issuer writes the same header on
+    /// every token it signs with one key, so consecutive tokens nearly always share it.
+    static LAST_HEADER: std::cell::RefCell<Option<(String, Header)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// [`parse_header`], skipped when the segment is the one this thread parsed last. Parsing is a pure
+/// function of the segment, so the remembered header is exactly what parsing it again would give.
+fn parse_header_memo(encoded: &str, limits: &Limits) -> Result<Header, Error> {
+    let len =
+        b64::decoded_len(encoded.len()).map_err(|_| Error::Malformed("header is not base64url"))?;
+    if len > limits.max_header_len {
+        return Err(Error::TooLarge("header"));
+    }
+    if encoded.len() > MEMO_HEADER {
+        return parse_header(encoded.as_bytes(), limits);
+    }
+    LAST_HEADER.with(|last| {
+        if let Ok(last) = last.try_borrow() {
+            if let Some((segment, header)) = last.as_ref() {
+                if segment == encoded {
+                    return Ok(header.clone());
+                }
+            }
+        }
+        let header = parse_header(encoded.as_bytes(), limits)?;
+        if let Ok(mut last) = last.try_borrow_mut() {
+            match last.as_mut() {
+                Some((segment, remembered)) => {
+                    segment.clear();
+                    segment.push_str(encoded);
+                    remembered.clone_from(&header);
+                }
+                None => *last = Some((encoded.to_owned(), header.clone())),
+            }
+        }
+        Ok(header)
+    })
 }
 
 fn parse_header(encoded: &[u8], limits: &Limits) -> Result<Header, Error> {
@@ -716,4 +778,53 @@ fn parse_header(encoded: &[u8], limits: &Limits) -> Result<Header, Error> {
         _ => return Err(Error::Malformed("`crit` must be a non-empty array")),
     }
     Ok(Header { alg, kid, typ })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_finds_exactly_three_segments() {
+        assert_eq!(split("h.p.s").unwrap(), ("h", "p", "s"));
+        assert_eq!(split("h..").unwrap(), ("h", "", ""));
+        let three = Error::Malformed("a compact JWS has exactly three segments");
+        for bad in ["", "h", "h.p", "h.p.s.x", "h.p.q.s", "...", "h.p..s"] {
+            assert_eq!(split(bad).unwrap_err(), three, "{bad:?}");
+        }
+        assert_eq!(split(".p.s").unwrap_err(), Error::Malformed("empty header"));
+    }
+
+    #[test]
+    fn the_remembered_header_is_exactly_the_parsed_one() {
+        let limits = Limits::default();
+        let segment = |json: &str| b64::encode(json.as_bytes());
+        let first = segment(r#"{"alg":"ES256","kid":"a"}"#);
+        let second = segment(r#"{"alg":"RS256","typ":"at+jwt"}"#);
+        for _ in 0..2 {
+            for encoded in [&first, &second, &first] {
+                assert_eq!(
+                    parse_header_memo(encoded, &limits).unwrap(),
+                    parse_header(encoded.as_bytes(), &limits).unwrap()
+                );
+            }
+        }
+        // A remembered segment still obeys the limits of the verifier asking.
+        parse_header_memo(&first, &limits).unwrap();
+        let tight = limits.with_max_header_len(8);
+        assert_eq!(
+            parse_header_memo(&first, &tight).unwrap_err(),
+            Error::TooLarge("header")
+        );
+        // Errors are not remembered.
+        let bad = segment(r#"{"alg":"none"}"#);
+        assert_eq!(
+            parse_header_memo(&bad, &limits).unwrap_err(),
+            Error::UnsupportedAlgorithm
+        );
+        assert_eq!(
+            parse_header_memo(&first, &limits).unwrap().kid.as_deref(),
+            Some("a")
+        );
+    }
 }
