@@ -27,12 +27,14 @@ use super::scan::{Classify, Field, Number, Str};
 
 /// Where the fused pass leaves what the verifier needs from the claims.
 pub(crate) trait ClaimSink<'de> {
-    /// Whether a top-level member name is one the verifier wants the value of.
-    fn wants(&self, name: &str) -> bool;
+    /// What the sink calls the members it wants.
+    type Slot: Copy;
+    /// Whether a top-level member name is one the verifier wants the value of, and where it goes.
+    fn wants(&self, name: &str) -> Option<Self::Slot>;
     /// Records a top-level member name (for required claims).
     fn saw(&mut self, name: &str);
     /// Receives the classified value of a wanted member.
-    fn take(&mut self, name: &str, field: Field<'de>);
+    fn take(&mut self, slot: Self::Slot, field: Field<'de>);
 }
 
 /// Parses `bytes` into `C`, feeding the sink on the way.
@@ -96,12 +98,12 @@ impl<'de, V: Visitor<'de>, S: ClaimSink<'de>> Visitor<'de> for TopVisitor<'_, V,
     }
 }
 
-struct TopMap<'s, 'de, A, S> {
+struct TopMap<'s, 'de, A, S: ClaimSink<'de>> {
     map: A,
     sink: &'s mut S,
     seen: Names,
-    /// The name of the member whose value comes next, when the sink wants it.
-    pending: Option<Cow<'de, str>>,
+    /// Where the member whose value comes next goes, when the sink wants it.
+    pending: Option<S::Slot>,
 }
 
 impl<'de, A: MapAccess<'de>, S: ClaimSink<'de>> MapAccess<'de> for TopMap<'_, 'de, A, S> {
@@ -117,17 +119,17 @@ impl<'de, A: MapAccess<'de>, S: ClaimSink<'de>> MapAccess<'de> for TopMap<'_, 'd
         self.seen.insert(&name)?;
         self.sink.saw(&name);
         let key = seed.deserialize(StrDe::<A::Error>::new(&name))?;
-        self.pending = self.sink.wants(&name).then_some(name);
+        self.pending = self.sink.wants(&name);
         Ok(Some(key))
     }
 
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
         let depth = MAX_DEPTH - 1;
         match self.pending.take() {
-            Some(name) => {
+            Some(slot) => {
                 let field = self.map.next_value_seed(Classify { depth })?;
                 let value = seed.deserialize(FieldDe::<A::Error>::new(&field))?;
-                self.sink.take(&name, field);
+                self.sink.take(slot, field);
                 Ok(value)
             }
             None => self.map.next_value_seed(StrictSeed { seed, depth }),
@@ -752,11 +754,14 @@ mod tests {
     struct Record(BTreeMap<String, String>);
 
     impl<'de> ClaimSink<'de> for Record {
-        fn wants(&self, name: &str) -> bool {
-            matches!(name, "iss" | "sub" | "aud" | "exp" | "nbf" | "iat" | "jti")
+        type Slot = &'static str;
+        fn wants(&self, name: &str) -> Option<&'static str> {
+            ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"]
+                .into_iter()
+                .find(|registered| *registered == name)
         }
         fn saw(&mut self, _: &str) {}
-        fn take(&mut self, name: &str, field: Field<'de>) {
+        fn take(&mut self, name: &'static str, field: Field<'de>) {
             self.0.insert(name.to_owned(), format!("{field:?}"));
         }
     }
@@ -764,7 +769,7 @@ mod tests {
     fn reference(json: &str) -> Option<BTreeMap<String, String>> {
         let mut seen = BTreeMap::new();
         super::super::scan::object(json.as_bytes(), |name, field| {
-            if Record::default().wants(name) {
+            if Record::default().wants(name).is_some() {
                 seen.insert(name.to_owned(), format!("{field:?}"));
             }
         })

@@ -54,6 +54,12 @@ pub(crate) enum Field<'a> {
     Other,
 }
 
+impl Field<'_> {
+    pub(crate) fn is_absent(&self) -> bool {
+        matches!(self, Self::Absent)
+    }
+}
+
 /// A JSON number as the parser read it, so a caller's type can still be handed the exact integer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Number {

@@ -343,16 +343,51 @@ pub struct Verified<C> {
 /// let rejected = verifier.verify::<serde_json::Value>(token, &KeySet::new().with(key), Duration::from_secs(0));
 /// assert_eq!(rejected.unwrap_err(), edge_auth::Error::UnsupportedAlgorithm);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Verifier {
     validation: Validation,
+    /// `validation.required`, each name resolved once here rather than compared on every token.
+    required: Vec<Required>,
+    /// The required names that are not registered claims (most verifiers have none).
+    required_custom: Vec<&'static str>,
+}
+
+/// A required claim, resolved.
+#[derive(Clone, Copy, Debug)]
+enum Required {
+    Registered(Registered),
+    Custom(&'static str),
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self::new(Validation::default())
+    }
 }
 
 impl Verifier {
     /// A verifier applying `validation`.
     #[must_use]
     pub fn new(validation: Validation) -> Self {
-        Self { validation }
+        let required: Vec<Required> = validation
+            .required
+            .iter()
+            .map(|&name| {
+                Registered::from_name(name).map_or(Required::Custom(name), Required::Registered)
+            })
+            .collect();
+        let required_custom = required
+            .iter()
+            .filter_map(|r| match r {
+                Required::Custom(name) => Some(*name),
+                Required::Registered(_) => None,
+            })
+            .collect();
+        Self {
+            validation,
+            required,
+            required_custom,
+        }
     }
 
     /// The validation settings.
@@ -389,7 +424,7 @@ impl Verifier {
         now: Duration,
     ) -> Result<Verified<C>, Error> {
         // Fast path: one strict pass deserializes `C` and picks out the registered claims.
-        let mut registered = RawClaims::new(&self.validation.required);
+        let mut registered = RawClaims::new(&self.required_custom);
         if let Ok(custom) = fused::claims::<C, _>(payload, &mut registered) {
             let claims = self.check_claims(&registered, now)?;
             return Ok(Verified {
@@ -399,8 +434,8 @@ impl Verifier {
             });
         }
         // The fast path gives up on anything unusual; the reference path decides, and names the error.
-        let mut registered = RawClaims::new(&self.validation.required);
-        scan::object(payload, |name, field| registered.take(name, field))
+        let mut registered = RawClaims::new(&self.required_custom);
+        scan::object(payload, |name, field| registered.take_named(name, field))
             .map_err(|_| Error::Malformed("claims are not a JSON object"))?;
         let claims = self.check_claims(&registered, now)?;
         let custom =
@@ -480,19 +515,15 @@ impl Verifier {
             Field::Number(n) if n.to_f64().is_finite() => Ok(Some(n.to_f64())),
             _ => Err(Error::InvalidClaim(name)),
         };
-        let present = |name: &str| match name {
-            "iss" => !matches!(raw.iss, Field::Absent),
-            "sub" => !matches!(raw.sub, Field::Absent),
-            "aud" => !matches!(raw.aud, Field::Absent),
-            "exp" => !matches!(raw.exp, Field::Absent),
-            "nbf" => !matches!(raw.nbf, Field::Absent),
-            "iat" => !matches!(raw.iat, Field::Absent),
-            "jti" => !matches!(raw.jti, Field::Absent),
-            other => raw.found.contains(&other),
-        };
-        for &name in &v.required {
-            if !present(name) {
-                return Err(Error::MissingClaim(name));
+        for required in &self.required {
+            match *required {
+                Required::Registered(claim) if raw.field(claim).is_absent() => {
+                    return Err(Error::MissingClaim(claim.name()));
+                }
+                Required::Custom(name) if !raw.found.contains(&name) => {
+                    return Err(Error::MissingClaim(name));
+                }
+                Required::Registered(_) | Required::Custom(_) => {}
             }
         }
         fn text<'f>(name: &'static str, field: &'f Field<'_>) -> Result<Option<&'f str>, Error> {
@@ -546,6 +577,46 @@ impl Verifier {
     }
 }
 
+/// The registered claims the verifier checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Registered {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Jti,
+}
+
+impl Registered {
+    #[inline]
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "iss" => Self::Iss,
+            "sub" => Self::Sub,
+            "aud" => Self::Aud,
+            "exp" => Self::Exp,
+            "nbf" => Self::Nbf,
+            "iat" => Self::Iat,
+            "jti" => Self::Jti,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Iss => "iss",
+            Self::Sub => "sub",
+            Self::Aud => "aud",
+            Self::Exp => "exp",
+            Self::Nbf => "nbf",
+            Self::Iat => "iat",
+            Self::Jti => "jti",
+        }
+    }
+}
+
 /// The registered claims as found in the payload, before type checks.
 #[derive(Default)]
 struct RawClaims<'a> {
@@ -556,65 +627,76 @@ struct RawClaims<'a> {
     nbf: Field<'a>,
     iat: Field<'a>,
     jti: Field<'a>,
-    /// The required names (the registered ones among them are also found through their fields)…
-    required: &'a [&'static str],
-    /// …whether any of them is not a registered name, so that member names need looking up at all…
-    required_custom: bool,
+    /// The required names that are not registered claims…
+    required_custom: &'a [&'static str],
     /// …and those of them that are present.
     found: Vec<&'static str>,
 }
 
-/// Whether `name` is a registered claim the verifier checks.
-#[inline]
-fn is_registered(name: &str) -> bool {
-    matches!(name, "iss" | "sub" | "aud" | "exp" | "nbf" | "iat" | "jti")
-}
-
 impl<'a> RawClaims<'a> {
-    fn new(required: &'a [&'static str]) -> Self {
+    fn new(required_custom: &'a [&'static str]) -> Self {
         Self {
-            required,
-            required_custom: required.iter().any(|name| !is_registered(name)),
+            required_custom,
             ..Self::default()
         }
     }
 
-    fn take(&mut self, name: &str, field: Field<'a>) {
-        let slot = match name {
-            "iss" => &mut self.iss,
-            "sub" => &mut self.sub,
-            "aud" => &mut self.aud,
-            "exp" => &mut self.exp,
-            "nbf" => &mut self.nbf,
-            "iat" => &mut self.iat,
-            "jti" => &mut self.jti,
-            other => {
-                if let Some(name) = self.required.iter().find(|r| **r == other) {
-                    self.found.push(name);
-                }
-                return;
-            }
+    fn field(&self, claim: Registered) -> &Field<'a> {
+        match claim {
+            Registered::Iss => &self.iss,
+            Registered::Sub => &self.sub,
+            Registered::Aud => &self.aud,
+            Registered::Exp => &self.exp,
+            Registered::Nbf => &self.nbf,
+            Registered::Iat => &self.iat,
+            Registered::Jti => &self.jti,
+        }
+    }
+
+    fn take(&mut self, claim: Registered, field: Field<'a>) {
+        let slot = match claim {
+            Registered::Iss => &mut self.iss,
+            Registered::Sub => &mut self.sub,
+            Registered::Aud => &mut self.aud,
+            Registered::Exp => &mut self.exp,
+            Registered::Nbf => &mut self.nbf,
+            Registered::Iat => &mut self.iat,
+            Registered::Jti => &mut self.jti,
         };
         *slot = field;
     }
-}
 
-impl<'a> fused::ClaimSink<'a> for RawClaims<'a> {
-    fn wants(&self, name: &str) -> bool {
-        is_registered(name)
-    }
-
-    fn saw(&mut self, name: &str) {
-        if !self.required_custom {
-            return;
-        }
-        if let Some(name) = self.required.iter().find(|r| **r == name) {
+    /// Records a required custom claim's presence.
+    fn saw_name(&mut self, name: &str) {
+        if let Some(name) = self.required_custom.iter().find(|r| **r == name) {
             self.found.push(name);
         }
     }
 
-    fn take(&mut self, name: &str, field: Field<'a>) {
-        RawClaims::take(self, name, field);
+    /// For the reference path, which hands over every top-level member.
+    fn take_named(&mut self, name: &str, field: Field<'a>) {
+        match Registered::from_name(name) {
+            Some(claim) => self.take(claim, field),
+            None => self.saw_name(name),
+        }
+    }
+}
+
+impl<'a> fused::ClaimSink<'a> for RawClaims<'a> {
+    type Slot = Registered;
+
+    fn wants(&self, name: &str) -> Option<Registered> {
+        Registered::from_name(name)
+    }
+
+    fn saw(&mut self, name: &str) {
+        if !self.required_custom.is_empty() {
+            self.saw_name(name);
+        }
+    }
+
+    fn take(&mut self, claim: Registered, field: Field<'a>) {
+        RawClaims::take(self, claim, field);
     }
 }
 
@@ -783,6 +865,56 @@ fn parse_header(encoded: &[u8], limits: &Limits) -> Result<Header, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hs256(claims: &str) -> (String, VerifyingKey) {
+        let secret = b"a secret of thirty-two bytes!!!!";
+        let input = format!(
+            "{}.{}",
+            b64::encode(br#"{"alg":"HS256"}"#),
+            b64::encode(claims.as_bytes())
+        );
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let signature = b64::encode(ring::hmac::sign(&key, input.as_bytes()).as_ref());
+        let token = format!("{input}.{signature}");
+        (token, VerifyingKey::hmac(Algorithm::HS256, secret).unwrap())
+    }
+
+    #[test]
+    fn required_claims_registered_or_custom_are_named_in_order() {
+        let verifier = Verifier::new(Validation::new().require("tenant").require("nbf"));
+        let now = Duration::from_secs(1_000);
+        let check = |claims: &str| {
+            let (token, key) = hs256(claims);
+            verifier
+                .verify::<serde_json::Value>(&token, &key, now)
+                .map(|verified| verified.custom)
+        };
+        assert!(check(r#"{"exp":2000,"nbf":500,"tenant":"t"}"#).is_ok());
+        assert_eq!(
+            check(r#"{"nbf":500,"tenant":"t"}"#).unwrap_err(),
+            Error::MissingClaim("exp")
+        );
+        assert_eq!(
+            check(r#"{"exp":2000,"nbf":500}"#).unwrap_err(),
+            Error::MissingClaim("tenant")
+        );
+        assert_eq!(
+            check(r#"{"exp":2000,"tenant":"t"}"#).unwrap_err(),
+            Error::MissingClaim("nbf")
+        );
+        // `exp` is required by default and comes first; a custom claim inside an object does not count.
+        assert_eq!(
+            check(r#"{"x":{"tenant":"t"}}"#).unwrap_err(),
+            Error::MissingClaim("exp")
+        );
+        assert_eq!(
+            check(r#"{"exp":2000,"nbf":500,"x":{"tenant":"t"}}"#).unwrap_err(),
+            Error::MissingClaim("tenant")
+        );
+        // Escaped names are the names they spell, on the fast path and the reference path alike.
+        assert!(check(r#"{"exp":2000,"\u006ebf":500,"tenant":"t"}"#).is_ok());
+        assert!(check(r#"{"exp":2000,"nbf":500,"ten\u0061nt":"t"}"#).is_ok());
+    }
 
     #[test]
     fn split_finds_exactly_three_segments() {
