@@ -2,6 +2,7 @@
 //! inputs.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -205,12 +206,12 @@ pub struct Header {
 
 /// The registered claims of a verified token (RFC 7519 §4.1), type-checked.
 ///
-/// The string claims share one buffer (one allocation per token, not one per claim: this is on every
-/// request's path), hence accessors rather than fields.
+/// The string claims share one buffer, inline when they fit (no allocation for a typical token: this is on
+/// every request's path), hence accessors rather than fields.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RegisteredClaims {
     /// `iss`, `sub`, `jti` and the audiences, end to end.
-    text: String,
+    text: ClaimText,
     iss: Option<Span>,
     sub: Option<Span>,
     jti: Option<Span>,
@@ -224,6 +225,86 @@ pub struct RegisteredClaims {
 
 /// Where one string claim sits in [`RegisteredClaims::text`].
 type Span = std::ops::Range<usize>;
+
+/// How many bytes of string claims [`ClaimText`] holds without allocating.
+const INLINE_TEXT: usize = 126;
+
+/// The string claims end to end: inline when they fit (a typical `iss`, `sub` and `aud` do), on the heap
+/// otherwise.
+#[derive(Clone, PartialEq)]
+enum ClaimText {
+    Inline { len: u8, bytes: [u8; INLINE_TEXT] },
+    Heap(String),
+}
+
+impl Default for ClaimText {
+    fn default() -> Self {
+        Self::Inline {
+            len: 0,
+            bytes: [0; INLINE_TEXT],
+        }
+    }
+}
+
+impl ClaimText {
+    /// Room for `len` bytes.
+    fn with_capacity(len: usize) -> Self {
+        if len <= INLINE_TEXT {
+            Self::default()
+        } else {
+            Self::Heap(String::with_capacity(len))
+        }
+    }
+
+    /// Appends `text` and says where it went.
+    fn push(&mut self, text: &str) -> Span {
+        match self {
+            Self::Inline { len, bytes } => {
+                let start = usize::from(*len);
+                let end = start + text.len();
+                match (bytes.get_mut(start..end), u8::try_from(end)) {
+                    (Some(room), Ok(new_len)) => {
+                        room.copy_from_slice(text.as_bytes());
+                        *len = new_len;
+                    }
+                    // More than was announced: move to the heap (not reached through `with_capacity`).
+                    _ => {
+                        let mut heap = String::from(self.as_str());
+                        heap.push_str(text);
+                        *self = Self::Heap(heap);
+                    }
+                }
+                start..end
+            }
+            Self::Heap(heap) => {
+                let start = heap.len();
+                heap.push_str(text);
+                start..heap.len()
+            }
+        }
+    }
+
+    fn get(&self, span: Span) -> Option<&str> {
+        match self {
+            // Only whole `&str`s are pushed, so every span is valid UTF-8; checking it keeps this safe code.
+            Self::Inline { bytes, .. } => std::str::from_utf8(bytes.get(span)?).ok(),
+            Self::Heap(heap) => heap.get(span),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Inline { len, .. } => self.get(0..usize::from(*len)).unwrap_or_default(),
+            Self::Heap(heap) => heap,
+        }
+    }
+}
+
+impl fmt::Debug for ClaimText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
 
 /// Payloads up to this many bytes are decoded into a stack buffer instead of the heap. The buffer holds the
 /// signature first, so it must be at least 1024 bytes (RSA-8192).
@@ -244,12 +325,8 @@ impl RegisteredClaims {
             .map(|s| s.len())
             .sum::<usize>()
             + aud.iter().map(|a| a.len()).sum::<usize>();
-        let mut text = String::with_capacity(len);
-        let mut push = |s: &str| {
-            let start = text.len();
-            text.push_str(s);
-            start..text.len()
-        };
+        let mut text = ClaimText::with_capacity(len);
+        let mut push = |s: &str| text.push(s);
         let iss = iss.map(&mut push);
         let sub = sub.map(&mut push);
         let jti = jti.map(&mut push);
@@ -590,16 +667,19 @@ enum Registered {
 }
 
 impl Registered {
+    /// Called for every top-level member name: all seven are three bytes, so one length check turns
+    /// away nearly every other name, and the rest are fixed-size compares.
     #[inline]
     fn from_name(name: &str) -> Option<Self> {
+        let name: &[u8; 3] = name.as_bytes().try_into().ok()?;
         Some(match name {
-            "iss" => Self::Iss,
-            "sub" => Self::Sub,
-            "aud" => Self::Aud,
-            "exp" => Self::Exp,
-            "nbf" => Self::Nbf,
-            "iat" => Self::Iat,
-            "jti" => Self::Jti,
+            b"iss" => Self::Iss,
+            b"sub" => Self::Sub,
+            b"aud" => Self::Aud,
+            b"exp" => Self::Exp,
+            b"nbf" => Self::Nbf,
+            b"iat" => Self::Iat,
+            b"jti" => Self::Jti,
             _ => return None,
         })
     }
@@ -914,6 +994,32 @@ mod tests {
         // Escaped names are the names they spell, on the fast path and the reference path alike.
         assert!(check(r#"{"exp":2000,"\u006ebf":500,"tenant":"t"}"#).is_ok());
         assert!(check(r#"{"exp":2000,"nbf":500,"ten\u0061nt":"t"}"#).is_ok());
+    }
+
+    #[test]
+    fn string_claims_read_back_inline_or_on_the_heap() {
+        let long = "x".repeat(200);
+        let cases: [(&str, &str, &[&str]); 3] = [
+            ("https://issuer.example/", "user-1", &["api", "é-ünïcode"]),
+            (&long, "user-2", &["api"]),
+            ("", "", &[]),
+        ];
+        for (iss, sub, aud) in cases {
+            let aud: Vec<Cow<'_, str>> = aud.iter().map(|a| Cow::Borrowed(*a)).collect();
+            let claims = RegisteredClaims::new(Some(iss), Some(sub), &aud, None, [None; 3]);
+            assert_eq!(claims.iss(), Some(iss));
+            assert_eq!(claims.sub(), Some(sub));
+            assert_eq!(claims.jti(), None);
+            assert!(claims.aud().eq(aud.iter().map(|a| a.as_ref())));
+            assert_eq!(claims.clone(), claims);
+        }
+        // Pushing past what was announced moves the text to the heap, keeping what was there.
+        let mut text = ClaimText::with_capacity(4);
+        let first = text.push("abcd");
+        let second = text.push(&long);
+        assert!(matches!(text, ClaimText::Heap(_)));
+        assert_eq!(text.get(first), Some("abcd"));
+        assert_eq!(text.get(second), Some(long.as_str()));
     }
 
     #[test]
