@@ -231,7 +231,7 @@ const INLINE_TEXT: usize = 126;
 
 /// The string claims end to end: inline when they fit (a typical `iss`, `sub` and `aud` do), on the heap
 /// otherwise.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 enum ClaimText {
     Inline { len: u8, bytes: [u8; INLINE_TEXT] },
     Heap(String),
@@ -297,6 +297,13 @@ impl ClaimText {
             Self::Inline { len, .. } => self.get(0..usize::from(*len)).unwrap_or_default(),
             Self::Heap(heap) => heap,
         }
+    }
+}
+
+/// Equal when the text is, wherever it is kept.
+impl PartialEq for ClaimText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
     }
 }
 
@@ -1020,6 +1027,11 @@ mod tests {
         assert!(matches!(text, ClaimText::Heap(_)));
         assert_eq!(text.get(first), Some("abcd"));
         assert_eq!(text.get(second), Some(long.as_str()));
+        let (mut inline, mut heap) = (ClaimText::with_capacity(4), ClaimText::with_capacity(500));
+        inline.push("abcd");
+        heap.push("abcd");
+        assert!(matches!(inline, ClaimText::Inline { .. }));
+        assert_eq!(inline, heap, "the same text, wherever it is kept");
     }
 
     #[test]
