@@ -144,9 +144,9 @@ impl<'de, A: MapAccess<'de>, S: ClaimSink<'de>> MapAccess<'de> for TopMap<'_, 'd
 /// How many member names [`Names`] keeps inline before it spills to the heap.
 const INLINE_NAMES: usize = 16;
 
-/// The member names seen in one object, as 64-bit hashes: no names are kept and none are compared, which
-/// is most of what duplicate detection costs. Two different names with the same hash count as duplicates;
-/// that only sends the token to the reference path, which compares names exactly.
+/// The member names seen in one object, as 64-bit keys ([`name_key`]): no names are kept and none are
+/// compared, which is most of what duplicate detection costs. Two different names with the same key count as
+/// duplicates; that only sends the token to the reference path, which compares names exactly.
 #[derive(Default)]
 struct Names {
     inline: [u64; INLINE_NAMES],
@@ -156,17 +156,17 @@ struct Names {
 
 impl Names {
     fn insert<E: de::Error>(&mut self, name: &str) -> Result<(), E> {
-        let hash = name_hash(name.as_bytes());
+        let key = name_key(name.as_bytes());
         let (inline, spilled) = (&self.inline[..self.len], &self.spilled);
-        if inline.contains(&hash) || spilled.contains(&hash) {
+        if inline.contains(&key) || spilled.contains(&key) {
             return Err(E::custom("duplicate member name"));
         }
         match self.inline.get_mut(self.len) {
             Some(slot) => {
-                *slot = hash;
+                *slot = key;
                 self.len += 1;
             }
-            None => self.spilled.push(hash),
+            None => self.spilled.push(key),
         }
         Ok(())
     }
@@ -175,7 +175,7 @@ impl Names {
 /// A 64-bit key for a member name. Names of up to eight bytes (nearly all of them) are their own key: a few
 /// loads and shifts, no arithmetic. Longer ones are hashed eight bytes at a time. The keys are not
 /// collision-resistant, and need not be: a collision costs a second parse, never a wrong answer.
-fn name_hash(bytes: &[u8]) -> u64 {
+fn name_key(bytes: &[u8]) -> u64 {
     let len = bytes.len();
     let length = (len as u64) << 58;
     match len {

@@ -560,7 +560,7 @@ impl Verifier {
             return Err(Error::TooLarge("token"));
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
-        let header = parse_header_memo(header_b64, limits)?;
+        let header = parse_header(header_b64, limits)?;
         let key = keys.find(header.kid.as_deref()).ok_or(Error::UnknownKey)?;
         if key.algorithm() != header.alg {
             return Err(Error::AlgorithmMismatch);
@@ -837,7 +837,7 @@ impl<'a> HeaderParams<'a> {
     }
 }
 
-/// Header segments up to this long are remembered by [`parse_header_memo`].
+/// Header segments up to this long are remembered by [`parse_header`].
 const MEMO_HEADER: usize = 256;
 
 thread_local! {
@@ -847,16 +847,17 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// [`parse_header`], skipped when the segment is the one this thread parsed last. Parsing is a pure
-/// function of the segment, so the remembered header is exactly what parsing it again would give.
-fn parse_header_memo(encoded: &str, limits: &Limits) -> Result<Header, Error> {
+/// The header of a token, within the size limit. Decoding ([`decode_header`]) is skipped when the segment is
+/// the one this thread decoded last: it is a pure function of the segment, so the remembered header is
+/// exactly what decoding it again would give. The limit is checked first, on every call.
+fn parse_header(encoded: &str, limits: &Limits) -> Result<Header, Error> {
     let len =
         b64::decoded_len(encoded.len()).map_err(|_| Error::Malformed("header is not base64url"))?;
     if len > limits.max_header_len {
         return Err(Error::TooLarge("header"));
     }
     if encoded.len() > MEMO_HEADER {
-        return parse_header(encoded.as_bytes(), limits);
+        return decode_header(encoded.as_bytes(), len);
     }
     LAST_HEADER.with(|last| {
         if let Ok(last) = last.try_borrow() {
@@ -866,7 +867,7 @@ fn parse_header_memo(encoded: &str, limits: &Limits) -> Result<Header, Error> {
                 }
             }
         }
-        let header = parse_header(encoded.as_bytes(), limits)?;
+        let header = decode_header(encoded.as_bytes(), len)?;
         if let Ok(mut last) = last.try_borrow_mut() {
             match last.as_mut() {
                 Some((segment, remembered)) => {
@@ -881,12 +882,8 @@ fn parse_header_memo(encoded: &str, limits: &Limits) -> Result<Header, Error> {
     })
 }
 
-fn parse_header(encoded: &[u8], limits: &Limits) -> Result<Header, Error> {
-    let len =
-        b64::decoded_len(encoded.len()).map_err(|_| Error::Malformed("header is not base64url"))?;
-    if len > limits.max_header_len {
-        return Err(Error::TooLarge("header"));
-    }
+/// Decodes and parses a header segment whose decoded length `len` is already known to be within the limit.
+fn decode_header(encoded: &[u8], len: usize) -> Result<Header, Error> {
     // Typical headers fit on the stack; only unusually large ones (within the limit) allocate.
     let mut stack = [0u8; 512];
     let mut heap = Vec::new();
@@ -1051,29 +1048,32 @@ mod tests {
         let segment = |json: &str| b64::encode(json.as_bytes());
         let first = segment(r#"{"alg":"ES256","kid":"a"}"#);
         let second = segment(r#"{"alg":"RS256","typ":"at+jwt"}"#);
+        let decoded = |encoded: &str| {
+            decode_header(encoded.as_bytes(), b64::decoded_len(encoded.len()).unwrap())
+        };
         for _ in 0..2 {
             for encoded in [&first, &second, &first] {
                 assert_eq!(
-                    parse_header_memo(encoded, &limits).unwrap(),
-                    parse_header(encoded.as_bytes(), &limits).unwrap()
+                    parse_header(encoded, &limits).unwrap(),
+                    decoded(encoded).unwrap()
                 );
             }
         }
         // A remembered segment still obeys the limits of the verifier asking.
-        parse_header_memo(&first, &limits).unwrap();
+        parse_header(&first, &limits).unwrap();
         let tight = limits.with_max_header_len(8);
         assert_eq!(
-            parse_header_memo(&first, &tight).unwrap_err(),
+            parse_header(&first, &tight).unwrap_err(),
             Error::TooLarge("header")
         );
         // Errors are not remembered.
         let bad = segment(r#"{"alg":"none"}"#);
         assert_eq!(
-            parse_header_memo(&bad, &limits).unwrap_err(),
+            parse_header(&bad, &limits).unwrap_err(),
             Error::UnsupportedAlgorithm
         );
         assert_eq!(
-            parse_header_memo(&first, &limits).unwrap().kid.as_deref(),
+            parse_header(&first, &limits).unwrap().kid.as_deref(),
             Some("a")
         );
     }
