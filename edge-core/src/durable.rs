@@ -258,8 +258,13 @@ pub trait DurableObject: MaybeSend + MaybeSync + 'static {
         request: Request<Body>,
     ) -> impl Future<Output = Result<Response<Body>, Error>> + MaybeSend;
 
-    /// Runs when the object's alarm fires. An error makes the host retry with backoff.
-    fn alarm(&self) -> impl Future<Output = Result<(), Error>> + MaybeSend {
+    /// Runs when the object's alarm fires. An error makes the host retry with backoff; `info` says how
+    /// many earlier attempts of this alarm did not succeed (Cloudflare's `alarmInfo.retryCount`).
+    ///
+    /// Alarms fire at least once: an attempt that was interrupted (the process died, the handler
+    /// panicked or overran its time limit) is retried, so a handler must tolerate running again.
+    fn alarm(&self, info: AlarmInfo) -> impl Future<Output = Result<(), Error>> + MaybeSend {
+        let _ = info;
         async { Ok(()) }
     }
 
@@ -293,6 +298,29 @@ pub trait DurableObject: MaybeSend + MaybeSync + 'static {
     ) -> impl Future<Output = Result<(), Error>> + MaybeSend {
         let _ = (socket, code);
         async { Ok(()) }
+    }
+}
+
+/// What an alarm handler is told about the invocation: Cloudflare's `AlarmInvocationInfo`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlarmInfo {
+    /// How many earlier attempts of this alarm did not succeed (failed, panicked, overran, or were cut
+    /// short by a crash); 0 on the first attempt.
+    pub retry_count: u32,
+}
+
+impl AlarmInfo {
+    /// The info of an attempt after `retry_count` unsuccessful ones.
+    #[must_use]
+    pub const fn new(retry_count: u32) -> Self {
+        Self { retry_count }
+    }
+
+    /// Whether this attempt is a retry.
+    #[must_use]
+    pub const fn is_retry(&self) -> bool {
+        self.retry_count > 0
     }
 }
 

@@ -8,7 +8,8 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`runtime`] | [`Namespace`]: ids, one instance per id, turns (input gate, panics, time limit), eviction, alarms, placement |
+//! | [`runtime`] | [`Namespace`]: ids, one instance per id, turns (input gate, panics, time limit, callers that go away), eviction, alarms, placement |
+//! | `orphans` | turns whose caller went away, carried to their end by the host's `WaitUntil` or the object's next caller |
 //! | [`storage`] | [`ObjectStorage`]: per-turn write buffer, group commit and the output gate, over any `Storage` |
 //! | [`sockets`] | [`Sockets`] (an object's `SocketHub`) and [`Session`] (the host's end of a WebSocket) |
 //! | [`room`] | [`Room`]: the collaborative room of the seeds — presence, broadcast, history |
@@ -25,6 +26,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod linearizability;
 pub mod memory;
+mod orphans;
 pub mod room;
 pub mod runtime;
 pub mod sockets;
@@ -38,8 +40,8 @@ pub mod workers;
 pub use memory::{MemoryStorage, MemoryStorageProvider};
 pub use room::Room;
 pub use runtime::{
-    AlarmRetry, AlarmRun, LocalPlacement, Namespace, ObjectState, Placement, PlacementPolicy,
-    Sleep, StorageProvider,
+    AlarmRecord, AlarmRetry, AlarmRun, LocalPlacement, Namespace, ObjectState, Placement,
+    PlacementPolicy, Sleep, StorageProvider,
 };
 pub use sockets::{Outgoing, Session, Sockets};
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]

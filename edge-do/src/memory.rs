@@ -10,10 +10,14 @@ use bytes::Bytes;
 use edge_core::Error;
 use edge_core::durable::{ListRange, ObjectId, Storage, WriteBatch, check_write};
 
+use crate::runtime::AlarmRecord;
+
 #[derive(Default)]
 struct Data {
     entries: BTreeMap<String, Bytes>,
     alarm: Option<SystemTime>,
+    /// Attempts begun of the alarm set (the runtime's, see [`AlarmRecord`]); reset when it is set anew.
+    alarm_attempts: u32,
 }
 
 /// One object's storage in memory. Clones share the data.
@@ -116,12 +120,16 @@ impl Storage for MemoryStorage {
     }
 
     async fn set_alarm(&self, at: SystemTime) -> Result<(), Error> {
-        self.lock().alarm = Some(at);
+        let mut data = self.lock();
+        data.alarm = Some(at);
+        data.alarm_attempts = 0;
         Ok(())
     }
 
     async fn delete_alarm(&self) -> Result<(), Error> {
-        self.lock().alarm = None;
+        let mut data = self.lock();
+        data.alarm = None;
+        data.alarm_attempts = 0;
         Ok(())
     }
 }
@@ -172,6 +180,22 @@ impl crate::StorageProvider for MemoryStorageProvider {
     fn next_alarm(&self) -> Result<Option<SystemTime>, Error> {
         let stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(stores.values().filter_map(|store| store.lock().alarm).min())
+    }
+
+    async fn alarm_record(&self, id: &ObjectId) -> Result<Option<AlarmRecord>, Error> {
+        let storage = Self::storage(self, id);
+        let data = storage.lock();
+        Ok(data
+            .alarm
+            .map(|at| AlarmRecord::new(at, data.alarm_attempts)))
+    }
+
+    async fn set_alarm_record(&self, id: &ObjectId, record: AlarmRecord) -> Result<(), Error> {
+        let storage = Self::storage(self, id);
+        let mut data = storage.lock();
+        data.alarm = Some(record.at);
+        data.alarm_attempts = record.attempts;
+        Ok(())
     }
 }
 

@@ -12,11 +12,23 @@
 //! | a handler error | its writes are still committed; the object lives on | same |
 //! | a panic, or the time limit passing | the turn's writes are discarded, earlier ones committed, the instance replaced (its WebSockets closed with 1011) | an exception that escapes resets the object |
 //! | a failed commit | every response waiting on it fails, the instance is replaced | same ("broken" object) |
-//! | alarms | at least once, retried with exponential backoff from 2 s, six retries, then dropped; the retry count lives in memory | same policy |
+//! | a caller that goes away | the turn runs to its end anyway (see *Cancellation* below) | the object's event runs on |
+//! | alarms | at least once: an alarm is deleted only after its handler's turn has committed; failures (errors, panics, overruns, a crash of the process) are retried with exponential backoff from 2 s, six retries, then dropped; the attempt count is durable and reaches the handler as [`AlarmInfo::retry_count`] | same policy |
 //! | idle eviction | [`Namespace::evict_idle`], called by the host | automatic |
 //! | placement | a [`PlacementPolicy`] sees the [`LocationHint`] at creation; the default places everything here and records the hint | the hint chooses a region |
 //!
 //! Objects of different ids run concurrently.
+//!
+//! # Cancellation
+//!
+//! A request future can be dropped at any await point (a client disconnects). Dropping it before its
+//! turn has passed the input gate leaves no trace: the turn never ran. Once past the gate, **a turn
+//! runs to its end**: the caller's future only drives it, and when it is dropped the rest of the turn
+//! is handed to the namespace's [`WaitUntil`] if the host gave one ([`Namespace::with_wait_until`]),
+//! else to the next caller of the same object, which finishes it before its own turn starts. Its
+//! writes commit whole, with the turns around it, and no other turn ever sees them half-made.
+//! Commits are not owned by any caller either (see [`storage`](crate::storage)): one client's
+//! disconnect never fails another's turn.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -28,14 +40,20 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use edge_core::durable::{
-    DurableObject, LocationHint, ObjectId, ObjectNamespace, SocketMessage, Storage,
+    AlarmInfo, DurableObject, LocationHint, ObjectId, ObjectNamespace, SocketMessage, Storage,
 };
 use edge_core::trace::{RequestSpan, SpanKind, Status, attr};
-use edge_core::{Body, BoxFuture, Clock, Error, ErrorKind, MaybeSend, MaybeSync, SystemClock};
+use edge_core::wait_until::DynWaitUntil;
+use edge_core::{
+    Body, BoxFuture, Clock, Error, ErrorKind, MaybeSend, MaybeSync, SystemClock, WaitUntil,
+};
+use futures_channel::oneshot;
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
 use http::{Request, Response};
 
+use crate::orphans::Orphans;
 use crate::sockets::{DEFAULT_QUEUE, Session, Sockets};
 use crate::storage::ObjectStorage;
 
@@ -61,6 +79,51 @@ pub trait StorageProvider: MaybeSend + MaybeSync + 'static {
     ///
     /// The alarm index could not be read.
     fn next_alarm(&self) -> Result<Option<SystemTime>, Error>;
+
+    /// The alarm of `id` with the number of its attempts begun so far (0 after
+    /// [`Storage::set_alarm`]).
+    ///
+    /// # Errors
+    ///
+    /// The alarm could not be read.
+    fn alarm_record(
+        &self,
+        id: &ObjectId,
+    ) -> impl Future<Output = Result<Option<AlarmRecord>, Error>> + MaybeSend;
+
+    /// Sets the alarm of `id` to `record`, time and attempt count in one durable write.
+    ///
+    /// # Errors
+    ///
+    /// The write failed; the alarm is as it was.
+    fn set_alarm_record(
+        &self,
+        id: &ObjectId,
+        record: AlarmRecord,
+    ) -> impl Future<Output = Result<(), Error>> + MaybeSend;
+}
+
+/// An object's alarm as the runtime keeps it: when it is due, and how many attempts of it have begun.
+///
+/// The count is written durably *before* each attempt runs and the alarm deleted only after a
+/// successful attempt's turn has committed, so an attempt cut short by a crash is retried and counted,
+/// and an alarm whose handler kills the process every time is dropped after the last retry instead of
+/// crashing the host forever. [`Storage::set_alarm`] and [`Storage::delete_alarm`] reset the count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlarmRecord {
+    /// When the alarm is due.
+    pub at: SystemTime,
+    /// Attempts begun: finished unsuccessfully, or interrupted.
+    pub attempts: u32,
+}
+
+impl AlarmRecord {
+    /// An alarm due `at` after `attempts` attempts.
+    #[must_use]
+    pub const fn new(at: SystemTime, attempts: u32) -> Self {
+        Self { at, attempts }
+    }
 }
 
 /// What an object is created with.
@@ -169,12 +232,38 @@ pub(crate) struct Live<O, S> {
     gate: Arc<AsyncMutex<()>>,
     /// Set when the instance was replaced; a turn that finds it set goes to the new one.
     retired: AtomicBool,
+    /// Turns whose caller went away before they ended.
+    orphans: Orphans,
     /// When the last turn began ([`Clock::now_nanos`]), for idle eviction.
     last_used: AtomicU64,
 }
 
 /// A held input gate.
 type Gate = OwnedMutexGuard<()>;
+
+impl<O, S> Live<O, S> {
+    /// Passes the input gate, carrying on first any turn whose caller abandoned it (such a turn may
+    /// hold the gate, and nobody else would drive it). Cancel safe.
+    pub(crate) async fn pass_gate(&self) -> Gate {
+        loop {
+            self.orphans.carry().await;
+            let gate = Arc::clone(&self.gate).lock_owned();
+            let parked = self.orphans.parked();
+            futures_util::pin_mut!(parked);
+            if let Either::Left((gate, _)) = futures_util::future::select(gate, parked).await {
+                return gate;
+            }
+        }
+    }
+}
+
+/// What one due alarm came to.
+enum AlarmOutcome {
+    NotDue,
+    Fired,
+    Retried,
+    Abandoned,
+}
 type Factory<O, S> = dyn Fn(ObjectState<S>) -> O + Send + Sync;
 type Instances<O, S> = HashMap<ObjectId, Arc<Live<O, S>>>;
 
@@ -186,7 +275,8 @@ struct Inner<O, P: StorageProvider> {
     placement: Box<dyn PlacementPolicy>,
     time_limit: Option<(Duration, Sleep)>,
     alarm_retry: AlarmRetry,
-    alarm_attempts: Mutex<HashMap<ObjectId, u32>>,
+    /// Where abandoned turns run, if the host gave a place ([`Namespace::with_wait_until`]).
+    wait_until: Option<Arc<dyn DynWaitUntil>>,
     socket_queue: usize,
     /// Keys for unique ids: SipHash under keys the OS drew for this process.
     id_keys: std::collections::hash_map::RandomState,
@@ -297,7 +387,7 @@ where
                 placement: Box::new(LocalPlacement),
                 time_limit: None,
                 alarm_retry: AlarmRetry::default(),
-                alarm_attempts: Mutex::new(HashMap::new()),
+                wait_until: None,
                 socket_queue: DEFAULT_QUEUE,
                 id_keys: std::collections::hash_map::RandomState::new(),
                 ids_made: AtomicU64::new(0),
@@ -330,6 +420,14 @@ where
     #[must_use]
     pub fn with_time_limit(self, limit: Duration, sleep: Sleep) -> Self {
         self.configure(|inner| inner.time_limit = Some((limit, sleep)))
+    }
+
+    /// Runs turns whose caller went away (a client disconnected mid-request) on `wait_until`, at once
+    /// and to their end (the tokio host passes its `TokioWaitUntil`). Without it, such a turn is finished
+    /// by the next caller of its object. See [Cancellation](self#cancellation). Call before cloning.
+    #[must_use]
+    pub fn with_wait_until(self, wait_until: impl WaitUntil + 'static) -> Self {
+        self.configure(|inner| inner.wait_until = Some(Arc::new(wait_until)))
     }
 
     /// Retries failed alarms by `retry`. Call before cloning.
@@ -382,7 +480,7 @@ where
         let Some(live) = self.lock().get(id).cloned() else {
             return;
         };
-        let _gate = live.gate.lock().await;
+        let _gate = live.pass_gate().await;
         self.retire(id, &live, 1001).await;
     }
 
@@ -478,57 +576,83 @@ where
     /// Fires the alarms that are due by the namespace's clock: each runs `alarm()` as a turn of its
     /// object; a failure sets the alarm again after the retry delay, until the retries run out.
     ///
+    /// Each alarm goes through three steps, each under the object's input gate: its attempt count is
+    /// raised durably; the handler runs as a turn and its writes commit; then, if nothing set the alarm
+    /// anew meanwhile, it is deleted (success) or moved to its retry time (failure). A crash anywhere
+    /// before the last step leaves the alarm set, to fire again with the attempt counted.
+    ///
     /// # Errors
     ///
-    /// The alarm index could not be read (the handlers' own errors are counted, not returned).
+    /// The alarm index or an alarm record could not be read or written (the handlers' own errors are
+    /// counted, not returned).
     pub async fn run_due_alarms(&self) -> Result<AlarmRun, Error> {
         let now = self.inner.clock.wall_time();
         let mut run = AlarmRun::default();
         for id in self.inner.provider.due_alarms(now)? {
-            let (live, gate) = self.enter(&id, None).await;
-            let outcome = self
-                .turn(&id, live, gate, |live| async move {
-                    match live.storage.get_alarm().await? {
-                        Some(at) if at <= now => {}
-                        _ => return Ok(None), // moved or cancelled since the index was read
-                    }
-                    // Cleared before it runs, so an alarm the handler sets survives its success.
-                    live.storage.delete_alarm().await?;
-                    Ok(Some(live.object.alarm().await))
-                })
-                .await;
-            let failed = match outcome {
-                Ok(None) => continue,
-                Ok(Some(Ok(()))) => false,
-                Ok(Some(Err(_))) | Err(_) => true,
-            };
-            let attempts = {
-                let mut attempts = self.attempts();
-                if failed {
-                    let n = attempts.entry(id.clone()).or_insert(0);
-                    *n += 1;
-                    *n
-                } else {
-                    attempts.remove(&id);
-                    0
-                }
-            };
-            if !failed {
-                run.fired += 1;
-            } else if attempts > self.inner.alarm_retry.max_retries {
-                self.attempts().remove(&id);
-                run.abandoned += 1;
-            } else {
-                let retry_at = now + self.inner.alarm_retry.delay(attempts);
-                let storage = self.inner.provider.storage(&id);
-                // Only if the handler did not set a later alarm of its own.
-                if storage.get_alarm().await?.is_none_or(|at| at > retry_at) {
-                    storage.set_alarm(retry_at).await?;
-                }
-                run.retried += 1;
+            match self.run_alarm(&id, now).await? {
+                AlarmOutcome::NotDue => {}
+                AlarmOutcome::Fired => run.fired += 1,
+                AlarmOutcome::Retried => run.retried += 1,
+                AlarmOutcome::Abandoned => run.abandoned += 1,
             }
         }
         Ok(run)
+    }
+
+    /// One due alarm of `id`: begin, run, settle (see [`Namespace::run_due_alarms`]).
+    async fn run_alarm(&self, id: &ObjectId, now: SystemTime) -> Result<AlarmOutcome, Error> {
+        let provider = &self.inner.provider;
+        let retry = self.inner.alarm_retry;
+
+        // Begin: count the attempt before it runs, so a crash during it counts too.
+        let begun = {
+            let (_live, _gate) = self.enter(id, None).await;
+            match provider.alarm_record(id).await? {
+                Some(record) if record.at <= now => {
+                    if record.attempts > retry.max_retries {
+                        // Every attempt so far was cut short (the process died in it): give up.
+                        provider.storage(id).delete_alarm().await?;
+                        return Ok(AlarmOutcome::Abandoned);
+                    }
+                    let begun = AlarmRecord::new(record.at, record.attempts + 1);
+                    provider.set_alarm_record(id, begun).await?;
+                    begun
+                }
+                _ => return Ok(AlarmOutcome::NotDue), // moved or cancelled since the index was read
+            }
+        };
+
+        // Run: the handler is a turn; its writes are durable when this returns.
+        let info = AlarmInfo::new(begun.attempts - 1);
+        let (live, gate) = self.enter(id, None).await;
+        let succeeded = self
+            .turn(id, live, gate, move |live| async move {
+                live.object.alarm(info).await
+            })
+            .await
+            .is_ok();
+
+        // Settle: unless the alarm was set anew (or deleted) meanwhile, delete it or schedule its retry.
+        let (_live, _gate) = self.enter(id, None).await;
+        let current = provider.alarm_record(id).await?;
+        if succeeded {
+            if current == Some(begun) {
+                provider.storage(id).delete_alarm().await?;
+            }
+            return Ok(AlarmOutcome::Fired);
+        }
+        if current.is_some_and(|record| record != begun) {
+            return Ok(AlarmOutcome::Retried); // the handler set its alarm anew: that one stands
+        }
+        if begun.attempts > retry.max_retries {
+            provider.storage(id).delete_alarm().await?;
+            return Ok(AlarmOutcome::Abandoned);
+        }
+        let retry_at = now + retry.delay(begun.attempts);
+        provider
+            .set_alarm_record(id, AlarmRecord::new(retry_at, begun.attempts))
+            .await?;
+        Ok(AlarmOutcome::Retried)
     }
 
     /// Runs [`Namespace::run_due_alarms`] forever, sleeping until the next alarm (at most `poll`
@@ -543,13 +667,6 @@ where
             };
             sleep(wait.max(Duration::from_millis(1))).await;
         }
-    }
-
-    fn attempts(&self) -> MutexGuard<'_, HashMap<ObjectId, u32>> {
-        self.inner
-            .alarm_attempts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn instance(&self, id: &ObjectId, hint: Option<LocationHint>) -> Arc<Live<O, P::Storage>> {
@@ -571,6 +688,7 @@ where
                 placement,
                 gate: Arc::new(AsyncMutex::new(())),
                 retired: AtomicBool::new(false),
+                orphans: Orphans::new(self.inner.wait_until.clone()),
                 last_used: AtomicU64::new(0),
             })
         });
@@ -585,7 +703,7 @@ where
     ) -> (Arc<Live<O, P::Storage>>, Gate) {
         loop {
             let live = self.instance(id, hint);
-            let guard = Arc::clone(&live.gate).lock_owned().await;
+            let guard = live.pass_gate().await;
             if live.retired.load(Ordering::Acquire) || live.storage.is_broken() {
                 self.remove_if_same(id, &live);
                 continue;
@@ -596,10 +714,43 @@ where
         }
     }
 
-    /// Runs one turn inside `live` (whose gate the caller holds): the handler made by `handler`, caught
-    /// if it panics, bounded by the time limit; then its writes go to the commit and the gate opens, and
-    /// the result is released once the commit is durable.
+    /// Runs one turn inside `live` (whose gate the caller holds) and answers its result. The turn is a
+    /// task of its own that this future only drives: dropped, it hands the turn on to run to its end
+    /// (see [Cancellation](self#cancellation)).
     async fn turn<T, F, Fut>(
+        &self,
+        id: &ObjectId,
+        live: Arc<Live<O, P::Storage>>,
+        gate: Gate,
+        handler: F,
+    ) -> Result<T, Error>
+    where
+        F: FnOnce(Arc<Live<O, P::Storage>>) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<T, Error>> + MaybeSend + 'static,
+        T: MaybeSend + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let namespace = self.clone();
+        let id = id.clone();
+        let home = Arc::clone(&live);
+        let task: BoxFuture<'static, ()> = Box::pin(async move {
+            let result = namespace.run_turn(&id, live, gate, handler).await;
+            let _ = answer.send(result);
+        });
+        home.orphans.run_to_end(task).await;
+        // The task answers before it ends, and it ended: the channel holds the answer.
+        answered.await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Backend,
+                "a durable-object turn ended without an answer",
+            ))
+        })
+    }
+
+    /// The turn itself: the handler made by `handler`, caught if it panics, bounded by the time limit;
+    /// then its writes go to the commit and the gate opens, and the result is released once the commit
+    /// is durable.
+    async fn run_turn<T, F, Fut>(
         &self,
         id: &ObjectId,
         live: Arc<Live<O, P::Storage>>,
@@ -617,10 +768,8 @@ where
                 let timer = sleep(*limit);
                 futures_util::pin_mut!(work);
                 match futures_util::future::select(work, timer).await {
-                    futures_util::future::Either::Left((result, _)) => {
-                        result.map_err(|_| Abort::Panicked)
-                    }
-                    futures_util::future::Either::Right(((), _)) => Err(Abort::TimedOut(*limit)),
+                    Either::Left((result, _)) => result.map_err(|_| Abort::Panicked),
+                    Either::Right(((), _)) => Err(Abort::TimedOut(*limit)),
                 }
             }
         };
@@ -680,7 +829,7 @@ where
     /// handler failed.
     pub async fn deliver(&self, message: SocketMessage) -> Result<(), Error> {
         let socket = self.socket;
-        let guard = Arc::clone(&self.live.gate).lock_owned().await;
+        let guard = self.live.pass_gate().await;
         if self.live.retired.load(Ordering::Acquire) {
             return Err(gone());
         }
@@ -704,7 +853,7 @@ where
         self.closed = true;
         let socket = self.socket;
         self.live.sockets.begin_close(socket);
-        let guard = Arc::clone(&self.live.gate).lock_owned().await;
+        let guard = self.live.pass_gate().await;
         if self.live.retired.load(Ordering::Acquire) {
             return Ok(());
         }

@@ -26,6 +26,8 @@ use edge_core::durable::{ListRange, ObjectId, Storage, WriteBatch, check_write};
 use edge_core::{Error, ErrorKind};
 use futures_channel::oneshot;
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::runtime::AlarmRecord;
 use std::sync::mpsc;
 
 const SCHEMA: &str = "
@@ -36,10 +38,14 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (object, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alarms (
-    object TEXT PRIMARY KEY,
-    at_ms  INTEGER NOT NULL
+    object   TEXT PRIMARY KEY,
+    at_ms    INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 ";
+
+/// Databases written before alarms counted their attempts get the column (an alarm set then has had none).
+const ADD_ATTEMPTS: &str = "ALTER TABLE alarms ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0";
 
 fn sqlite_error(e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode;
@@ -84,8 +90,10 @@ enum Change {
     Entries(Vec<(String, Option<Bytes>)>),
     /// Every entry and the alarm.
     Clear,
-    /// Sets (`Some`) or deletes the alarm.
+    /// Sets (`Some`) or deletes the alarm; either way its attempt count starts again from 0.
     Alarm(Option<i64>),
+    /// Sets the alarm with an attempt count (the runtime's bookkeeping, see [`AlarmRecord`]).
+    AlarmRecord(i64, u32),
 }
 
 /// Applies one change on the writer's connection (inside the caller's savepoint).
@@ -116,8 +124,17 @@ fn apply(connection: &Connection, object: &str, change: &Change) -> rusqlite::Re
         }
         Change::Alarm(Some(at)) => {
             changed += connection
-                .prepare_cached("INSERT OR REPLACE INTO alarms (object, at_ms) VALUES (?1, ?2)")?
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO alarms (object, at_ms, attempts) VALUES (?1, ?2, 0)",
+                )?
                 .execute(params![object, at])?;
+        }
+        Change::AlarmRecord(at, attempts) => {
+            changed += connection
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO alarms (object, at_ms, attempts) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![object, at, attempts])?;
         }
         Change::Alarm(None) => {
             changed += connection
@@ -272,6 +289,24 @@ impl crate::StorageProvider for SqliteStore {
             .map_err(sqlite_error)?;
         Ok(at.map(from_millis))
     }
+
+    async fn alarm_record(&self, id: &ObjectId) -> Result<Option<AlarmRecord>, Error> {
+        let connection = self.shared.read();
+        let row: Option<(i64, u32)> = connection
+            .prepare_cached("SELECT at_ms, attempts FROM alarms WHERE object = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(sqlite_error)?;
+        Ok(row.map(|(at, attempts)| AlarmRecord::new(from_millis(at), attempts)))
+    }
+
+    async fn set_alarm_record(&self, id: &ObjectId, record: AlarmRecord) -> Result<(), Error> {
+        let change = Change::AlarmRecord(to_millis(record.at), record.attempts);
+        let object: Arc<str> = Arc::from(id.as_str());
+        self.shared.submit(&object, change).await.map(|_| ())
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -287,7 +322,17 @@ fn prepare(connection: &Connection) -> Result<(), Error> {
     connection
         .busy_timeout(Duration::from_secs(5))
         .map_err(sqlite_error)?;
-    connection.execute_batch(SCHEMA).map_err(sqlite_error)
+    connection.execute_batch(SCHEMA).map_err(sqlite_error)?;
+    let has_attempts = connection
+        .prepare("SELECT 1 FROM pragma_table_info('alarms') WHERE name = 'attempts'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(sqlite_error)?;
+    if !has_attempts {
+        connection
+            .execute_batch(ADD_ATTEMPTS)
+            .map_err(sqlite_error)?;
+    }
+    Ok(())
 }
 
 impl Shared {

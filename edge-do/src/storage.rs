@@ -10,24 +10,26 @@
 //!   object comes from.
 //! - **Output gate.** A turn's response waits on its commit: it is released only once its own writes
 //!   *and every earlier pending write it could have read* are durable.
-//! - **Failure resets.** If a commit fails (disk full, a corrupt file, a cancelled commit), the storage
-//!   is *broken*: every waiting response gets the error, no later write reaches the backing storage, and
-//!   the runtime replaces the instance with a fresh one that reloads from storage.
+//! - **Failure resets.** If a commit fails (disk full, a corrupt file), the storage is *broken*: every
+//!   waiting response gets the error, no later write reaches the backing storage, and the runtime
+//!   replaces the instance with a fresh one that reloads from storage.
+//! - **No caller owns a commit.** A commit is a task of the storage's own, kept in its state until it
+//!   ends; whoever waits for a batch polls it, and a waiter that goes away (its request was dropped)
+//!   takes nothing with it: the next waiter carries the same commit on. One client's disconnect can
+//!   neither cancel a write other turns wait for nor leave its outcome unknown.
 //!
 //! `delete_all` is a barrier (everything pending is committed first, then the backing storage is
 //! cleared). Alarm calls go straight to the backing storage and are durable when they return.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use edge_core::durable::{ListRange, Storage, WriteBatch, check_write};
-use edge_core::{Error, ErrorKind};
-use futures_channel::oneshot;
+use edge_core::{BoxFuture, Error};
 use futures_util::FutureExt;
-use futures_util::future::{Either, Shared as SharedFuture};
-use futures_util::lock::Mutex as AsyncMutex;
+use futures_util::future::Shared as SharedFuture;
 
 type Write = (String, Option<Bytes>);
 
@@ -56,11 +58,14 @@ impl<S> std::fmt::Debug for ObjectStorage<S> {
 }
 
 struct Shared<S> {
-    backing: S,
+    /// In an `Arc` of its own so that a commit task can hold it without holding `Shared` (whose state
+    /// holds the task).
+    backing: Arc<S>,
     state: Mutex<State>,
-    /// Held by the one task committing a batch; the others wait on it (group commit's followers).
-    committing: AsyncMutex<()>,
 }
+
+/// The commit under way: a task no caller owns, polled by whoever waits for it.
+type CommitTask = SharedFuture<BoxFuture<'static, ()>>;
 
 struct State {
     /// Writes not yet durable, newest value per key, tagged with the turn that wrote it.
@@ -79,6 +84,8 @@ struct State {
     newest: Option<Arc<Ticket>>,
     /// Set when a commit failed: nothing more is committed through this instance.
     broken: Option<Error>,
+    /// The commit under way, if one is.
+    committing: Option<CommitTask>,
 }
 
 /// What the buffer knows of a key.
@@ -89,43 +96,24 @@ enum Pending {
     Deleted,
 }
 
-/// One batch's outcome, and a signal for everyone waiting on it.
+/// One batch's outcome, set once by the commit that carried it. Waiters read it after polling that
+/// commit to its end.
+#[derive(Default)]
 struct Ticket {
     outcome: OnceLock<Result<(), Error>>,
-    signal: Mutex<Option<oneshot::Sender<()>>>,
-    resolved: SharedFuture<oneshot::Receiver<()>>,
-}
-
-impl Default for Ticket {
-    fn default() -> Self {
-        let (signal, resolved) = oneshot::channel();
-        Self {
-            outcome: OnceLock::new(),
-            signal: Mutex::new(Some(signal)),
-            resolved: resolved.shared(),
-        }
-    }
 }
 
 impl Ticket {
     fn resolve(&self, outcome: Result<(), Error>) {
         let _ = self.outcome.set(outcome);
-        let signal = self
-            .signal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(signal) = signal {
-            let _ = signal.send(());
-        }
     }
 }
 
-impl<S: Storage> ObjectStorage<S> {
+impl<S: Storage + 'static> ObjectStorage<S> {
     pub(crate) fn new(backing: S) -> Self {
         Self {
             shared: Arc::new(Shared {
-                backing,
+                backing: Arc::new(backing),
                 state: Mutex::new(State {
                     overlay: BTreeMap::new(),
                     turn: Vec::new(),
@@ -135,8 +123,8 @@ impl<S: Storage> ObjectStorage<S> {
                     open_ticket: Arc::default(),
                     newest: None,
                     broken: None,
+                    committing: None,
                 }),
-                committing: AsyncMutex::new(()),
             }),
         }
     }
@@ -212,58 +200,45 @@ impl<S> Shared<S> {
     }
 }
 
-impl<S: Storage> Shared<S> {
-    /// Commits the open batch. Called with `committing` held.
-    async fn commit_open(&self) {
-        let (writes, ticket, upto, broken) = {
-            let mut state = self.lock();
-            let writes = std::mem::take(&mut state.open);
-            let ticket = std::mem::take(&mut state.open_ticket);
-            (writes, ticket, state.open_upto, state.broken.clone())
-        };
-        if let Some(error) = broken {
-            ticket.resolve(Err(error));
-            return;
+impl<S: Storage + 'static> Shared<S> {
+    /// The commit under way, or, if there is none, a new one of the open batch. The batch is taken
+    /// out of `state` here, under its lock, so two waiters can never commit the same writes twice.
+    fn commit_task(self: &Arc<Self>) -> CommitTask {
+        let mut state = self.lock();
+        if let Some(task) = &state.committing {
+            return task.clone();
         }
-        let mut guard = CommitGuard {
-            shared: self,
-            ticket: &ticket,
-            finished: false,
-        };
-        let result = if writes.is_empty() {
-            Ok(())
-        } else {
-            self.backing.write(WriteBatch { ops: writes }).await
-        };
-        guard.finished = true;
-        {
-            let mut state = self.lock();
-            match &result {
-                Ok(()) => state.overlay.retain(|_, (seq, _)| *seq > upto),
-                Err(error) => state.broken = Some(error.clone()),
-            }
-        }
-        ticket.resolve(result);
+        let writes = std::mem::take(&mut state.open);
+        let ticket = std::mem::take(&mut state.open_ticket);
+        let upto = state.open_upto;
+        let broken = state.broken.clone();
+        let backing = Arc::clone(&self.backing);
+        let shared = Arc::downgrade(self);
+        let task: BoxFuture<'static, ()> = Box::pin(async move {
+            let result = match broken {
+                Some(error) => Err(error),
+                None if writes.is_empty() => Ok(()),
+                None => backing.write(WriteBatch { ops: writes }).await,
+            };
+            Self::finish_commit(&shared, upto, &result);
+            ticket.resolve(result);
+        });
+        let task = task.shared();
+        state.committing = Some(task.clone());
+        task
     }
-}
 
-/// If a commit's future is dropped half-way (its caller was cancelled), nobody knows whether the batch
-/// reached the storage: the instance is broken (and will be replaced) and the batch's waiters are told.
-struct CommitGuard<'a, S> {
-    shared: &'a Shared<S>,
-    ticket: &'a Ticket,
-    finished: bool,
-}
-
-impl<S> Drop for CommitGuard<'_, S> {
-    fn drop(&mut self) {
-        if !self.finished {
-            let error = Error::new(
-                ErrorKind::Canceled,
-                "a durable-object commit was cancelled; its outcome is unknown and the object was reset",
-            );
-            self.shared.lock().broken = Some(error.clone());
-            self.ticket.resolve(Err(error));
+    /// Records a commit's outcome: committed writes leave the overlay, a failure breaks the storage.
+    fn finish_commit(shared: &Weak<Self>, upto: u64, result: &Result<(), Error>) {
+        // Gone only if every handle to the storage is: then nobody reads the state again.
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut state = shared.lock();
+        state.committing = None;
+        match result {
+            Ok(()) => state.overlay.retain(|_, (seq, _)| *seq > upto),
+            Err(error) => state.broken = Some(error.clone()),
         }
     }
 }
@@ -275,9 +250,12 @@ pub(crate) struct Commit<S> {
     ticket: Option<Arc<Ticket>>,
 }
 
-impl<S: Storage> Commit<S> {
-    /// Waits until durable. The first waiter to find no commit under way commits every batch that has
-    /// piled up; the others wait for it.
+impl<S: Storage + 'static> Commit<S> {
+    /// Waits until durable. A waiter that finds no commit under way starts one of every batch that has
+    /// piled up; every waiter polls the commit under way, so it goes on whichever of them is dropped.
+    ///
+    /// Cancel safety: dropping this future drops only the wait; the commit carries on with the next
+    /// waiter (or the next turn's), and its outcome is the same.
     pub(crate) async fn durable(self) -> Result<(), Error> {
         let Some(ticket) = self.ticket else {
             return Ok(());
@@ -286,23 +264,14 @@ impl<S: Storage> Commit<S> {
             if let Some(outcome) = ticket.outcome.get() {
                 return outcome.clone();
             }
-            // Either the commit under way covers this batch (and its end wakes us), or we become the
-            // committer. Waiting on the lock alone would queue finished waiters behind the next commit.
-            let resolved = ticket.resolved.clone();
-            let committing = self.shared.committing.lock();
-            if let Either::Right((_committing, _)) =
-                futures_util::future::select(resolved, committing).await
-            {
-                if let Some(outcome) = ticket.outcome.get() {
-                    return outcome.clone();
-                }
-                self.shared.commit_open().await;
-            }
+            // Either the commit under way covers this batch (and its end resolves the ticket), or this
+            // batch is still open and goes into the next one once the current one ends.
+            self.shared.commit_task().await;
         }
     }
 }
 
-impl<S: Storage> Storage for ObjectStorage<S> {
+impl<S: Storage + 'static> Storage for ObjectStorage<S> {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
         match self.pending(key)? {
             Pending::Put(value) => Ok(Some(value)),
@@ -404,6 +373,7 @@ impl<S: Storage> Storage for ObjectStorage<S> {
 
 #[cfg(test)]
 mod tests {
+    use edge_core::ErrorKind;
     use edge_core::testing::durable::FullDisk;
 
     use super::*;

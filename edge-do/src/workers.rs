@@ -37,8 +37,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use edge_core::durable::{
-    DurableObject, ListRange, LocationHint, ObjectId, ObjectNamespace, SocketHub, SocketId,
-    SocketMessage, Storage, WriteBatch, check_write,
+    AlarmInfo, DurableObject, ListRange, LocationHint, ObjectId, ObjectNamespace, SocketHub,
+    SocketId, SocketMessage, Storage, WriteBatch, check_write,
 };
 use edge_core::workers::{
     js_error, request_from_worker, request_to_web_sys, response_from_web_sys, response_to_worker,
@@ -621,11 +621,14 @@ impl<O: DurableObject> Bridge<O> {
 
     /// Runs the object's alarm handler. An error is rethrown so that Cloudflare retries.
     ///
+    /// workers-rs (0.8) does not pass Cloudflare's `alarmInfo` on to Rust, so the handler is told
+    /// [`AlarmInfo::default()`] (retry count 0) on every attempt here; Cloudflare still retries.
+    ///
     /// # Errors
     ///
     /// The handler's error.
     pub async fn alarm(&self) -> worker::Result<worker::Response> {
-        self.turn(self.object.alarm())
+        self.turn(self.object.alarm(AlarmInfo::default()))
             .await
             .map_err(|e| worker::Error::RustError(format!("alarm failed: {e}")))?;
         worker::Response::empty()

@@ -3,8 +3,13 @@
 //! each response as it arrives, is killed with SIGKILL mid-stream, and every acknowledged write is
 //! found after the database is opened again.
 //!
+//! An alarm is not lost either when the process dies while its handler runs: a second child fires an
+//! alarm whose handler never returns, is killed inside it, and the alarm fires again after the restart,
+//! told it is a retry.
+//!
 //! This file is its own harness (`harness = false`): run plainly it is the check; run with
-//! `EDGE_DO_CRASH_CHILD=<database>` it is the child, writing until killed.
+//! `EDGE_DO_CRASH_CHILD=<database>` it is the child, writing until killed; with
+//! `EDGE_DO_ALARM_CHILD=<database>` it is the child killed inside `alarm()`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -138,10 +143,135 @@ mod crash {
     }
 }
 
+#[cfg(all(feature = "sqlite", unix))]
+mod alarm_crash {
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use edge_core::durable::{AlarmInfo, DurableObject, ObjectId, Storage};
+    use edge_core::{Body, Error, ManualClock};
+    use edge_do::{
+        AlarmRecord, Namespace, ObjectState, ObjectStorage, SqliteStorage, SqliteStore,
+        StorageProvider,
+    };
+    use http::{Request, Response};
+
+    pub(crate) const CHILD_ENV: &str = "EDGE_DO_ALARM_CHILD";
+
+    /// An object whose alarm handler either never returns (in the child, after saying so on stdout)
+    /// or records the retry count it was told.
+    struct Sleeper {
+        storage: ObjectStorage<SqliteStorage>,
+        hang: bool,
+    }
+
+    impl DurableObject for Sleeper {
+        async fn fetch(&self, _request: Request<Body>) -> Result<Response<Body>, Error> {
+            Ok(Response::new(Body::empty()))
+        }
+
+        async fn alarm(&self, info: AlarmInfo) -> Result<(), Error> {
+            self.storage
+                .put("told", Bytes::from(info.retry_count.to_string()))
+                .await?;
+            if self.hang {
+                {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "alarm running, retry {}", info.retry_count).unwrap();
+                    out.flush().unwrap();
+                }
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+    }
+
+    fn sleepers(store: SqliteStore, hang: bool) -> Namespace<Sleeper, SqliteStore> {
+        let clock = ManualClock::new(); // far past the alarm
+        clock.advance(Duration::from_secs(2_000_000_000));
+        Namespace::new(store, move |state: ObjectState<_>| Sleeper {
+            storage: state.storage,
+            hang,
+        })
+        .with_clock(clock)
+    }
+
+    fn sleeper() -> ObjectId {
+        ObjectId::from_name("sleeper")
+    }
+
+    /// The child: fires the due alarm, whose handler hangs until the process is killed.
+    pub(crate) fn child(path: &Path) {
+        let store = SqliteStore::open(path).unwrap();
+        futures::executor::block_on(async {
+            let _ = sleepers(store, true).run_due_alarms().await;
+        });
+    }
+
+    /// The check: set an alarm, kill the child inside its handler, find it set and counted, fire it.
+    pub(crate) fn an_alarm_survives_sigkill_inside_its_handler() {
+        let dir = std::env::temp_dir().join(format!("edge-do-alarm-crash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("objects.db");
+        let _ = std::fs::remove_file(&path);
+        let at = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        futures::executor::block_on(async {
+            let store = SqliteStore::open(&path).unwrap();
+            store.storage(&sleeper()).set_alarm(at).await.unwrap();
+        });
+
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(CHILD_ENV, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let said = lines.next().unwrap().unwrap();
+        assert_eq!(said, "alarm running, retry 0");
+        child.kill().unwrap(); // SIGKILL, inside alarm()
+        let _ = child.wait();
+
+        let store = SqliteStore::open(&path).unwrap();
+        futures::executor::block_on(async {
+            assert_eq!(
+                store.alarm_record(&sleeper()).await.unwrap(),
+                Some(AlarmRecord::new(at, 1)),
+                "the alarm is still set, its interrupted attempt counted"
+            );
+            let run = sleepers(store.clone(), false)
+                .run_due_alarms()
+                .await
+                .unwrap();
+            assert_eq!(run.fired, 1, "it fires again after the restart");
+            let storage = store.storage(&sleeper());
+            assert_eq!(storage.get("told").await.unwrap().unwrap(), "1");
+            assert_eq!(
+                storage.get_alarm().await.unwrap(),
+                None,
+                "deleted once it succeeded"
+            );
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!(
+            "crash: an alarm killed inside its handler fired again after the restart, as retry 1"
+        );
+    }
+}
+
 fn main() {
     #[cfg(all(feature = "sqlite", unix))]
-    match std::env::var_os(crash::CHILD_ENV) {
-        Some(path) => crash::child(std::path::Path::new(&path)),
-        None => crash::acknowledged_writes_survive_sigkill(),
+    {
+        if let Some(path) = std::env::var_os(crash::CHILD_ENV) {
+            crash::child(std::path::Path::new(&path));
+        } else if let Some(path) = std::env::var_os(alarm_crash::CHILD_ENV) {
+            alarm_crash::child(std::path::Path::new(&path));
+        } else {
+            crash::acknowledged_writes_survive_sigkill();
+            alarm_crash::an_alarm_survives_sigkill_inside_its_handler();
+        }
     }
 }

@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use edge_core::durable::{
-    DurableObject, ListRange, LocationHint, ObjectId, ObjectNamespace, Storage, WriteBatch,
+    AlarmInfo, DurableObject, ListRange, LocationHint, ObjectId, ObjectNamespace, Storage,
+    WriteBatch,
 };
 use edge_core::testing::durable::FullDisk;
 use edge_core::{Body, Clock, Error, ErrorKind, ManualClock};
 use edge_do::{
-    AlarmRun, MemoryStorage, MemoryStorageProvider, Namespace, ObjectState, ObjectStorage,
-    Placement, PlacementPolicy, StorageProvider,
+    AlarmRecord, AlarmRun, MemoryStorage, MemoryStorageProvider, Namespace, ObjectState,
+    ObjectStorage, Placement, PlacementPolicy, StorageProvider,
 };
 use futures::FutureExt;
 use http::{Method, Request, Response};
@@ -86,7 +87,7 @@ impl<S: Storage + 'static> DurableObject for Probe<S> {
         Ok(Response::new(Body::from(answer)))
     }
 
-    async fn alarm(&self) -> Result<(), Error> {
+    async fn alarm(&self, info: AlarmInfo) -> Result<(), Error> {
         let fired = match self.storage.get("alarms").await? {
             Some(v) => String::from_utf8_lossy(&v).parse::<u64>().unwrap_or(0),
             None => 0,
@@ -94,6 +95,14 @@ impl<S: Storage + 'static> DurableObject for Probe<S> {
         self.storage
             .put("alarms", Bytes::from(fired.to_string()))
             .await?;
+        // The retry counts the handler was told, in order.
+        let mut seen = self
+            .storage
+            .get("retry_counts")
+            .await?
+            .map_or_else(String::new, |v| String::from_utf8_lossy(&v).into_owned());
+        seen.push_str(&info.retry_count.to_string());
+        self.storage.put("retry_counts", Bytes::from(seen)).await?;
         if self
             .alarms_failing
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -239,6 +248,13 @@ impl StorageProvider for HeldProvider {
     fn next_alarm(&self) -> Result<Option<SystemTime>, Error> {
         Ok(None)
     }
+    // These providers serve the gate and commit tests only: their objects never have an alarm.
+    async fn alarm_record(&self, _id: &ObjectId) -> Result<Option<AlarmRecord>, Error> {
+        Ok(None)
+    }
+    async fn set_alarm_record(&self, _id: &ObjectId, _record: AlarmRecord) -> Result<(), Error> {
+        Err(Error::new(ErrorKind::Backend, "no alarms here"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,6 +361,13 @@ impl StorageProvider for FullDiskProvider {
     }
     fn next_alarm(&self) -> Result<Option<SystemTime>, Error> {
         Ok(None)
+    }
+    // These providers serve the gate and commit tests only: their objects never have an alarm.
+    async fn alarm_record(&self, _id: &ObjectId) -> Result<Option<AlarmRecord>, Error> {
+        Ok(None)
+    }
+    async fn set_alarm_record(&self, _id: &ObjectId, _record: AlarmRecord) -> Result<(), Error> {
+        Err(Error::new(ErrorKind::Backend, "no alarms here"))
     }
 }
 
@@ -476,6 +499,16 @@ async fn alarms_fire_at_least_once_and_retry_with_backoff() {
     assert_eq!(
         fired, "4",
         "1 + 3 attempts, each attempt's writes committed"
+    );
+    let told = stores
+        .storage(&id)
+        .get("retry_counts")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        told, "0012",
+        "the handler is told each attempt's retry count"
     );
 
     // Always failing: dropped after the sixth retry.

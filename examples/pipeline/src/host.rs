@@ -182,7 +182,7 @@ impl Edge {
             .map_err(io::Error::other)?;
         let (keys, flags) = keys_and_flags(&kv, &background);
         let fetcher = HyperFetcher::new().with_timeout(config.origin_timeout);
-        let objects = Objects::open(config.objects_dir.as_deref())?;
+        let objects = Objects::open(config.objects_dir.as_deref(), &background)?;
         let cache = cache_layer(background.clone(), 64 << 20, config.purge_token.clone());
         let telemetry = Telemetry::new(config, background.clone())?;
         let parts = Parts {

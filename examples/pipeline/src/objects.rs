@@ -59,6 +59,7 @@ mod native {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use edge_core::wait_until::TokioWaitUntil;
     use edge_do::{
         Namespace, ObjectState, ObjectStorage, Room, Sockets, SqliteStorage, SqliteStore,
     };
@@ -86,12 +87,13 @@ mod native {
 
     impl Objects {
         /// Opens the namespaces: in memory, or one SQLite file per namespace in `dir`. Needs a tokio
-        /// runtime (turns are timed with tokio's clock).
+        /// runtime (turns are timed with tokio's clock); a turn whose client went away runs to its end
+        /// on `background`.
         ///
         /// # Errors
         ///
         /// A database could not be opened or created.
-        pub fn open(dir: Option<&Path>) -> io::Result<Self> {
+        pub fn open(dir: Option<&Path>, background: &TokioWaitUntil) -> io::Result<Self> {
             let store = |name: &str| -> io::Result<SqliteStore> {
                 match dir {
                     Some(dir) => {
@@ -107,11 +109,13 @@ mod native {
                 rooms: Namespace::new(store("rooms")?, |state: ObjectState<_>| {
                     Room::new(state.storage, state.sockets)
                 })
-                .with_time_limit(TURN_LIMIT, Arc::clone(&sleep)),
+                .with_time_limit(TURN_LIMIT, Arc::clone(&sleep))
+                .with_wait_until(background.clone()),
                 counters: Namespace::new(store("counters")?, |state: ObjectState<_>| {
                     ExactCounter(state.storage)
                 })
-                .with_time_limit(TURN_LIMIT, sleep),
+                .with_time_limit(TURN_LIMIT, sleep)
+                .with_wait_until(background.clone()),
             })
         }
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge_core::durable::{DurableObject, Storage};
+use edge_core::durable::{AlarmInfo, DurableObject, Storage};
 use edge_core::{Body, Clock, Error, ErrorKind, SystemClock};
 use edge_do::Room;
 use edge_do::storage::ObjectStorage;
@@ -53,7 +53,7 @@ impl DurableObject for AlarmProbe {
         )))
     }
 
-    async fn alarm(&self) -> Result<(), Error> {
+    async fn alarm(&self, _info: AlarmInfo) -> Result<(), Error> {
         let fired = self.fired().await?.saturating_add(1);
         self.0.put("fired", Bytes::from(fired.to_string())).await
     }
