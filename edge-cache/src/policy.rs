@@ -30,9 +30,11 @@
 //! ```
 //!
 //! What the edge adds to RFC 9111, and where it is stricter:
-//! - **Targeted fields win**: `CDN-Cache-Control` (RFC 9213), else `Surrogate-Control`, replaces
-//!   `Cache-Control` for this cache's decisions; both are stripped before a response leaves the edge
-//!   ([`serve_headers`]).
+//! - **Targeted fields win**: the first *valid* of `CDN-Cache-Control` (RFC 9213), `Surrogate-Control`
+//!   replaces `Cache-Control` and `Expires` for this cache's decisions (one that fails to parse is
+//!   ignored); both are stripped before a response leaves the edge ([`serve_headers`]).
+//! - **`Age`** is read by its first member when it arrives as a list (RFC 9111 §5.1); an invalid one is
+//!   ignored.
 //! - **`Set-Cookie` responses are never stored**, and responses to requests with `Authorization` only
 //!   with `public`, `s-maxage` or `must-revalidate` (§3.5): a shared cache must never hand one user's
 //!   session to another.
@@ -197,10 +199,42 @@ struct Freshness {
     no_store: bool,
     private: bool,
     public: bool,
+    /// `must-revalidate` or `proxy-revalidate`: never served stale by this (shared) cache.
     revalidate: bool,
+    /// `must-revalidate` alone: the one of the two that also makes an authorized response shareable.
+    must_revalidate: bool,
     immutable: bool,
     has_s_maxage: bool,
     explicit: bool,
+}
+
+/// RFC 9111 §3.5: a shared cache may store a response to a request carrying `Authorization`, and so
+/// hand it to other users, only if the response allows it with `public`, `s-maxage` or
+/// `must-revalidate`. Nothing else does: in particular not `proxy-revalidate`, which only forbids
+/// serving stale, and not `max-age`. The one place this rule lives.
+fn shareable_despite_authorization(f: &Freshness) -> bool {
+    f.public || f.has_s_maxage || f.must_revalidate
+}
+
+/// The value of an `Age` field (RFC 9111 §5.1): the first member of the first line (a list-valued
+/// `Age: 7200, 0` is 7200), capped at 2³¹; a value that is not a non-negative integer is ignored (0).
+fn age_field(headers: &HeaderMap) -> u64 {
+    let Some(first) = headers
+        .get(header::AGE)
+        .and_then(|v| v.as_bytes().split(|&b| b == b',').next())
+    else {
+        return 0;
+    };
+    let digits = first.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return 0;
+    }
+    let cap = u64::from(crate::directives::MAX_DELTA_SECONDS);
+    digits.iter().fold(0u64, |n, d| {
+        n.saturating_mul(10)
+            .saturating_add(u64::from(d - b'0'))
+            .min(cap)
+    })
 }
 
 fn secs(d: Duration) -> u64 {
@@ -318,10 +352,13 @@ impl CachePolicy {
         headers: &HeaderMap,
         response_time: SystemTime,
     ) -> Freshness {
+        // RFC 9213 §2.2: the first targeted field with a valid, non-empty value decides, and then
+        // `Cache-Control` and `Expires` are ignored; a targeted field that fails to parse is ignored.
         let targeted = [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL]
             .into_iter()
             .map(|name| Directives::parse(headers.get_all(name)))
-            .find(|d| d.present);
+            .find(|d| d.present && !d.malformed);
+        let is_targeted = targeted.is_some();
         let d =
             targeted.unwrap_or_else(|| Directives::parse(headers.get_all(header::CACHE_CONTROL)));
         // `Date` matters only for `Expires` and heuristics: not read when `max-age` decides.
@@ -331,6 +368,9 @@ impl CachePolicy {
                 .unwrap_or(response_time)
         };
         let explicit = d.s_maxage.or(d.max_age).map(u64::from).or_else(|| {
+            if is_targeted {
+                return None;
+            }
             match DateField::read(headers, &header::EXPIRES) {
                 DateField::Absent => None,
                 DateField::Invalid => Some(0),
@@ -358,6 +398,7 @@ impl CachePolicy {
             private: d.private,
             public: d.public,
             revalidate: d.must_revalidate || d.proxy_revalidate,
+            must_revalidate: d.must_revalidate,
             immutable: d.immutable,
             has_s_maxage: d.s_maxage.is_some(),
             explicit: explicit.is_some(),
@@ -395,9 +436,7 @@ impl CachePolicy {
         if f.private {
             return Err(NotStored::Private);
         }
-        if request.contains_key(header::AUTHORIZATION)
-            && !(f.public || f.has_s_maxage || f.revalidate)
-        {
+        if request.contains_key(header::AUTHORIZATION) && !shareable_despite_authorization(&f) {
             return Err(NotStored::Authorization);
         }
         if response.contains_key(header::SET_COOKIE) {
@@ -418,12 +457,8 @@ impl CachePolicy {
             .valid()
             .unwrap_or(response_time);
         let apparent_age = since(response_time, date_value);
-        let age_field = response.get(header::AGE);
-        let had_age = age_field.is_some();
-        let age_value = age_field
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let had_age = response.contains_key(header::AGE);
+        let age_value = age_field(response);
         let response_delay = since(response_time, request_time);
         let initial_age = apparent_age.max(age_value.saturating_add(response_delay));
 
@@ -508,12 +543,7 @@ impl CachePolicy {
             Some(Parsed(f)) => f,
             None => self.freshness(stored.status, &stored.headers, stored.stored_at),
         };
-        let stored_age = stored
-            .headers
-            .get(header::AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
+        let stored_age = age_field(&stored.headers);
         let age = stored_age.saturating_add(since(now, stored.stored_at));
         // Pragma: no-cache counts only without Cache-Control (RFC 9111 §5.4).
         let pragma_no_cache = !req.present
@@ -623,12 +653,7 @@ impl CachePolicy {
 }
 
 fn stored_age_of(stored: &CachedResponse) -> u64 {
-    stored
-        .headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    age_field(&stored.headers)
 }
 
 /// Calls `each` with every field name `Vary` lists (as written), in order, duplicates included; fails

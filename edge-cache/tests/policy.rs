@@ -179,6 +179,29 @@ fn no_store_private_set_cookie_and_authorization() {
     ] {
         assert!(stored(&auth, &[("cache-control", ok)]).is_ok(), "{ok}");
     }
+    // RFC 9111 §3.5 names exactly those three: `proxy-revalidate` only forbids serving stale, it does
+    // not make one user's answer another's.
+    for not_shareable in [
+        "proxy-revalidate, max-age=60",
+        "max-age=60, proxy-revalidate, stale-while-revalidate=60",
+        "no-cache, max-age=60",
+        "max-age=60, immutable",
+    ] {
+        assert_eq!(
+            stored(&auth, &[("cache-control", not_shareable)]).unwrap_err(),
+            NotStored::Authorization,
+            "{not_shareable}"
+        );
+    }
+    assert_eq!(
+        stored(
+            &auth,
+            &[("cdn-cache-control", "max-age=60, proxy-revalidate")]
+        )
+        .unwrap_err(),
+        NotStored::Authorization,
+        "a targeted field is held to the same rule"
+    );
     let mut h = headers(&[("cache-control", "max-age=60")]);
     assert_eq!(
         CachePolicy::new().store(
@@ -364,6 +387,106 @@ fn stale_while_revalidate_and_stale_if_error() {
             70
         )),
         "a request max-age turns swr off"
+    );
+}
+
+#[test]
+fn an_invalid_targeted_field_is_ignored() {
+    // RFC 9213 §2.2: a targeted field that fails to parse is ignored; Cache-Control decides.
+    for invalid in ["max-age=soon", "max-age=-1", "max-age=1.5"] {
+        let e = stored(
+            &[],
+            &[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", invalid),
+            ],
+        )
+        .unwrap();
+        assert!(is_fresh(&lookup(&e, &[], 500)), "{invalid}");
+        let e = stored(
+            &[],
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", invalid),
+            ],
+        );
+        assert_eq!(e.unwrap_err(), NotStored::NoStore, "{invalid}");
+    }
+    // The next valid targeted field is taken when the first is invalid.
+    let e = stored(
+        &[],
+        &[
+            ("cache-control", "max-age=5"),
+            ("cdn-cache-control", "max-age=soon"),
+            ("surrogate-control", "max-age=300"),
+        ],
+    )
+    .unwrap();
+    assert!(is_fresh(&lookup(&e, &[], 200)));
+}
+
+#[test]
+fn a_valid_targeted_field_without_max_age_silences_expires() {
+    // RFC 9213 §2.2: once a targeted field is used, Cache-Control *and Expires* are ignored.
+    let e = stored(
+        &[],
+        &[
+            ("date", "Thu, 15 Jan 2027 08:00:00 GMT"),
+            ("expires", "Thu, 15 Jan 2027 09:00:00 GMT"),
+            ("last-modified", "Thu, 15 Jan 2027 08:00:00 GMT"),
+            ("cdn-cache-control", "stale-while-revalidate=30"),
+        ],
+    )
+    .unwrap();
+    assert!(
+        !is_fresh(&lookup(&e, &[], 60)),
+        "an hour of Expires is not read past a valid CDN-Cache-Control"
+    );
+    let e = stored(
+        &[],
+        &[
+            ("date", "Thu, 15 Jan 2027 08:00:00 GMT"),
+            ("expires", "Thu, 15 Jan 2027 09:00:00 GMT"),
+        ],
+    )
+    .unwrap();
+    assert!(
+        is_fresh(&lookup(&e, &[], 60)),
+        "without a targeted field Expires counts"
+    );
+}
+
+#[test]
+fn a_list_valued_age_is_read_by_its_first_member() {
+    // RFC 9111 §5.1: the first member of a list-based Age; an invalid one is ignored.
+    let e = stored(
+        &[],
+        &[("cache-control", "max-age=3600"), ("age", "7200, 0")],
+    )
+    .unwrap();
+    assert!(
+        !is_fresh(&lookup(&e, &[], 0)),
+        "7200 s old against an hour: stale"
+    );
+    let e = stored(
+        &[],
+        &[("cache-control", "max-age=3600"), ("age", "10,7200")],
+    )
+    .unwrap();
+    assert!(is_fresh(&lookup(&e, &[], 0)));
+    let e = stored(&[], &[("cache-control", "max-age=3600"), ("age", "soon")]).unwrap();
+    assert!(is_fresh(&lookup(&e, &[], 0)), "an invalid Age is ignored");
+    let e = stored(
+        &[],
+        &[
+            ("cache-control", "max-age=3600"),
+            ("age", "99999999999999999999999"),
+        ],
+    )
+    .unwrap();
+    assert!(
+        !is_fresh(&lookup(&e, &[], 0)),
+        "an overflowing Age is very old"
     );
 }
 

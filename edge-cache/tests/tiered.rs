@@ -232,6 +232,64 @@ async fn private_and_cookie_responses_are_never_shared() {
     }
 }
 
+fn as_user(user: &str) -> Request<Body> {
+    Request::builder()
+        .uri(URL)
+        .header(header::AUTHORIZATION, format!("Bearer {user}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// RFC 9111 §3.5: an answer to an authenticated request carrying only `proxy-revalidate` (or anything
+/// short of `public`, `s-maxage`, `must-revalidate`) is one user's: never stored, never coalesced.
+#[tokio::test]
+async fn an_authenticated_answer_is_never_handed_to_another_user() {
+    for directives in ["max-age=60, proxy-revalidate", "max-age=60"] {
+        // One after the other.
+        let s = setup(no_jitter());
+        s.origin.enqueue(
+            PATH,
+            reply("for alice", &[(header::CACHE_CONTROL, directives)]),
+        );
+        s.origin.enqueue(
+            PATH,
+            reply("for bob", &[(header::CACHE_CONTROL, directives)]),
+        );
+        let alice = s.cache.handle(as_user("alice")).await.unwrap();
+        assert_eq!(body(alice).await, "for alice");
+        let bob = s.cache.handle(as_user("bob")).await.unwrap();
+        assert_eq!(status(&bob).0, "MISS", "{directives}");
+        assert_eq!(body(bob).await, "for bob", "{directives}");
+
+        // At the same time, coalesced on one key.
+        let s = setup(no_jitter());
+        let slow = |text| {
+            reply(text, &[(header::CACHE_CONTROL, directives)]).with_latency(Duration::from_secs(1))
+        };
+        s.origin.enqueue(PATH, slow("for alice"));
+        s.origin.enqueue(PATH, slow("for bob"));
+        let both = futures::future::join(
+            s.cache.handle(as_user("alice")),
+            s.cache.handle(as_user("bob")),
+        );
+        let driver = std::pin::pin!(async {
+            loop {
+                while s.clock.sleepers() == 0 {
+                    tokio::task::yield_now().await;
+                }
+                s.clock.advance(Duration::from_secs(1));
+            }
+        });
+        let (alice, bob) = match futures::future::select(std::pin::pin!(both), driver).await {
+            futures::future::Either::Left((answers, _)) => answers,
+            futures::future::Either::Right(((), _)) => unreachable!("the driver never ends"),
+        };
+        assert_eq!(body(alice.unwrap()).await, "for alice", "{directives}");
+        assert_eq!(body(bob.unwrap()).await, "for bob", "{directives}");
+        assert_eq!(s.origin.hits(PATH), 2);
+    }
+}
+
 #[tokio::test]
 async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     let s = setup(no_jitter());
