@@ -22,6 +22,7 @@
 //! | [`geo`] | [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
 //! | [`trace`] | W3C Trace Context, ids, sampling, spans, the exporter trait; [`RequestSpan`](trace::RequestSpan), the request's span every layer records into; the attribute names ([`trace::attr`]) |
 //! | [`testing`] | conformance kits and [`TestFetcher`](testing::TestFetcher) (feature `testing`) |
+//! | `server` | [`serve`](server::serve): HTTP/1.1 on tokio for any tower service, with header-read and request timeouts, a connection cap, a body cap and `Host` checks (feature `server`) |
 //! | `workers` | the Cloudflare Workers adapters (feature `workers`, wasm32 only): `WorkersFetcher`, `WorkersWaitUntil` with `in_request`, `WorkersTimer`, `cf` → `RequestGeo`, streaming request and response glue |
 //!
 //! # Writing against the contracts
@@ -54,6 +55,7 @@
 //! |---|---|
 //! | `hyper` | [`fetch::hyper::HyperFetcher`] (native only) |
 //! | `tokio` | `wait_until::TokioWaitUntil`, `clock::TokioTimer` (native only) |
+//! | `server` | `server::serve`, the hardened HTTP/1.1 accept loop (native only) |
 //! | `testing` | [`testing`]: conformance kits, `TestFetcher` |
 //! | `workers` | `workers`: the Cloudflare Workers adapters (wasm32 only; nothing elsewhere) |
 //! | `full` | all of the above |
@@ -75,6 +77,9 @@ pub mod error;
 pub mod fetch;
 pub mod geo;
 pub mod kv;
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 pub mod sync;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

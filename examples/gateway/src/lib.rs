@@ -27,6 +27,7 @@ use edge_do::{Outgoing, Session, SqliteStore};
 use edge_example_pipeline::Edge;
 use edge_example_pipeline::objects::{RoomObject, Rooms, valid_name};
 use http::{Request, StatusCode};
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -173,6 +174,11 @@ async fn pump(mut socket: WebSocket, mut session: Session<RoomObject, SqliteStor
 /// Serves `edge` on `listener` until `shutdown` resolves, then finishes the requests in flight. The app
 /// is built at once; the returned future owns everything it needs (so it can be spawned).
 ///
+/// The connections are served by [`edge_core::server::serve`] rather than `axum::serve`, which has no
+/// header-read timeout, request timeout or connection cap: the edge's
+/// [`server_limits`](Edge::server_limits) hold against slow and broken clients. Each request carries
+/// its peer's address as axum's [`ConnectInfo`], as `into_make_service_with_connect_info` would give.
+///
 /// # Errors
 ///
 /// The listener failed.
@@ -182,12 +188,20 @@ pub fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = io::Result<()>> + Send + 'static {
     let app = app(edge);
+    let limits = edge.server_limits();
     async move {
-        axum::serve(
+        edge_core::server::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            limits,
+            move |peer: SocketAddr| {
+                app.clone()
+                    .map_request(move |mut request: Request<Incoming>| {
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                        request
+                    })
+            },
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
         .await
     }
 }

@@ -44,7 +44,7 @@ async fn run(config: &GatewayConfig) -> std::io::Result<()> {
             std::future::pending::<()>().await;
         }
     };
-    edge_example_hyper_server::serve(listener, edge.service(), shutdown).await?;
+    edge_example_hyper_server::serve(listener, &edge, shutdown).await?;
     edge.drain().await;
     Ok(())
 }

@@ -18,14 +18,10 @@ fn hyper_host(
     edge: &Edge,
     stop: oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<()> {
-    let edge = edge.service();
-    tokio::spawn(async move {
-        edge_example_hyper_server::serve(listener, edge, async {
-            let _ = stop.await;
-        })
-        .await
-        .unwrap();
-    })
+    let serving = edge_example_hyper_server::serve(listener, edge, async {
+        let _ = stop.await;
+    });
+    tokio::spawn(async move { serving.await.unwrap() })
 }
 
 fn axum_host(

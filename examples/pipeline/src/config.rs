@@ -4,7 +4,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use edge_auth::ratelimit::Quota;
+use edge_core::server::ServerLimits;
 use http::Uri;
+
+use crate::pipeline::RateLimits;
 
 /// What an example host needs to know to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +32,10 @@ pub struct GatewayConfig {
     pub otlp_json: bool,
     /// Write one JSON line per request to standard output.
     pub request_log: bool,
+    /// Timeouts and caps on client connections.
+    pub server: ServerLimits,
+    /// The per-client quotas.
+    pub limits: RateLimits,
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +50,8 @@ impl Default for GatewayConfig {
             otlp_endpoint: None,
             otlp_json: false,
             request_log: false,
+            server: ServerLimits::default(),
+            limits: RateLimits::default(),
         }
     }
 }
@@ -58,7 +68,18 @@ options (each also read from the environment variable shown):
   --purge-token <token>    enable POST /_edge/purge with this bearer token [EDGE_PURGE_TOKEN]
   --otlp-endpoint <url>    export spans and metrics over OTLP/HTTP to this collector [OTEL_EXPORTER_OTLP_ENDPOINT]
   --otlp-protocol <p>      http/protobuf or http/json [OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf]
-  --request-log <where>    stdout: one JSON line per request; off [EDGE_REQUEST_LOG, default off]";
+  --request-log <where>    stdout: one JSON line per request; off [EDGE_REQUEST_LOG, default off]
+client connections:
+  --header-timeout-ms <n>  a request head (and a kept-alive connection's wait for one) may take this long
+                                                                   [EDGE_HEADER_TIMEOUT_MS, default 15000]
+  --request-timeout-ms <n> a response head must start within this, else 408 [EDGE_REQUEST_TIMEOUT_MS, default 30000]
+  --max-connections <n>    connections served at once; more wait   [EDGE_MAX_CONNECTIONS, default 1024]
+  --max-body-bytes <n>     largest Content-Length accepted, else 413 [EDGE_MAX_BODY_BYTES, default 16777216]
+per-client quotas, each <count>/<period>[,burst=<n>] with period s, min, h or <n>s; or `off`:
+  --rate-pages <quota>     requests outside /api/                  [EDGE_RATE_PAGES, default 600/min,burst=120]
+  --rate-api <quota>       requests under /api/                    [EDGE_RATE_API, default 120/min,burst=20]
+  --waf-penalty <quota>    WAF offences before a client is refused [EDGE_WAF_PENALTY, default 5/600s]
+  --rate-limits off        turns all three off                     [EDGE_RATE_LIMITS]";
 
 impl GatewayConfig {
     /// Proxies to `origin` instead of starting the demo origin.
@@ -128,6 +149,14 @@ impl GatewayConfig {
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
             "EDGE_REQUEST_LOG",
+            "EDGE_HEADER_TIMEOUT_MS",
+            "EDGE_REQUEST_TIMEOUT_MS",
+            "EDGE_MAX_CONNECTIONS",
+            "EDGE_MAX_BODY_BYTES",
+            "EDGE_RATE_LIMITS",
+            "EDGE_RATE_PAGES",
+            "EDGE_RATE_API",
+            "EDGE_WAF_PENALTY",
         ]
         .into_iter()
         .filter_map(|name| env(name).map(|value| (name.to_owned(), value)))
@@ -145,6 +174,14 @@ impl GatewayConfig {
                 "--otlp-endpoint" => "OTEL_EXPORTER_OTLP_ENDPOINT",
                 "--otlp-protocol" => "OTEL_EXPORTER_OTLP_PROTOCOL",
                 "--request-log" => "EDGE_REQUEST_LOG",
+                "--header-timeout-ms" => "EDGE_HEADER_TIMEOUT_MS",
+                "--request-timeout-ms" => "EDGE_REQUEST_TIMEOUT_MS",
+                "--max-connections" => "EDGE_MAX_CONNECTIONS",
+                "--max-body-bytes" => "EDGE_MAX_BODY_BYTES",
+                "--rate-limits" => "EDGE_RATE_LIMITS",
+                "--rate-pages" => "EDGE_RATE_PAGES",
+                "--rate-api" => "EDGE_RATE_API",
+                "--waf-penalty" => "EDGE_WAF_PENALTY",
                 other => return Err(format!("unknown option `{other}`\n{USAGE}")),
             };
             let value = args
@@ -203,6 +240,29 @@ impl GatewayConfig {
                     config.objects_dir =
                         Some(PathBuf::from(value)).filter(|d| !d.as_os_str().is_empty());
                 }
+                "EDGE_HEADER_TIMEOUT_MS" => {
+                    config.server.header_read_timeout = millis(&name, &value)?;
+                }
+                "EDGE_REQUEST_TIMEOUT_MS" => {
+                    config.server.request_timeout = millis(&name, &value)?;
+                }
+                "EDGE_MAX_CONNECTIONS" => {
+                    let n = number(&name, &value)?;
+                    config.server = config
+                        .server
+                        .with_max_connections(usize::try_from(n).unwrap_or(usize::MAX));
+                }
+                "EDGE_MAX_BODY_BYTES" => {
+                    config.server.max_request_body = number(&name, &value)?;
+                }
+                "EDGE_RATE_LIMITS" => match value.as_str() {
+                    "off" => config.limits = RateLimits::off(),
+                    "on" | "" => {}
+                    other => return Err(format!("EDGE_RATE_LIMITS `{other}` is not on or off")),
+                },
+                "EDGE_RATE_PAGES" => config.limits.pages = quota(&name, &value)?,
+                "EDGE_RATE_API" => config.limits.api = quota(&name, &value)?,
+                "EDGE_WAF_PENALTY" => config.limits.waf_penalty = quota(&name, &value)?,
                 _ => {
                     let ms: u64 = value
                         .parse()
@@ -213,6 +273,62 @@ impl GatewayConfig {
         }
         Ok(config)
     }
+}
+
+fn number(name: &str, value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{name} `{value}` is not a whole number"))
+}
+
+fn millis(name: &str, value: &str) -> Result<Duration, String> {
+    match number(name, value)? {
+        0 => Err(format!("{name} must be at least 1 ms")),
+        ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// A quota as `<count>/<period>[,burst=<n>]` (period `s`, `min`, `h` or `<n>s`), or `off`.
+pub fn quota(name: &str, value: &str) -> Result<Option<Quota>, String> {
+    let value = value.trim();
+    if value == "off" {
+        return Ok(None);
+    }
+    let bad =
+        |why: &str| format!("{name} `{value}` is not a quota like 600/min,burst=120 or off: {why}");
+    let (rate, burst) = match value.split_once(',') {
+        Some((rate, burst)) => {
+            let burst = burst
+                .trim()
+                .strip_prefix("burst=")
+                .ok_or_else(|| bad("only burst=<n> may follow the rate"))?;
+            (rate, Some(burst))
+        }
+        None => (value, None),
+    };
+    let (count, period) = rate.split_once('/').ok_or_else(|| bad("no `/`"))?;
+    let count: u32 = count.trim().parse().map_err(|_| bad("the count"))?;
+    let period = match period.trim() {
+        "s" | "sec" => Duration::from_secs(1),
+        "min" | "m" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        seconds => Duration::from_secs(
+            seconds
+                .strip_suffix('s')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| bad("the period"))?,
+        ),
+    };
+    let quota = Quota::new(count, period).map_err(|e| bad(&e.to_string()))?;
+    let quota = match burst {
+        Some(burst) => {
+            let burst: u32 = burst.parse().map_err(|_| bad("the burst"))?;
+            quota.with_burst(burst).map_err(|e| bad(&e.to_string()))?
+        }
+        None => quota,
+    };
+    Ok(Some(quota))
 }
 
 #[cfg(test)]
@@ -251,6 +367,58 @@ mod tests {
         assert!(parse(&[], &["--otlp-protocol", "grpc"]).is_err());
         let config = parse(&[], &["--origin", "http://127.0.0.1:3000"]).unwrap();
         assert_eq!(config.origin.unwrap().to_string(), "http://127.0.0.1:3000/");
+    }
+
+    #[test]
+    fn server_limits_and_quotas() {
+        let config = parse(
+            &[("EDGE_MAX_CONNECTIONS", "64"), ("EDGE_RATE_API", "off")],
+            &[
+                "--header-timeout-ms",
+                "2500",
+                "--rate-pages",
+                "100/10s,burst=5",
+                "--waf-penalty",
+                "3/h",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.max_connections, 64);
+        assert_eq!(
+            config.server.header_read_timeout,
+            Duration::from_millis(2500)
+        );
+        let pages = config.limits.pages.unwrap();
+        assert_eq!(
+            (pages.limit(), pages.period(), pages.burst()),
+            (100, Duration::from_secs(10), 5)
+        );
+        assert_eq!(config.limits.api, None);
+        assert_eq!(
+            config.limits.waf_penalty.unwrap().period(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            parse(&[], &["--rate-limits", "off"]).unwrap().limits,
+            RateLimits::off()
+        );
+        let defaults = RateLimits::default();
+        assert!(
+            defaults.pages.is_some() && defaults.api.is_some() && defaults.waf_penalty.is_some()
+        );
+        for bad in [
+            "0/min",
+            "10",
+            "10/fortnight",
+            "10/min,burst=0",
+            "10/min,max=3",
+            "x/s",
+        ] {
+            let error = parse(&[], &["--rate-api", bad]).unwrap_err();
+            assert!(error.contains("EDGE_RATE_API"), "{bad}: {error}");
+        }
+        assert!(parse(&[], &["--header-timeout-ms", "0"]).is_err());
+        assert!(parse(&[], &["--max-connections", "many"]).is_err());
     }
 
     #[test]

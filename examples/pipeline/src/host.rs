@@ -10,6 +10,7 @@ use std::time::Duration;
 use edge_core::clock::TokioTimer;
 use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::kv::DynKvStore;
+use edge_core::server::ServerLimits;
 use edge_core::trace::SplitMix;
 use edge_core::wait_until::TokioWaitUntil;
 use edge_core::{Body, SystemClock};
@@ -37,6 +38,7 @@ pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infall
 pub struct Edge {
     service: EdgeService,
     origin_url: Uri,
+    server_limits: ServerLimits,
     kv: Arc<dyn DynKvStore>,
     background: TokioWaitUntil,
     objects: Objects,
@@ -195,16 +197,17 @@ impl Edge {
             manifest: crate::render::demo_manifest()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
             timer: TokioTimer::new(),
+            limits: config.limits,
         };
         let layers = TelemetryLayers::new(telemetry.registry.clone(), telemetry.trace.clone());
-        let service = stack(fetcher, origin_url.clone(), parts, layers)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let service = stack(fetcher, origin_url.clone(), parts, layers);
         let service = EdgeService::new(service);
         let housekeeping = objects.start_housekeeping();
         let metrics_export = telemetry.start_metrics_export();
         Ok(Self {
             service,
             origin_url,
+            server_limits: config.server,
             kv,
             background,
             objects,
@@ -237,6 +240,12 @@ impl Edge {
     #[must_use]
     pub fn origin_url(&self) -> &Uri {
         &self.origin_url
+    }
+
+    /// The limits on client connections the host should serve with (`edge_core::server::serve`).
+    #[must_use]
+    pub fn server_limits(&self) -> ServerLimits {
+        self.server_limits
     }
 
     /// The metrics and the OTLP exporter.

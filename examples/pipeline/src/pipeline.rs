@@ -21,7 +21,7 @@ use bytes::Bytes;
 use edge_auth::jwks::{JwksProvider, KvKeySource};
 use edge_auth::jwt::{Validation, Verifier};
 use edge_auth::layer::JwtAuthLayer;
-use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, QuotaError, RateLimitLayer};
+use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
 use edge_auth::waf::{Waf, WafLayer};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
@@ -117,6 +117,48 @@ pub struct Parts<W, T, C, R> {
     pub manifest: BundleManifest,
     /// What ESI's fragment time limits sleep on.
     pub timer: T,
+    /// The per-client quotas (each can be off).
+    pub limits: RateLimits,
+}
+
+/// The pipeline's quotas, each per client: the verified token's subject when the request carries one,
+/// else the connection's address. `None` turns a limit off (the WAF still blocks without its penalty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimits {
+    /// Every request outside `/api/` (default 600 a minute, bursts of 120).
+    pub pages: Option<Quota>,
+    /// Requests under `/api/` (default 120 a minute, bursts of 20).
+    pub api: Option<Quota>,
+    /// WAF offences before a client is refused outright, even by rules that only log (default 5 in ten
+    /// minutes).
+    pub waf_penalty: Option<Quota>,
+}
+
+impl RateLimits {
+    /// No limits at all: for load tests from one address, or a host that limits elsewhere.
+    #[must_use]
+    pub const fn off() -> Self {
+        Self {
+            pages: None,
+            api: None,
+            waf_penalty: None,
+        }
+    }
+}
+
+impl Default for RateLimits {
+    /// The demo's quotas (see the fields).
+    fn default() -> Self {
+        let quota = |limit, period, burst| {
+            Quota::new(limit, Duration::from_secs(period)).and_then(|q| q.with_burst(burst))
+        };
+        Self {
+            pages: quota(600, 60, 120).ok(),
+            api: quota(120, 60, 20).ok(),
+            waf_penalty: quota(5, 600, 5).ok(),
+        }
+    }
 }
 
 impl<W, T, C, R> std::fmt::Debug for Parts<W, T, C, R> {
@@ -147,30 +189,23 @@ impl TelemetryLayers {
 
 /// Builds the tower stack over `fetcher`, forwarding to `origin`, on any host: metrics and the request's
 /// trace (`telemetry`), Link hints, the WAF, the demo issuer, the flags deciding A/B variants, JWT
-/// authentication of `/api/account` with the keys, per-client rate limits, the durable objects' routes,
-/// the shell-first page, ESI, the HTTP cache, the verified identity forwarded, then the origin (through a
-/// fetcher that carries the trace).
-///
-/// # Errors
-///
-/// A rate-limit quota is invalid (they are constants here; the error is for the type's sake).
+/// authentication of `/api/account` with the keys, per-client rate limits (as `parts.limits` says), the
+/// durable objects' routes, the shell-first page, ESI, the HTTP cache, the verified identity forwarded,
+/// then the origin (through a fetcher that carries the trace).
 pub fn stack<F, W, T, C, R>(
     fetcher: F,
     origin: Uri,
     parts: Parts<W, T, C, R>,
     telemetry: TelemetryLayers,
-) -> Result<
-    impl tower::Service<
-        Request<Body>,
-        Response = Response<Body>,
-        Error = Infallible,
-        Future: MaybeSend + 'static,
-    > + Clone
-    + MaybeSend
-    + MaybeSync
-    + 'static,
-    QuotaError,
->
+) -> impl tower::Service<
+    Request<Body>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future: MaybeSend + 'static,
+> + Clone
++ MaybeSend
++ MaybeSync
++ 'static
 where
     F: edge_core::Fetcher + 'static,
     W: WaitUntil + Clone + 'static,
@@ -187,6 +222,7 @@ where
         cache,
         manifest,
         timer,
+        limits,
     } = parts;
     let verifier = Verifier::new(
         Validation::new()
@@ -195,14 +231,14 @@ where
     );
     let auth = JwtAuthLayer::<_, _, _, serde_json::Value>::new(keys, verifier)
         .protect_prefix("/api/account");
-    let rate_limit = rate_limit_layer()?;
-    let waf = waf_layer()?;
+    let rate_limit = rate_limit_layer(limits);
+    let waf = waf_layer(limits.waf_penalty);
     let fetcher = Arc::new(TracedFetcher::new(fetcher).with_stage("origin"));
     let esi = esi_layer(Arc::clone(&fetcher), origin.clone(), timer);
     let hints = HintsLayer::new(manifest);
     let shell_origin = origin.clone();
     let shell_fetcher = Arc::clone(&fetcher);
-    Ok(tower::ServiceBuilder::new()
+    tower::ServiceBuilder::new()
         .layer(telemetry.metrics)
         .layer(telemetry.trace)
         .layer(hints)
@@ -214,7 +250,7 @@ where
             FlagVariant::new(inner, flags.clone())
         }))
         .layer(auth)
-        .layer(rate_limit)
+        .option_layer(rate_limit)
         .layer(tower::layer::layer_fn(move |inner| {
             ObjectRoutes::new(inner, counters.clone(), rooms.clone())
         }))
@@ -224,7 +260,7 @@ where
         .layer(esi)
         .layer(cache)
         .map_request(forward_identity)
-        .service(OriginProxy::new(fetcher, origin)))
+        .service(OriginProxy::new(fetcher, origin))
 }
 
 /// ESI for the pages under `/esi/`: fragments from the origin (through the same traced fetcher), cached
@@ -260,23 +296,32 @@ pub fn cache_layer(
     }
 }
 
-/// Per-client limits, in memory: the token's subject when the request carries a verified one, else the
-/// connection's address. Pages: 600 a minute, bursts of 120. The API: 120 a minute, bursts of 20.
-fn rate_limit_layer() -> Result<RateLimitLayer, QuotaError> {
-    let limiter = |per_minute: u32, burst: u32| {
-        Ok::<_, QuotaError>(KeyedLimiter::<String>::new(
-            Quota::per_minute(per_minute)?.with_burst(burst)?,
-        ))
-    };
+/// Per-client limits, in memory, keyed by the token's subject when the request carries a verified one,
+/// else the connection's address; `None` when both quotas are off.
+fn rate_limit_layer(limits: RateLimits) -> Option<RateLimitLayer> {
     let key = KeyExtractor::jwt_sub::<serde_json::Value>().or(KeyExtractor::client_ip());
-    Ok(RateLimitLayer::new(limiter(600, 120)?, key).route("/api/", limiter(120, 20)?))
+    let layer = match limits.pages {
+        Some(pages) => RateLimitLayer::new(KeyedLimiter::<String>::new(pages), key),
+        None if limits.api.is_some() => RateLimitLayer::routes_only(key),
+        None => return None,
+    };
+    Some(match limits.api {
+        Some(api) => layer.route("/api/", KeyedLimiter::<String>::new(api)),
+        None => layer,
+    })
 }
 
-/// The WAF's recommended rules, every one blocking; a client whose requests trip rules five times in ten
-/// minutes is refused outright after that, even by rules that only log.
-fn waf_layer() -> Result<WafLayer, QuotaError> {
-    let offenders = KeyedLimiter::<String>::new(Quota::new(5, Duration::from_secs(600))?);
-    Ok(WafLayer::new(Waf::new()).penalize(offenders, KeyExtractor::client_ip()))
+/// The WAF's recommended rules, every one blocking; with a `penalty`, a client whose requests trip
+/// rules that often is refused outright after that, even by rules that only log.
+fn waf_layer(penalty: Option<Quota>) -> WafLayer {
+    let waf = WafLayer::new(Waf::new());
+    match penalty {
+        Some(quota) => waf.penalize(
+            KeyedLimiter::<String>::new(quota),
+            KeyExtractor::client_ip(),
+        ),
+        None => waf,
+    }
 }
 
 /// The signing keys the pipeline verifies tokens with: the JWK Set in the edge's KV, refreshed through the

@@ -38,7 +38,7 @@ use edge_do::workers::{SOCKET_ATTACHMENT_HEADER, WorkersNamespace};
 use edge_example_pipeline::auth::DemoIssuer;
 use edge_example_pipeline::objects::{json_response, valid_name};
 use edge_example_pipeline::pipeline::{
-    Parts, TelemetryLayers, cache_layer, keys_and_flags, routes, seed_kv, stack,
+    Parts, RateLimits, TelemetryLayers, cache_layer, keys_and_flags, routes, seed_kv, stack,
 };
 use edge_example_pipeline::render::demo_manifest;
 use edge_kv::workers::WorkersKv;
@@ -147,6 +147,7 @@ async fn build(env: &Env) -> Result<Edge, Error> {
         manifest: demo_manifest()
             .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?,
         timer: WorkersTimer::new(),
+        limits: RateLimits::default(),
     };
     let mut seed = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
@@ -174,8 +175,7 @@ async fn build(env: &Env) -> Result<Edge, Error> {
         origin,
         parts,
         TelemetryLayers::new(registry.clone(), trace),
-    )
-    .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?;
+    );
     let handler: Handler = Rc::new(move |request| {
         let service = service.clone();
         Box::pin(async move {

@@ -303,11 +303,9 @@ fn main() {
                 .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let native = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(edge_example_hyper_server::serve(
-            listener,
-            edge.service(),
-            std::future::pending(),
-        ));
+        let serving =
+            edge_example_hyper_server::serve(listener, &edge, std::future::pending::<()>());
+        tokio::spawn(serving);
         let world = World {
             worker: workerd.url.clone(),
             native,
