@@ -24,8 +24,11 @@
 //! (double encoding included), `+` as space in queries and forms, HTML character references for the XSS
 //! rules. Rules run on the path (each segment), every query parameter name and value, header values
 //! (except `Authorization` and `Cookie`, whose opaque tokens are not text), and the body when it is a
-//! form, JSON (each string, key or value) or text. Inspection is bounded ([`InspectLimits`]); what lies
-//! beyond the limits is not inspected, or blocked if [`Waf::block_oversize`] says so.
+//! form, JSON (each string, key or value) or text. Inspection is bounded ([`InspectLimits`]), and by
+//! default a request with a part beyond the limits (a query value past 8 KiB, a body past 256 KiB,
+//! more fields than are inspected) is refused rather than inspected only in part: otherwise padding a
+//! value past the limit would carry an injection through ([`Waf::block_oversize`] turns that off).
+//! Strings inside a body are bounded by the body's limit, not the per-value one.
 //!
 //! Each rule blocks or only logs ([`Mode`]); a [`Verdict`] lists every match, and its
 //! [`penalty`](Verdict::penalty) can feed a rate limiter so repeat offenders are cut off (see
@@ -137,7 +140,7 @@ impl Default for InspectLimits {
     fn default() -> Self {
         Self {
             max_value_len: 8 * 1024,
-            max_body_len: 64 * 1024,
+            max_body_len: 256 * 1024,
             max_fields: 256,
         }
     }
@@ -264,7 +267,7 @@ impl Waf {
                 .map(|&(id, category, mode)| Rule { id, category, mode })
                 .collect(),
             limits: InspectLimits::default(),
-            block_oversize: false,
+            block_oversize: true,
         }
     }
 
@@ -293,7 +296,8 @@ impl Waf {
         self
     }
 
-    /// Refuses requests with a part beyond the limits instead of inspecting only its beginning.
+    /// Refuses requests with a part beyond the limits instead of inspecting only its beginning (the
+    /// default: `false` lets such a request through with only its beginning inspected).
     #[must_use]
     pub fn block_oversize(mut self, block: bool) -> Self {
         self.block_oversize = block;
@@ -318,16 +322,23 @@ impl Waf {
         let path = uri.path();
         self.check_path(path, &mut verdict);
         if let Some(query) = uri.query() {
-            self.check_form(query.as_bytes(), &mut verdict, |name| {
-                Location::Query(name.to_owned())
-            });
+            self.check_form(
+                query.as_bytes(),
+                self.limits.max_value_len,
+                &mut verdict,
+                |name| Location::Query(name.to_owned()),
+            );
         }
+        if headers.len() > self.limits.max_fields {
+            verdict.oversize |= self.block_oversize;
+        }
+        let value_limit = self.limits.max_value_len;
         for (name, value) in headers.iter().take(self.limits.max_fields) {
             if name == http::header::AUTHORIZATION || name == http::header::COOKIE {
                 continue;
             }
             let location = || Location::Header(name.as_str().to_owned());
-            self.check_value(value.as_bytes(), false, &mut verdict, location);
+            self.check_value(value.as_bytes(), value_limit, false, &mut verdict, location);
         }
         if let Some(body) = body {
             self.check_body(headers, body, &mut verdict);
@@ -360,18 +371,18 @@ impl Waf {
         });
     }
 
-    /// Bounds a value; says whether it was cut.
-    fn bounded<'a>(&self, value: &'a [u8], verdict: &mut Verdict) -> &'a [u8] {
-        if value.len() > self.limits.max_value_len {
+    /// Bounds a value to `limit` bytes, marking the verdict oversize when it was cut.
+    fn bounded<'a>(&self, value: &'a [u8], limit: usize, verdict: &mut Verdict) -> &'a [u8] {
+        if value.len() > limit {
             verdict.oversize |= self.block_oversize;
-            value.get(..self.limits.max_value_len).unwrap_or(value)
+            value.get(..limit).unwrap_or(value)
         } else {
             value
         }
     }
 
     fn check_path(&self, path: &str, verdict: &mut Verdict) {
-        let raw = self.bounded(path.as_bytes(), verdict);
+        let raw = self.bounded(path.as_bytes(), self.limits.max_value_len, verdict);
         let decoded = decode::decode(raw, false);
         if decoded.double_encoded {
             self.record("double-encoding", Location::Path, verdict);
@@ -391,11 +402,12 @@ impl Waf {
     fn check_value(
         &self,
         raw: &[u8],
+        limit: usize,
         plus_is_space: bool,
         verdict: &mut Verdict,
         location: impl Fn() -> Location,
     ) {
-        let raw = self.bounded(raw, verdict);
+        let raw = self.bounded(raw, limit, verdict);
         let decoded = decode::decode(raw, plus_is_space);
         self.check_text(&decoded.text, decoded.overlong, verdict, location);
     }
@@ -416,24 +428,32 @@ impl Waf {
     }
 
     /// `name=value&…`: each name and value decoded on its own, so encoded `&` and `=` stay data.
-    fn check_form(&self, form: &[u8], verdict: &mut Verdict, location: impl Fn(&str) -> Location) {
-        for pair in form
-            .split(|&b| b == b'&')
-            .filter(|p| !p.is_empty())
-            .take(self.limits.max_fields)
-        {
+    fn check_form(
+        &self,
+        form: &[u8],
+        limit: usize,
+        verdict: &mut Verdict,
+        location: impl Fn(&str) -> Location,
+    ) {
+        let pairs = form.split(|&b| b == b'&').filter(|p| !p.is_empty());
+        if pairs.clone().nth(self.limits.max_fields).is_some() {
+            verdict.oversize |= self.block_oversize;
+        }
+        for pair in pairs.take(self.limits.max_fields) {
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(eq) => (&pair[..eq], &pair[eq + 1..]),
                 None => (pair, &[][..]),
             };
-            let name = decode::decode(self.bounded(name, verdict), true);
+            let name = decode::decode(self.bounded(name, limit, verdict), true);
             let label = || location(&name.text);
             self.check_text(&name.text, name.overlong, verdict, label);
-            self.check_value(value, true, verdict, label);
+            self.check_value(value, limit, true, verdict, label);
         }
     }
 
     fn check_body(&self, headers: &HeaderMap, body: &[u8], verdict: &mut Verdict) {
+        // Strings inside the body are bounded by the body's limit, not the per-value one.
+        let limit = self.limits.max_body_len;
         let body = if body.len() > self.limits.max_body_len {
             verdict.oversize |= self.block_oversize;
             body.get(..self.limits.max_body_len).unwrap_or(body)
@@ -441,29 +461,31 @@ impl Waf {
             body
         };
         match BodyKind::of(headers) {
-            BodyKind::Form => self.check_form(body, verdict, |_| Location::Body),
+            BodyKind::Form => self.check_form(body, limit, verdict, |_| Location::Body),
             BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(body) {
                 Ok(value) => {
                     let mut budget = self.limits.max_fields;
                     self.check_json(&value, verdict, &mut budget);
                 }
                 // Cut off by the limit, or not JSON at all: read it as text.
-                Err(_) => self.check_value(body, false, verdict, || Location::Body),
+                Err(_) => self.check_value(body, limit, false, verdict, || Location::Body),
             },
-            BodyKind::Text => self.check_value(body, false, verdict, || Location::Body),
+            BodyKind::Text => self.check_value(body, limit, false, verdict, || Location::Body),
             BodyKind::Opaque => {}
         }
     }
 
     fn check_json(&self, value: &serde_json::Value, verdict: &mut Verdict, budget: &mut usize) {
         use serde_json::Value;
+        let limit = self.limits.max_body_len;
         if *budget == 0 {
+            verdict.oversize |= self.block_oversize;
             return;
         }
         match value {
             Value::String(s) => {
                 *budget -= 1;
-                self.check_value(s.as_bytes(), false, verdict, || Location::Body);
+                self.check_value(s.as_bytes(), limit, false, verdict, || Location::Body);
             }
             Value::Array(items) => {
                 for item in items {
@@ -473,7 +495,7 @@ impl Waf {
             Value::Object(members) => {
                 for (key, item) in members {
                     *budget = budget.saturating_sub(1);
-                    self.check_value(key.as_bytes(), false, verdict, || Location::Body);
+                    self.check_value(key.as_bytes(), limit, false, verdict, || Location::Body);
                     self.check_json(item, verdict, budget);
                 }
             }
@@ -559,17 +581,52 @@ mod tests {
             .matches
             .is_empty()
         );
-        let strict = Waf::new().block_oversize(true);
+        // Padding past the inspected length must not carry an injection through: refused by default.
+        let padded = format!("/?q={}%27%20OR%20%271%27%3D%271", "a".repeat(10_000));
         let long = format!("/?q={}", "a".repeat(10_000));
+        for uri in [&padded, &long] {
+            assert!(
+                Waf::new()
+                    .inspect(&uri.parse().unwrap(), &HeaderMap::new(), None)
+                    .is_blocked()
+            );
+        }
+        let lenient = Waf::new().block_oversize(false);
         assert!(
-            strict
+            !lenient
                 .inspect(&long.parse().unwrap(), &HeaderMap::new(), None)
+                .is_blocked(),
+            "opted out: only the beginning is inspected"
+        );
+        // So must padding with fields past the inspected number.
+        let many = format!("/?{}&q=%27%20OR%20%271%27%3D%271", "a=1&".repeat(300));
+        assert!(
+            Waf::new()
+                .inspect(&many.parse().unwrap(), &HeaderMap::new(), None)
                 .is_blocked()
         );
+        // A long string inside a body is bounded by the body's limit, not the per-value one.
+        let mut json = HeaderMap::new();
+        json.insert(
+            http::header::CONTENT_TYPE,
+            "application/json".parse().unwrap(),
+        );
+        let big_string = format!("{{\"photo\":\"{}\"}}", "QUJD".repeat(5_000));
         assert!(
             !Waf::new()
-                .inspect(&long.parse().unwrap(), &HeaderMap::new(), None)
+                .inspect(
+                    &"/upload".parse().unwrap(),
+                    &json,
+                    Some(big_string.as_bytes())
+                )
                 .is_blocked()
+        );
+        let hidden = format!("{{\"note\":\"{} ' OR '1'='1\"}}", "a".repeat(20_000));
+        assert!(
+            Waf::new()
+                .inspect(&"/upload".parse().unwrap(), &json, Some(hidden.as_bytes()))
+                .is_blocked(),
+            "and inspected to its end"
         );
         let logged = Waf::new().inspect(&"/a%252fb".parse().unwrap(), &HeaderMap::new(), None);
         assert_eq!(logged.matches[0].rule, "double-encoding");

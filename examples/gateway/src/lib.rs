@@ -80,6 +80,31 @@ pub fn app(edge: &Edge) -> Router {
         .fallback_service(service)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::valid_websocket_key;
+
+    #[test]
+    fn websocket_keys_are_sixteen_bytes_of_base64() {
+        assert!(valid_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ==")); // RFC 6455's example
+        for bad in [
+            &b""[..],
+            b"hello",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZR==",
+            b"dGhlIHNhbXBsZSBub25j*Q==",
+            b"dGhlIHNhbXBsZSBub25jZQ==x",
+            b"dGhlIHNhbXBsZSBub25jZXM=",
+        ] {
+            assert!(
+                !valid_websocket_key(bad),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
+
 /// Upgrades into the room named by the path, as the user named by `?user=` (a guest without one).
 fn join_room(
     upgrade: WebSocketUpgrade,
@@ -95,6 +120,15 @@ fn join_room(
         return (
             StatusCode::BAD_REQUEST,
             "room names are 1 to 64 of A-Z a-z 0-9 - _ .\n",
+        )
+            .into_response();
+    }
+    // axum checks the version and the upgrade headers, not the key itself.
+    let key = request.headers().get("sec-websocket-key");
+    if !key.is_some_and(|key| valid_websocket_key(key.as_bytes())) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 §4.1)\n",
         )
             .into_response();
     }
@@ -117,6 +151,19 @@ fn join_room(
                 Err(_) => close(socket, 1011, "the room is unavailable").await,
             }
         })
+}
+
+/// RFC 6455 §4.1: the key is a nonce of 16 bytes, base64-encoded: 22 characters of the alphabet (the last
+/// carrying no stray bits) and `==`.
+fn valid_websocket_key(key: &[u8]) -> bool {
+    let base64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    match key {
+        [nonce @ .., b'=', b'='] if nonce.len() == 22 && nonce.iter().all(base64) => {
+            // 16 bytes leave the last character's low four bits unused: AQgw are the only ones allowed.
+            nonce.last().is_some_and(|last| b"AQgw".contains(last))
+        }
+        _ => false,
+    }
 }
 
 async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {

@@ -679,3 +679,105 @@ async fn the_cache_coalesces_serves_stale_while_revalidating_and_purges() {
     );
     gateway.stop().await;
 }
+
+/// Sends raw bytes to the gateway and reads until it closes the connection (or 10 s pass: `None`).
+async fn raw(base: &str, bytes: &[u8]) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&answer).into_owned())
+}
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}
+
+/// The fault run's malformed requests, each answered for what it is and never left hanging.
+#[tokio::test]
+async fn malformed_requests_get_a_4xx_and_never_hang() {
+    let mut config = GatewayConfig::default();
+    config.server = config
+        .server
+        .with_header_read_timeout(Duration::from_millis(500));
+    let gateway = start(config).await;
+    let base = &gateway.base;
+    let chunked = raw(
+        base,
+        b"POST /api/echo HTTP/1.1\r\nHost: a\r\nContent-Type: application/octet-stream\r\n\
+          Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status_line(&chunked),
+        "HTTP/1.1 400 Bad Request",
+        "{chunked}"
+    );
+    for hosts in ["", "Host: a\r\nHost: b\r\n"] {
+        let request = format!("GET / HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n");
+        let answer = raw(base, request.as_bytes()).await.unwrap();
+        assert_eq!(
+            status_line(&answer),
+            "HTTP/1.1 400 Bad Request",
+            "{hosts:?}"
+        );
+    }
+    let huge = raw(
+        base,
+        b"POST /api/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000000\r\n\r\n",
+    )
+    .await
+    .expect("answered and closed");
+    assert_eq!(status_line(&huge), "HTTP/1.1 413 Payload Too Large");
+    let bad_key = raw(
+        base,
+        b"GET /rooms/lobby HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: not-a-key\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status_line(&bad_key),
+        "HTTP/1.1 400 Bad Request",
+        "{bad_key}"
+    );
+    // A bare CRLF is ignored (RFC 9112 §2.2), then the header-read timeout closes the connection.
+    assert!(raw(base, b"\r\n").await.is_some());
+    // Slowloris: a head that never ends is cut off.
+    assert!(
+        raw(base, b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n")
+            .await
+            .is_some()
+    );
+    gateway.stop().await;
+}
+
+/// `--rate-limits off` (or `EDGE_RATE_LIMITS=off`) lets a load test from one address through.
+#[tokio::test]
+async fn rate_limits_can_be_turned_off() {
+    let config =
+        GatewayConfig::parse(|_| None, ["--rate-limits".to_owned(), "off".to_owned()]).unwrap();
+    let gateway = start(config).await;
+    for _ in 0..40 {
+        let answer = exchange(&gateway.base, Method::GET, "/api/products", Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(answer.headers.get("ratelimit").is_none());
+    }
+    gateway.stop().await;
+}

@@ -2,9 +2,11 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use edge_core::{Body, BoxFuture, ErrorKind, Fetcher};
+use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
@@ -16,8 +18,9 @@ const VIA: HeaderValue = HeaderValue::from_static("1.1 edge");
 ///
 /// Hop-by-hop headers (RFC 9110 §7.6.1, including those named in `Connection`) are removed in both
 /// directions, `Via` is added, and the client's `Host` travels as `X-Forwarded-Host`. A failure to get a
-/// response becomes `504 Gateway Timeout` (deadline passed) or `502 Bad Gateway` (anything else): the
-/// service itself never fails.
+/// response becomes `400 Bad Request` if it was the client's body that broke (a malformed chunked body,
+/// a connection cut mid-upload), else `504 Gateway Timeout` (deadline passed) or `502 Bad Gateway`
+/// (anything else): the service itself never fails.
 #[derive(Debug)]
 pub struct OriginProxy<F> {
     fetcher: Arc<F>,
@@ -78,6 +81,20 @@ impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // Whether the client's body failed while it was being forwarded: then the client, not the
+        // origin, is to blame.
+        let client_body_failed = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| {
+            if !body.is_stream() {
+                return body;
+            }
+            let failed = Arc::clone(&client_body_failed);
+            Body::from_stream(body.inspect(move |chunk| {
+                if chunk.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }))
+        });
         let upstream = self.upstream_request(request);
         let fetcher = Arc::clone(&self.fetcher);
         Box::pin(async move {
@@ -93,6 +110,10 @@ impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
                     response.headers_mut().append(header::VIA, VIA);
                     Ok(response)
                 }
+                Err(_) if client_body_failed.load(Ordering::Relaxed) => Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                )),
                 Err(e) if e.kind() == ErrorKind::Timeout => Ok(error_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the origin did not answer in time",
@@ -196,5 +217,33 @@ mod tests {
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         let response = proxy(origin).oneshot(get("/late")).await.unwrap();
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_broken_client_body_is_the_clients_fault() {
+        /// Reads the whole request body, as a real client connection to the origin does.
+        #[derive(Clone)]
+        struct Reading;
+        impl Fetcher for Reading {
+            async fn fetch(
+                &self,
+                request: Request<Body>,
+            ) -> Result<Response<Body>, edge_core::Error> {
+                request.into_body().collect(1 << 20).await?;
+                Ok(Response::new(Body::empty()))
+            }
+        }
+        let broken = futures_util::stream::iter([
+            Ok(bytes::Bytes::from_static(b"5\r\nhello")),
+            Err(std::io::Error::other("invalid chunk size line")),
+        ]);
+        let request = Request::post("/upload")
+            .body(Body::from_stream(broken))
+            .unwrap();
+        let proxy = OriginProxy::new(Reading, Uri::from_static("http://origin.internal"));
+        let response = proxy.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let fine = Request::post("/upload").body(Body::from("ok")).unwrap();
+        assert_eq!(proxy.oneshot(fine).await.unwrap().status(), StatusCode::OK);
     }
 }
