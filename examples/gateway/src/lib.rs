@@ -80,31 +80,6 @@ pub fn app(edge: &Edge) -> Router {
         .fallback_service(service)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::valid_websocket_key;
-
-    #[test]
-    fn websocket_keys_are_sixteen_bytes_of_base64() {
-        assert!(valid_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ==")); // RFC 6455's example
-        for bad in [
-            &b""[..],
-            b"hello",
-            b"dGhlIHNhbXBsZSBub25jZQ",
-            b"dGhlIHNhbXBsZSBub25jZR==",
-            b"dGhlIHNhbXBsZSBub25j*Q==",
-            b"dGhlIHNhbXBsZSBub25jZQ==x",
-            b"dGhlIHNhbXBsZSBub25jZXM=",
-        ] {
-            assert!(
-                !valid_websocket_key(bad),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-}
-
 /// Upgrades into the room named by the path, as the user named by `?user=` (a guest without one).
 fn join_room(
     upgrade: WebSocketUpgrade,
@@ -250,5 +225,30 @@ pub fn serve(
             shutdown,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_websocket_key;
+
+    #[test]
+    fn websocket_keys_are_sixteen_bytes_of_base64() {
+        assert!(valid_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ==")); // RFC 6455's example
+        for bad in [
+            &b""[..],
+            b"hello",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZR==",
+            b"dGhlIHNhbXBsZSBub25j*Q==",
+            b"dGhlIHNhbXBsZSBub25jZQ==x",
+            b"dGhlIHNhbXBsZSBub25jZXM=",
+        ] {
+            assert!(
+                !valid_websocket_key(bad),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }
