@@ -690,14 +690,6 @@ impl<C: Clock + Clone + 'static> Inner<C> {
             }
         }
         let (parts, body) = response.into_parts();
-        let body = match read_body(body, self.settings.max_body).await {
-            Ok(ReadBody::Whole(bytes)) => bytes,
-            Ok(ReadBody::TooLarge(body)) => {
-                let response = Response::from_parts(parts, body);
-                return Fill::Private(Arc::new(std::sync::Mutex::new(Some(response))), tier);
-            }
-            Err(error) => return Fill::Failed(error),
-        };
         let mut headers = parts.headers.clone();
         if status.is_server_error() {
             if let Some(ttl) = self.settings.negative_ttl {
@@ -708,33 +700,47 @@ impl<C: Clock + Clone + 'static> Inner<C> {
                 headers.remove(header::SET_COOKIE);
             }
         }
-        let store_request = asked.headers.clone();
-        match self.policy.store(
+        // Whether the answer may be stored is decided from its head alone. What may not — and what
+        // announces a body past `max_body` — streams straight through to the request that fetched it:
+        // its head leaves at once and its body is never held here.
+        let stored = match self.policy.store(
             &Method::GET,
-            &store_request,
+            &asked.headers,
             status,
             &mut headers,
             request_time,
             response_time,
         ) {
             Ok(stored) if !status.is_server_error() || self.settings.negative_ttl.is_some() => {
-                self.jitter(&key, stored.lifetime, &mut headers);
-                let tags = policy::tags(&headers);
-                let entry = CachedResponse::new(status, headers, body, response_time)
-                    .with_expires_at(response_time + stored.keep_for)
-                    .with_tags(tags);
-                let entry = Arc::new(entry);
-                for tier in [Tier::Memory, Tier::Store, Tier::Kv] {
-                    self.write(tier, &key, &entry, Some(stored.parsed)).await;
-                }
-                Fill::Stored(entry, "MISS", tier)
+                stored
             }
-            _ => {
-                let mut response = Response::from_parts(parts, Body::from(body));
-                policy::strip_edge_fields(response.headers_mut());
-                Fill::Private(Arc::new(std::sync::Mutex::new(Some(response))), tier)
-            }
+            _ => return pass_through(parts, body, tier),
+        };
+        let announced = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > self.settings.max_body as u64) {
+            return pass_through(parts, body, tier);
         }
+        // A storable body is read whole before anyone is answered; the fetcher's body deadline
+        // (`HyperFetcher::with_body_timeout`) bounds how long a stalled origin can hold it.
+        let body = match read_body(body, self.settings.max_body).await {
+            Ok(ReadBody::Whole(bytes)) => bytes,
+            Ok(ReadBody::TooLarge(body)) => return pass_through(parts, body, tier),
+            Err(error) => return Fill::Failed(error),
+        };
+        self.jitter(&key, stored.lifetime, &mut headers);
+        let tags = policy::tags(&headers);
+        let entry = CachedResponse::new(status, headers, body, response_time)
+            .with_expires_at(response_time + stored.keep_for)
+            .with_tags(tags);
+        let entry = Arc::new(entry);
+        for tier in [Tier::Memory, Tier::Store, Tier::Kv] {
+            self.write(tier, &key, &entry, Some(stored.parsed)).await;
+        }
+        Fill::Stored(entry, "MISS", tier)
     }
 
     /// Adds up to `ttl_jitter_percent` of `lifetime` to the stored age, chosen per key and write.
@@ -757,6 +763,13 @@ impl<C: Clock + Clone + 'static> Inner<C> {
             .unwrap_or(0);
         headers.insert(header::AGE, HeaderValue::from(age.saturating_add(extra)));
     }
+}
+
+/// An answer only the request that fetched it may have, its body streaming through unread.
+fn pass_through(parts: http::response::Parts, body: Body, tier: Tier) -> Fill {
+    let mut response = Response::from_parts(parts, body);
+    policy::strip_edge_fields(response.headers_mut());
+    Fill::Private(Arc::new(std::sync::Mutex::new(Some(response))), tier)
 }
 
 fn kv_key(key: &str) -> String {

@@ -598,3 +598,42 @@ async fn reads_of_the_shared_tiers_are_coalesced_too() {
         "and the fill wrote it back"
     );
 }
+
+/// An origin that sends its head and first chunk, then never finishes the body.
+#[derive(Clone)]
+struct Stalling(&'static str);
+
+impl edge_core::Fetcher for Stalling {
+    async fn fetch(&self, _request: Request<Body>) -> Result<Response<Body>, edge_core::Error> {
+        use futures::StreamExt;
+        let chunks = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"first"))])
+            .chain(futures::stream::pending());
+        let mut response = Response::new(Body::from_stream(chunks));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, self.0.parse().unwrap());
+        Ok(response)
+    }
+}
+
+/// What may not be stored streams through: its head reaches the client at once, whatever its body
+/// does, instead of waiting for a body the origin never finishes.
+#[tokio::test]
+async fn an_uncacheable_answer_streams_through_without_waiting_for_its_body() {
+    use futures::StreamExt;
+    for directives in ["no-store", "private, max-age=60"] {
+        let clock = ManualClock::new();
+        let cache =
+            TieredCache::builder(Stalling(directives), clock.clone(), QueuedWaitUntil::new())
+                .memory(MemoryCache::new(1 << 20, clock.clone()))
+                .settings(no_jitter())
+                .build();
+        let response = tokio::time::timeout(Duration::from_secs(5), cache.handle(get(URL)))
+            .await
+            .expect("the head is not held back by the body")
+            .unwrap();
+        assert_eq!(status(&response).0, "MISS", "{directives}");
+        let mut body = response.into_body();
+        assert_eq!(body.next().await.unwrap().unwrap(), "first", "{directives}");
+    }
+}

@@ -35,6 +35,7 @@ use crate::fetch::Fetcher;
 pub struct HyperFetcher<C = HttpConnector> {
     client: Client<C, Body>,
     timeout: Option<Duration>,
+    body_timeout: Option<Duration>,
 }
 
 impl HyperFetcher<HttpConnector> {
@@ -67,14 +68,25 @@ where
         Self {
             client,
             timeout: None,
+            body_timeout: None,
         }
     }
 
     /// Fails a request with [`ErrorKind::Timeout`] if its response head has not arrived within `timeout`.
-    /// The body then streams without a deadline.
+    /// The body then streams without a deadline unless [`with_body_timeout`](Self::with_body_timeout)
+    /// sets one.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Fails a response body with [`ErrorKind::Timeout`] if it has not ended within `timeout` of its
+    /// head: an origin that sends a head and then stalls cannot hold a reader (a cache fill, a client)
+    /// forever.
+    #[must_use]
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = Some(timeout);
         self
     }
 }
@@ -108,6 +120,34 @@ where
             };
             Error::with_source(kind, "http request failed", e)
         })?;
-        Ok(response.map(Body::from_http_body))
+        let body_timeout = self.body_timeout;
+        Ok(response.map(|body| {
+            let body = Body::from_http_body(body);
+            match body_timeout {
+                Some(timeout) if body.is_stream() => with_deadline(body, timeout),
+                _ => body,
+            }
+        }))
     }
+}
+
+/// `body`, failing with [`ErrorKind::Timeout`] if it has not ended by `timeout` from now.
+fn with_deadline(body: Body, timeout: Duration) -> Body {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let chunks = futures_util::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some(body))),
+            Ok(None) => None,
+            Err(_) => {
+                let error = Error::new(
+                    ErrorKind::Timeout,
+                    format!("the response body did not end within {timeout:?}"),
+                );
+                Some((Err(error), None))
+            }
+        }
+    });
+    Body::from_stream(chunks)
 }

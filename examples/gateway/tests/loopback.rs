@@ -781,3 +781,40 @@ async fn rate_limits_can_be_turned_off() {
     }
     gateway.stop().await;
 }
+
+/// An origin that sends a head and then stalls its body: a cache fill gives up at the body deadline
+/// with a 504, and an uncacheable answer streams its head through at once.
+#[tokio::test]
+async fn a_stalled_origin_body_does_not_hang_the_client() {
+    let mut config = GatewayConfig::default();
+    config.origin_body_timeout = Duration::from_millis(300);
+    let gateway = start(config).await;
+    let started = std::time::Instant::now();
+    let cached = exchange(
+        &gateway.base,
+        Method::GET,
+        "/api/stall?ms=5000",
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cached.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "not the origin's 5 s"
+    );
+    let started = std::time::Instant::now();
+    let raw_answer = raw(
+        &gateway.base,
+        b"GET /api/stall?ms=5000&cache=0 HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status_line(&raw_answer), "HTTP/1.1 200 OK");
+    assert!(raw_answer.contains("{\"half\":"), "{raw_answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off at the body deadline"
+    );
+    gateway.stop().await;
+}

@@ -20,6 +20,9 @@ pub struct GatewayConfig {
     pub origin: Option<Uri>,
     /// How long to wait for the origin's response head before answering `504` (default 5 s).
     pub origin_timeout: Duration,
+    /// How long the origin's response body may take to end after its head (default 30 s): a cache fill
+    /// past it fails with `504`, a body streaming through is cut off.
+    pub origin_body_timeout: Duration,
     /// Keep the edge's KV (flags, …) in this Redis instead of in memory.
     pub redis_url: Option<String>,
     /// Keep the durable objects' SQLite databases in this directory instead of in memory.
@@ -44,6 +47,7 @@ impl Default for GatewayConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8787),
             origin: None,
             origin_timeout: Duration::from_secs(5),
+            origin_body_timeout: Duration::from_secs(30),
             redis_url: None,
             objects_dir: None,
             purge_token: None,
@@ -63,6 +67,7 @@ options (each also read from the environment variable shown):
   --listen <ip:port>       full listen address                     [EDGE_LISTEN]
   --origin <url>           proxy to this origin instead of the embedded demo origin [EDGE_ORIGIN]
   --origin-timeout-ms <n>  origin response deadline                [EDGE_ORIGIN_TIMEOUT_MS, default 5000]
+  --origin-body-timeout-ms <n>  origin body deadline, from its head [EDGE_ORIGIN_BODY_TIMEOUT_MS, default 30000]
   --redis-url <url>        keep the edge's KV in Redis, not memory [REDIS_URL]
   --objects-dir <dir>      keep durable objects in SQLite files here, not memory [EDGE_OBJECTS_DIR]
   --purge-token <token>    enable POST /_edge/purge with this bearer token [EDGE_PURGE_TOKEN]
@@ -143,6 +148,7 @@ impl GatewayConfig {
             "EDGE_LISTEN",
             "EDGE_ORIGIN",
             "EDGE_ORIGIN_TIMEOUT_MS",
+            "EDGE_ORIGIN_BODY_TIMEOUT_MS",
             "REDIS_URL",
             "EDGE_OBJECTS_DIR",
             "EDGE_PURGE_TOKEN",
@@ -168,6 +174,7 @@ impl GatewayConfig {
                 "--listen" => "EDGE_LISTEN",
                 "--origin" => "EDGE_ORIGIN",
                 "--origin-timeout-ms" => "EDGE_ORIGIN_TIMEOUT_MS",
+                "--origin-body-timeout-ms" => "EDGE_ORIGIN_BODY_TIMEOUT_MS",
                 "--redis-url" => "REDIS_URL",
                 "--objects-dir" => "EDGE_OBJECTS_DIR",
                 "--purge-token" => "EDGE_PURGE_TOKEN",
@@ -239,6 +246,9 @@ impl GatewayConfig {
                 "EDGE_OBJECTS_DIR" => {
                     config.objects_dir =
                         Some(PathBuf::from(value)).filter(|d| !d.as_os_str().is_empty());
+                }
+                "EDGE_ORIGIN_BODY_TIMEOUT_MS" => {
+                    config.origin_body_timeout = millis(&name, &value)?;
                 }
                 "EDGE_HEADER_TIMEOUT_MS" => {
                     config.server.header_read_timeout = millis(&name, &value)?;

@@ -183,7 +183,9 @@ impl Edge {
             .await
             .map_err(io::Error::other)?;
         let (keys, flags) = keys_and_flags(&kv, &background);
-        let fetcher = HyperFetcher::new().with_timeout(config.origin_timeout);
+        let fetcher = HyperFetcher::new()
+            .with_timeout(config.origin_timeout)
+            .with_body_timeout(config.origin_body_timeout);
         let objects = Objects::open(config.objects_dir.as_deref(), &background)?;
         let cache = cache_layer(background.clone(), 64 << 20, config.purge_token.clone());
         let telemetry = Telemetry::new(config, background.clone())?;

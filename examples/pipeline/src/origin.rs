@@ -10,6 +10,7 @@
 //! | `/api/products` | JSON list, `max-age=30` |
 //! | `/api/products/{id}` | one product as JSON, or a JSON `404` |
 //! | `/api/slow?ms=N` | JSON after `N` ms (default 2000, at most 10000): the slow backend the edge must not wait on forever; cacheable for `fresh=S` seconds (default 5), then stale-while-revalidate for 60 s |
+//! | `/api/stall?ms=N&cache=C` | a head and half a body at once, the rest after `N` ms (default 5000, at most 10000): the stalled origin body; cacheable for 60 s unless `cache=0` |
 //! | `/api/account` | JSON for the user the edge verified (`x-edge-user`); `401` without one |
 //! | `/api/trace` | the `traceparent` the origin received (the edge's client span), uncacheable |
 //! | `/esi/page` | an ESI template: a cached header fragment, a slow recommendations fragment, a broken one with an `alt`, a greeting from `$(QUERY_STRING{name})` |
@@ -191,6 +192,28 @@ async fn respond(request: Request<Incoming>) -> Response<Body> {
             )) {
                 response.headers_mut().insert(header::CACHE_CONTROL, value);
             }
+            response
+        }
+        (&Method::GET, "/api/stall") => {
+            let ms = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("ms="))
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .unwrap_or(5000);
+            let delay = Duration::from_millis(ms).min(MAX_SLOW);
+            let cacheable = !query.split('&').any(|pair| pair == "cache=0");
+            let first = futures_util::stream::once(async { Ok(Bytes::from_static(b"{\"half\":")) });
+            let rest = futures_util::stream::once(async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, std::io::Error>(Bytes::from_static(b"true}"))
+            });
+            let mut response = with_headers(
+                StatusCode::OK,
+                if cacheable { 60 } else { 0 },
+                "application/json",
+                Bytes::new(),
+            );
+            *response.body_mut() = Body::from_stream(futures_util::StreamExt::chain(first, rest));
             response
         }
         (&Method::GET, "/api/account") => {
