@@ -179,8 +179,8 @@ impl WriteBatch {
 /// A durable object's own storage: strongly consistent, private to one object, with an alarm.
 ///
 /// Every method is atomic on its own; [`Storage::write`] applies many writes atomically. Keys are at most
-/// [`MAX_KEY_LEN`] bytes and values at most [`MAX_VALUE_LEN`] (Cloudflare's limits); larger ones are
-/// refused with [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) /
+/// [`MAX_KEY_LEN`] bytes (the empty key is a key, as on Cloudflare) and values at most [`MAX_VALUE_LEN`]
+/// (Cloudflare's limits); larger ones are refused with [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) /
 /// [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) and change nothing.
 pub trait Storage: MaybeSend + MaybeSync {
     /// The value under `key`.
@@ -229,12 +229,13 @@ pub const MAX_VALUE_LEN: usize = 128 * 1024;
 ///
 /// # Errors
 ///
-/// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) for an empty or long key,
-/// [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) for a long value.
+/// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) for a long key,
+/// [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) for a long value. The empty key is allowed, as
+/// Cloudflare allows it.
 pub fn check_write(key: &str, value: Option<&Bytes>) -> Result<(), Error> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
+    if key.len() > MAX_KEY_LEN {
         return Err(Error::invalid_key(format!(
-            "durable object keys are 1 to {MAX_KEY_LEN} bytes"
+            "durable object keys are at most {MAX_KEY_LEN} bytes"
         )));
     }
     if value.is_some_and(|v| v.len() > MAX_VALUE_LEN) {
@@ -586,7 +587,10 @@ mod tests {
         assert!(!range.contains("a:d") && !range.contains("a:a") && !range.contains("b:c"));
         assert!(check_write("k", Some(&Bytes::from(vec![0; MAX_VALUE_LEN]))).is_ok());
         assert!(check_write("k", Some(&Bytes::from(vec![0; MAX_VALUE_LEN + 1]))).is_err());
-        assert!(check_write("", None).is_err());
+        assert!(
+            check_write("", None).is_ok(),
+            "the empty key is a key, as on Cloudflare"
+        );
         assert!(check_write(&"k".repeat(MAX_KEY_LEN + 1), None).is_err());
     }
 }

@@ -24,6 +24,7 @@ where
     list_prefix_range_limit_reverse(&make()).await;
     batches_are_all_or_nothing(&make()).await;
     limits_are_refused_without_side_effects(&make()).await;
+    the_empty_key_is_a_key(&make()).await;
     delete_all_clears_entries_and_alarm(&make()).await;
     alarm_round_trip(&make()).await;
 }
@@ -135,7 +136,7 @@ pub async fn batches_are_all_or_nothing<S: Storage>(storage: &S) {
     let bad = WriteBatch::new()
         .put("b", b("changed"))
         .delete("c")
-        .put("", b("no key"));
+        .put("k".repeat(MAX_KEY_LEN + 1), b("key too long"));
     let err = storage.write(bad).await.err();
     assert_eq!(
         err.map(|e| e.kind()),
@@ -165,6 +166,31 @@ pub async fn limits_are_refused_without_side_effects<S: Storage>(storage: &S) {
         storage.put("max", Bytes::from(vec![1u8; MAX_VALUE_LEN])),
     )
     .await;
+}
+
+/// The empty key is a key like any other (Cloudflare allows it): stored, read, listed first, deleted.
+pub async fn the_empty_key_is_a_key<S: Storage>(storage: &S) {
+    must("put empty key", storage.put("", b("root"))).await;
+    must("put a", storage.put("a", b("1"))).await;
+    assert_eq!(
+        must("get empty key", storage.get("")).await,
+        Some(b("root"))
+    );
+    assert_eq!(
+        keys(&must("list with empty key", storage.list(ListRange::all())).await),
+        ["", "a"]
+    );
+    must(
+        "batch with empty key",
+        storage.write(WriteBatch::new().put("", b("again")).delete("a")),
+    )
+    .await;
+    assert_eq!(
+        must("get empty key", storage.get("")).await,
+        Some(b("again"))
+    );
+    assert!(must("delete empty key", storage.delete("")).await);
+    assert_eq!(must("gone", storage.get("")).await, None);
 }
 
 /// `delete_all` leaves nothing behind, alarm included.

@@ -184,6 +184,7 @@ pub(crate) async fn durable_storage(storage: &WorkersStorage) -> Result<Vec<&'st
         list_prefix_range_limit_reverse,
         batches_are_all_or_nothing,
         limits_are_refused_without_side_effects,
+        the_empty_key_is_a_key,
         delete_all_clears_entries_and_alarm,
         alarm_round_trip
     );
