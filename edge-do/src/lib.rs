@@ -10,7 +10,7 @@
 //! |---|---|
 //! | [`runtime`] | [`Namespace`]: ids, one instance per id, turns (input gate, panics, time limit, callers that go away), eviction, alarms, placement |
 //! | `orphans` | turns whose caller went away, carried to their end by the host's `WaitUntil` or the object's next caller |
-//! | [`storage`] | [`ObjectStorage`]: per-turn write buffer, group commit and the output gate, over any `Storage` |
+//! | [`storage`] | [`ObjectStorage`]: per-turn write buffer, [`Transaction`]s within a turn, group commit and the output gate, over any `Storage` |
 //! | [`sockets`] | [`Sockets`] (an object's `SocketHub`) and [`Session`] (the host's end of a WebSocket) |
 //! | [`room`] | [`Room`]: the collaborative room of the seeds — presence, broadcast, history |
 //! | [`memory`] | [`MemoryStorage`]: storage in process memory, for tests |
@@ -46,4 +46,4 @@ pub use runtime::{
 pub use sockets::{Outgoing, Session, Sockets};
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 pub use sqlite::{SqliteStorage, SqliteStore};
-pub use storage::ObjectStorage;
+pub use storage::{ObjectStorage, Transaction};

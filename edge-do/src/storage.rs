@@ -18,16 +18,20 @@
 //!   takes nothing with it: the next waiter carries the same commit on. One client's disconnect can
 //!   neither cancel a write other turns wait for nor leave its outcome unknown.
 //!
+//! [`ObjectStorage::transaction`] scopes a part of a turn (Cloudflare's `transaction()`): its writes
+//! join the turn together, or not at all if it fails or calls [`Transaction::rollback`].
+//!
 //! `delete_all` is a barrier (everything pending is committed first, then the backing storage is
 //! cleared). Alarm calls go straight to the backing storage and are durable when they return.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use edge_core::durable::{ListRange, Storage, WriteBatch, check_write};
-use edge_core::{BoxFuture, Error};
+use edge_core::{BoxFuture, Error, ErrorKind};
 use futures_util::FutureExt;
 use futures_util::future::Shared as SharedFuture;
 
@@ -371,9 +375,215 @@ impl<S: Storage + 'static> Storage for ObjectStorage<S> {
     }
 }
 
+impl<S: Storage + 'static> ObjectStorage<S> {
+    /// Runs `body` as a transaction within the current turn (Cloudflare's `transaction()`): through the
+    /// [`Transaction`] it is handed, its reads see its own writes; when it returns `Ok` its writes join
+    /// the turn all together, and when it returns an error, calls [`Transaction::rollback`], or is
+    /// dropped unfinished, none of them does. The turn's other writes are untouched either way.
+    ///
+    /// A turn already runs alone (the input gate) and commits whole, so a transaction is only needed to
+    /// undo part of one.
+    ///
+    /// ```
+    /// # use edge_core::{Error, durable::Storage};
+    /// # async fn transfer<S: Storage + 'static>(storage: &edge_do::ObjectStorage<S>) -> Result<(), Error> {
+    /// storage
+    ///     .transaction(|txn| async move {
+    ///         let balance = txn.get("balance").await?.map_or(0, |v| v.len());
+    ///         txn.put("balance", vec![b'$'; balance + 1].into()).await?;
+    ///         if balance >= 100 {
+    ///             txn.rollback(); // nothing of this transaction is kept
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `body`'s error (its writes discarded); the storage's error if it is broken.
+    pub async fn transaction<T, F, Fut>(&self, body: F) -> Result<T, Error>
+    where
+        F: FnOnce(Transaction<S>) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let state = Arc::new(Mutex::new(TransactionState::default()));
+        let result = body(Transaction {
+            storage: self.clone(),
+            state: Arc::clone(&state),
+        })
+        .await;
+        let state = std::mem::take(&mut *state.lock().unwrap_or_else(PoisonError::into_inner));
+        let value = result?;
+        if !state.rolled_back {
+            self.buffer(state.ops)?;
+        }
+        Ok(value)
+    }
+}
+
+/// The handle a [`ObjectStorage::transaction`] body works through: a [`Storage`] whose writes are held
+/// until the transaction ends.
+pub struct Transaction<S> {
+    storage: ObjectStorage<S>,
+    state: Arc<Mutex<TransactionState>>,
+}
+
+#[derive(Default)]
+struct TransactionState {
+    /// Newest value per key written in the transaction (`None`: deleted).
+    writes: BTreeMap<String, Option<Bytes>>,
+    /// The writes in order, as they join the turn.
+    ops: Vec<Write>,
+    rolled_back: bool,
+}
+
+impl<S> std::fmt::Debug for Transaction<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Transaction")
+            .field("writes", &state.ops.len())
+            .field("rolled_back", &state.rolled_back)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Transaction<S> {
+    fn lock(&self) -> MutexGuard<'_, TransactionState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Discards every write of the transaction when it ends; later calls on it fail.
+    pub fn rollback(&self) {
+        let mut state = self.lock();
+        state.rolled_back = true;
+        state.writes.clear();
+        state.ops.clear();
+    }
+
+    fn record(&self, writes: impl IntoIterator<Item = Write>) -> Result<(), Error> {
+        let mut state = self.lock();
+        if state.rolled_back {
+            return Err(rolled_back());
+        }
+        for (key, value) in writes {
+            state.writes.insert(key.clone(), value.clone());
+            state.ops.push((key, value));
+        }
+        Ok(())
+    }
+
+    /// What the transaction itself wrote under `key`, if anything.
+    fn written(&self, key: &str) -> Result<Option<Option<Bytes>>, Error> {
+        let state = self.lock();
+        if state.rolled_back {
+            return Err(rolled_back());
+        }
+        Ok(state.writes.get(key).cloned())
+    }
+}
+
+fn rolled_back() -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "the transaction was rolled back; it takes no more calls",
+    )
+}
+
+impl<S: Storage + 'static> Storage for Transaction<S> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
+        match self.written(key)? {
+            Some(value) => Ok(value),
+            None => self.storage.get(key).await,
+        }
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Bytes)>, Error> {
+        let mut found = BTreeMap::new();
+        for key in keys {
+            if let Some(value) = self.get(key).await? {
+                found.insert(key.clone(), value);
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> Result<(), Error> {
+        check_write(key, Some(&value))?;
+        self.record([(key.to_owned(), Some(value))])
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, Error> {
+        let existed = self.get(key).await?.is_some();
+        self.record([(key.to_owned(), None)])?;
+        Ok(existed)
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), Error> {
+        for (key, value) in &batch.ops {
+            check_write(key, value.as_ref())?;
+        }
+        self.record(batch.ops)
+    }
+
+    async fn list(&self, range: ListRange) -> Result<Vec<(String, Bytes)>, Error> {
+        let written: Vec<(String, Option<Bytes>)> = {
+            let state = self.lock();
+            if state.rolled_back {
+                return Err(rolled_back());
+            }
+            state
+                .writes
+                .iter()
+                .filter(|(key, _)| range.contains(key))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        };
+        let limit = range.limit;
+        let mut wider = range.clone();
+        // The transaction's deletes can hide at most `written.len()` rows: ask for that many more.
+        wider.limit = limit.map(|l| l.saturating_add(written.len()));
+        let mut merged: BTreeMap<String, Bytes> =
+            self.storage.list(wider).await?.into_iter().collect();
+        for (key, value) in written {
+            match value {
+                Some(value) => merged.insert(key, value),
+                None => merged.remove(&key),
+            };
+        }
+        let limit = limit.unwrap_or(usize::MAX);
+        Ok(if range.reverse {
+            merged.into_iter().rev().take(limit).collect()
+        } else {
+            merged.into_iter().take(limit).collect()
+        })
+    }
+
+    /// Refused: clearing the storage is a barrier of the whole turn, not something to roll back.
+    async fn delete_all(&self) -> Result<(), Error> {
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            "delete_all is not available inside a transaction",
+        ))
+    }
+
+    /// The alarm is outside transactions: alarm calls go straight to storage, as everywhere here.
+    async fn get_alarm(&self) -> Result<Option<SystemTime>, Error> {
+        self.storage.get_alarm().await
+    }
+
+    async fn set_alarm(&self, at: SystemTime) -> Result<(), Error> {
+        self.storage.set_alarm(at).await
+    }
+
+    async fn delete_alarm(&self) -> Result<(), Error> {
+        self.storage.delete_alarm().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use edge_core::ErrorKind;
     use edge_core::testing::durable::FullDisk;
 
     use super::*;
@@ -439,6 +649,67 @@ mod tests {
             ),
             ["k4", "k3"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_transaction_joins_the_turn_whole_or_not_at_all() {
+        let backing = MemoryStorage::new();
+        let storage = ObjectStorage::new(backing.clone());
+        storage.put("outside", b("kept")).await.unwrap();
+        // Committed: its reads saw its own writes, and its writes joined the turn together.
+        let seen = storage
+            .transaction(|txn| async move {
+                txn.put("a", b("1")).await?;
+                txn.write(WriteBatch::new().put("b", b("2")).delete("outside"))
+                    .await?;
+                let listed = txn.list(ListRange::all()).await?;
+                Ok(listed.into_iter().map(|(k, _)| k).collect::<Vec<_>>())
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, ["a", "b"]);
+        assert_eq!(storage.get("a").await.unwrap(), Some(b("1")));
+        assert_eq!(storage.get("outside").await.unwrap(), None);
+        // Failed: none of its writes are kept, the turn's own are.
+        let failed = storage
+            .transaction(|txn| async move {
+                txn.put("a", b("changed")).await?;
+                txn.put("c", b("3")).await?;
+                Err::<(), _>(Error::new(ErrorKind::InvalidInput, "insufficient funds"))
+            })
+            .await;
+        assert_eq!(failed.unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(storage.get("a").await.unwrap(), Some(b("1")));
+        assert_eq!(storage.get("c").await.unwrap(), None);
+        // Rolled back: its value is returned, its writes are not kept, and it takes no more calls.
+        let answer = storage
+            .transaction(|txn| async move {
+                txn.put("a", b("rolled back")).await?;
+                txn.rollback();
+                assert!(txn.put("d", b("4")).await.is_err());
+                assert!(txn.delete_all().await.is_err());
+                Ok("declined")
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer, "declined");
+        assert_eq!(storage.get("a").await.unwrap(), Some(b("1")));
+        // A bad write inside fails it without a trace.
+        let too_long = "k".repeat(edge_core::durable::MAX_KEY_LEN + 1);
+        let bad = storage
+            .transaction(|txn| async move {
+                txn.put("e", b("5")).await?;
+                txn.put(&too_long, b("x")).await
+            })
+            .await;
+        assert_eq!(bad.unwrap_err().kind(), ErrorKind::InvalidKey);
+        assert_eq!(storage.get("e").await.unwrap(), None);
+        // Nothing reached the backing storage before the turn committed; then all of it did.
+        assert_eq!(backing.get("a").await.unwrap(), None);
+        storage.end_turn().durable().await.unwrap();
+        assert_eq!(backing.get("a").await.unwrap(), Some(b("1")));
+        assert_eq!(backing.get("b").await.unwrap(), Some(b("2")));
+        assert_eq!(backing.get("outside").await.unwrap(), None);
     }
 
     #[tokio::test]
