@@ -92,7 +92,7 @@ struct State {
     committing: Option<CommitTask>,
 }
 
-/// What the buffer knows of a key.
+/// What the buffer (or a transaction) knows of a key.
 enum Pending {
     /// Nothing: ask the backing storage.
     No,
@@ -475,12 +475,16 @@ impl<S> Transaction<S> {
     }
 
     /// What the transaction itself wrote under `key`, if anything.
-    fn written(&self, key: &str) -> Result<Option<Option<Bytes>>, Error> {
+    fn written(&self, key: &str) -> Result<Pending, Error> {
         let state = self.lock();
         if state.rolled_back {
             return Err(rolled_back());
         }
-        Ok(state.writes.get(key).cloned())
+        Ok(match state.writes.get(key) {
+            None => Pending::No,
+            Some(None) => Pending::Deleted,
+            Some(Some(value)) => Pending::Put(value.clone()),
+        })
     }
 }
 
@@ -494,8 +498,9 @@ fn rolled_back() -> Error {
 impl<S: Storage + 'static> Storage for Transaction<S> {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
         match self.written(key)? {
-            Some(value) => Ok(value),
-            None => self.storage.get(key).await,
+            Pending::Put(value) => Ok(Some(value)),
+            Pending::Deleted => Ok(None),
+            Pending::No => self.storage.get(key).await,
         }
     }
 
