@@ -47,6 +47,8 @@ pub struct Directives {
     pub must_revalidate: bool,
     /// `proxy-revalidate`: never served stale by a shared cache.
     pub proxy_revalidate: bool,
+    /// `must-understand`: store only if the status code's caching rules are understood.
+    pub must_understand: bool,
     /// `immutable` (RFC 8246).
     pub immutable: bool,
     /// `stale-while-revalidate` (RFC 5861).
@@ -71,6 +73,33 @@ impl Directives {
         let mut d = Self::default();
         for value in values {
             d.parse_line(value.as_bytes());
+        }
+        d
+    }
+
+    /// Parses a `Surrogate-Control` field as the surrogate named `device` (Edge Architecture
+    /// Specification 1.0): a directive targeted with `;token` applies only when `token` is `device`
+    /// (ASCII case-insensitive); an untargeted one applies to every surrogate.
+    pub fn parse_surrogate<'a>(
+        values: impl IntoIterator<Item = &'a HeaderValue>,
+        device: &str,
+    ) -> Self {
+        let mut d = Self::default();
+        for value in values {
+            let line = value.as_bytes();
+            let mut rest = line;
+            while !rest.is_empty() {
+                let (element, after) = split_element(rest);
+                rest = after;
+                match targeted(element) {
+                    (directive, Some(token)) => {
+                        if token.eq_ignore_ascii_case(device.as_bytes()) {
+                            d.element(directive);
+                        }
+                    }
+                    (directive, None) => d.element(directive),
+                }
+            }
         }
         d
     }
@@ -143,10 +172,29 @@ impl Directives {
             14 if is("stale-if-error") => seconds(&mut self.stale_if_error, false),
             14 if is("only-if-cached") => self.only_if_cached = true,
             15 if is("must-revalidate") => self.must_revalidate = true,
+            15 if is("must-understand") => self.must_understand = true,
             16 if is("proxy-revalidate") => self.proxy_revalidate = true,
             22 if is("stale-while-revalidate") => seconds(&mut self.stale_while_revalidate, false),
             _ => {}
         }
+    }
+}
+
+/// A `Surrogate-Control` element and the device token it is targeted at (`max-age=60;edge`), if any:
+/// the text after the last `;` outside quotes.
+fn targeted(element: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let mut quoted = false;
+    let mut split = None;
+    for (i, &b) in element.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b';' if !quoted => split = Some(i),
+            _ => {}
+        }
+    }
+    match split {
+        Some(i) => (&element[..i], Some(trim(&element[i + 1..]))),
+        None => (element, None),
     }
 }
 

@@ -1,7 +1,9 @@
 //! (feature `tower`) [`CacheLayer`]: the tiered cache in front of any tower service, for axum and hyper.
 //!
 //! The wrapped service is the origin: misses, revalidations and unsafe methods go to it through the
-//! [`TieredCache`], and what it answers is cached by the rules of [`policy`](crate::policy). Every
+//! [`TieredCache`], and what it answers is cached by the rules of [`policy`](crate::policy). A response
+//! the service marks [`Unreachable`](edge_core::fetch::Unreachable) counts as the origin not being
+//! there (a stale copy may then stand in), not as an answer. Every
 //! response carries `x-cache-status` and `x-cache-tier`; cached ones carry `Age`.
 //!
 //! With [`CacheLayer::purge_endpoint`], `POST {path}` with `Authorization: Bearer {token}` purges: its
@@ -38,6 +40,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use edge_core::cache::DynCacheStore;
+use edge_core::fetch::Unreachable;
 use edge_core::kv::DynKvStore;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::wait_until::DynWaitUntil;
@@ -160,9 +163,14 @@ where
     S::Future: MaybeSend,
 {
     async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
-        match self.0.clone().oneshot(request).await {
-            Ok(response) => Ok(response),
+        let response = match self.0.clone().oneshot(request).await {
+            Ok(response) => response,
             Err(never) => match never {},
+        };
+        // A response the service made up for an origin it could not reach is that failure.
+        match response.extensions().get::<Unreachable>() {
+            Some(Unreachable(error)) => Err(error.clone()),
+            None => Ok(response),
         }
     }
 }

@@ -20,7 +20,7 @@
 //! let stored = policy
 //!     .store(&Method::GET, &request, StatusCode::OK, &mut headers, t0, t0)
 //!     .expect("storable");
-//! assert_eq!(stored.keep_for, Duration::from_secs(90));
+//! assert_eq!(stored.keep_for, Duration::from_secs(90 + 600)); // + keep_stale, for max-stale
 //! let entry = CachedResponse::new(StatusCode::OK, headers, "hi".into(), t0);
 //!
 //! let at = |s| t0 + Duration::from_secs(s);
@@ -33,8 +33,13 @@
 //! - **Targeted fields win**: the first *valid* of `CDN-Cache-Control` (RFC 9213), `Surrogate-Control`
 //!   replaces `Cache-Control` and `Expires` for this cache's decisions (one that fails to parse is
 //!   ignored); both are stripped before a response leaves the edge ([`serve_headers`]).
-//! - **`Age`** is read by its first member when it arrives as a list (RFC 9111 §5.1); an invalid one is
-//!   ignored.
+//! - **`Age`** that is not exactly one non-negative integer (a list such as `7200, 0`, two lines, a
+//!   fraction, a sign, text) makes the response stale, rather than being read by its first member or
+//!   ignored as RFC 9111 §5.1 suggests: guessing an age too low would serve old content as fresh.
+//! - **Deliberate differences from the HTTP caching test suite**: responses carrying `Set-Cookie` are
+//!   not stored (its `headers-store-Set-Cookie` expects them stored; a shared cache at the edge must
+//!   not risk one visitor's cookie reaching another), and `206` partial responses are not stored (no
+//!   range support: `partial-*`).
 //! - **`Set-Cookie` responses are never stored**, and responses to requests with `Authorization` only
 //!   with `public`, `s-maxage` or `must-revalidate` (§3.5): a shared cache must never hand one user's
 //!   session to another.
@@ -61,8 +66,53 @@ pub const MAX_VARY: usize = 8;
 /// in the order `Vary` names them (lengths make the record unambiguous whatever the values hold).
 static VARY_RECORD: HeaderName = HeaderName::from_static("x-edge-vary");
 
+/// Where a stored entry keeps how many seconds before the end of its freshness this cache refreshes it
+/// (the TTL jitter of [`Stored::refresh_early`]): this cache's business only, never sent on.
+static REFRESH_EARLY: HeaderName = HeaderName::from_static("x-edge-refresh-early");
+
+/// Fields that describe a connection, not the message (RFC 9110 §7.6.1), or a proxy's dealings with this
+/// hop: never stored, never updated from a `304` (RFC 9111 §3.1).
+const NOT_STORED: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("proxy-authentication-info"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Fields a `304` does not replace in the stored response (RFC 9111 §3.2): they describe the stored
+/// content itself, which the `304` does not carry.
+const KEPT_ON_304: [HeaderName; 5] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+    HeaderName::from_static("content-md5"),
+    header::ETAG,
+];
+
+/// Removes the fields a cache must not store: those of [`NOT_STORED`] and those `Connection` names.
+fn strip_connection_fields(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(NOT_STORED.iter()) {
+        headers.remove(name);
+    }
+}
+
 /// `CDN-Cache-Control` (RFC 9213).
 pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+/// The device token this cache answers to in `Surrogate-Control` (`max-age=60;edge`), announced to
+/// origins in `Surrogate-Capability: edge="Surrogate/1.0"`.
+pub const SURROGATE_DEVICE: &str = "edge";
+
 /// `Surrogate-Control` (Edge Architecture Specification).
 pub static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 /// `Cache-Tag`: space- or comma-separated tags for purging.
@@ -81,6 +131,10 @@ pub struct CachePolicy {
     /// How long past its stale windows an entry with a validator (`ETag`, `Last-Modified`) is kept for
     /// cheap revalidation with a `304` (default one hour).
     pub keep_for_revalidation: Duration,
+    /// How long past its stale windows any entry is kept (default ten minutes): so that a request's
+    /// `max-stale` can still be met, and a stale copy can stand in while the origin is unreachable.
+    /// A stale entry is never served without one of those reasons.
+    pub keep_stale: Duration,
     /// Entries are never kept longer than this, whatever the origin says (default 365 days).
     pub max_keep: Duration,
 }
@@ -165,6 +219,10 @@ pub struct Revalidation {
     pub conditional: Option<(HeaderName, HeaderValue)>,
     /// Until when the stored response may be served if the origin fails (`stale-if-error`).
     pub stale_if_error_until: Option<SystemTime>,
+    /// Whether the stored response may be served stale if the origin cannot be reached at all (RFC
+    /// 9111 §4.2.4: a disconnected cache may, unless `must-revalidate`, `proxy-revalidate`,
+    /// `no-cache` or `s-maxage` forbid it).
+    pub stale_if_disconnected: bool,
 }
 
 impl Revalidation {
@@ -203,6 +261,7 @@ struct Freshness {
     revalidate: bool,
     /// `must-revalidate` alone: the one of the two that also makes an authorized response shareable.
     must_revalidate: bool,
+    must_understand: bool,
     immutable: bool,
     has_s_maxage: bool,
     explicit: bool,
@@ -216,20 +275,22 @@ fn shareable_despite_authorization(f: &Freshness) -> bool {
     f.public || f.has_s_maxage || f.must_revalidate
 }
 
-/// The value of an `Age` field (RFC 9111 §5.1): the first member of the first line (a list-valued
-/// `Age: 7200, 0` is 7200), capped at 2³¹; a value that is not a non-negative integer is ignored (0).
+/// The value of an `Age` field, capped at 2³¹ (RFC 9111 §1.2.2). An `Age` that is not exactly one
+/// non-negative integer — a list (`7200, 0`, `0, 0`), two lines, a sign, a fraction, a parameter, text —
+/// makes the response count as **stale** (its age is taken as the cap). RFC 9111 §5.1 suggests reading
+/// a list's first member and ignoring what does not parse; a shared cache that guesses an age too low
+/// serves old content as fresh, so this one takes the safe reading, as the HTTP caching test suite
+/// expects (its `age-parse-*` tests).
 fn age_field(headers: &HeaderMap) -> u64 {
-    let Some(first) = headers
-        .get(header::AGE)
-        .and_then(|v| v.as_bytes().split(|&b| b == b',').next())
-    else {
+    let cap = u64::from(crate::directives::MAX_DELTA_SECONDS);
+    let mut lines = headers.get_all(header::AGE).iter();
+    let Some(first) = lines.next() else {
         return 0;
     };
-    let digits = first.trim_ascii();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return 0;
+    let digits = first.as_bytes().trim_ascii();
+    if lines.next().is_some() || digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return cap;
     }
-    let cap = u64::from(crate::directives::MAX_DELTA_SECONDS);
     digits.iter().fold(0u64, |n, d| {
         n.saturating_mul(10)
             .saturating_add(u64::from(d - b'0'))
@@ -326,6 +387,15 @@ fn imf_fixdate(b: &[u8]) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
+/// The status codes RFC 9110 defines, whose caching rules this cache implements (for
+/// `must-understand`).
+fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200..=206 | 300..=305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505
+    )
+}
+
 /// Statuses reusable with heuristic freshness (RFC 9110 §15.1).
 fn heuristically_cacheable(status: StatusCode) -> bool {
     matches!(
@@ -342,8 +412,19 @@ impl CachePolicy {
             heuristic_percent: 10,
             max_heuristic: Duration::from_secs(86_400),
             keep_for_revalidation: Duration::from_secs(3_600),
+            keep_stale: Duration::from_secs(600),
             max_keep: Duration::from_secs(365 * 86_400),
         }
+    }
+
+    /// How long an entry is kept past its stale windows, in seconds.
+    fn past_stale(&self, has_validator: bool) -> u64 {
+        let revalidation = if has_validator {
+            secs(self.keep_for_revalidation)
+        } else {
+            0
+        };
+        revalidation.max(secs(self.keep_stale))
     }
 
     fn freshness(
@@ -354,10 +435,12 @@ impl CachePolicy {
     ) -> Freshness {
         // RFC 9213 §2.2: the first targeted field with a valid, non-empty value decides, and then
         // `Cache-Control` and `Expires` are ignored; a targeted field that fails to parse is ignored.
-        let targeted = [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL]
-            .into_iter()
-            .map(|name| Directives::parse(headers.get_all(name)))
-            .find(|d| d.present && !d.malformed);
+        let targeted = [
+            Directives::parse(headers.get_all(&CDN_CACHE_CONTROL)),
+            Directives::parse_surrogate(headers.get_all(&SURROGATE_CONTROL), SURROGATE_DEVICE),
+        ]
+        .into_iter()
+        .find(|d| d.present && !d.malformed);
         let is_targeted = targeted.is_some();
         let d =
             targeted.unwrap_or_else(|| Directives::parse(headers.get_all(header::CACHE_CONTROL)));
@@ -389,6 +472,14 @@ impl CachePolicy {
             }
             None => 0,
         };
+        // This cache's own early refresh (TTL jitter) shortens the lifetime it decides by, never the
+        // age it reports.
+        let early = headers
+            .get(&REFRESH_EARLY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let lifetime = lifetime.saturating_sub(early);
         Freshness {
             lifetime: if d.malformed { 0 } else { lifetime },
             swr: d.stale_while_revalidate.map_or(0, u64::from),
@@ -399,6 +490,7 @@ impl CachePolicy {
             public: d.public,
             revalidate: d.must_revalidate || d.proxy_revalidate,
             must_revalidate: d.must_revalidate,
+            must_understand: d.must_understand,
             immutable: d.immutable,
             has_s_maxage: d.s_maxage.is_some(),
             explicit: explicit.is_some(),
@@ -430,7 +522,12 @@ impl CachePolicy {
         }
         let req = Directives::parse(request.get_all(header::CACHE_CONTROL));
         let f = self.freshness(status, response, response_time);
-        if req.no_store || f.no_store {
+        // RFC 9111 §5.2.2.3: `must-understand` stores only a status whose caching rules this cache
+        // knows, and then overrides the `no-store` that should accompany it.
+        if f.must_understand && !understood(status) {
+            return Err(NotStored::Status);
+        }
+        if req.no_store || (f.no_store && !f.must_understand) {
             return Err(NotStored::NoStore);
         }
         if f.private {
@@ -463,13 +560,14 @@ impl CachePolicy {
         let initial_age = apparent_age.max(age_value.saturating_add(response_delay));
 
         let remaining = f.lifetime.saturating_sub(initial_age);
-        let mut keep = remaining.saturating_add(f.swr.max(f.sie));
-        if has_validator {
-            keep = keep.saturating_add(secs(self.keep_for_revalidation));
-        }
-        let keep = keep.min(secs(self.max_keep));
+        let keep = remaining
+            .saturating_add(f.swr.max(f.sie))
+            .saturating_add(self.past_stale(has_validator))
+            .min(secs(self.max_keep));
 
         // Only now change the headers: an error above leaves them as they were.
+        strip_connection_fields(response);
+        response.remove(&REFRESH_EARLY);
         if let Some(vary) = vary {
             response.insert(VARY_RECORD.clone(), vary);
         }
@@ -592,9 +690,11 @@ impl CachePolicy {
             + Duration::from_secs(f.lifetime.saturating_sub(stored_age_of(stored)));
         let stale_if_error_until =
             (!strict && f.sie > 0).then(|| stale_at + Duration::from_secs(f.sie));
+        let stale_if_disconnected = !(f.revalidate || f.no_cache || f.has_s_maxage);
         Lookup::Revalidate(Revalidation {
             conditional,
             stale_if_error_until,
+            stale_if_disconnected,
         })
     }
 
@@ -607,11 +707,10 @@ impl CachePolicy {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Stored {
+        let mut not_modified = not_modified.clone();
+        strip_connection_fields(&mut not_modified);
         for name in not_modified.keys() {
-            if name == header::CONTENT_LENGTH
-                || name == header::TRANSFER_ENCODING
-                || name == header::CONTENT_ENCODING
-            {
+            if KEPT_ON_304.contains(name) || *name == REFRESH_EARLY || *name == VARY_RECORD {
                 continue;
             }
             stored.headers.remove(name);
@@ -636,13 +735,11 @@ impl CachePolicy {
             .insert(header::AGE, HeaderValue::from(initial_age));
         let has_validator = stored.headers.contains_key(header::ETAG)
             || stored.headers.contains_key(header::LAST_MODIFIED);
-        let mut keep = f
+        let keep = f
             .lifetime
             .saturating_sub(initial_age)
-            .saturating_add(f.swr.max(f.sie));
-        if has_validator {
-            keep = keep.saturating_add(secs(self.keep_for_revalidation));
-        }
+            .saturating_add(f.swr.max(f.sie))
+            .saturating_add(self.past_stale(has_validator));
         Stored {
             parsed: Parsed(f),
             lifetime: Duration::from_secs(f.lifetime),
@@ -797,6 +894,75 @@ pub fn strip_edge_fields(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(&VARY_RECORD);
+    headers.remove(&REFRESH_EARLY);
+}
+
+impl Stored {
+    /// Has this cache refresh the entry `seconds` before its freshness ends (TTL jitter, so that
+    /// entries written together do not all go stale together). Only this cache's decisions change:
+    /// the `Age` it reports and the freshness other caches compute stay true. Records the amount in
+    /// `headers` (an internal field, stripped before the response leaves) and in the parse.
+    pub fn refresh_early(&mut self, seconds: u64, headers: &mut HeaderMap) {
+        let seconds = seconds.min(self.parsed.0.lifetime);
+        if seconds == 0 {
+            return;
+        }
+        headers.insert(REFRESH_EARLY.clone(), HeaderValue::from(seconds));
+        self.parsed.0.lifetime -= seconds;
+        self.lifetime = Duration::from_secs(self.parsed.0.lifetime);
+    }
+}
+
+/// Whether a stored response answers `request`'s conditional with `304 Not Modified` (RFC 9111 §4.3.2,
+/// RFC 9110 §13.2.2): `If-None-Match` decides when present (weak comparison with the stored `ETag`, `*`
+/// matching any); otherwise `If-Modified-Since`, against the stored `Last-Modified` (or `Date`).
+#[must_use]
+pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
+    let if_none_match = request.get_all(header::IF_NONE_MATCH);
+    if if_none_match.iter().next().is_some() {
+        let etag = stored.get(header::ETAG).and_then(|v| v.to_str().ok());
+        let opaque = |tag: &str| {
+            let tag = tag.trim();
+            tag.strip_prefix("W/").unwrap_or(tag).to_owned()
+        };
+        return if_none_match
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|candidate| {
+                candidate.trim() == "*"
+                    || etag.is_some_and(|etag| opaque(candidate) == opaque(etag))
+            });
+    }
+    let DateField::At(since_time) = DateField::read(request, &header::IF_MODIFIED_SINCE) else {
+        return false;
+    };
+    let modified = DateField::read(stored, &header::LAST_MODIFIED)
+        .valid()
+        .or_else(|| DateField::read(stored, &header::DATE).valid());
+    modified.is_some_and(|modified| modified <= since_time)
+}
+
+/// The `304 Not Modified` for a stored response (RFC 9110 §15.4.5): the fields a `200` would carry
+/// that describe the representation's identity and caching, no content.
+#[must_use]
+pub fn not_modified_headers(stored: &HeaderMap, age: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for name in [
+        header::CACHE_CONTROL,
+        header::CONTENT_LOCATION,
+        header::DATE,
+        header::ETAG,
+        header::EXPIRES,
+        header::VARY,
+        header::LAST_MODIFIED,
+    ] {
+        for value in stored.get_all(&name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(header::AGE, HeaderValue::from(age));
+    headers
 }
 
 /// The cache tags a response carries (`Cache-Tag` and `Surrogate-Key`, separated by commas or spaces).

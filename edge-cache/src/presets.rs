@@ -214,7 +214,8 @@ mod tests {
             "public, max-age=31536000, immutable, stale-if-error=86400"
         );
         let versioned = stored(&STATIC_VERSIONED).unwrap();
-        assert_eq!(versioned.keep_for, Duration::from_secs(DAY + 7 * DAY));
+        // A day fresh, a week of stale-while-revalidate, then the policy's keep_stale.
+        assert_eq!(versioned.keep_for, Duration::from_secs(DAY + 7 * DAY + 600));
         assert!(stored(&API_PUBLIC).is_ok());
         assert!(
             stored(&API_PERSONALIZED).is_err(),

@@ -11,8 +11,9 @@
 //!    stored in every tier, with a **jittered** age so that entries written together do not expire
 //!    together;
 //! 3. if the upstream fails (an error or a `5xx`) while a stale copy is inside its `stale-if-error`
-//!    window, the stale copy is served; a `5xx` is cached only when [`Settings::negative_ttl`] is set, and
-//!    then only for that long.
+//!    window, the stale copy is served (and, when the upstream cannot be reached at all, any stale copy
+//!    whose directives allow it, [`Settings::stale_if_disconnected`]); a `5xx` is stored only when the
+//!    origin gives it explicit freshness, or for [`Settings::negative_ttl`] when that is set.
 //!
 //! Responses that may not be shared (`private`, `Set-Cookie`, a `Vary` the waiting request does not
 //! match, a body over [`Settings::max_body`]) go to the request that fetched them only: coalesced waiters
@@ -34,6 +35,7 @@ use edge_core::wait_until::DynWaitUntil;
 use edge_core::{Body, CacheStore, Clock, Coalescer, Error, Fetcher, KvStore, WaitUntil};
 use futures_util::StreamExt;
 use http::header::{self, HeaderName};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 
 use crate::codec;
@@ -86,10 +88,15 @@ pub struct Settings {
     /// Up to this percentage of an entry's lifetime is taken off at random (per key and write), so
     /// entries written together go stale spread out (default 10).
     pub ttl_jitter_percent: u32,
-    /// Cache `5xx` answers for this long (default: never).
+    /// Cache `5xx` answers for this long, whatever the origin said (default: only as long as the origin's
+    /// own explicit freshness says, and not at all without it).
     pub negative_ttl: Option<Duration>,
     /// Larger bodies are passed through, not stored (default 8 MiB).
     pub max_body: usize,
+    /// Serve a stale copy when the upstream cannot be reached at all (a refused or broken connection,
+    /// a timeout), as RFC 9111 §4.2.4 lets a disconnected cache, unless the copy's directives forbid
+    /// it (default on). A `5xx` answer is not a disconnection: only `stale-if-error` covers that.
+    pub stale_if_disconnected: bool,
 }
 
 impl Default for Settings {
@@ -98,6 +105,7 @@ impl Default for Settings {
             ttl_jitter_percent: 10,
             negative_ttl: None,
             max_body: 8 << 20,
+            stale_if_disconnected: true,
         }
     }
 }
@@ -121,14 +129,30 @@ struct Counters {
 /// What one fill produced, shared by every request coalesced on it.
 #[derive(Clone)]
 enum Fill {
-    /// Stored (or freshened, or negative-cached): serve it to anyone it matches.
-    Stored(Arc<CachedResponse>, &'static str, Tier),
+    /// Stored (or freshened, or negative-cached): serve it to anyone it matches. A fresh answer from
+    /// upstream carries the `Age` it arrived with (`Some`), served as received.
+    Stored(Arc<CachedResponse>, &'static str, Tier, Option<AsReceived>),
     /// The stale copy, served because the upstream failed inside `stale-if-error`.
     StaleIfError(Arc<CachedResponse>, Tier),
     /// Not shareable (private, cookies, too large, uncacheable status): only its fetcher may have it.
     Private(Arc<std::sync::Mutex<Option<Response<Body>>>>, Tier),
     /// The upstream failed.
     Failed(Error),
+}
+
+/// `Surrogate-Capability`, with which a surrogate announces what it understands to the origin.
+static SURROGATE_CAPABILITY: HeaderName = HeaderName::from_static("surrogate-capability");
+
+/// The `Age` field an answer arrived with from upstream (`None`: it had none).
+#[derive(Clone)]
+struct AsReceived(Option<HeaderValue>);
+
+/// The `Age` a served response carries.
+enum ServedAge {
+    /// Its current age, computed here (a stored response used again).
+    Current(u64),
+    /// As it arrived (a response just fetched, passed on).
+    AsReceived(Option<HeaderValue>),
 }
 
 /// The read path. Cheap to clone; clones share tiers and in-flight fills.
@@ -246,6 +270,26 @@ pub fn cache_key(uri: &Uri, headers: &HeaderMap) -> String {
     format!("{scheme}://{}{path}", authority.to_ascii_lowercase())
 }
 
+/// The cache key of `reference` (a `Location` or `Content-Location` value) resolved against the request,
+/// if it is on the request's origin: a path, or an absolute URL with the same scheme and authority.
+fn same_origin_key(uri: &Uri, headers: &HeaderMap, reference: &HeaderValue) -> Option<String> {
+    let reference = reference.to_str().ok()?.trim();
+    let own = cache_key(uri, headers);
+    let origin_end = own.find("://").map(|i| i + 3)?;
+    let origin = own.get(..origin_end + own.get(origin_end..)?.find('/')?)?;
+    if reference.starts_with('/') && !reference.starts_with("//") {
+        let path: PathAndQuery = reference.parse().ok()?;
+        return Some(format!("{origin}{path}"));
+    }
+    let absolute: Uri = reference.parse().ok()?;
+    absolute.authority()?;
+    let key = cache_key(&absolute, &HeaderMap::new());
+    key.starts_with(origin).then_some(key).filter(|key| {
+        key.get(origin.len()..)
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
 /// What one request carried that a fill needs (its extensions too: layers below may read them, such
 /// as a verified identity).
 #[derive(Clone)]
@@ -338,9 +382,21 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
         let method = request.method().clone();
         let key = cache_key(request.uri(), request.headers());
         if method != Method::GET && method != Method::HEAD {
+            let (uri, headers) = (request.uri().clone(), request.headers().clone());
             let response = inner.upstream_fetch(request).await?.0;
             if policy::invalidates(&method, response.status()) {
                 inner.invalidate(&key).await;
+                // RFC 9111 §4.4: the URLs in `Location` and `Content-Location` too, when they are on
+                // the same origin (another origin's entries are not this request's to drop).
+                for name in [header::LOCATION, header::CONTENT_LOCATION] {
+                    if let Some(related) = response
+                        .headers()
+                        .get(&name)
+                        .and_then(|v| same_origin_key(&uri, &headers, v))
+                    {
+                        inner.invalidate(&related).await;
+                    }
+                }
             }
             return Ok(with_status(response, "BYPASS", None));
         }
@@ -384,12 +440,21 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                 Lookup::Fresh { age } => {
                     inner.hit(tier);
                     inner.write_back(&key, &entry, parsed, &missed).await;
-                    return Ok(serve(&entry, age, &method, "HIT", tier));
+                    let age = ServedAge::Current(age);
+                    return Ok(serve(&entry, age, &asked.headers, &method, "HIT", tier));
                 }
                 Lookup::StaleWhileRevalidate { age } => {
                     inner.hit(tier);
+                    let response = serve(
+                        &entry,
+                        ServedAge::Current(age),
+                        &asked.headers,
+                        &method,
+                        "UPDATING",
+                        tier,
+                    );
                     self.refresh_in_background(key, asked, Arc::clone(&entry), tier);
-                    return Ok(serve(&entry, age, &method, "UPDATING", tier));
+                    return Ok(response);
                 }
                 Lookup::GatewayTimeout => return Ok(gateway_timeout()),
                 Lookup::Revalidate(revalidation) => {
@@ -420,8 +485,11 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
         };
         let leader = flight.is_leader();
         match flight.await {
-            Fill::Stored(entry, status, tier) => {
-                let age = entry_age(&entry, inner.clock.wall_time());
+            Fill::Stored(entry, status, tier, received) => {
+                let age = match received {
+                    Some(AsReceived(age)) => ServedAge::AsReceived(age),
+                    None => ServedAge::Current(entry_age(&entry, inner.clock.wall_time())),
+                };
                 let usable = leader
                     || !matches!(
                         inner.policy.lookup(
@@ -438,13 +506,13 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                     } else {
                         status
                     };
-                    return Ok(serve(&entry, age, &method, status, tier));
+                    return Ok(serve(&entry, age, &asked.headers, &method, status, tier));
                 }
                 self.fetch_alone(request_of(&asked)).await
             }
             Fill::StaleIfError(entry, tier) => {
-                let age = entry_age(&entry, inner.clock.wall_time());
-                Ok(serve(&entry, age, &method, "STALE", tier))
+                let age = ServedAge::Current(entry_age(&entry, inner.clock.wall_time()));
+                Ok(serve(&entry, age, &asked.headers, &method, "STALE", tier))
             }
             Fill::Private(slot, tier) => {
                 let mine = if leader {
@@ -622,8 +690,13 @@ impl<C: Clock + Clone + 'static> Inner<C> {
 
     async fn upstream_fetch(
         &self,
-        request: Request<Body>,
+        mut request: Request<Body>,
     ) -> Result<(Response<Body>, Tier), Error> {
+        // Tells the origin this cache obeys `Surrogate-Control` (Edge Architecture Specification).
+        request
+            .headers_mut()
+            .entry(SURROGATE_CAPABILITY.clone())
+            .or_insert(HeaderValue::from_static("edge=\"Surrogate/1.0\""));
         match &self.shield {
             Some(shield) => Ok((shield.fetch(request).await?, Tier::Shield)),
             None => Ok((self.origin.fetch(request).await?, Tier::Origin)),
@@ -657,10 +730,15 @@ impl<C: Clock + Clone + 'static> Inner<C> {
         if failed {
             self.miss(tier);
             if let Some((entry, revalidation, from)) = &candidate {
-                if revalidation
+                let within_stale_if_error = revalidation
                     .stale_if_error_until
-                    .is_some_and(|until| response_time <= until)
-                {
+                    .is_some_and(|until| response_time <= until);
+                // Unreachable (not a 5xx: an answer is not a disconnection): a stale copy stands in
+                // unless its directives forbid it.
+                let disconnected = upstream.is_err()
+                    && self.settings.stale_if_disconnected
+                    && revalidation.stale_if_disconnected;
+                if within_stale_if_error || disconnected {
                     return Fill::StaleIfError(Arc::clone(entry), *from);
                 }
             }
@@ -686,8 +764,12 @@ impl<C: Clock + Clone + 'static> Inner<C> {
                 for tier in [Tier::Memory, Tier::Store, Tier::Kv] {
                     self.write(tier, &key, &fresh, Some(stored.parsed)).await;
                 }
-                return Fill::Stored(fresh, "REVALIDATED", tier);
+                return Fill::Stored(fresh, "REVALIDATED", tier, None);
             }
+            // The client's own conditional, answered by the origin: its `304` is the client's alone,
+            // and nothing to store.
+            let (parts, body) = response.into_parts();
+            return pass_through(parts, body, tier);
         }
         let (parts, body) = response.into_parts();
         let mut headers = parts.headers.clone();
@@ -711,10 +793,10 @@ impl<C: Clock + Clone + 'static> Inner<C> {
             request_time,
             response_time,
         ) {
-            Ok(stored) if !status.is_server_error() || self.settings.negative_ttl.is_some() => {
-                stored
-            }
-            _ => return pass_through(parts, body, tier),
+            // A 5xx is stored only with explicit freshness from the origin (the policy sees to that),
+            // or for `negative_ttl` when that is set.
+            Ok(stored) => stored,
+            Err(_) => return pass_through(parts, body, tier),
         };
         let announced = parts
             .headers
@@ -731,7 +813,10 @@ impl<C: Clock + Clone + 'static> Inner<C> {
             Ok(ReadBody::TooLarge(body)) => return pass_through(parts, body, tier),
             Err(error) => return Fill::Failed(error),
         };
-        self.jitter(&key, stored.lifetime, &mut headers);
+        let mut stored = stored;
+        let remaining = stored.lifetime.saturating_sub(stored.initial_age);
+        stored.refresh_early(self.jitter(&key, remaining), &mut headers);
+        let received = AsReceived(parts.headers.get(header::AGE).cloned());
         let tags = policy::tags(&headers);
         let entry = CachedResponse::new(status, headers, body, response_time)
             .with_expires_at(response_time + stored.keep_for)
@@ -740,28 +825,20 @@ impl<C: Clock + Clone + 'static> Inner<C> {
         for tier in [Tier::Memory, Tier::Store, Tier::Kv] {
             self.write(tier, &key, &entry, Some(stored.parsed)).await;
         }
-        Fill::Stored(entry, "MISS", tier)
+        Fill::Stored(entry, "MISS", tier, Some(received))
     }
 
-    /// Adds up to `ttl_jitter_percent` of `lifetime` to the stored age, chosen per key and write.
-    fn jitter(&self, key: &str, lifetime: Duration, headers: &mut HeaderMap) {
-        if self.settings.ttl_jitter_percent == 0 || lifetime.is_zero() {
-            return;
+    /// How many seconds early this cache refreshes `key`, whose remaining lifetime is `remaining`: up to
+    /// `ttl_jitter_percent` of it, the same for a key every time (a fixed hash of the key), so entries
+    /// written together go stale spread out and runs are repeatable. Never reported to anyone.
+    fn jitter(&self, key: &str, remaining: Duration) -> u64 {
+        let span = remaining.as_secs() * u64::from(self.settings.ttl_jitter_percent.min(50)) / 100;
+        if span == 0 {
+            return 0;
         }
         let mut hasher = self.jitter_keys.build_hasher();
         hasher.write(key.as_bytes());
-        hasher.write_u64(self.clock.now_nanos());
-        let span = lifetime.as_secs() * u64::from(self.settings.ttl_jitter_percent.min(50)) / 100;
-        if span == 0 {
-            return;
-        }
-        let extra = hasher.finish() % (span + 1);
-        let age = headers
-            .get(header::AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
-        headers.insert(header::AGE, HeaderValue::from(age.saturating_add(extra)));
+        hasher.finish() % (span + 1)
     }
 }
 
@@ -798,21 +875,49 @@ fn entry_age(entry: &CachedResponse, now: SystemTime) -> u64 {
     )
 }
 
+/// Answers from `entry`: its content, or a `304` when the request's conditional matches it.
 fn serve(
     entry: &CachedResponse,
-    age: u64,
+    age: ServedAge,
+    request: &HeaderMap,
     method: &Method,
     status: &'static str,
     tier: Tier,
 ) -> Response<Body> {
-    let body = if method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from(entry.body.clone())
+    let current = match &age {
+        ServedAge::Current(age) => *age,
+        ServedAge::AsReceived(age) => age
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
     };
-    let mut response = Response::new(body);
-    *response.status_mut() = entry.status;
-    *response.headers_mut() = policy::serve_headers(&entry.headers, age);
+    let conditional = (method == Method::GET || method == Method::HEAD)
+        && entry.status == StatusCode::OK
+        && policy::not_modified(request, &entry.headers);
+    let mut response = if conditional {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        *response.headers_mut() = policy::not_modified_headers(&entry.headers, current);
+        response
+    } else {
+        let body = if method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from(entry.body.clone())
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = entry.status;
+        *response.headers_mut() = policy::serve_headers(&entry.headers, current);
+        response
+    };
+    if let ServedAge::AsReceived(received) = age {
+        let headers = response.headers_mut();
+        headers.remove(header::AGE);
+        if let Some(received) = received {
+            headers.insert(header::AGE, received);
+        }
+    }
     with_status(response, status, Some(tier))
 }
 

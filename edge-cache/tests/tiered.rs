@@ -371,13 +371,39 @@ async fn stale_if_error_and_revalidation_with_304() {
     assert_eq!(body(r).await, "kept");
     let r = s.cache.handle(get(URL)).await.unwrap();
     assert_eq!(status(&r).0, "HIT");
-    // Past the stale-if-error window, the failure shows.
+    // Past the stale-if-error window, a 5xx answer shows; an unreachable origin is a disconnection,
+    // which a stale copy may still cover (RFC 9111 §4.2.4) while it is kept.
     s.clock.advance(Duration::from_secs(500));
+    s.origin
+        .route(PATH, Reply::status(StatusCode::SERVICE_UNAVAILABLE));
+    let r = s.cache.handle(get(URL)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     s.origin.route(PATH, Reply::fail(ErrorKind::Unavailable));
+    let r = s.cache.handle(get(URL)).await.unwrap();
     assert_eq!(
-        s.cache.handle(get(URL)).await.unwrap_err().kind(),
-        ErrorKind::Unavailable
+        status(&r).0,
+        "STALE",
+        "disconnected: the stale copy stands in"
     );
+    // Unless the setting is off, or the copy's directives forbid it.
+    let mut strict = no_jitter();
+    strict.stale_if_disconnected = false;
+    for (settings, directives) in [
+        (strict, "max-age=10"),
+        (no_jitter(), "max-age=10, must-revalidate"),
+    ] {
+        let s = setup(settings);
+        s.origin
+            .route(PATH, reply("kept", &[(header::CACHE_CONTROL, directives)]));
+        s.cache.handle(get(URL)).await.unwrap();
+        s.clock.advance(Duration::from_secs(30));
+        s.origin.route(PATH, Reply::fail(ErrorKind::Unavailable));
+        assert_eq!(
+            s.cache.handle(get(URL)).await.unwrap_err().kind(),
+            ErrorKind::Unavailable,
+            "{directives}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -411,28 +437,60 @@ async fn errors_are_cached_only_when_configured() {
 #[tokio::test]
 async fn jitter_spreads_expiry_of_entries_written_together() {
     let s = setup(Settings::default());
-    let mut stale_after = Vec::new();
+    let url = |i: usize| format!("https://shop.example/item/{i}");
     for i in 0..50 {
         let path = format!("/item/{i}");
         s.origin.route(&path, reply("x", &[cc("max-age=100")]));
-        s.cache
-            .handle(get(&format!("https://shop.example{path}")))
-            .await
-            .unwrap();
+        let first = s.cache.handle(get(&url(i))).await.unwrap();
+        assert!(
+            first.headers().get("age").is_none(),
+            "a fresh answer passes on as it came"
+        );
     }
+    s.clock.advance(Duration::from_secs(10));
     for i in 0..50 {
-        let url = format!("https://shop.example/item/{i}");
-        let r = s.cache.handle(get(&url)).await.unwrap();
-        let age: u64 = r.headers()["age"].to_str().unwrap().parse().unwrap();
-        stale_after.push(100 - age);
+        let hit = s.cache.handle(get(&url(i))).await.unwrap();
+        assert_eq!(status(&hit).0, "HIT");
+        assert_eq!(hit.headers()["age"], "10", "the jitter never reaches Age");
     }
-    stale_after.sort_unstable();
-    stale_after.dedup();
-    assert!(stale_after.len() > 5, "expiries spread: {stale_after:?}");
+    // Step through the last tenth of the lifetime: when does each entry go to the origin again?
+    s.clock.advance(Duration::from_secs(79));
+    let mut refreshed_at = vec![None; 50];
+    for second in 90..=101u64 {
+        s.clock.advance(Duration::from_secs(1));
+        for (i, at) in refreshed_at.iter_mut().enumerate() {
+            if at.is_none() {
+                let r = s.cache.handle(get(&url(i))).await.unwrap();
+                if status(&r).0 != "HIT" {
+                    *at = Some(second);
+                }
+            }
+        }
+    }
+    let mut seconds: Vec<u64> = refreshed_at.iter().map(|at| at.unwrap()).collect();
     assert!(
-        stale_after.iter().all(|s| (90..=100).contains(s)),
-        "by at most 10 %: {stale_after:?}"
+        seconds.iter().all(|s| (90..=100).contains(s)),
+        "by at most 10 % of the remaining lifetime: {seconds:?}"
     );
+    seconds.sort_unstable();
+    seconds.dedup();
+    assert!(seconds.len() > 5, "expiries spread: {seconds:?}");
+    // Deterministic per key: the same cache setup refreshes the same key at the same moment.
+    let again = setup(Settings::default());
+    again
+        .origin
+        .route("/item/7", reply("x", &[cc("max-age=100")]));
+    again.cache.handle(get(&url(7))).await.unwrap();
+    again.clock.advance(Duration::from_secs(89));
+    let mut at = None;
+    for second in 90..=101u64 {
+        again.clock.advance(Duration::from_secs(1));
+        let r = again.cache.handle(get(&url(7))).await.unwrap();
+        if at.is_none() && status(&r).0 != "HIT" {
+            at = Some(second);
+        }
+    }
+    assert_eq!(at, refreshed_at[7]);
 }
 
 #[tokio::test]
@@ -636,4 +694,187 @@ async fn an_uncacheable_answer_streams_through_without_waiting_for_its_body() {
         let mut body = response.into_body();
         assert_eq!(body.next().await.unwrap().unwrap(), "first", "{directives}");
     }
+}
+
+fn get_with(url: &str, headers: &[(HeaderName, &str)]) -> Request<Body> {
+    let mut request = get(url);
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(name.clone(), value.parse().unwrap());
+    }
+    request
+}
+
+/// RFC 9111 §4.3.2: a client's conditional against a fresh stored response is answered here with a
+/// `304`, `If-None-Match` taking precedence over `If-Modified-Since`.
+#[tokio::test]
+async fn client_conditionals_are_answered_from_the_stored_response() {
+    let s = setup(no_jitter());
+    s.origin.route(
+        PATH,
+        reply(
+            "v1",
+            &[
+                cc("max-age=60"),
+                (header::ETAG, "W/\"v1\""),
+                (header::LAST_MODIFIED, "Wed, 01 Jan 2020 00:00:00 GMT"),
+            ],
+        ),
+    );
+    s.cache.handle(get(URL)).await.unwrap();
+    let matching = s
+        .cache
+        .handle(get_with(URL, &[(header::IF_NONE_MATCH, "\"v0\", \"v1\"")]))
+        .await
+        .unwrap();
+    assert_eq!(matching.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(matching.headers()[header::ETAG], "W/\"v1\"");
+    assert_eq!(matching.headers()[header::CACHE_CONTROL], "max-age=60");
+    assert_eq!(body(matching).await, "");
+    let other = s
+        .cache
+        .handle(get_with(URL, &[(header::IF_NONE_MATCH, "\"v2\"")]))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+    // If-None-Match decides when present, even if If-Modified-Since alone would say 304.
+    let precedence = s
+        .cache
+        .handle(get_with(
+            URL,
+            &[
+                (header::IF_NONE_MATCH, "\"v2\""),
+                (header::IF_MODIFIED_SINCE, "Thu, 01 Jan 2026 00:00:00 GMT"),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(precedence.status(), StatusCode::OK);
+    let since = s
+        .cache
+        .handle(get_with(
+            URL,
+            &[(header::IF_MODIFIED_SINCE, "Thu, 01 Jan 2026 00:00:00 GMT")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(since.status(), StatusCode::NOT_MODIFIED);
+    let before = s
+        .cache
+        .handle(get_with(
+            URL,
+            &[(header::IF_MODIFIED_SINCE, "Tue, 01 Jan 2019 00:00:00 GMT")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(before.status(), StatusCode::OK);
+    assert_eq!(s.origin.hits(PATH), 1, "all answered here");
+}
+
+/// RFC 9111 §4.4: a successful unsafe request invalidates its URL and the same-origin URLs in its
+/// answer's `Location` and `Content-Location`.
+#[tokio::test]
+async fn unsafe_methods_invalidate_location_and_content_location() {
+    let s = setup(no_jitter());
+    for path in ["/a", "/b", "/c"] {
+        s.origin.route(path, reply("x", &[cc("max-age=600")]));
+        s.cache
+            .handle(get(&format!("https://shop.example{path}")))
+            .await
+            .unwrap();
+    }
+    s.origin.route(
+        "/form",
+        Reply::status(StatusCode::CREATED)
+            .with_header(header::LOCATION, "/a")
+            .with_header(header::CONTENT_LOCATION, "https://shop.example/b"),
+    );
+    let post = Request::builder()
+        .method(Method::POST)
+        .uri("https://shop.example/form")
+        .body(Body::empty())
+        .unwrap();
+    s.cache.handle(post).await.unwrap();
+    for (path, expected) in [("/a", "MISS"), ("/b", "MISS"), ("/c", "HIT")] {
+        let r = s
+            .cache
+            .handle(get(&format!("https://shop.example{path}")))
+            .await
+            .unwrap();
+        assert_eq!(status(&r).0, expected, "{path}");
+    }
+    // Another origin's entries are not this request's to drop.
+    s.origin.route(
+        "/form",
+        Reply::status(StatusCode::CREATED).with_header(header::LOCATION, "https://other.example/c"),
+    );
+    let post = Request::builder()
+        .method(Method::POST)
+        .uri("https://shop.example/form")
+        .body(Body::empty())
+        .unwrap();
+    s.cache.handle(post).await.unwrap();
+    let r = s.cache.handle(get("https://shop.example/c")).await.unwrap();
+    assert_eq!(status(&r).0, "HIT");
+}
+
+/// A `304` does not replace what describes the stored content (RFC 9111 §3.2), and what a
+/// `Connection` field names is never stored.
+#[tokio::test]
+async fn stored_headers_keep_their_content_fields_and_drop_connection_fields() {
+    let s = setup(no_jitter());
+    s.origin.route(
+        PATH,
+        reply(
+            "content",
+            &[
+                cc("max-age=1"),
+                (header::ETAG, "\"a\""),
+                (header::CONTENT_RANGE, "bytes 0-6/7"),
+                (header::CONNECTION, "x-hop"),
+                (HeaderName::from_static("x-hop"), "1"),
+                (HeaderName::from_static("x-kept"), "1"),
+            ],
+        ),
+    );
+    s.cache.handle(get(URL)).await.unwrap();
+    s.clock.advance(Duration::from_secs(5));
+    s.origin.route(
+        PATH,
+        Reply::status(StatusCode::NOT_MODIFIED)
+            .with_header(header::CACHE_CONTROL, "max-age=60")
+            .with_header(header::ETAG, "\"b\"")
+            .with_header(header::CONTENT_RANGE, "bytes 0-1/2")
+            .with_header(HeaderName::from_static("x-kept"), "2"),
+    );
+    let r = s.cache.handle(get(URL)).await.unwrap();
+    assert_eq!(status(&r).0, "REVALIDATED");
+    assert_eq!(r.headers()[header::ETAG], "\"a\"");
+    assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes 0-6/7");
+    assert_eq!(r.headers()["x-kept"], "2", "other fields are updated");
+    assert!(r.headers().get("x-hop").is_none());
+    assert!(r.headers().get(header::CONNECTION).is_none());
+}
+
+/// `max-stale` works end to end: stale entries are kept a while (`keep_stale`) for it.
+#[tokio::test]
+async fn max_stale_is_met_from_a_kept_stale_entry() {
+    let s = setup(no_jitter());
+    s.origin.route(PATH, reply("old", &[cc("max-age=10")]));
+    s.cache.handle(get(URL)).await.unwrap();
+    s.clock.advance(Duration::from_secs(70));
+    s.origin.route(PATH, reply("new", &[cc("max-age=10")]));
+    let r = s
+        .cache
+        .handle(get_with(URL, &[(header::CACHE_CONTROL, "max-stale=120")]))
+        .await
+        .unwrap();
+    assert_eq!(body(r).await, "old", "60 s stale, within max-stale");
+    let r = s
+        .cache
+        .handle(get_with(URL, &[(header::CACHE_CONTROL, "max-stale=30")]))
+        .await
+        .unwrap();
+    assert_eq!(body(r).await, "new", "past max-stale: fetched");
 }

@@ -38,6 +38,25 @@ use crate::body::Body;
 use crate::error::Error;
 use crate::sync::{BoxFuture, MaybeSend, MaybeSync};
 
+/// Marks a response that a service made up because its upstream could not be reached (a refused or
+/// broken connection, a passed deadline): the error it stands for, in the response's extensions.
+///
+/// A tower service that proxies to an origin answers such failures with a `502`/`504` it writes itself,
+/// since its error type is usually `Infallible`; with this marker a layer in front of it (the HTTP
+/// cache) can still tell "the origin answered 502" from "the origin was not there", and, for
+/// instance, serve a stale copy only in the second case.
+///
+/// ```
+/// use edge_core::{Body, Error, ErrorKind, fetch::Unreachable};
+///
+/// let mut response = http::Response::new(Body::from("origin unreachable"));
+/// *response.status_mut() = http::StatusCode::BAD_GATEWAY;
+/// response.extensions_mut().insert(Unreachable(Error::new(ErrorKind::Unavailable, "refused")));
+/// assert!(response.extensions().get::<Unreachable>().is_some());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Unreachable(pub Error);
+
 /// Sends HTTP requests. See the [module docs](self).
 pub trait Fetcher: MaybeSend + MaybeSync {
     /// Sends `request` and returns the response head with a streaming body.

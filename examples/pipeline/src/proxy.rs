@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
+use edge_core::fetch::Unreachable;
 use edge_core::{Body, BoxFuture, ErrorKind, Fetcher};
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -114,14 +115,19 @@ impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read",
                 )),
-                Err(e) if e.kind() == ErrorKind::Timeout => Ok(error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "the origin did not answer in time",
-                )),
-                Err(_) => Ok(error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "the origin could not be reached",
-                )),
+                Err(e) => {
+                    let mut response = if e.kind() == ErrorKind::Timeout {
+                        error_response(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "the origin did not answer in time",
+                        )
+                    } else {
+                        error_response(StatusCode::BAD_GATEWAY, "the origin could not be reached")
+                    };
+                    // The cache in front can tell this from an answer of the origin's.
+                    response.extensions_mut().insert(Unreachable(e));
+                    Ok(response)
+                }
             }
         })
     }
