@@ -780,33 +780,47 @@ fn for_each_vary<'h>(
 /// Appends `<name>:<length>:<value>` for the request's value of `name` (all its lines, trimmed, joined
 /// with ", ") to `out`.
 fn append_value(out: &mut Vec<u8>, request: &HeaderMap, name: &str) {
+    let value = normalized(request, name);
     out.extend_from_slice(name.as_bytes());
     out.push(b':');
-    let lines = request.get_all(name);
-    let len: usize = lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| line.as_bytes().trim_ascii().len() + if i > 0 { 2 } else { 0 })
-        .sum();
-    let mut digits = [0u8; 20];
-    let mut n = len;
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(value.len().to_string().as_bytes());
     out.push(b':');
-    for (i, line) in lines.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b", ");
+    out.extend_from_slice(&value);
+}
+
+/// A request's value of a selecting field, normalised so that requests that mean the same select the
+/// same variant: every line joined with `,`, whitespace around list and parameter delimiters removed;
+/// `Accept-Language` also compared without case or order.
+fn normalized(request: &HeaderMap, name: &str) -> Vec<u8> {
+    let mut members: Vec<Vec<u8>> = Vec::new();
+    for line in request.get_all(name) {
+        for member in line.as_bytes().split(|&b| b == b',') {
+            let mut clean = Vec::with_capacity(member.len());
+            for part in member.split(|&b| b == b';') {
+                if !clean.is_empty() {
+                    clean.push(b';');
+                }
+                let mut pieces = part.split(|&b| b == b'=');
+                if let Some(first) = pieces.next() {
+                    clean.extend_from_slice(first.trim_ascii());
+                }
+                for piece in pieces {
+                    clean.push(b'=');
+                    clean.extend_from_slice(piece.trim_ascii());
+                }
+            }
+            if !clean.is_empty() {
+                members.push(clean);
+            }
         }
-        out.extend_from_slice(line.as_bytes().trim_ascii());
     }
+    if name.eq_ignore_ascii_case("accept-language") {
+        for member in &mut members {
+            member.make_ascii_lowercase();
+        }
+        members.sort();
+    }
+    members.join(&b","[..])
 }
 
 /// The record of the request's `Vary` values to store with the response (`None` without `Vary`).
@@ -863,13 +877,26 @@ fn value_is(request: &HeaderMap, name: &str, expected: &[u8]) -> bool {
     let mut lines = request.get_all(name).iter();
     match (lines.next(), lines.next()) {
         (None, _) => expected.is_empty(),
-        (Some(one), None) => one.as_bytes().trim_ascii() == expected,
-        _ => {
-            let mut joined = Vec::new();
-            append_value(&mut joined, request, name);
-            next_recorded(&joined).is_some_and(|(_, value, _)| value == expected)
-        }
+        // The common case, a plain single value, needs no normalising copy.
+        (Some(one), None) if one.as_bytes() == expected => true,
+        _ => normalized(request, name) == expected,
     }
+}
+
+/// The key of `stored`'s variant that `request` selects, under the URL key `key`: the request's values
+/// of the stored response's `Vary` fields. `None` when the stored response has no `Vary` (or `*`).
+#[must_use]
+pub fn variant_key(key: &str, stored: &HeaderMap, request: &HeaderMap) -> Option<String> {
+    let record = recorded_vary(stored, request).ok().flatten()?;
+    let record = std::str::from_utf8(record.as_bytes()).ok()?;
+    Some(format!("{key}\n{record}"))
+}
+
+/// The variant key a stored response was stored for (its own recorded `Vary` values), if it varies.
+#[must_use]
+pub fn own_variant_key(key: &str, stored: &HeaderMap) -> Option<String> {
+    let record = stored.get(&VARY_RECORD)?.to_str().ok()?;
+    Some(format!("{key}\n{record}"))
 }
 
 /// The headers of `stored` as they leave the edge: `Age` set to `age` seconds, and the edge-only fields

@@ -21,7 +21,7 @@
 //! supports it. Every response says what happened in `x-cache-status` (`HIT`, `STALE`, `UPDATING`,
 //! `REVALIDATED`, `MISS`, `EXPIRED`, `BYPASS`) and where in `x-cache-tier`.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -192,7 +192,14 @@ struct Inner<C> {
     refreshing: Mutex<HashSet<String>>,
     counters: Counters,
     jitter_keys: foldhash::fast::FixedState,
+    /// The variant keys stored in the memory tier per URL key, oldest first (at most
+    /// [`MAX_VARIANTS`]); a variant is served only while listed here, so invalidating a URL reaches
+    /// every variant of it.
+    variants: quick_cache::sync::Cache<String, Arc<Mutex<VecDeque<String>>>>,
 }
+
+/// Variants of one URL kept in the memory tier (different `Vary` values); the oldest goes first.
+pub const MAX_VARIANTS: usize = 16;
 
 /// Builds a [`TieredCache`]; every tier but the origin is optional.
 pub struct Builder<C> {
@@ -323,6 +330,7 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                 refreshing: Mutex::new(HashSet::new()),
                 counters: Counters::default(),
                 jitter_keys: foldhash::fast::FixedState::with_seed(0x6564_6765),
+                variants: quick_cache::sync::Cache::new(65_536),
             },
         }
     }
@@ -415,7 +423,13 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                 continue;
             }
             let found = if tier == Tier::Memory {
-                inner.read(tier, &key).await
+                // The URL's latest entry, or the variant this request selects when that one's
+                // `Vary` values are not the request's.
+                inner.read(tier, &key).await.map(|(entry, parsed)| {
+                    inner
+                        .variant(&key, &entry, &asked.headers)
+                        .unwrap_or((entry, parsed))
+                })
             } else {
                 // Concurrent misses ask the PoP cache and KV once per key, not once each.
                 let (reader, read_key) = (Arc::clone(&self.inner), key.clone());
@@ -656,6 +670,11 @@ impl<C: Clock + Clone + 'static> Inner<C> {
             Tier::Memory => {
                 if let Some(memory) = &self.memory {
                     let _ = memory.put_parsed(key, Arc::clone(entry), parsed);
+                    // A response that varies is also kept as its own variant, beside the others.
+                    if let Some(variant) = policy::own_variant_key(key, &entry.headers) {
+                        let _ = memory.put_parsed(&variant, Arc::clone(entry), parsed);
+                        self.list_variant(key, variant).await;
+                    }
                 }
             }
             Tier::Store => {
@@ -679,12 +698,58 @@ impl<C: Clock + Clone + 'static> Inner<C> {
     async fn invalidate(&self, key: &str) {
         if let Some(memory) = &self.memory {
             let _ = memory.delete(key).await;
+            if let Some((_, variants)) = self.variants.remove(key) {
+                let variants = std::mem::take(&mut *lock(&variants));
+                for variant in variants {
+                    let _ = memory.delete(&variant).await;
+                }
+            }
         }
         if let Some(store) = &self.store {
             let _ = store.delete(key).await;
         }
         if let Some(kv) = &self.kv {
             let _ = kv.delete(&kv_key(key)).await;
+        }
+    }
+
+    /// The variant of `key` that `request` selects, when `latest` (the URL's newest entry) varies and
+    /// is not it.
+    fn variant(
+        &self,
+        key: &str,
+        latest: &CachedResponse,
+        request: &HeaderMap,
+    ) -> Option<(Arc<CachedResponse>, Option<Parsed>)> {
+        let variant = policy::variant_key(key, &latest.headers, request)?;
+        if policy::own_variant_key(key, &latest.headers).as_deref() == Some(variant.as_str()) {
+            return None; // the latest is the one
+        }
+        let listed = self.variants.get(key)?;
+        if !lock(&listed).contains(&variant) {
+            return None;
+        }
+        self.memory.as_ref()?.get_parsed(&variant)
+    }
+
+    /// Lists `variant` under `key`, dropping the oldest past [`MAX_VARIANTS`].
+    async fn list_variant(&self, key: &str, variant: String) {
+        let listed = self
+            .variants
+            .get_or_insert_with(key, || Ok::<_, std::convert::Infallible>(Arc::default()));
+        let Ok(listed) = listed;
+        let dropped = {
+            let mut listed = lock(&listed);
+            listed.retain(|v| *v != variant);
+            listed.push_back(variant);
+            if listed.len() > MAX_VARIANTS {
+                listed.pop_front()
+            } else {
+                None
+            }
+        };
+        if let (Some(dropped), Some(memory)) = (dropped, &self.memory) {
+            let _ = memory.delete(&dropped).await;
         }
     }
 
@@ -847,6 +912,10 @@ fn pass_through(parts: http::response::Parts, body: Body, tier: Tier) -> Fill {
     let mut response = Response::from_parts(parts, body);
     policy::strip_edge_fields(response.headers_mut());
     Fill::Private(Arc::new(std::sync::Mutex::new(Some(response))), tier)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn kv_key(key: &str) -> String {

@@ -878,3 +878,59 @@ async fn max_stale_is_met_from_a_kept_stale_entry() {
         .unwrap();
     assert_eq!(body(r).await, "new", "past max-stale: fetched");
 }
+
+/// Several variants of one URL are kept side by side (up to MAX_VARIANTS), selected by the request's
+/// normalised values, and an unsafe request to the URL drops them all.
+#[tokio::test]
+async fn variants_of_one_url_live_side_by_side() {
+    let s = setup(no_jitter());
+    let lang = HeaderName::from_static("accept-language");
+    let vary = [cc("max-age=600"), (header::VARY, "Accept-Language")];
+    s.origin.enqueue(PATH, reply("english", &vary));
+    s.origin.enqueue(PATH, reply("deutsch", &vary));
+    let en = s
+        .cache
+        .handle(get_with(URL, &[(lang.clone(), "en")]))
+        .await
+        .unwrap();
+    assert_eq!(body(en).await, "english");
+    let de = s
+        .cache
+        .handle(get_with(URL, &[(lang.clone(), "de")]))
+        .await
+        .unwrap();
+    assert_eq!(body(de).await, "deutsch");
+    // Both are served from the cache now, the older included.
+    for (value, expected) in [("en", "english"), ("de", "deutsch"), ("EN", "english")] {
+        let r = s
+            .cache
+            .handle(get_with(URL, &[(lang.clone(), value)]))
+            .await
+            .unwrap();
+        assert_eq!(status(&r).0, "HIT", "{value}");
+        assert_eq!(body(r).await, expected, "{value}");
+    }
+    let normalised = s
+        .cache
+        .handle(get_with(URL, &[(lang.clone(), "de , en;q=0.5")]))
+        .await;
+    assert_eq!(status(&normalised.unwrap()).0, "MISS", "a third variant");
+    assert_eq!(s.origin.hits(PATH), 3);
+    // An unsafe request to the URL invalidates every variant.
+    s.origin.route(PATH, Reply::status(StatusCode::NO_CONTENT));
+    let delete = Request::builder()
+        .method(Method::DELETE)
+        .uri(URL)
+        .body(Body::empty())
+        .unwrap();
+    s.cache.handle(delete).await.unwrap();
+    s.origin.route(PATH, reply("after", &vary));
+    for value in ["en", "de"] {
+        let r = s
+            .cache
+            .handle(get_with(URL, &[(lang.clone(), value)]))
+            .await
+            .unwrap();
+        assert_eq!(status(&r).0, "MISS", "{value} was invalidated");
+    }
+}
