@@ -1,7 +1,9 @@
 //! (feature `tower`) [`CacheLayer`]: the tiered cache in front of any tower service, for axum and hyper.
 //!
 //! The wrapped service is the origin: misses, revalidations and unsafe methods go to it through the
-//! [`TieredCache`], and what it answers is cached by the rules of [`policy`](crate::policy). A response
+//! [`TieredCache`], and what it answers is cached by the rules of [`policy`](crate::policy). Every
+//! response says what the cache did in `Cache-Status` (RFC 9211), and by default in the legacy
+//! `x-cache-status`/`x-cache-tier` too; the [`CacheOutcome`] is in its extensions. A response
 //! the service marks [`Unreachable`](edge_core::fetch::Unreachable) counts as the origin not being
 //! there (a stale copy may then stand in), not as an answer. Every
 //! response carries `x-cache-status` and `x-cache-tier`; cached ones carry `Age`.
@@ -39,7 +41,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use edge_core::cache::DynCacheStore;
+use edge_core::cache::{CacheLimits, DynCacheStore};
 use edge_core::fetch::Unreachable;
 use edge_core::kv::DynKvStore;
 use edge_core::trace::{RequestSpan, attr};
@@ -48,13 +50,12 @@ use edge_core::{
     Body, BoxFuture, CacheStore, Clock, Error, ErrorKind, Fetcher, Instant, KvStore, MaybeSend,
     MaybeSync, WaitUntil,
 };
-use http::header::HeaderName;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::memory::MemoryCache;
 use crate::policy::CachePolicy;
-use crate::tiered::{CACHE_STATUS, CACHE_TIER, Settings, TieredCache};
+use crate::tiered::{CacheOutcome, Settings, TieredCache};
 
 /// Builds [`CacheService`]s. See the [module docs](self).
 pub struct CacheLayer<C> {
@@ -278,17 +279,29 @@ async fn purge<C: Clock + Clone + 'static>(
             "purge requests are text\n".to_owned(),
         );
     };
-    let (mut urls, mut purged) = (0, 0);
+    // Every line is checked before anything is purged: a bad request purges nothing.
+    let mut targets: Vec<(bool, &str)> = Vec::new();
     for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
         match line.split_once(' ') {
             Some(("url", url)) => {
-                cache.purge_url(url.trim()).await;
-                urls += 1;
+                let url = url.trim();
+                let absolute = url
+                    .parse::<http::Uri>()
+                    .is_ok_and(|uri| uri.authority().is_some());
+                if !absolute {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("not an absolute url: {url}\n"),
+                    );
+                }
+                targets.push((true, url));
             }
-            Some(("tag", tag)) => match cache.purge_tag(tag.trim()).await {
-                Ok(n) => purged += n,
-                Err(_) => return text(StatusCode::BAD_REQUEST, format!("bad tag: {tag}\n")),
-            },
+            Some(("tag", tag)) if CacheLimits::new(0).check_tag(tag.trim()).is_ok() => {
+                targets.push((false, tag.trim()));
+            }
+            Some(("tag", tag)) => {
+                return text(StatusCode::BAD_REQUEST, format!("bad tag: {tag}\n"));
+            }
             _ => {
                 return text(
                     StatusCode::BAD_REQUEST,
@@ -297,9 +310,20 @@ async fn purge<C: Clock + Clone + 'static>(
             }
         }
     }
+    let (mut urls, mut found, mut tagged) = (0, 0, 0);
+    for (is_url, target) in targets {
+        if is_url {
+            urls += 1;
+            found += usize::from(cache.purge_url(target).await.unwrap_or(false));
+        } else {
+            tagged += cache.purge_tag(target).await.unwrap_or(0);
+        }
+    }
     text(
         StatusCode::OK,
-        format!("purged {urls} urls and {purged} tagged entries\n"),
+        format!(
+            "purged {found} of {urls} urls (the others were not cached) and {tagged} tagged entries\n"
+        ),
     )
 }
 
@@ -336,11 +360,13 @@ impl<C: Clock + Clone + 'static> Service<Request<Body>> for CacheService<C> {
                     } else {
                         StatusCode::BAD_GATEWAY
                     };
-                    let mut response = text(status, format!("origin failed: {}\n", error.kind()));
+                    let mut response =
+                        text(status, format!("origin failed: {}\n", error.kind()));
+                    // Made up here: no cache may keep it.
                     response
                         .headers_mut()
-                        .insert(CACHE_STATUS.clone(), HeaderValue::from_static("MISS"));
-                    response
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    cache.finish_failure(response)
                 }
             };
             record(span.as_ref(), started, &response);
@@ -352,16 +378,12 @@ impl<C: Clock + Clone + 'static> Service<Request<Body>> for CacheService<C> {
 /// Records the cache's answer on the request's span (attributes and a `cache` stage) and as a `tracing`
 /// event, under the SDK's attribute names.
 fn record(span: Option<&RequestSpan>, started: Option<Instant>, response: &Response<Body>) {
-    let header = |name: &HeaderName| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let status = header(&CACHE_STATUS);
-    let tier = header(&CACHE_TIER);
+    let outcome = response.extensions().get::<CacheOutcome>();
+    let status = outcome.map_or("", |o| o.status).to_owned();
+    let tier = outcome
+        .and_then(|o| o.tier)
+        .map_or("", |t| t.name())
+        .to_owned();
     tracing::debug!(
         edge.cache.status = status.as_str(),
         edge.cache.tier = tier.as_str(),

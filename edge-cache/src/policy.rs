@@ -188,6 +188,15 @@ pub struct Stored {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parsed(Freshness);
 
+impl Parsed {
+    /// The freshness lifetime the response declares (what this cache tells others: its own early
+    /// refresh is not in it).
+    #[must_use]
+    pub fn lifetime(&self) -> Duration {
+        Duration::from_secs(self.0.lifetime.saturating_add(self.0.early))
+    }
+}
+
 /// What to do with a stored response for this request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -250,7 +259,10 @@ impl Revalidation {
 /// The freshness facts of a stored or received response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Freshness {
+    /// The lifetime this cache decides by: the declared one less `early`.
     lifetime: u64,
+    /// Seconds this cache refreshes before the declared lifetime ends (its TTL jitter).
+    early: u64,
     swr: u64,
     sie: u64,
     no_cache: bool,
@@ -479,9 +491,11 @@ impl CachePolicy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        let lifetime = lifetime.saturating_sub(early);
+        let lifetime = if d.malformed { 0 } else { lifetime };
+        let early = early.min(lifetime);
         Freshness {
-            lifetime: if d.malformed { 0 } else { lifetime },
+            lifetime: lifetime - early,
+            early,
             swr: d.stale_while_revalidate.map_or(0, u64::from),
             sie: d.stale_if_error.map_or(0, u64::from),
             no_cache: d.no_cache,
@@ -936,6 +950,7 @@ impl Stored {
         }
         headers.insert(REFRESH_EARLY.clone(), HeaderValue::from(seconds));
         self.parsed.0.lifetime -= seconds;
+        self.parsed.0.early += seconds;
         self.lifetime = Duration::from_secs(self.parsed.0.lifetime);
     }
 }

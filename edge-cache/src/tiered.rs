@@ -32,7 +32,9 @@ use edge_core::cache::{CachedResponse, DynCacheStore};
 use edge_core::fetch::DynFetcher;
 use edge_core::kv::{DynKvStore, PutOptions};
 use edge_core::wait_until::DynWaitUntil;
-use edge_core::{Body, CacheStore, Clock, Coalescer, Error, Fetcher, KvStore, WaitUntil};
+use edge_core::{
+    Body, CacheStore, Clock, Coalescer, Error, ErrorKind, Fetcher, KvStore, WaitUntil,
+};
 use futures_util::StreamExt;
 use http::header::{self, HeaderName};
 use http::uri::PathAndQuery;
@@ -42,10 +44,80 @@ use crate::codec;
 use crate::memory::MemoryCache;
 use crate::policy::{self, CDN_CACHE_CONTROL, CachePolicy, Lookup, Parsed, Revalidation};
 
-/// `x-cache-status`: what the cache did.
+/// `x-cache-status`: what the cache did, in one word (the legacy field; see [`Settings::x_cache_status`]).
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
-/// `x-cache-tier`: which tier answered.
+/// `x-cache-tier`: which tier answered (legacy, with `x-cache-status`).
 pub static CACHE_TIER: HeaderName = HeaderName::from_static("x-cache-tier");
+/// `Cache-Status` (RFC 9211): what the cache did, with `hit`/`fwd`/`fwd-status`/`stored`/`ttl`/
+/// `collapsed`/`detail` parameters, under the cache's name [`CACHE_NAME`].
+pub static CACHE_STATUS_FIELD: HeaderName = HeaderName::from_static("cache-status");
+/// The name this cache gives itself in `Cache-Status`.
+pub const CACHE_NAME: &str = "edge";
+
+/// What the cache did for one response. Written as `Cache-Status` and (by default) the legacy
+/// `x-cache-status`/`x-cache-tier`, and put in the response's extensions for layers and loggers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheOutcome {
+    /// In one word: `HIT`, `UPDATING` (stale, refreshing behind), `STALE` (stale, the upstream
+    /// failing), `REVALIDATED`, `MISS`, `EXPIRED` (a stale entry replaced) or `BYPASS` (an unsafe
+    /// method).
+    pub status: &'static str,
+    /// The tier that answered.
+    pub tier: Option<Tier>,
+    /// Seconds of freshness left (negative once stale), for a response from or into storage.
+    pub ttl: Option<i64>,
+    /// Whether this request's answer was stored.
+    pub stored: bool,
+    /// What the upstream answered, when the request went there.
+    pub forward_status: Option<u16>,
+    /// Whether this request waited on another's fill instead of going upstream itself.
+    pub collapsed: bool,
+}
+
+impl CacheOutcome {
+    fn new(status: &'static str, tier: Option<Tier>) -> Self {
+        Self {
+            status,
+            tier,
+            ttl: None,
+            stored: false,
+            forward_status: None,
+            collapsed: false,
+        }
+    }
+
+    /// The `Cache-Status` member for this outcome (RFC 9211).
+    #[must_use]
+    pub fn cache_status(&self) -> String {
+        let mut member = String::from(CACHE_NAME);
+        match self.status {
+            "HIT" => member.push_str("; hit"),
+            "UPDATING" => member.push_str("; hit"),
+            "STALE" | "REVALIDATED" | "EXPIRED" => member.push_str("; fwd=stale"),
+            "BYPASS" => member.push_str("; fwd=method"),
+            _ => member.push_str("; fwd=uri-miss"),
+        }
+        if let Some(status) = self.forward_status {
+            member.push_str(&format!("; fwd-status={status}"));
+        }
+        if self.stored {
+            member.push_str("; stored");
+        }
+        if self.collapsed {
+            member.push_str("; collapsed");
+        }
+        if let Some(ttl) = self.ttl {
+            member.push_str(&format!("; ttl={ttl}"));
+        }
+        match self.status {
+            "UPDATING" => member.push_str("; detail=stale-while-revalidate"),
+            "STALE" => member.push_str("; detail=stale-if-error"),
+            _ => {}
+        }
+        member
+    }
+}
 
 /// The tiers, top to bottom.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,6 +169,9 @@ pub struct Settings {
     /// a timeout), as RFC 9111 §4.2.4 lets a disconnected cache, unless the copy's directives forbid
     /// it (default on). A `5xx` answer is not a disconnection: only `stale-if-error` covers that.
     pub stale_if_disconnected: bool,
+    /// Also write the legacy `x-cache-status` and `x-cache-tier` fields beside the standard
+    /// `Cache-Status` (default on; turn off to send only the standard one).
+    pub x_cache_status: bool,
 }
 
 impl Default for Settings {
@@ -106,6 +181,7 @@ impl Default for Settings {
             negative_ttl: None,
             max_body: 8 << 20,
             stale_if_disconnected: true,
+            x_cache_status: true,
         }
     }
 }
@@ -264,7 +340,10 @@ impl<C: Clock + Clone + 'static> Builder<C> {
     }
 }
 
-/// The cache key of a request: its absolute URL (the `Host` header supplies a missing authority).
+/// The cache key of a request: its absolute URL. The `Host` header supplies a missing authority, and a
+/// request without a scheme (the origin form a plain HTTP server receives) is keyed as `http`: what
+/// purging the URL as requested finds. A host behind a TLS terminator that wants `https` keys gives
+/// its requests absolute URIs.
 #[must_use]
 pub fn cache_key(uri: &Uri, headers: &HeaderMap) -> String {
     let authority = uri
@@ -272,7 +351,7 @@ pub fn cache_key(uri: &Uri, headers: &HeaderMap) -> String {
         .map(|a| a.as_str())
         .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("");
-    let scheme = uri.scheme_str().unwrap_or("https");
+    let scheme = uri.scheme_str().unwrap_or("http");
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     format!("{scheme}://{}{path}", authority.to_ascii_lowercase())
 }
@@ -359,9 +438,34 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
         .collect()
     }
 
-    /// Removes `url`'s entry from every tier.
-    pub async fn purge_url(&self, url: &str) {
-        self.inner.invalidate(url).await;
+    /// Marks a response made up because the upstream failed (and nothing stale could stand in) with
+    /// what the cache did: it went to the upstream, which failed.
+    #[must_use]
+    pub fn finish_failure(&self, response: Response<Body>) -> Response<Body> {
+        self.inner.finish(response, CacheOutcome::new("MISS", None))
+    }
+
+    /// Removes `url`'s entries (every variant) from every tier, keyed exactly as lookups key a request
+    /// for it ([`cache_key`]); whether anything was there to remove (in the memory or store tier; KV
+    /// cannot tell).
+    ///
+    /// # Errors
+    ///
+    /// `url` is not an absolute URL.
+    pub async fn purge_url(&self, url: &str) -> Result<bool, Error> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| Error::new(ErrorKind::InvalidInput, format!("not a URL: {url}")))?;
+        if uri.authority().is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("not an absolute URL: {url}"),
+            ));
+        }
+        Ok(self
+            .inner
+            .invalidate(&cache_key(&uri, &HeaderMap::new()))
+            .await)
     }
 
     /// Removes every entry tagged `tag` from the tiers that index tags (memory and store); how many.
@@ -393,7 +497,7 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
             let (uri, headers) = (request.uri().clone(), request.headers().clone());
             let response = inner.upstream_fetch(request).await?.0;
             if policy::invalidates(&method, response.status()) {
-                inner.invalidate(&key).await;
+                let _ = inner.invalidate(&key).await;
                 // RFC 9111 §4.4: the URLs in `Location` and `Content-Location` too, when they are on
                 // the same origin (another origin's entries are not this request's to drop).
                 for name in [header::LOCATION, header::CONTENT_LOCATION] {
@@ -402,11 +506,13 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                         .get(&name)
                         .and_then(|v| same_origin_key(&uri, &headers, v))
                     {
-                        inner.invalidate(&related).await;
+                        let _ = inner.invalidate(&related).await;
                     }
                 }
             }
-            return Ok(with_status(response, "BYPASS", None));
+            let mut outcome = CacheOutcome::new("BYPASS", None);
+            outcome.forward_status = Some(response.status().as_u16());
+            return Ok(inner.finish(response, outcome));
         }
         let asked = Asked {
             method: method.clone(),
@@ -454,19 +560,18 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                 Lookup::Fresh { age } => {
                     inner.hit(tier);
                     inner.write_back(&key, &entry, parsed, &missed).await;
+                    let mut outcome = CacheOutcome::new("HIT", Some(tier));
+                    outcome.ttl = Some(ttl(&parsed, age));
                     let age = ServedAge::Current(age);
-                    return Ok(serve(&entry, age, &asked.headers, &method, "HIT", tier));
+                    let response = serve(&entry, age, &asked.headers, &method);
+                    return Ok(inner.finish(response, outcome));
                 }
                 Lookup::StaleWhileRevalidate { age } => {
                     inner.hit(tier);
-                    let response = serve(
-                        &entry,
-                        ServedAge::Current(age),
-                        &asked.headers,
-                        &method,
-                        "UPDATING",
-                        tier,
-                    );
+                    let mut outcome = CacheOutcome::new("UPDATING", Some(tier));
+                    outcome.ttl = Some(ttl(&parsed, age));
+                    let response = serve(&entry, ServedAge::Current(age), &asked.headers, &method);
+                    let response = inner.finish(response, outcome);
                     self.refresh_in_background(key, asked, Arc::clone(&entry), tier);
                     return Ok(response);
                 }
@@ -500,9 +605,10 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
         let leader = flight.is_leader();
         match flight.await {
             Fill::Stored(entry, status, tier, received) => {
+                let current = entry_age(&entry, inner.clock.wall_time());
                 let age = match received {
                     Some(AsReceived(age)) => ServedAge::AsReceived(age),
-                    None => ServedAge::Current(entry_age(&entry, inner.clock.wall_time())),
+                    None => ServedAge::Current(current),
                 };
                 let usable = leader
                     || !matches!(
@@ -520,13 +626,26 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                     } else {
                         status
                     };
-                    return Ok(serve(&entry, age, &asked.headers, &method, status, tier));
+                    let mut outcome = CacheOutcome::new(status, Some(tier));
+                    outcome.ttl = Some(ttl(&inner.policy.parse(&entry), current));
+                    outcome.stored = leader;
+                    outcome.collapsed = !leader;
+                    outcome.forward_status = Some(if status == "REVALIDATED" {
+                        StatusCode::NOT_MODIFIED.as_u16()
+                    } else {
+                        entry.status.as_u16()
+                    });
+                    let response = serve(&entry, age, &asked.headers, &method);
+                    return Ok(inner.finish(response, outcome));
                 }
                 self.fetch_alone(request_of(&asked)).await
             }
             Fill::StaleIfError(entry, tier) => {
-                let age = ServedAge::Current(entry_age(&entry, inner.clock.wall_time()));
-                Ok(serve(&entry, age, &asked.headers, &method, "STALE", tier))
+                let current = entry_age(&entry, inner.clock.wall_time());
+                let mut outcome = CacheOutcome::new("STALE", Some(tier));
+                outcome.ttl = Some(ttl(&inner.policy.parse(&entry), current));
+                let response = serve(&entry, ServedAge::Current(current), &asked.headers, &method);
+                Ok(inner.finish(response, outcome))
             }
             Fill::Private(slot, tier) => {
                 let mine = if leader {
@@ -535,7 +654,11 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
                     None
                 };
                 match mine {
-                    Some(response) => Ok(with_status(response, "MISS", Some(tier))),
+                    Some(response) => {
+                        let mut outcome = CacheOutcome::new("MISS", Some(tier));
+                        outcome.forward_status = Some(response.status().as_u16());
+                        Ok(inner.finish(response, outcome))
+                    }
                     None => self.fetch_alone(request_of(&asked)).await,
                 }
             }
@@ -546,7 +669,9 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
     /// A request that may not share a coalesced answer goes upstream on its own.
     async fn fetch_alone(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
         let (response, tier) = self.inner.upstream_fetch(request).await?;
-        Ok(with_status(response, "MISS", Some(tier)))
+        let mut outcome = CacheOutcome::new("MISS", Some(tier));
+        outcome.forward_status = Some(response.status().as_u16());
+        Ok(self.inner.finish(response, outcome))
     }
 
     fn refresh_in_background(
@@ -614,6 +739,36 @@ impl<C: Clock + Clone + 'static> Inner<C> {
             Tier::Shield => self.shield.is_some(),
             Tier::Origin => true,
         }
+    }
+
+    /// Writes what the cache did onto `response`: `Cache-Status`, the legacy fields when configured,
+    /// and the [`CacheOutcome`] in its extensions.
+    fn finish(&self, mut response: Response<Body>, outcome: CacheOutcome) -> Response<Body> {
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::try_from(outcome.cache_status()) {
+            // Ours goes first: the cache nearest the origin adds first (RFC 9211 §2).
+            let earlier: Vec<HeaderValue> = headers
+                .get_all(&CACHE_STATUS_FIELD)
+                .iter()
+                .cloned()
+                .collect();
+            headers.remove(&CACHE_STATUS_FIELD);
+            for value in earlier {
+                headers.append(CACHE_STATUS_FIELD.clone(), value);
+            }
+            headers.append(CACHE_STATUS_FIELD.clone(), value);
+        }
+        if self.settings.x_cache_status {
+            headers.insert(
+                CACHE_STATUS.clone(),
+                HeaderValue::from_static(outcome.status),
+            );
+            if let Some(tier) = outcome.tier {
+                headers.insert(CACHE_TIER.clone(), HeaderValue::from_static(tier.name()));
+            }
+        }
+        response.extensions_mut().insert(outcome);
+        response
     }
 
     fn hit(&self, tier: Tier) {
@@ -695,22 +850,25 @@ impl<C: Clock + Clone + 'static> Inner<C> {
         }
     }
 
-    async fn invalidate(&self, key: &str) {
+    /// Removes `key`'s entries from every tier; whether the memory or store tier held one.
+    async fn invalidate(&self, key: &str) -> bool {
+        let mut removed = false;
         if let Some(memory) = &self.memory {
-            let _ = memory.delete(key).await;
+            removed |= memory.delete(key).await.unwrap_or(false);
             if let Some((_, variants)) = self.variants.remove(key) {
                 let variants = std::mem::take(&mut *lock(&variants));
                 for variant in variants {
-                    let _ = memory.delete(&variant).await;
+                    removed |= memory.delete(&variant).await.unwrap_or(false);
                 }
             }
         }
         if let Some(store) = &self.store {
-            let _ = store.delete(key).await;
+            removed |= store.delete(key).await.unwrap_or(false);
         }
         if let Some(kv) = &self.kv {
             let _ = kv.delete(&kv_key(key)).await;
         }
+        removed
     }
 
     /// The variant of `key` that `request` selects, when `latest` (the URL's newest entry) varies and
@@ -950,8 +1108,6 @@ fn serve(
     age: ServedAge,
     request: &HeaderMap,
     method: &Method,
-    status: &'static str,
-    tier: Tier,
 ) -> Response<Body> {
     let current = match &age {
         ServedAge::Current(age) => *age,
@@ -987,20 +1143,13 @@ fn serve(
             headers.insert(header::AGE, received);
         }
     }
-    with_status(response, status, Some(tier))
+    response
 }
 
-fn with_status(
-    mut response: Response<Body>,
-    status: &'static str,
-    tier: Option<Tier>,
-) -> Response<Body> {
-    let headers = response.headers_mut();
-    headers.insert(CACHE_STATUS.clone(), HeaderValue::from_static(status));
-    if let Some(tier) = tier {
-        headers.insert(CACHE_TIER.clone(), HeaderValue::from_static(tier.name()));
-    }
-    response
+/// Seconds of freshness left at `age` (negative once stale).
+fn ttl(parsed: &Parsed, age: u64) -> i64 {
+    let lifetime = i64::try_from(parsed.lifetime().as_secs()).unwrap_or(i64::MAX);
+    lifetime.saturating_sub(i64::try_from(age).unwrap_or(i64::MAX))
 }
 
 fn gateway_timeout() -> Response<Body> {
@@ -1008,6 +1157,10 @@ fn gateway_timeout() -> Response<Body> {
         "not cached, and the request said only-if-cached\n",
     ));
     *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response.headers_mut().insert(
+        CACHE_STATUS_FIELD.clone(),
+        HeaderValue::from_static("edge; detail=only-if-cached"),
+    );
     response
 }
 

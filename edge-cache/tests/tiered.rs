@@ -934,3 +934,94 @@ async fn variants_of_one_url_live_side_by_side() {
         assert_eq!(status(&r).0, "MISS", "{value} was invalidated");
     }
 }
+
+/// RFC 9211 `Cache-Status` on every answer; the legacy fields only while configured.
+#[tokio::test]
+async fn cache_status_tells_what_the_cache_did() {
+    let field = |r: &Response<Body>| {
+        r.headers()
+            .get("cache-status")
+            .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
+    };
+    let s = setup(no_jitter());
+    s.origin.route(
+        PATH,
+        reply("x", &[cc("max-age=60, stale-while-revalidate=30")]),
+    );
+    let miss = s.cache.handle(get(URL)).await.unwrap();
+    assert_eq!(
+        field(&miss),
+        "edge; fwd=uri-miss; fwd-status=200; stored; ttl=60"
+    );
+    s.clock.advance(Duration::from_secs(10));
+    let hit = s.cache.handle(get(URL)).await.unwrap();
+    assert_eq!(field(&hit), "edge; hit; ttl=50");
+    s.clock.advance(Duration::from_secs(60));
+    let updating = s.cache.handle(get(URL)).await.unwrap();
+    assert_eq!(
+        field(&updating),
+        "edge; hit; ttl=-10; detail=stale-while-revalidate"
+    );
+    let post = Request::builder()
+        .method(Method::POST)
+        .uri(URL)
+        .body(Body::empty())
+        .unwrap();
+    s.origin.route(PATH, Reply::status(StatusCode::NO_CONTENT));
+    let bypass = s.cache.handle(post).await.unwrap();
+    assert_eq!(field(&bypass), "edge; fwd=method; fwd-status=204");
+
+    let mut quiet = no_jitter();
+    quiet.x_cache_status = false;
+    let s = setup(quiet);
+    s.origin.route(PATH, reply("x", &[cc("max-age=60")]));
+    let r = s.cache.handle(get(URL)).await.unwrap();
+    assert!(
+        r.headers().get("x-cache-status").is_none() && r.headers().get("x-cache-tier").is_none()
+    );
+    assert!(field(&r).starts_with("edge; fwd=uri-miss"));
+}
+
+/// A request as a plain HTTP server receives it (origin form, `Host`) is keyed `http://…`, so purging
+/// the URL as requested removes it, and the purge says whether anything was there.
+#[tokio::test]
+async fn purging_a_url_finds_what_a_plain_http_request_stored() {
+    let s = setup(no_jitter());
+    s.origin.route(PATH, reply("x", &[cc("max-age=600")]));
+    let origin_form = || {
+        Request::builder()
+            .uri(PATH)
+            .header(header::HOST, "Shop.Example")
+            .body(Body::empty())
+            .unwrap()
+    };
+    s.cache.handle(origin_form()).await.unwrap();
+    assert_eq!(
+        status(&s.cache.handle(origin_form()).await.unwrap()).0,
+        "HIT"
+    );
+    assert!(
+        !s.cache
+            .purge_url("https://shop.example/api/products")
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.cache
+            .purge_url("http://shop.example/api/products")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.cache
+            .purge_url("http://shop.example/api/products")
+            .await
+            .unwrap(),
+        "already gone"
+    );
+    assert_eq!(
+        status(&s.cache.handle(origin_form()).await.unwrap()).0,
+        "MISS"
+    );
+    assert!(s.cache.purge_url("/relative").await.is_err());
+}

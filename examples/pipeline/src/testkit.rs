@@ -23,13 +23,19 @@ pub struct Exchange {
 
 impl Exchange {
     /// This exchange with what depends on earlier traffic through a shared cache masked: whether the
-    /// cache already held the response (`x-cache-status`, `x-cache-tier`), for how long (`age`), and how
-    /// long this request took (`server-timing`).
+    /// cache already held the response (`cache-status`, `x-cache-status`, `x-cache-tier`), for how long
+    /// (`age`), and how long this request took (`server-timing`).
     /// Two hosts in front of one pipeline must agree on everything else.
     #[must_use]
     pub fn without_cache_state(&self) -> Self {
         let mut masked = self.clone();
-        for name in ["x-cache-status", "x-cache-tier", "age", "server-timing"] {
+        for name in [
+            "cache-status",
+            "x-cache-status",
+            "x-cache-tier",
+            "age",
+            "server-timing",
+        ] {
             if masked.headers.contains_key(name) {
                 masked
                     .headers

@@ -346,7 +346,7 @@ async fn cache_kit(world: &World) {
 }
 
 async fn storage_kit(world: &World) {
-    assert_eq!(suite(world, "durable").await["passed"], 7);
+    assert_eq!(suite(world, "durable").await["passed"], 8);
 }
 
 async fn bad_input(world: &World) {
