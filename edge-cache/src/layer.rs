@@ -360,8 +360,7 @@ impl<C: Clock + Clone + 'static> Service<Request<Body>> for CacheService<C> {
                     } else {
                         StatusCode::BAD_GATEWAY
                     };
-                    let mut response =
-                        text(status, format!("origin failed: {}\n", error.kind()));
+                    let mut response = text(status, format!("origin failed: {}\n", error.kind()));
                     // Made up here: no cache may keep it.
                     response
                         .headers_mut()

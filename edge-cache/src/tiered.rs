@@ -746,16 +746,7 @@ impl<C: Clock + Clone + 'static> Inner<C> {
     fn finish(&self, mut response: Response<Body>, outcome: CacheOutcome) -> Response<Body> {
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::try_from(outcome.cache_status()) {
-            // Ours goes first: the cache nearest the origin adds first (RFC 9211 §2).
-            let earlier: Vec<HeaderValue> = headers
-                .get_all(&CACHE_STATUS_FIELD)
-                .iter()
-                .cloned()
-                .collect();
-            headers.remove(&CACHE_STATUS_FIELD);
-            for value in earlier {
-                headers.append(CACHE_STATUS_FIELD.clone(), value);
-            }
+            // After any member the caches nearer the origin added (RFC 9211 §2).
             headers.append(CACHE_STATUS_FIELD.clone(), value);
         }
         if self.settings.x_cache_status {

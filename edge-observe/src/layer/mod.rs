@@ -13,13 +13,12 @@ mod trace;
 pub use self::metrics::{MetricsLayer, MetricsService};
 pub use self::trace::{LogSink, SpanSink, TraceLayer, TraceService};
 
-/// The response's `x-cache-status`, from the fixed set the HTTP cache writes (`OTHER` for anything else,
-/// `NONE` when absent), so a label set cannot grow from it.
+/// What the HTTP cache did, from the fixed set it writes (`OTHER` for anything else, `NONE` when it
+/// says nothing), so a label set cannot grow from it: its legacy `x-cache-status`, else the last member
+/// of the standard `Cache-Status` (RFC 9211).
 pub(crate) fn cache_status(headers: &http::HeaderMap) -> &'static str {
-    headers
-        .get("x-cache-status")
-        .and_then(|v| v.to_str().ok())
-        .map_or("NONE", |s| match s {
+    if let Some(legacy) = headers.get("x-cache-status") {
+        return match legacy.to_str().unwrap_or("") {
             "HIT" => "HIT",
             "MISS" => "MISS",
             "STALE" => "STALE",
@@ -28,7 +27,76 @@ pub(crate) fn cache_status(headers: &http::HeaderMap) -> &'static str {
             "EXPIRED" => "EXPIRED",
             "BYPASS" => "BYPASS",
             _ => "OTHER",
-        })
+        };
+    }
+    let Some(member) = headers
+        .get_all("cache-status")
+        .iter()
+        .last()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+    else {
+        return "NONE";
+    };
+    let has = |parameter: &str| member.split(';').any(|p| p.trim() == parameter);
+    if has("detail=stale-while-revalidate") {
+        "UPDATING"
+    } else if has("detail=stale-if-error") {
+        "STALE"
+    } else if has("hit") {
+        "HIT"
+    } else if has("fwd=method") {
+        "BYPASS"
+    } else if has("fwd=stale") && has("fwd-status=304") {
+        "REVALIDATED"
+    } else if has("fwd=stale") {
+        "EXPIRED"
+    } else if member.contains("fwd=") {
+        "MISS"
+    } else {
+        "OTHER"
+    }
+}
+
+#[cfg(test)]
+mod cache_status_tests {
+    use super::cache_status;
+
+    #[test]
+    fn legacy_field_first_then_the_standard_one() {
+        let read = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(*name, http::HeaderValue::from_static(value));
+            }
+            cache_status(&headers)
+        };
+        assert_eq!(read(&[]), "NONE");
+        assert_eq!(
+            read(&[
+                ("x-cache-status", "HIT"),
+                ("cache-status", "edge; fwd=uri-miss")
+            ]),
+            "HIT"
+        );
+        assert_eq!(read(&[("x-cache-status", "weird")]), "OTHER");
+        for (member, expected) in [
+            ("edge; hit; ttl=50", "HIT"),
+            (
+                "edge; hit; ttl=-3; detail=stale-while-revalidate",
+                "UPDATING",
+            ),
+            ("edge; fwd=stale; detail=stale-if-error", "STALE"),
+            ("edge; fwd=stale; fwd-status=304; stored", "REVALIDATED"),
+            ("edge; fwd=stale; fwd-status=200; stored", "EXPIRED"),
+            ("edge; fwd=uri-miss; fwd-status=200", "MISS"),
+            ("edge; fwd=method; fwd-status=204", "BYPASS"),
+            ("origin-cache; hit, edge; fwd=uri-miss", "MISS"),
+            ("edge; detail=only-if-cached", "OTHER"),
+        ] {
+            assert_eq!(read(&[("cache-status", member)]), expected, "{member}");
+        }
+    }
 }
 
 /// A colo label: three to five upper-case ASCII letters, or `NONE`, held inline (no allocation per

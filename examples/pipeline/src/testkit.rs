@@ -24,16 +24,18 @@ pub struct Exchange {
 impl Exchange {
     /// This exchange with what depends on earlier traffic through a shared cache masked: whether the
     /// cache already held the response (`cache-status`, `x-cache-status`, `x-cache-tier`), for how long
-    /// (`age`), and how long this request took (`server-timing`).
+    /// (`age`, removed: a fresh answer may have none), and how long this request took (`server-timing`).
     /// Two hosts in front of one pipeline must agree on everything else.
     #[must_use]
     pub fn without_cache_state(&self) -> Self {
         let mut masked = self.clone();
+        // A fresh answer passes on with the Age it came with (often none); a stored one gets its own:
+        // whether there is one at all depends on the cache too.
+        masked.headers.remove("age");
         for name in [
             "cache-status",
             "x-cache-status",
             "x-cache-tier",
-            "age",
             "server-timing",
         ] {
             if masked.headers.contains_key(name) {
