@@ -32,7 +32,7 @@ pub(crate) fn cache_status(headers: &http::HeaderMap) -> &'static str {
     let Some(member) = headers
         .get_all("cache-status")
         .iter()
-        .last()
+        .next_back()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
     else {
