@@ -54,7 +54,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use edge_core::cache::CachedResponse;
-use http::header::{self, HeaderName};
+use http::header::{self, GetAll, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::directives::{Directives, MaxStale};
@@ -72,7 +72,7 @@ static REFRESH_EARLY: HeaderName = HeaderName::from_static("x-edge-refresh-early
 
 /// Fields that describe a connection, not the message (RFC 9110 §7.6.1), or a proxy's dealings with this
 /// hop: never stored, never updated from a `304` (RFC 9111 §3.1).
-const NOT_STORED: [HeaderName; 8] = [
+static NOT_STORED: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -85,7 +85,7 @@ const NOT_STORED: [HeaderName; 8] = [
 
 /// Fields a `304` does not replace in the stored response (RFC 9111 §3.2): they describe the stored
 /// content itself, which the `304` does not carry.
-const KEPT_ON_304: [HeaderName; 5] = [
+static KEPT_ON_304: [HeaderName; 5] = [
     header::CONTENT_LENGTH,
     header::CONTENT_ENCODING,
     header::CONTENT_RANGE,
@@ -93,8 +93,31 @@ const KEPT_ON_304: [HeaderName; 5] = [
     header::ETAG,
 ];
 
-/// Removes the fields a cache must not store: those of [`NOT_STORED`] and those `Connection` names.
+/// Removes the fields a cache must not store: those of [`NOT_STORED`], those `Connection` names, and
+/// this cache's own internal fields should an upstream send them. One pass over the fields decides
+/// whether there is anything to do, which there rarely is.
 fn strip_connection_fields(headers: &mut HeaderMap) {
+    // By name, lengths first: cheaper than a lookup per field, or a comparison with each of them.
+    let suspect = |name: &HeaderName| {
+        matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "proxy-authenticate"
+                | "proxy-authentication-info"
+                | "te"
+                | "transfer-encoding"
+                | "upgrade"
+                | "x-edge-refresh-early"
+                | "x-edge-vary"
+        )
+    };
+    if !headers.keys().any(suspect) {
+        return;
+    }
+    headers.remove(&REFRESH_EARLY);
+    headers.remove(&VARY_RECORD);
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -429,6 +452,23 @@ impl CachePolicy {
         }
     }
 
+    /// The freshness of a stored entry: as received, less this cache's own early refresh (TTL jitter,
+    /// recorded by [`Stored::refresh_early`]), which shortens the lifetime it decides by, never the age
+    /// it reports.
+    fn stored_freshness(&self, stored: &CachedResponse, response_time: SystemTime) -> Freshness {
+        let mut f = self.freshness(stored.status, &stored.headers, response_time);
+        let early = stored
+            .headers
+            .get(&REFRESH_EARLY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(f.lifetime);
+        f.lifetime -= early;
+        f.early = early;
+        f
+    }
+
     /// How long an entry is kept past its stale windows, in seconds.
     fn past_stale(&self, has_validator: bool) -> u64 {
         let revalidation = if has_validator {
@@ -484,18 +524,9 @@ impl CachePolicy {
             }
             None => 0,
         };
-        // This cache's own early refresh (TTL jitter) shortens the lifetime it decides by, never the
-        // age it reports.
-        let early = headers
-            .get(&REFRESH_EARLY)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        let lifetime = if d.malformed { 0 } else { lifetime };
-        let early = early.min(lifetime);
         Freshness {
-            lifetime: lifetime - early,
-            early,
+            lifetime: if d.malformed { 0 } else { lifetime },
+            early: 0,
             swr: d.stale_while_revalidate.map_or(0, u64::from),
             sie: d.stale_if_error.map_or(0, u64::from),
             no_cache: d.no_cache,
@@ -581,7 +612,6 @@ impl CachePolicy {
 
         // Only now change the headers: an error above leaves them as they were.
         strip_connection_fields(response);
-        response.remove(&REFRESH_EARLY);
         if let Some(vary) = vary {
             response.insert(VARY_RECORD.clone(), vary);
         }
@@ -628,7 +658,7 @@ impl CachePolicy {
     /// Parses `stored`'s freshness directives once, for [`CachePolicy::lookup_parsed`].
     #[must_use]
     pub fn parse(&self, stored: &CachedResponse) -> Parsed {
-        Parsed(self.freshness(stored.status, &stored.headers, stored.stored_at))
+        Parsed(self.stored_freshness(stored, stored.stored_at))
     }
 
     fn decide(
@@ -653,7 +683,7 @@ impl CachePolicy {
         }
         let f = match parsed {
             Some(Parsed(f)) => f,
-            None => self.freshness(stored.status, &stored.headers, stored.stored_at),
+            None => self.stored_freshness(stored, stored.stored_at),
         };
         let stored_age = age_field(&stored.headers);
         let age = stored_age.saturating_add(since(now, stored.stored_at));
@@ -737,7 +767,7 @@ impl CachePolicy {
             stored.headers.insert(header::AGE, age.clone());
         }
         stored.stored_at = response_time;
-        let f = self.freshness(stored.status, &stored.headers, response_time);
+        let f = self.stored_freshness(stored, response_time);
         let date_value = DateField::read(&stored.headers, &header::DATE)
             .valid()
             .unwrap_or(response_time);
@@ -793,48 +823,133 @@ fn for_each_vary<'h>(
 
 /// Appends `<name>:<length>:<value>` for the request's value of `name` (all its lines, trimmed, joined
 /// with ", ") to `out`.
+/// Appends `<name>:<length>:<value>` to a Vary record: the request's value as sent (lines trimmed,
+/// joined with `, `). Compared as sent first (the same client sends the same bytes), then normalised
+/// ([`value_is`]).
 fn append_value(out: &mut Vec<u8>, request: &HeaderMap, name: &str) {
-    let value = normalized(request, name);
     out.extend_from_slice(name.as_bytes());
     out.push(b':');
-    out.extend_from_slice(value.len().to_string().as_bytes());
+    let lines = request.get_all(name);
+    let len: usize = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| line.as_bytes().trim_ascii().len() + if i > 0 { 2 } else { 0 })
+        .sum();
+    push_decimal(out, len);
     out.push(b':');
-    out.extend_from_slice(&value);
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(line.as_bytes().trim_ascii());
+    }
 }
 
-/// A request's value of a selecting field, normalised so that requests that mean the same select the
-/// same variant: every line joined with `,`, whitespace around list and parameter delimiters removed;
-/// `Accept-Language` also compared without case or order.
-fn normalized(request: &HeaderMap, name: &str) -> Vec<u8> {
-    let mut members: Vec<Vec<u8>> = Vec::new();
-    for line in request.get_all(name) {
-        for member in line.as_bytes().split(|&b| b == b',') {
-            let mut clean = Vec::with_capacity(member.len());
-            for part in member.split(|&b| b == b';') {
-                if !clean.is_empty() {
-                    clean.push(b';');
-                }
-                let mut pieces = part.split(|&b| b == b'=');
-                if let Some(first) = pieces.next() {
-                    clean.extend_from_slice(first.trim_ascii());
-                }
-                for piece in pieces {
-                    clean.push(b'=');
-                    clean.extend_from_slice(piece.trim_ascii());
-                }
-            }
-            if !clean.is_empty() {
-                members.push(clean);
-            }
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    if name.eq_ignore_ascii_case("accept-language") {
-        for member in &mut members {
-            member.make_ascii_lowercase();
-        }
-        members.sort();
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// A selecting field's value normalised so that requests that mean the same select the same variant:
+/// whitespace at the ends and around `,` `;` `=` removed (lines joined with `,`); `Accept-Language`
+/// also without case or order.
+fn normalized(value: WithoutOws<impl Iterator<Item = u8>>, accept_language: bool) -> Vec<u8> {
+    let joined: Vec<u8> = value.collect();
+    if !accept_language {
+        return joined;
     }
+    let mut members: Vec<Vec<u8>> = joined
+        .split(|&b| b == b',')
+        .filter(|m| !m.is_empty())
+        .map(<[u8]>::to_ascii_lowercase)
+        .collect();
+    members.sort();
     members.join(&b","[..])
+}
+
+/// [`without_ows`] over one recorded value.
+fn ows_free(value: &[u8]) -> WithoutOws<std::iter::Copied<std::slice::Iter<'_, u8>>> {
+    WithoutOws {
+        bytes: value.iter().copied(),
+        spaces: 0,
+        to_emit: 0,
+        stashed: None,
+        after_delimiter: true,
+    }
+}
+
+/// The bytes of every line of `name` joined with `,`, without the optional whitespace at their ends
+/// and around the list and parameter delimiters; no allocation.
+fn without_ows(lines: GetAll<'_, HeaderValue>) -> WithoutOws<impl Iterator<Item = u8> + '_> {
+    let mut first = true;
+    let bytes = lines.into_iter().flat_map(move |line| {
+        let separator = (!std::mem::take(&mut first)).then_some(b',');
+        separator.into_iter().chain(line.as_bytes().iter().copied())
+    });
+    WithoutOws {
+        bytes,
+        spaces: 0,
+        to_emit: 0,
+        stashed: None,
+        after_delimiter: true,
+    }
+}
+
+/// See [`without_ows`]: spaces are held back until the next byte shows whether they sit between two
+/// words (kept) or next to a delimiter or an end (dropped).
+struct WithoutOws<I> {
+    bytes: I,
+    /// Spaces seen and not yet decided on.
+    spaces: usize,
+    /// Spaces decided on, to give before `stashed`.
+    to_emit: usize,
+    stashed: Option<u8>,
+    after_delimiter: bool,
+}
+
+impl<I: Iterator<Item = u8>> Iterator for WithoutOws<I> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        if self.to_emit > 0 {
+            self.to_emit -= 1;
+            return Some(b' ');
+        }
+        if let Some(b) = self.stashed.take() {
+            return Some(b);
+        }
+        loop {
+            let b = self.bytes.next()?;
+            match b {
+                b' ' | b'\t' => self.spaces += 1,
+                b',' | b';' | b'=' => {
+                    self.spaces = 0;
+                    self.after_delimiter = true;
+                    return Some(b);
+                }
+                _ => {
+                    let spaces = std::mem::take(&mut self.spaces);
+                    let keep = !std::mem::replace(&mut self.after_delimiter, false);
+                    if spaces > 0 && keep {
+                        self.to_emit = spaces - 1;
+                        self.stashed = Some(b);
+                        return Some(b' ');
+                    }
+                    return Some(b);
+                }
+            }
+        }
+    }
 }
 
 /// The record of the request's `Vary` values to store with the response (`None` without `Vary`).
@@ -888,12 +1003,16 @@ fn next_recorded(record: &[u8]) -> Option<(&str, &[u8], &[u8])> {
 
 /// Whether the request's value of `name` (lines trimmed and joined with ", ") is `expected`.
 fn value_is(request: &HeaderMap, name: &str, expected: &[u8]) -> bool {
-    let mut lines = request.get_all(name).iter();
+    let all = request.get_all(name);
+    let mut lines = all.iter();
     match (lines.next(), lines.next()) {
         (None, _) => expected.is_empty(),
-        // The common case, a plain single value, needs no normalising copy.
-        (Some(one), None) if one.as_bytes() == expected => true,
-        _ => normalized(request, name) == expected,
+        // The common case, the same bytes as the stored request's, needs no normalising.
+        (Some(one), None) if one.as_bytes().trim_ascii() == expected => true,
+        _ if name.eq_ignore_ascii_case("accept-language") => {
+            normalized(without_ows(all), true) == normalized(ows_free(expected), true)
+        }
+        _ => without_ows(all).eq(ows_free(expected)),
     }
 }
 
@@ -901,16 +1020,39 @@ fn value_is(request: &HeaderMap, name: &str, expected: &[u8]) -> bool {
 /// of the stored response's `Vary` fields. `None` when the stored response has no `Vary` (or `*`).
 #[must_use]
 pub fn variant_key(key: &str, stored: &HeaderMap, request: &HeaderMap) -> Option<String> {
-    let record = recorded_vary(stored, request).ok().flatten()?;
-    let record = std::str::from_utf8(record.as_bytes()).ok()?;
-    Some(format!("{key}\n{record}"))
+    if !stored.contains_key(&VARY_RECORD) {
+        return None;
+    }
+    let mut variant = key.as_bytes().to_vec();
+    for_each_vary(stored, |name| {
+        let accept_language = name.eq_ignore_ascii_case("accept-language");
+        variant.push(b'\n');
+        variant.extend_from_slice(name.as_bytes());
+        variant.push(b':');
+        variant.extend(normalized(
+            without_ows(request.get_all(name)),
+            accept_language,
+        ));
+    })
+    .ok()?;
+    String::from_utf8(variant).ok()
 }
 
 /// The variant key a stored response was stored for (its own recorded `Vary` values), if it varies.
 #[must_use]
 pub fn own_variant_key(key: &str, stored: &HeaderMap) -> Option<String> {
-    let record = stored.get(&VARY_RECORD)?.to_str().ok()?;
-    Some(format!("{key}\n{record}"))
+    let mut rest = stored.get(&VARY_RECORD)?.as_bytes();
+    let mut variant = key.as_bytes().to_vec();
+    while !rest.is_empty() {
+        let (name, value, after) = next_recorded(rest)?;
+        let accept_language = name.eq_ignore_ascii_case("accept-language");
+        variant.push(b'\n');
+        variant.extend_from_slice(name.as_bytes());
+        variant.push(b':');
+        variant.extend(normalized(ows_free(value), accept_language));
+        rest = after;
+    }
+    String::from_utf8(variant).ok()
 }
 
 /// The headers of `stored` as they leave the edge: `Age` set to `age` seconds, and the edge-only fields
@@ -1040,6 +1182,47 @@ pub fn invalidates(method: &Method, status: StatusCode) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn selecting_values_are_compared_without_optional_whitespace() {
+        let mut request = HeaderMap::new();
+        request.append(
+            "accept-encoding",
+            HeaderValue::from_static("  gzip ,  br;q=0.5 , x  y "),
+        );
+        request.append("accept-encoding", HeaderValue::from_static("zstd"));
+        let bytes: Vec<u8> = without_ows(request.get_all("accept-encoding")).collect();
+        assert_eq!(bytes, b"gzip,br;q=0.5,x  y,zstd");
+        let mut record = Vec::new();
+        append_value(&mut record, &request, "accept-encoding");
+        assert_eq!(record, b"accept-encoding:29:gzip ,  br;q=0.5 , x  y, zstd");
+        assert!(value_is(
+            &request,
+            "accept-encoding",
+            b"gzip,br;q=0.5,x  y,zstd"
+        ));
+        assert!(!value_is(
+            &request,
+            "accept-encoding",
+            b"gzip,br;q=0.5,x y,zstd"
+        ));
+        let mut languages = HeaderMap::new();
+        languages.insert(
+            "accept-language",
+            HeaderValue::from_static("FR, en-GB ;q=0.8"),
+        );
+        assert_eq!(
+            normalized(without_ows(languages.get_all("accept-language")), true),
+            b"en-gb;q=0.8,fr"
+        );
+        assert!(value_is(&languages, "accept-language", b"en-GB;q=0.8 ,fr"));
+        let empty = HeaderMap::new();
+        assert!(
+            without_ows(empty.get_all("accept-encoding"))
+                .next()
+                .is_none()
+        );
+    }
     use super::*;
 
     #[test]
