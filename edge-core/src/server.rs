@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | slowloris, idle keep-alive | `header_read_timeout` | 15 s | a connection whose next request head has not fully arrived this long after it began waiting for one is closed. hyper starts that timer as soon as a connection waits for a head, so it is also the **idle timeout** of a kept-alive connection |
 //! | handlers that never answer | `request_timeout` | 30 s | no response head this long after the request head: `408 Request Timeout`, and the handler's future is dropped |
-//! | descriptor exhaustion | `max_connections` | 1024 | past it, new connections wait in the kernel's backlog until one closes (keep it below the process's descriptor limit) |
+//! | descriptor exhaustion | `max_connections` | 1024 | past it, new connections wait in the kernel's backlog until one closes; on Linux never more than three quarters of the process's open-file limit, so the origin, storage and logs keep descriptors to work with |
 //! | endless uploads | `max_request_body` | 16 MiB | a larger `Content-Length` is answered `413` at once, without reading the body, and the connection closed |
 //! | malformed heads | — | — | an HTTP/1.1 request without exactly one `Host` is answered `400` (RFC 9112 §3.2); hyper answers heads it cannot parse with `400` itself |
 //!
@@ -135,7 +135,10 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let max = limits.max_connections.max(1);
+    let max = limits
+        .max_connections
+        .min(descriptor_budget().unwrap_or(usize::MAX))
+        .max(1);
     let slots = Arc::new(Semaphore::new(max));
     let (stop, stopping) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -187,6 +190,23 @@ where
         .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
         .await;
     Ok(())
+}
+
+/// Three quarters of the process's soft limit on open files (Linux, from `/proc/self/limits`): the most
+/// connections that leave the rest of the process descriptors to work with. `None` elsewhere.
+fn descriptor_budget() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    open_files_soft_limit(&limits).map(|soft| soft / 4 * 3)
+}
+
+/// The soft `Max open files` in the text of `/proc/self/limits` (`None` for "unlimited" or garbage).
+fn open_files_soft_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The per-request checks around the host's service.
@@ -271,4 +291,22 @@ fn short<B>(status: StatusCode, text: &'static str) -> Response<ServedBody<B>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_files_soft_limit;
+
+    #[test]
+    fn the_open_file_limit_is_read_from_proc() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max cpu time              unlimited            unlimited            seconds   \n\
+                    Max open files            512                  4096                 files     \n";
+        assert_eq!(open_files_soft_limit(text), Some(512));
+        assert_eq!(
+            open_files_soft_limit("Max open files            unlimited            unlimited files"),
+            None
+        );
+        assert_eq!(open_files_soft_limit("nothing here"), None);
+    }
 }
