@@ -39,7 +39,7 @@ pub struct JwtAuthLayer<K, C, W, T = serde_json::Value> {
 }
 
 struct Shared<K, C, W> {
-    provider: JwksProvider<K, C, W>,
+    provider: Arc<JwksProvider<K, C, W>>,
     verifier: Verifier,
     realm: String,
     /// Paths (prefixes) that need a token; empty means every path.
@@ -51,7 +51,7 @@ impl<K, C, W, T> JwtAuthLayer<K, C, W, T> {
     pub fn new(provider: JwksProvider<K, C, W>, verifier: Verifier) -> Self {
         Self {
             shared: Arc::new(Shared {
-                provider,
+                provider: Arc::new(provider),
                 verifier,
                 realm: "edge".to_owned(),
                 protected: Vec::new(),
@@ -60,22 +60,34 @@ impl<K, C, W, T> JwtAuthLayer<K, C, W, T> {
         }
     }
 
-    /// Only paths starting with `prefix` need a token (call again for more prefixes).
+    /// Only paths starting with `prefix` need a token (call again for more prefixes). Called on a clone,
+    /// this changes that clone.
     #[must_use]
     pub fn protect_prefix(mut self, prefix: impl Into<String>) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.protected.push(prefix.into());
-        }
+        Arc::make_mut(&mut self.shared)
+            .protected
+            .push(prefix.into());
         self
     }
 
     /// Names the realm in challenges.
     #[must_use]
     pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.realm = sanitize(&realm.into());
-        }
+        Arc::make_mut(&mut self.shared).realm = sanitize(&realm.into());
         self
+    }
+}
+
+/// Settings are values: changing a layer that was cloned changes that layer only (the key provider
+/// stays shared), never silently nothing.
+impl<K, C, W> Clone for Shared<K, C, W> {
+    fn clone(&self) -> Self {
+        Self {
+            provider: Arc::clone(&self.provider),
+            verifier: self.verifier.clone(),
+            realm: self.realm.clone(),
+            protected: self.protected.clone(),
+        }
     }
 }
 

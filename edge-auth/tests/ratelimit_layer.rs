@@ -57,7 +57,11 @@ async fn denies_with_429_and_the_ietf_fields_per_client_and_per_route() {
     let denied = status(&service, request("/", [192, 0, 2, 1], &[])).await;
     assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(denied.headers()["retry-after"], "30");
-    assert_eq!(denied.headers()["ratelimit"], "\"default\";r=0;t=60");
+    assert_eq!(
+        denied.headers()["ratelimit"],
+        "\"default\";r=0;t=30",
+        "t and Retry-After agree on a refusal"
+    );
     assert_eq!(denied.headers()["cache-control"], "no-store");
     let body = http_body_util::BodyExt::collect(denied.into_body())
         .await
@@ -207,4 +211,141 @@ fn ipv6_clients_are_keyed_by_their_64() {
             StatusCode::OK
         );
     });
+}
+
+/// The RateLimit fields, read back by an RFC 9651 parser: a list of named members with integer
+/// parameters.
+fn members(response: &Response<Body>, field: &str) -> Vec<(String, Vec<(String, i64)>)> {
+    let text: Vec<&str> = response
+        .headers()
+        .get_all(field)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let list = sfv::Parser::parse_list(text.join(", ").as_bytes()).unwrap();
+    list.into_iter()
+        .map(|member| match member {
+            sfv::ListEntry::Item(item) => {
+                let name = item.bare_item.as_str().unwrap().to_owned();
+                let params = item
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_int().unwrap()))
+                    .collect();
+                (name, params)
+            }
+            sfv::ListEntry::InnerList(_) => panic!("an inner list in {field}"),
+        })
+        .collect()
+}
+
+/// draft-ietf-httpapi-ratelimit-headers-09 to the letter: the policy states the exact rate and burst
+/// (`q` per `w`), `t` agrees with `Retry-After`, and a client that keeps to the policy is never refused.
+#[tokio::test]
+async fn the_fields_tell_the_truth_and_parse_as_structured_fields() {
+    let clock = ManualClock::new();
+    let quota = Quota::per_minute(120)
+        .unwrap()
+        .with_burst(20)
+        .unwrap()
+        .with_name("api")
+        .unwrap();
+    let layer = RateLimitLayer::new(
+        KeyedLimiter::<String, _>::with_clock(quota, clock.clone()),
+        KeyExtractor::client_ip(),
+    );
+    let service = layer.layer(tower::service_fn(ok));
+    let first = status(&service, request("/", [192, 0, 2, 9], &[])).await;
+    let policy = members(&first, "ratelimit-policy");
+    assert_eq!(
+        policy,
+        [(
+            "api".to_owned(),
+            vec![("q".to_owned(), 20), ("w".to_owned(), 10)]
+        )]
+    );
+    let (q, w) = (policy[0].1[0].1, policy[0].1[1].1);
+    assert_eq!(q * 60 / w, 120, "q per w is the real rate: 120 a minute");
+    let state = members(&first, "ratelimit");
+    assert_eq!(state[0].1, [("r".to_owned(), 19), ("t".to_owned(), 1)]);
+    // Use the rest of the burst, then one more: refused, with t = Retry-After.
+    for _ in 0..19 {
+        let r = status(&service, request("/", [192, 0, 2, 9], &[])).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let refused = status(&service, request("/", [192, 0, 2, 9], &[])).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let t = members(&refused, "ratelimit")[0].1[1].1;
+    let retry: i64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        (t, retry),
+        (1, 1),
+        "one request every 500 ms: next in under a second"
+    );
+    // A client keeping to q per w is never refused.
+    for _ in 0..5 {
+        clock.advance(std::time::Duration::from_secs(10));
+        for _ in 0..20 {
+            let r = status(&service, request("/", [192, 0, 2, 9], &[])).await;
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
+}
+
+/// Two limiters on one request (a global layer and a per-route one) each report, in order.
+#[tokio::test]
+async fn stacked_limiters_each_append_their_members() {
+    let clock = ManualClock::new();
+    let global = RateLimitLayer::new(
+        KeyedLimiter::<String, _>::with_clock(
+            Quota::per_minute(600).unwrap().with_name("global").unwrap(),
+            clock.clone(),
+        ),
+        KeyExtractor::client_ip(),
+    );
+    let per_route = RateLimitLayer::routes_only(KeyExtractor::client_ip()).route(
+        "/api/",
+        KeyedLimiter::<String, _>::with_clock(
+            Quota::per_minute(10)
+                .unwrap()
+                .with_name(String::from("api-") + "v1")
+                .unwrap(),
+            clock.clone(),
+        ),
+    );
+    let service = global.layer(per_route.layer(tower::service_fn(ok)));
+    let r = status(&service, request("/api/x", [192, 0, 2, 10], &[])).await;
+    let names: Vec<String> = members(&r, "ratelimit-policy")
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(
+        names,
+        ["api-v1", "global"],
+        "the inner limiter answers first, the outer appends"
+    );
+    assert_eq!(members(&r, "ratelimit").len(), 2);
+}
+
+/// A route added to a clone of a layer applies to that clone (it once did nothing at all).
+#[tokio::test]
+async fn a_route_added_after_a_clone_is_not_dropped() {
+    let clock = ManualClock::new();
+    let base = RateLimitLayer::routes_only(KeyExtractor::client_ip());
+    let _kept = base.clone();
+    let layer = base.route("/api/", limiter(1, &clock));
+    let service = layer.layer(tower::service_fn(ok));
+    let codes = [
+        status(&service, request("/api/a", [192, 0, 2, 11], &[]))
+            .await
+            .status(),
+        status(&service, request("/api/b", [192, 0, 2, 11], &[]))
+            .await
+            .status(),
+    ];
+    assert_eq!(codes, [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
 }

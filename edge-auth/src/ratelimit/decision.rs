@@ -1,6 +1,21 @@
 //! One decision type for every limiter, and the response fields it becomes: `RateLimit` and
-//! `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers, as RFC 9651 Structured Fields) and
-//! `Retry-After` (RFC 9110 §10.2.3).
+//! `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-09, March 2025, as RFC 9651 Structured
+//! Fields) and `Retry-After` (RFC 9110 §10.2.3).
+//!
+//! What the fields say, exactly:
+//!
+//! - `RateLimit-Policy: "name";q=<burst>;w=<burst × interval, seconds>`. A limiter admitting `limit`
+//!   requests per `period` with bursts of `burst` refills one request every `interval = period / limit`,
+//!   so `burst` requests per `burst × interval` is its exact rate and its exact burst at once: 120 a
+//!   minute with bursts of 20 is `q=20;w=10` (20 every 10 s, 2 a second, 120 a minute). A window that is
+//!   not whole seconds is rounded up, so a client that keeps to the policy is never refused.
+//! - `RateLimit: "name";r=<remaining>;t=<seconds>`: `r` requests could be admitted right now; `t` is
+//!   when the quota is whole again, or, when refused, when the next request will be admitted, which is
+//!   also `Retry-After` (the two always agree, and `t` is never 0 on a refusal).
+//! - A request costing more than the burst can never be admitted: it is refused as
+//!   [`Decision::is_impossible`], with no `Retry-After` (a retry would fail the same way).
+//! - Several limiters on one request (a global layer and a per-route one) each append their member to
+//!   the two fields rather than replacing the other's.
 
 use std::time::Duration;
 
@@ -22,6 +37,8 @@ pub struct Decision {
     remaining: u32,
     reset_nanos: u64,
     retry_nanos: u64,
+    /// The request costs more than the burst: no wait admits it.
+    impossible: bool,
     quota: Quota,
 }
 
@@ -47,8 +64,36 @@ impl Decision {
             remaining: remaining.min(quota.burst()).min(DERIVED - 1),
             reset_nanos: to_nanos(reset),
             retry_nanos: if allowed { 0 } else { to_nanos(retry_after) },
+            impossible: false,
             quota,
         }
+    }
+
+    /// A refusal of a request that costs more than `quota`'s burst: it can never be admitted.
+    #[must_use]
+    pub fn impossible(quota: Quota, remaining: u32, reset: Duration) -> Self {
+        Self {
+            allowed: false,
+            remaining: remaining.min(quota.burst()).min(DERIVED - 1),
+            reset_nanos: to_nanos(reset),
+            retry_nanos: 0,
+            impossible: true,
+            quota,
+        }
+    }
+
+    /// The same decision with `remaining` worked out from `ahead_nanos`, as GCRA decisions are.
+    pub(crate) fn with_remaining_derived(mut self, ahead_nanos: u64) -> Self {
+        self.remaining = DERIVED;
+        self.reset_nanos = ahead_nanos;
+        self
+    }
+
+    /// Whether the request was refused because it costs more than the burst: waiting does not help
+    /// (governor's `InsufficientCapacity`).
+    #[must_use]
+    pub fn is_impossible(&self) -> bool {
+        self.impossible
     }
 
     /// A GCRA decision: `ahead_nanos` is how far the client's schedule runs ahead of now (the time until
@@ -65,6 +110,7 @@ impl Decision {
             remaining: DERIVED,
             reset_nanos: ahead_nanos,
             retry_nanos: if allowed { 0 } else { retry_nanos },
+            impossible: false,
             quota,
         }
     }
@@ -104,38 +150,58 @@ impl Decision {
         Duration::from_nanos(self.retry_nanos)
     }
 
-    /// `"name";r=<remaining>;t=<seconds until reset>`.
+    /// Seconds the `t` parameter and `Retry-After` say: on a refusal, until the next request is admitted
+    /// (at least 1); otherwise until the quota is whole again.
+    fn t_seconds(&self) -> u64 {
+        if self.allowed || self.impossible {
+            ceil_secs(self.reset())
+        } else {
+            ceil_secs(self.retry_after()).max(1)
+        }
+    }
+
+    /// `"name";r=<remaining>;t=<seconds>` (see the [module docs](self)).
     #[must_use]
     pub fn ratelimit_value(&self) -> HeaderValue {
         let value = format!(
             "\"{}\";r={};t={}",
             escaped(self.quota.name()),
             self.remaining(),
-            ceil_secs(self.reset())
+            self.t_seconds()
         );
         header_value(&value)
     }
 
-    /// `"name";q=<burst>;w=<window seconds>`: the number of requests a client may make in one window.
+    /// `"name";q=<burst>;w=<burst × interval, seconds, rounded up>`: the quota's exact rate and burst
+    /// (see the [module docs](self)).
     #[must_use]
     pub fn policy_value(&self) -> HeaderValue {
+        let window = Duration::from_nanos(self.quota.capacity_nanos());
         let value = format!(
             "\"{}\";q={};w={}",
             escaped(self.quota.name()),
             self.quota.burst(),
-            ceil_secs(self.quota.period()),
+            ceil_secs(window).max(1),
         );
         header_value(&value)
     }
 
-    /// Adds `RateLimit`, `RateLimit-Policy` and, when denied, `Retry-After` (whole seconds, rounded up).
+    /// Appends this limiter's members to `RateLimit` and `RateLimit-Policy` (after any another limiter
+    /// wrote) and, when refused with a wait that helps, sets `Retry-After` to the same seconds as `t`
+    /// (the longest wait wins when several limiters refuse).
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert(RATELIMIT, self.ratelimit_value());
-        headers.insert(RATELIMIT_POLICY, self.policy_value());
-        if !self.allowed {
+        headers.append(RATELIMIT, self.ratelimit_value());
+        headers.append(RATELIMIT_POLICY, self.policy_value());
+        if !self.allowed && !self.impossible {
+            let seconds = self.t_seconds();
+            let earlier = headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
             headers.insert(
                 http::header::RETRY_AFTER,
-                HeaderValue::from(ceil_secs(self.retry_after()).max(1)),
+                HeaderValue::from(seconds.max(earlier)),
             );
         }
     }
@@ -179,9 +245,48 @@ mod tests {
         );
         let mut headers = HeaderMap::new();
         d.write_headers(&mut headers);
-        assert_eq!(headers["ratelimit"], "\"api\";r=0;t=2");
+        assert_eq!(
+            headers["ratelimit"], "\"api\";r=0;t=1",
+            "t is the Retry-After on a refusal"
+        );
         assert_eq!(headers["ratelimit-policy"], "\"api\";q=100;w=60");
         assert_eq!(headers["retry-after"], "1");
+        // 120 a minute in bursts of 20: 20 every 10 s.
+        let bursty = Quota::per_minute(120).unwrap().with_burst(20).unwrap();
+        let d = Decision::new(true, bursty, 19, Duration::from_millis(500), Duration::ZERO);
+        assert_eq!(d.policy_value(), "\"default\";q=20;w=10");
+        // 100 a minute in bursts of 7: 7 every 4.2 s, announced as 7 every 5 s (never refused).
+        let odd = Quota::per_minute(100).unwrap().with_burst(7).unwrap();
+        let d = Decision::new(true, odd, 6, Duration::ZERO, Duration::ZERO);
+        assert_eq!(d.policy_value(), "\"default\";q=7;w=5");
+        // A refusal a few nanoseconds from its slot still says 1 s, never 0.
+        let d = Decision::new(
+            false,
+            bursty,
+            0,
+            Duration::from_nanos(3),
+            Duration::from_nanos(3),
+        );
+        assert_eq!(d.ratelimit_value(), "\"default\";r=0;t=1");
+        // An impossible request: no Retry-After.
+        let mut headers = HeaderMap::new();
+        Decision::impossible(bursty, 20, Duration::ZERO).write_headers(&mut headers);
+        assert!(headers.get("retry-after").is_none());
+        // Stacked limiters append.
+        let mut headers = HeaderMap::new();
+        Decision::new(true, bursty, 3, Duration::from_secs(4), Duration::ZERO)
+            .write_headers(&mut headers);
+        Decision::new(
+            false,
+            quota,
+            0,
+            Duration::from_secs(9),
+            Duration::from_secs(2),
+        )
+        .write_headers(&mut headers);
+        let lines: Vec<_> = headers.get_all("ratelimit").iter().collect();
+        assert_eq!(lines, ["\"default\";r=3;t=4", "\"api\";r=0;t=2"]);
+        assert_eq!(headers["retry-after"], "2");
         let odd = Quota::per_second(1).unwrap().with_name("a\"b\\c").unwrap();
         let d = Decision::new(true, odd, 0, Duration::ZERO, Duration::from_secs(9));
         assert_eq!(d.policy_value(), "\"a\\\"b\\\\c\";q=1;w=1");

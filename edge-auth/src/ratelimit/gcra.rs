@@ -54,11 +54,17 @@ pub(crate) struct Schedule {
     pub(crate) new_tat: Option<u64>,
     ahead: u64,
     retry: u64,
+    /// The cost is above the burst: no wait admits it.
+    impossible: bool,
 }
 
 impl Schedule {
     #[inline]
     pub(crate) fn decision(self, quota: &Quota) -> Decision {
+        if self.impossible {
+            return Decision::impossible(*quota, 0, std::time::Duration::from_nanos(self.ahead))
+                .with_remaining_derived(self.ahead);
+        }
         Decision::scheduled(self.new_tat.is_some(), *quota, self.ahead, self.retry)
     }
 }
@@ -74,12 +80,14 @@ pub(crate) fn schedule(quota: &Quota, tat: u64, now: u64, cost: u32) -> Schedule
             new_tat: Some(now.saturating_add(new_ahead)),
             ahead: new_ahead,
             retry: 0,
+            impossible: false,
         }
     } else {
         Schedule {
             new_tat: None,
             ahead,
             retry: new_ahead - capacity,
+            impossible: cost > quota.burst(),
         }
     }
 }
@@ -214,9 +222,10 @@ mod tests {
         assert_eq!(s.new_tat, None);
         let tiny = Quota::new(1, Duration::from_nanos(1)).unwrap();
         assert!(step(&tiny, 0, 0, 1).decision.is_allowed());
-        assert_eq!(
-            step(&tiny, 0, 0, 2).decision.retry_after(),
-            Duration::from_nanos(1)
-        );
+        // A cost above the burst can never be admitted: said so, with no wait that would help.
+        let impossible = step(&tiny, 0, 0, 2).decision;
+        assert!(impossible.is_impossible() && !impossible.is_allowed());
+        assert_eq!(impossible.retry_after(), Duration::ZERO);
+        assert!(!step(&tiny, 0, 0, 1).decision.is_impossible());
     }
 }

@@ -230,7 +230,14 @@ impl<S: KvStore, C: Clock> KvTokenBucket<S, C> {
 
     /// Decides one request for `key`, applying the [`OnStoreError`] policy if the store fails.
     pub async fn check(&self, key: &str) -> Decision {
-        match self.try_check(key).await {
+        self.check_n(key, 1).await
+    }
+
+    /// Decides a request costing `cost` tokens for `key`, applying the [`OnStoreError`] policy if the
+    /// store fails. A cost above the burst is refused as [`Decision::is_impossible`] without touching
+    /// the store.
+    pub async fn check_n(&self, key: &str, cost: u32) -> Decision {
+        match self.try_check_n(key, cost).await {
             Ok(decision) => decision,
             Err(_) => self.on_store_error.decision(self.quota),
         }
@@ -243,6 +250,23 @@ impl<S: KvStore, C: Clock> KvTokenBucket<S, C> {
     /// The store's error, if reading or writing the bucket failed. Nothing is admitted on this PoP's
     /// books in that case.
     pub async fn try_check(&self, key: &str) -> Result<Decision, edge_core::Error> {
+        self.try_check_n(key, 1).await
+    }
+
+    /// Decides a request costing `cost` tokens for `key` (see [`KvTokenBucket::check_n`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`KvTokenBucket::try_check`].
+    pub async fn try_check_n(&self, key: &str, cost: u32) -> Result<Decision, edge_core::Error> {
+        if cost > self.quota.burst() {
+            return Ok(Decision::impossible(
+                self.quota,
+                self.quota.burst(),
+                Duration::ZERO,
+            ));
+        }
+        let cost = f64::from(cost);
         let capacity = f64::from(self.quota.burst());
         #[allow(clippy::cast_precision_loss)]
         let interval_micros = self.quota.interval_nanos() as f64 / 1000.0;
@@ -263,12 +287,12 @@ impl<S: KvStore, C: Clock> KvTokenBucket<S, C> {
             capacity
         };
         let tokens = replica.min(floor);
-        if tokens < 1.0 {
-            let retry = Duration::from_secs_f64((1.0 - tokens) * interval_micros / 1e6);
+        if tokens < cost {
+            let retry = Duration::from_secs_f64((cost - tokens) * interval_micros / 1e6);
             return Ok(self.decision(false, tokens, retry));
         }
         let left = State {
-            tokens: tokens - 1.0,
+            tokens: tokens - cost,
             at_micros: now,
         };
         let full_in = micros_to_duration((capacity - left.tokens) * interval_micros);

@@ -183,6 +183,7 @@ pub struct RateLimitLayer {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
     /// Route prefixes, longest first, each with its limiter.
     routes: Vec<(String, Arc<dyn Backend>)>,
@@ -215,15 +216,15 @@ impl RateLimitLayer {
     }
 
     /// Paths starting with `prefix` use `backend` (its own quota and its own counters) instead of the
-    /// default. The longest matching prefix wins.
+    /// default. The longest matching prefix wins. A layer is a value: called on a clone, this changes
+    /// that clone (and the services it makes from then on), never silently nothing.
     #[must_use]
     pub fn route(mut self, prefix: impl Into<String>, backend: impl Backend) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.routes.push((prefix.into(), Arc::new(backend)));
-            shared
-                .routes
-                .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-        }
+        let shared = Arc::make_mut(&mut self.shared);
+        shared.routes.push((prefix.into(), Arc::new(backend)));
+        shared
+            .routes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         self
     }
 }
@@ -345,10 +346,15 @@ where
 
 fn too_many_requests<B: From<Bytes>>(decision: &Decision) -> Response<B> {
     let seconds = super::decision::ceil_secs(decision.retry_after());
-    let body = format!(
-        "{{\"error\":\"rate_limited\",\"retry_after_seconds\":{}}}\n",
-        seconds.max(1)
-    );
+    let body = if decision.is_impossible() {
+        // No wait helps: said so, and no Retry-After.
+        "{\"error\":\"request_exceeds_quota\"}\n".to_owned()
+    } else {
+        format!(
+            "{{\"error\":\"rate_limited\",\"retry_after_seconds\":{}}}\n",
+            seconds.max(1)
+        )
+    };
     let mut response = Response::new(B::from(Bytes::from(body)));
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let headers = response.headers_mut();

@@ -28,7 +28,7 @@ pub use kv_bucket::{KvTokenBucket, KvTokenBucketBuilder, OnStoreError};
 #[cfg(feature = "tower")]
 pub use layer::{Backend, ClientIp, KeyExtractor, RateLimitLayer, RequestView};
 pub use memory::{KeyedLimiter, Limiter};
-pub use quota::{Quota, QuotaError};
+pub use quota::{MAX_POLICY_NAMES, Quota, QuotaError};
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
 pub use redis::{RedisLimiter, RedisWindowStore};
 pub use window::{

@@ -1,5 +1,6 @@
 //! Quotas: how much, over how long, with how much burst. Nonsense quotas cannot be built.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -126,17 +127,25 @@ impl Quota {
         Ok(self)
     }
 
-    /// The same quota under a policy name, as announced in `RateLimit-Policy` (default `"default"`).
+    /// The same quota under a policy name, as announced in `RateLimit-Policy` (default `"default"`). A
+    /// name read at run time (from configuration) is taken as a `String`: names are kept once each
+    /// for the life of the process (at most [`MAX_POLICY_NAMES`] distinct ones), so a `Quota` stays a
+    /// small `Copy` value on the hot path.
     ///
     /// # Errors
     ///
-    /// [`QuotaError::BadName`] unless `name` is 1–64 bytes of printable ASCII.
-    pub fn with_name(mut self, name: &'static str) -> Result<Self, QuotaError> {
+    /// [`QuotaError::BadName`] unless `name` is 1–64 bytes of printable ASCII, or when
+    /// [`MAX_POLICY_NAMES`] other names are already kept.
+    pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Result<Self, QuotaError> {
+        let name = name.into();
         let printable = name.bytes().all(|b| (0x20..0x7f).contains(&b));
         if name.is_empty() || name.len() > 64 || !printable {
             return Err(QuotaError::BadName);
         }
-        self.name = name;
+        self.name = match name {
+            Cow::Borrowed(name) => name,
+            Cow::Owned(name) => intern(name).ok_or(QuotaError::BadName)?,
+        };
         Ok(self)
     }
 
@@ -179,4 +188,27 @@ impl Quota {
         self.interval_nanos
             .saturating_mul(u64::from(self.burst.get()))
     }
+}
+
+/// Distinct policy names given as owned strings that one process keeps (each at most 64 bytes).
+pub const MAX_POLICY_NAMES: usize = 4096;
+
+/// The one kept copy of `name`: an owned name is kept once for the life of the process, so quotas can
+/// carry `&'static str` names and stay `Copy`. `None` once [`MAX_POLICY_NAMES`] are kept.
+fn intern(name: String) -> Option<&'static str> {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(kept) = names.get(name.as_str()) {
+        return Some(kept);
+    }
+    if names.len() >= MAX_POLICY_NAMES {
+        return None;
+    }
+    let kept: &'static str = Box::leak(name.into_boxed_str());
+    names.insert(kept);
+    Some(kept)
 }

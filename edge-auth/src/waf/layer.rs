@@ -28,8 +28,9 @@ pub struct WafLayer {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
-    rules: Rules,
+    rules: Arc<Rules>,
     /// Charges offenders; once it refuses, their matching requests are blocked whatever the rule modes.
     penalty: Option<(Arc<dyn Backend>, KeyExtractor)>,
 }
@@ -40,7 +41,7 @@ impl WafLayer {
     pub fn new(rules: Rules) -> Self {
         Self {
             shared: Arc::new(Shared {
-                rules,
+                rules: Arc::new(rules),
                 penalty: None,
             }),
         }
@@ -50,10 +51,10 @@ impl WafLayer {
     /// (`waf|<key>`), one unit per match; when the limiter refuses, the request is blocked even if its
     /// rules only log. A quota of, say, 5 per 10 minutes turns a scanner away after its fifth probe.
     #[must_use]
+    ///
+    /// A layer is a value: called on a clone, this changes that clone, never silently nothing.
     pub fn penalize(mut self, limiter: impl Backend, key: KeyExtractor) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.penalty = Some((Arc::new(limiter), key));
-        }
+        Arc::make_mut(&mut self.shared).penalty = Some((Arc::new(limiter), key));
         self
     }
 }

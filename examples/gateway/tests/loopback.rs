@@ -357,7 +357,8 @@ async fn the_api_is_rate_limited_per_client_with_ietf_fields() {
             .unwrap();
         statuses.push(response.status);
         if response.status == StatusCode::OK {
-            assert_eq!(response.header("ratelimit-policy"), "\"default\";q=20;w=60");
+            // 120 a minute in bursts of 20: 20 every 10 s.
+            assert_eq!(response.header("ratelimit-policy"), "\"default\";q=20;w=10");
             assert_eq!(response.header("ratelimit"), "\"default\";r=_;t=_");
         } else {
             assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
