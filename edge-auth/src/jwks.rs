@@ -28,7 +28,7 @@ use edge_core::{
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
-use crate::jwt::{JwkSet, KeySet, Verified, Verifier};
+use crate::jwt::{Algorithm, JwkSet, KeySet, Verified, Verifier};
 
 /// Where a [`JwksProvider`] reads the JWK Set document from.
 pub trait KeySource: MaybeSend + MaybeSync {
@@ -121,9 +121,16 @@ impl<F: Fetcher> KeySource for OriginKeySource<F> {
             ));
         }
         let body = response.into_body().collect(self.max_body).await?;
-        // Only a valid set is cached; a broken one stays the origin's problem.
-        JwkSet::from_json(&body)
+        // Only a valid set is cached; a broken one stays the origin's problem. A shared secret (`oct`
+        // key) fetched over the network is refused too: it has no business in a published set.
+        let set = JwkSet::from_json(&body)
             .map_err(|e| edge_core::Error::new(ErrorKind::Corrupt, e.to_string()))?;
+        if set.has_symmetric_keys() {
+            return Err(edge_core::Error::new(
+                ErrorKind::Corrupt,
+                "the JWK Set from the URL carries a symmetric (`oct`) key; refusing it",
+            ));
+        }
         if let Some((store, key, ttl)) = &self.write_through {
             store
                 .put(key, body.clone(), PutOptions::new().with_ttl(*ttl))
@@ -164,6 +171,8 @@ struct Inner<K, C, W> {
     state: Mutex<State>,
     loads: Coalescer<(), Result<Arc<KeySet>, Error>>,
     refreshing: AtomicBool,
+    /// Algorithms keys without `alg` are bound to ([`JwksProvider::with_algorithms`]).
+    bind: Mutex<Arc<[Algorithm]>>,
 }
 
 #[derive(Default)]
@@ -217,8 +226,28 @@ where
                 state: Mutex::new(State::default()),
                 loads: Coalescer::new(),
                 refreshing: AtomicBool::new(false),
+                bind: Mutex::new(Arc::from([])),
             }),
         }
+    }
+
+    /// Binds keys that name no `alg` (as several identity providers publish their RSA keys) to the
+    /// algorithms of `algorithms` that fit them: an RSA key without `alg` then verifies, say, `RS256`
+    /// tokens only. Which algorithms is the caller's decision, never the token's (RFC 8725 §3.1).
+    /// Without it such keys are skipped, with a warning saying so. Applies from the next load, to
+    /// every clone of this provider.
+    #[must_use]
+    pub fn with_algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        let algorithms: Arc<[Algorithm]> = algorithms.into_iter().collect();
+        *self
+            .inner
+            .bind
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = algorithms;
+        let mut state = lock(&self.inner.state);
+        state.keys = None;
+        drop(state);
+        self
     }
 
     /// The current key set (loading it on first use).
@@ -307,7 +336,21 @@ where
 impl<K: KeySource, C: Clock, W> Inner<K, C, W> {
     async fn load(&self) -> Result<Arc<KeySet>, Error> {
         let document = self.source.load().await.map_err(Error::KeySource)?;
-        let (keys, _skipped) = JwkSet::from_json(&document)?.verifying_keys();
+        let bind = Arc::clone(
+            &self
+                .bind
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let (keys, skipped) = JwkSet::from_json(&document)?.verifying_keys_with(&bind);
+        for (kid, why) in &skipped {
+            // Loads happen at most once per TTL or cooldown, so this cannot flood the logs.
+            tracing::warn!(
+                edge.jwks.kid = kid.as_deref().unwrap_or("-"),
+                edge.jwks.skipped = %why,
+                "a key of the JWK Set was skipped"
+            );
+        }
         let keys = Arc::new(keys);
         let mut state = lock(&self.state);
         state.keys = Some(Arc::clone(&keys));

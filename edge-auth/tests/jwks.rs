@@ -200,11 +200,44 @@ async fn no_keys_at_all_is_a_key_source_error() {
     assert!(matches!(err, Error::KeySource(_)), "{err}");
 }
 
+/// An Ed25519 key pair from a fixed seed, its public JWK (with `kid`), and tokens it signs.
+struct EdIssuer {
+    pair: ring::signature::Ed25519KeyPair,
+    kid: &'static str,
+}
+
+impl EdIssuer {
+    fn new(kid: &'static str) -> Self {
+        let seed = [7u8; 32];
+        Self {
+            pair: ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap(),
+            kid,
+        }
+    }
+
+    fn jwks(&self) -> Bytes {
+        use ring::signature::KeyPair;
+        Bytes::from(format!(
+            r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"{}","x":"{}"}}]}}"#,
+            self.kid,
+            b64(self.pair.public_key().as_ref())
+        ))
+    }
+
+    fn token(&self, clock: &ManualClock) -> String {
+        let header = b64(format!(r#"{{"alg":"EdDSA","kid":"{}"}}"#, self.kid).as_bytes());
+        let claims = b64(format!(r#"{{"exp":{}}}"#, clock.unix_time().as_secs() + 300).as_bytes());
+        let input = format!("{header}.{claims}");
+        format!("{input}.{}", b64(self.pair.sign(input.as_bytes()).as_ref()))
+    }
+}
+
 #[tokio::test]
 async fn origin_source_fetches_validates_and_writes_through_to_kv() {
     let clock = ManualClock::new();
+    let issuer = EdIssuer::new("o1");
     let origin = TestFetcher::new();
-    origin.route("/.well-known/jwks.json", Reply::ok(jwks(&["o1"])));
+    origin.route("/.well-known/jwks.json", Reply::ok(issuer.jwks()));
     let kv = MemoryKv::builder().clock(clock.clone()).build();
     let store: Arc<dyn DynKvStore> = Arc::new(kv.clone());
     let source = OriginKeySource::new(
@@ -214,18 +247,28 @@ async fn origin_source_fetches_validates_and_writes_through_to_kv() {
     .with_kv(store, "jwks", Duration::from_secs(3600));
     let provider = JwksProvider::new(source, clock.clone(), QueuedWaitUntil::new());
     provider
-        .verify::<Value>(&Verifier::default(), &token("o1", &clock))
+        .verify::<Value>(&Verifier::default(), &issuer.token(&clock))
         .await
         .unwrap();
     assert_eq!(
         kv.get("jwks").await.unwrap(),
-        Some(jwks(&["o1"])),
+        Some(issuer.jwks()),
         "written through for other isolates"
     );
 
     let broken = TestFetcher::new();
     broken.route("/jwks", Reply::ok("not json"));
     let source = OriginKeySource::new(broken, "https://issuer.example/jwks");
+    let provider = JwksProvider::new(source, clock.clone(), QueuedWaitUntil::new());
+    assert!(matches!(
+        provider.keys().await.unwrap_err(),
+        Error::KeySource(_)
+    ));
+
+    // A shared secret published at a URL is refused, not used.
+    let leaky = TestFetcher::new();
+    leaky.route("/jwks", Reply::ok(jwks(&["hs"])));
+    let source = OriginKeySource::new(leaky, "https://issuer.example/jwks");
     let provider = JwksProvider::new(source, clock.clone(), QueuedWaitUntil::new());
     assert!(matches!(
         provider.keys().await.unwrap_err(),

@@ -4,7 +4,7 @@
 //! [`TieredCache`], and what it answers is cached by the rules of [`policy`](crate::policy). Every
 //! response says what the cache did in `Cache-Status` (RFC 9211), and by default in the legacy
 //! `x-cache-status`/`x-cache-tier` too; the [`CacheOutcome`] is in its extensions. A response
-//! the service marks [`Unreachable`](edge_core::fetch::Unreachable) counts as the origin not being
+//! the service marks [`Unreachable`] counts as the origin not being
 //! there (a stale copy may then stand in), not as an answer. Every
 //! response carries `x-cache-status` and `x-cache-tier`; cached ones carry `Age`.
 //!

@@ -11,7 +11,11 @@ use crate::error::Error;
 /// The most keys a set may hold; a larger document is refused as a whole.
 pub const MAX_KEYS: usize = 64;
 
-/// One JSON Web Key, as parsed (public parameters only; private members such as `d` are never kept).
+/// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2).
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+/// One JSON Web Key, as parsed. A key carrying private members (`d`, `p`, `q`, …) is refused: a
+/// verifier handed a private key is looking at a leak, which it should surface, not quietly strip.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Jwk {
     members: Map<String, Value>,
@@ -34,12 +38,14 @@ impl Jwk {
         }
     }
 
-    fn from_members(mut members: Map<String, Value>) -> Result<Self, Error> {
+    fn from_members(members: Map<String, Value>) -> Result<Self, Error> {
         if !matches!(members.get("kty"), Some(Value::String(_))) {
             return Err(bad("a JWK needs a string `kty`"));
         }
-        for private in ["d", "p", "q", "dp", "dq", "qi", "oth"] {
-            members.remove(private);
+        if let Some(private) = PRIVATE_MEMBERS.iter().find(|m| members.contains_key(**m)) {
+            return Err(bad(format!(
+                "the key carries the private member `{private}`: a JWK Set publishes public keys only"
+            )));
         }
         Ok(Self { members })
     }
@@ -88,6 +94,19 @@ impl Jwk {
     /// [`Error::InvalidKey`]: unsupported `kty`/`crv`, an `alg` that does not fit the key, `use` other than
     /// `sig`, `key_ops` without `verify`, malformed or weak key material.
     pub fn to_verifying_key(&self) -> Result<VerifyingKey, Error> {
+        let mut keys = self.to_verifying_keys(&[])?;
+        keys.pop().ok_or_else(|| bad("the key names no algorithm"))
+    }
+
+    /// The verification keys of this JWK. With an `alg`, or a curve that implies one, that one key.
+    /// Without (as several identity providers publish their RSA keys), one key per algorithm of
+    /// `bind` that fits the key type: the caller, not the token, decides which algorithms such a key
+    /// may verify (RFC 8725 §3.1). With `bind` empty, an RSA or `oct` key without `alg` is refused.
+    ///
+    /// # Errors
+    ///
+    /// As [`Jwk::to_verifying_key`].
+    pub fn to_verifying_keys(&self, bind: &[Algorithm]) -> Result<Vec<VerifyingKey>, Error> {
         if let Some(usage) = self.text("use")? {
             if usage != "sig" {
                 return Err(bad(format!("`use` is `{usage}`, not `sig`")));
@@ -105,10 +124,29 @@ impl Jwk {
             ),
             None => None,
         };
-        let key = match self.kty() {
+        let bound = |family: fn(Algorithm) -> bool, kty: &str| -> Result<Vec<Algorithm>, Error> {
+            match alg {
+                Some(alg) => Ok(vec![alg]),
+                None => {
+                    let algs: Vec<Algorithm> =
+                        bind.iter().copied().filter(|a| family(*a)).collect();
+                    if algs.is_empty() {
+                        Err(bad(format!(
+                            "an {kty} JWK without `alg` needs an algorithm allowed for it"
+                        )))
+                    } else {
+                        Ok(algs)
+                    }
+                }
+            }
+        };
+        let keys = match self.kty() {
             "RSA" => {
-                let alg = alg.ok_or_else(|| bad("an RSA JWK must name its `alg`"))?;
-                VerifyingKey::rsa(alg, &self.bytes("n")?, &self.bytes("e")?)?
+                let (n, e) = (self.bytes("n")?, self.bytes("e")?);
+                bound(Algorithm::is_rsa, "RSA")?
+                    .into_iter()
+                    .map(|alg| VerifyingKey::rsa(alg, &n, &e))
+                    .collect::<Result<Vec<_>, _>>()?
             }
             "EC" => {
                 let implied = match self.required("crv")? {
@@ -119,7 +157,11 @@ impl Jwk {
                 if alg.is_some_and(|alg| alg != implied) {
                     return Err(bad("`alg` does not match the curve"));
                 }
-                VerifyingKey::ecdsa(implied, &self.bytes("x")?, &self.bytes("y")?)?
+                vec![VerifyingKey::ecdsa(
+                    implied,
+                    &self.bytes("x")?,
+                    &self.bytes("y")?,
+                )?]
             }
             "OKP" => {
                 if self.required("crv")? != "Ed25519" {
@@ -128,18 +170,24 @@ impl Jwk {
                 if alg.is_some_and(|alg| alg != Algorithm::EdDSA) {
                     return Err(bad("`alg` does not match the curve"));
                 }
-                VerifyingKey::ed25519(&self.bytes("x")?)?
+                vec![VerifyingKey::ed25519(&self.bytes("x")?)?]
             }
             "oct" => {
-                let alg = alg.ok_or_else(|| bad("an oct JWK must name its `alg`"))?;
-                VerifyingKey::hmac(alg, &self.bytes("k")?)?
+                let k = self.bytes("k")?;
+                bound(Algorithm::is_hmac, "oct")?
+                    .into_iter()
+                    .map(|alg| VerifyingKey::hmac(alg, &k))
+                    .collect::<Result<Vec<_>, _>>()?
             }
             other => return Err(bad(format!("unsupported `kty` `{other}`"))),
         };
-        Ok(match self.kid() {
-            Some(kid) => key.with_kid(kid),
-            None => key,
-        })
+        Ok(keys
+            .into_iter()
+            .map(|key| match self.kid() {
+                Some(kid) => key.with_kid(kid),
+                None => key,
+            })
+            .collect())
     }
 
     /// The RFC 7638 SHA-256 thumbprint, base64url-encoded.
@@ -182,8 +230,10 @@ impl JwkSet {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] if the document is not a JWK Set. Individual keys that cannot be used are not
-    /// an error here; [`JwkSet::verifying_keys`] skips them.
+    /// [`Error::InvalidKey`] if the document is not a JWK Set, or if any key in it carries private key
+    /// material (the whole set is refused: a published private key is an incident to surface). Keys
+    /// that cannot be used otherwise are not an error here; [`JwkSet::verifying_keys`] skips them and
+    /// says why.
     pub fn from_json(json_bytes: &[u8]) -> Result<Self, Error> {
         let Ok(Value::Object(mut document)) = json::parse(json_bytes) else {
             return Err(bad("a JWK Set must be a JSON object"));
@@ -194,14 +244,28 @@ impl JwkSet {
         if items.len() > MAX_KEYS {
             return Err(bad(format!("more than {MAX_KEYS} keys")));
         }
-        let keys = items
-            .into_iter()
-            .filter_map(|item| match item {
-                Value::Object(members) => Jwk::from_members(members).ok(),
-                _ => None,
-            })
-            .collect();
+        let mut keys = Vec::with_capacity(items.len());
+        for item in items {
+            let Value::Object(members) = item else {
+                continue;
+            };
+            if PRIVATE_MEMBERS.iter().any(|m| members.contains_key(*m)) {
+                return Err(bad(
+                    "the JWK Set carries private key material; refusing all of it",
+                ));
+            }
+            if let Ok(jwk) = Jwk::from_members(members) {
+                keys.push(jwk);
+            }
+        }
         Ok(Self { keys })
+    }
+
+    /// Whether the set holds a symmetric (`oct`) key: a shared secret, which has no business in a set
+    /// fetched from a URL.
+    #[must_use]
+    pub fn has_symmetric_keys(&self) -> bool {
+        self.keys.iter().any(|k| k.kty() == "oct")
     }
 
     /// The parsed keys.
@@ -213,11 +277,37 @@ impl JwkSet {
     /// The usable verification keys, and for each skipped key its `kid` (if any) and why.
     #[must_use]
     pub fn verifying_keys(&self) -> (KeySet, Vec<(Option<String>, Error)>) {
+        self.verifying_keys_with(&[])
+    }
+
+    /// [`JwkSet::verifying_keys`], binding keys that name no `alg` to the algorithms of `bind` that fit
+    /// them ([`Jwk::to_verifying_keys`]). Keys sharing a `kid` with another key of the set are all
+    /// skipped (RFC 7517 §4.5: a `kid` tells keys apart), so a token naming that `kid` verifies against
+    /// none of them.
+    #[must_use]
+    pub fn verifying_keys_with(
+        &self,
+        bind: &[Algorithm],
+    ) -> (KeySet, Vec<(Option<String>, Error)>) {
         let mut usable = Vec::new();
         let mut skipped = Vec::new();
         for jwk in &self.keys {
-            match jwk.to_verifying_key() {
-                Ok(key) => usable.push(key),
+            let shared_kid = jwk.kid().is_some_and(|kid| {
+                self.keys
+                    .iter()
+                    .filter(|other| other.kid() == Some(kid))
+                    .count()
+                    > 1
+            });
+            if shared_kid {
+                skipped.push((
+                    jwk.kid().map(str::to_owned),
+                    bad("another key in the set has the same `kid`"),
+                ));
+                continue;
+            }
+            match jwk.to_verifying_keys(bind) {
+                Ok(keys) => usable.extend(keys),
                 Err(e) => skipped.push((jwk.kid().map(str::to_owned), e)),
             }
         }

@@ -38,6 +38,21 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Whether this is an RSA algorithm (`RS*`, `PS*`).
+    #[must_use]
+    pub const fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512
+        )
+    }
+
+    /// Whether this is an HMAC algorithm (`HS*`).
+    #[must_use]
+    pub const fn is_hmac(self) -> bool {
+        matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
+    }
+
     /// Every supported algorithm.
     pub const ALL: [Self; 12] = [
         Self::HS256,
@@ -94,13 +109,6 @@ impl Algorithm {
             b"EdDSA" => Self::EdDSA,
             _ => return None,
         })
-    }
-
-    fn is_rsa(self) -> bool {
-        matches!(
-            self,
-            Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512
-        )
     }
 }
 

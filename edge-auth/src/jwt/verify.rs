@@ -15,8 +15,10 @@ use crate::error::Error;
 
 /// Finds the key for a token. Implemented by [`KeySet`] and by the JWKS provider's snapshots.
 pub trait KeyLookup {
-    /// The key named `kid`; for a token without `kid`, the only key if there is exactly one.
-    fn find(&self, kid: Option<&str>) -> Option<&VerifyingKey>;
+    /// The key for a token naming `kid` (if it names one) and algorithm `alg`: with a `kid`, that key
+    /// (the one bound to `alg` when the `kid` has several); without, the one key that fits `alg`, if
+    /// exactly one does (RFC 7515 makes `kid` optional).
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&VerifyingKey>;
 }
 
 /// A fixed set of keys.
@@ -55,17 +57,33 @@ impl FromIterator<VerifyingKey> for KeySet {
 }
 
 impl KeyLookup for KeySet {
-    fn find(&self, kid: Option<&str>) -> Option<&VerifyingKey> {
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&VerifyingKey> {
         match kid {
-            Some(kid) => self.keys.iter().find(|k| k.kid() == Some(kid)),
-            None if self.keys.len() == 1 => self.keys.first(),
-            None => None,
+            Some(kid) => {
+                let mut named = self.keys.iter().filter(|k| k.kid() == Some(kid));
+                let first = named.next()?;
+                // The key bound to the token's algorithm, else the first (which then mismatches).
+                Some(
+                    std::iter::once(first)
+                        .chain(named)
+                        .find(|k| k.algorithm() == alg)
+                        .unwrap_or(first),
+                )
+            }
+            None => {
+                let mut fitting = self.keys.iter().filter(|k| k.algorithm() == alg);
+                match (fitting.next(), fitting.next()) {
+                    (Some(only), None) => Some(only),
+                    _ if self.keys.len() == 1 => self.keys.first(),
+                    _ => None,
+                }
+            }
         }
     }
 }
 
 impl KeyLookup for VerifyingKey {
-    fn find(&self, kid: Option<&str>) -> Option<&VerifyingKey> {
+    fn find(&self, kid: Option<&str>, _alg: Algorithm) -> Option<&VerifyingKey> {
         match (kid, self.kid()) {
             (Some(wanted), Some(own)) if wanted != own => None,
             _ => Some(self),
@@ -561,7 +579,9 @@ impl Verifier {
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
         let header = parse_header(header_b64, limits)?;
-        let key = keys.find(header.kid.as_deref()).ok_or(Error::UnknownKey)?;
+        let key = keys
+            .find(header.kid.as_deref(), header.alg)
+            .ok_or(Error::UnknownKey)?;
         if key.algorithm() != header.alg {
             return Err(Error::AlgorithmMismatch);
         }

@@ -1,21 +1,6 @@
 //! One decision type for every limiter, and the response fields it becomes: `RateLimit` and
 //! `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-09, March 2025, as RFC 9651 Structured
-//! Fields) and `Retry-After` (RFC 9110 §10.2.3).
-//!
-//! What the fields say, exactly:
-//!
-//! - `RateLimit-Policy: "name";q=<burst>;w=<burst × interval, seconds>`. A limiter admitting `limit`
-//!   requests per `period` with bursts of `burst` refills one request every `interval = period / limit`,
-//!   so `burst` requests per `burst × interval` is its exact rate and its exact burst at once: 120 a
-//!   minute with bursts of 20 is `q=20;w=10` (20 every 10 s, 2 a second, 120 a minute). A window that is
-//!   not whole seconds is rounded up, so a client that keeps to the policy is never refused.
-//! - `RateLimit: "name";r=<remaining>;t=<seconds>`: `r` requests could be admitted right now; `t` is
-//!   when the quota is whole again, or, when refused, when the next request will be admitted, which is
-//!   also `Retry-After` (the two always agree, and `t` is never 0 on a refusal).
-//! - A request costing more than the burst can never be admitted: it is refused as
-//!   [`Decision::is_impossible`], with no `Retry-After` (a retry would fail the same way).
-//! - Several limiters on one request (a global layer and a per-route one) each append their member to
-//!   the two fields rather than replacing the other's.
+//! Fields) and `Retry-After` (RFC 9110 §10.2.3); [`Decision`] says exactly what they carry.
 
 use std::time::Duration;
 
@@ -28,7 +13,20 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// `RateLimit-Policy`: the quota policy itself.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
-/// What a limiter decided about one request.
+/// What a limiter decided about one request, and the fields it becomes. What they say, exactly:
+///
+/// - `RateLimit-Policy: "name";q=<burst>;w=<burst × interval, seconds>`. A limiter admitting `limit`
+///   requests per `period` with bursts of `burst` refills one request every `interval = period / limit`,
+///   so `burst` requests per `burst × interval` is its exact rate and its exact burst at once: 120 a
+///   minute with bursts of 20 is `q=20;w=10` (20 every 10 s, 2 a second, 120 a minute). A window that is
+///   not whole seconds is rounded up, so a client that keeps to the policy is never refused.
+/// - `RateLimit: "name";r=<remaining>;t=<seconds>`: `r` requests could be admitted right now; `t` is
+///   when the quota is whole again, or, when refused, when the next request will be admitted, which is
+///   also `Retry-After` (the two always agree, and `t` is never 0 on a refusal).
+/// - A request costing more than the burst can never be admitted: it is refused as
+///   [`Decision::is_impossible`], with no `Retry-After` (a retry would fail the same way).
+/// - Several limiters on one request (a global layer and a per-route one) each append their member to
+///   the two fields rather than replacing the other's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     allowed: bool,
@@ -160,7 +158,7 @@ impl Decision {
         }
     }
 
-    /// `"name";r=<remaining>;t=<seconds>` (see the [module docs](self)).
+    /// `"name";r=<remaining>;t=<seconds>` (see [`Decision`]).
     #[must_use]
     pub fn ratelimit_value(&self) -> HeaderValue {
         let value = format!(
@@ -173,7 +171,7 @@ impl Decision {
     }
 
     /// `"name";q=<burst>;w=<burst × interval, seconds, rounded up>`: the quota's exact rate and burst
-    /// (see the [module docs](self)).
+    /// (see [`Decision`]).
     #[must_use]
     pub fn policy_value(&self) -> HeaderValue {
         let window = Duration::from_nanos(self.quota.capacity_nanos());

@@ -582,13 +582,23 @@ fn asymmetric_confusions_are_rejected() {
         Err(Error::BadSignature)
     );
 
-    // Two keys and no kid: the verifier will not guess.
+    // No kid (RFC 7515 makes it optional): the one key that can verify the token's algorithm is used;
+    // the token never picks among keys of its algorithm, and the algorithm stays the key's.
     let two = KeySet::new()
         .with(VerifyingKey::ed25519(&ed.public()).unwrap())
         .with(VerifyingKey::ecdsa(Algorithm::ES256, &x, &y).unwrap());
     assert_eq!(
         rejects(&ed.sign(r#"{"alg":"EdDSA"}"#, &claims_valid()), &two),
-        Err(Error::UnknownKey)
+        Ok(())
+    );
+    let other_ed = Ed::generate();
+    let same_alg = KeySet::new()
+        .with(VerifyingKey::ed25519(&ed.public()).unwrap())
+        .with(VerifyingKey::ed25519(&other_ed.public()).unwrap());
+    assert_eq!(
+        rejects(&ed.sign(r#"{"alg":"EdDSA"}"#, &claims_valid()), &same_alg),
+        Err(Error::UnknownKey),
+        "two keys fit: the verifier will not guess"
     );
 }
 

@@ -7,6 +7,7 @@
 )]
 
 mod attacks;
+mod key_sets;
 mod support;
 mod vectors;
 mod wycheproof_vectors;
