@@ -26,8 +26,14 @@ pub enum Error {
     Expired,
     /// `nbf` is in the future (beyond the leeway).
     NotYetValid,
-    /// `iat` is in the future (beyond the leeway).
+    /// `iat` is in the future (beyond the leeway, or at all under [`Validation::with_strict_iat`]).
+    ///
+    /// [`Validation::with_strict_iat`]: crate::jwt::Validation::with_strict_iat
     IssuedInFuture,
+    /// The header's `typ` is not the one required ([`Validation::with_typ`]).
+    ///
+    /// [`Validation::with_typ`]: crate::jwt::Validation::with_typ
+    InvalidType,
     /// `iss` is not an accepted issuer.
     InvalidIssuer,
     /// `aud` names none of the accepted audiences.
@@ -67,6 +73,7 @@ impl Error {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::IssuedInFuture => "issued_in_future",
+            Self::InvalidType => "invalid_type",
             Self::InvalidIssuer => "invalid_issuer",
             Self::InvalidAudience => "invalid_audience",
             Self::MissingClaim(_) => "missing_claim",
@@ -109,6 +116,7 @@ impl fmt::Display for Error {
             Self::Expired => f.write_str("token expired"),
             Self::NotYetValid => f.write_str("token not yet valid"),
             Self::IssuedInFuture => f.write_str("token issued in the future"),
+            Self::InvalidType => f.write_str("token type (`typ`) not accepted"),
             Self::InvalidIssuer => f.write_str("issuer not accepted"),
             Self::InvalidAudience => f.write_str("audience not accepted"),
             Self::MissingClaim(name) => write!(f, "missing claim `{name}`"),

@@ -31,6 +31,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod intern;
 pub mod jwks;
 pub mod jwt;
 #[cfg(feature = "tower")]

@@ -151,6 +151,10 @@ pub struct Validation {
     pub audiences: Vec<String>,
     /// Claims that must be present.
     pub required: Vec<&'static str>,
+    /// The `typ` header tokens must carry (e.g. `at+jwt`, RFC 9068), if any.
+    pub typ: Option<String>,
+    /// Refuse an `iat` after now even within the leeway.
+    pub strict_iat: bool,
     /// Input size limits.
     pub limits: Limits,
 }
@@ -162,6 +166,8 @@ impl Default for Validation {
             issuers: Vec::new(),
             audiences: Vec::new(),
             required: vec!["exp"],
+            typ: None,
+            strict_iat: false,
             limits: Limits::default(),
         }
     }
@@ -195,10 +201,53 @@ impl Validation {
         self
     }
 
-    /// Requires `claim` to be present.
+    /// Requires `claim` to be present. A name read at run time (from configuration) is taken as a
+    /// `String` and kept once for the life of the process (names past a few thousand distinct ones are
+    /// refused: [`Validation::try_require`] says so).
+    ///
+    /// Fails closed: should a name not be keepable, the verifier requires a claim no token has, so
+    /// every token is refused rather than the requirement silently dropped.
     #[must_use]
-    pub fn require(mut self, claim: &'static str) -> Self {
-        self.required.push(claim);
+    pub fn require(self, claim: impl Into<Cow<'static, str>>) -> Self {
+        let claim = claim.into();
+        let mut unkept = self.clone();
+        match self.try_require(claim) {
+            Ok(validation) => validation,
+            Err(_) => {
+                unkept.required.push("\u{0}unkeepable required claim");
+                unkept
+            }
+        }
+    }
+
+    /// [`Validation::require`], saying whether the name could be kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidClaim`] when too many distinct run-time names are already kept.
+    pub fn try_require(mut self, claim: impl Into<Cow<'static, str>>) -> Result<Self, Error> {
+        let name = match claim.into() {
+            Cow::Borrowed(name) => name,
+            Cow::Owned(name) => crate::intern::intern(name)
+                .ok_or(Error::InvalidClaim("too many required claim names"))?,
+        };
+        self.required.push(name);
+        Ok(self)
+    }
+
+    /// Requires the header's `typ` to be `typ` (RFC 7515 §4.1.9: compared without case, and with or
+    /// without the `application/` prefix), as RFC 9068 asks of access tokens (`at+jwt`).
+    #[must_use]
+    pub fn with_typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self
+    }
+
+    /// With `strict`, a token whose `iat` is after now is refused even within the leeway (the leeway
+    /// still applies to `exp` and `nbf`). Off by default: clocks differ.
+    #[must_use]
+    pub fn with_strict_iat(mut self, strict: bool) -> Self {
+        self.strict_iat = strict;
         self
     }
 
@@ -579,6 +628,11 @@ impl Verifier {
         }
         let (header_b64, payload_b64, signature_b64) = split(token)?;
         let header = parse_header(header_b64, limits)?;
+        if let Some(wanted) = &self.validation.typ {
+            if !same_typ(header.typ.as_deref(), wanted) {
+                return Err(Error::InvalidType);
+            }
+        }
         let key = keys
             .find(header.kid.as_deref(), header.alg)
             .ok_or(Error::UnknownKey)?;
@@ -657,7 +711,8 @@ impl Verifier {
         if nbf.is_some_and(|nbf| now + leeway < nbf) {
             return Err(Error::NotYetValid);
         }
-        if iat.is_some_and(|iat| now + leeway < iat) {
+        let iat_leeway = if v.strict_iat { 0.0 } else { leeway };
+        if iat.is_some_and(|iat| now + iat_leeway < iat) {
             return Err(Error::IssuedInFuture);
         }
         if !v.issuers.is_empty() {
@@ -679,6 +734,17 @@ impl Verifier {
         }
         Ok(RegisteredClaims::new(iss, sub, aud, jti, [exp, nbf, iat]))
     }
+}
+
+/// RFC 7515 §4.1.9: media types compare without case, and `application/` may be left out.
+fn same_typ(typ: Option<&str>, wanted: &str) -> bool {
+    let bare = |t: &str| -> String {
+        let lower = t.trim().to_ascii_lowercase();
+        lower
+            .strip_prefix("application/")
+            .map_or(lower.clone(), str::to_owned)
+    };
+    typ.is_some_and(|typ| bare(typ) == bare(wanted))
 }
 
 /// The registered claims the verifier checks.

@@ -144,7 +144,7 @@ impl Quota {
         }
         self.name = match name {
             Cow::Borrowed(name) => name,
-            Cow::Owned(name) => intern(name).ok_or(QuotaError::BadName)?,
+            Cow::Owned(name) => crate::intern::intern(name).ok_or(QuotaError::BadName)?,
         };
         Ok(self)
     }
@@ -191,24 +191,4 @@ impl Quota {
 }
 
 /// Distinct policy names given as owned strings that one process keeps (each at most 64 bytes).
-pub const MAX_POLICY_NAMES: usize = 4096;
-
-/// The one kept copy of `name`: an owned name is kept once for the life of the process, so quotas can
-/// carry `&'static str` names and stay `Copy`. `None` once [`MAX_POLICY_NAMES`] are kept.
-fn intern(name: String) -> Option<&'static str> {
-    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
-        std::sync::OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(kept) = names.get(name.as_str()) {
-        return Some(kept);
-    }
-    if names.len() >= MAX_POLICY_NAMES {
-        return None;
-    }
-    let kept: &'static str = Box::leak(name.into_boxed_str());
-    names.insert(kept);
-    Some(kept)
-}
+pub const MAX_POLICY_NAMES: usize = crate::intern::MAX_NAMES;

@@ -124,3 +124,62 @@ fn a_token_without_kid_uses_the_single_key_for_its_algorithm() {
         "two keys fit: the token must say which"
     );
 }
+
+/// The policy knobs of issue 20 item 16: a required `typ`, `iat` in the future refused outright, and
+/// required claims named at run time.
+#[test]
+fn typ_strict_iat_and_run_time_required_claims() {
+    use edge_auth::Error;
+    use edge_auth::jwt::VerifyingKey;
+    use ring::hmac;
+
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let keys =
+        edge_auth::jwt::KeySet::new().with(VerifyingKey::hmac(Algorithm::HS256, secret).unwrap());
+    let sign =
+        |header: &str, claims: &str| crate::support::hs(hmac::HMAC_SHA256, secret, header, claims);
+    let now = NOW.as_secs();
+    let claims = format!(
+        r#"{{"exp":{},"iat":{},"tenant":"t1"}}"#,
+        now + 300,
+        now + 30
+    );
+
+    // typ: compared without case, with or without `application/`.
+    let access = Verifier::new(Validation::new().with_typ("at+jwt"));
+    for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+        let token = sign(&format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#), &claims);
+        assert!(access.verify::<Value>(&token, &keys, NOW).is_ok(), "{typ}");
+    }
+    for header in [r#"{"alg":"HS256","typ":"JWT"}"#, r#"{"alg":"HS256"}"#] {
+        let token = sign(header, &claims);
+        assert_eq!(
+            access.verify::<Value>(&token, &keys, NOW).unwrap_err(),
+            Error::InvalidType,
+            "{header}"
+        );
+    }
+
+    // iat 30 s ahead: inside the default 60 s leeway, refused when strict.
+    let token = sign(r#"{"alg":"HS256"}"#, &claims);
+    assert!(
+        Verifier::new(Validation::new())
+            .verify::<Value>(&token, &keys, NOW)
+            .is_ok()
+    );
+    let strict = Verifier::new(Validation::new().with_strict_iat(true));
+    assert_eq!(
+        strict.verify::<Value>(&token, &keys, NOW).unwrap_err(),
+        Error::IssuedInFuture
+    );
+
+    // A required claim named by configuration read at run time.
+    let from_config = String::from("tenant");
+    let tenant = Verifier::new(Validation::new().require(from_config));
+    assert!(tenant.verify::<Value>(&token, &keys, NOW).is_ok());
+    let other = Verifier::new(Validation::new().require(String::from("region")));
+    assert_eq!(
+        other.verify::<Value>(&token, &keys, NOW).unwrap_err(),
+        Error::MissingClaim("region")
+    );
+}
