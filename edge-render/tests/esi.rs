@@ -478,6 +478,82 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// A template with a bad tag gives, however it is split, the bytes before the tag and then the
+    /// error: never nothing, never more.
+    #[test]
+    fn a_bad_tag_ends_the_page_after_the_same_bytes_whatever_the_split(
+        which in 0usize..5,
+        cuts in proptest::collection::vec(0usize..200, 0..6),
+    ) {
+        const BAD: [&str; 5] = [
+            "<esi:include/>",
+            "<esi:include src=/a/>",
+            "<esi:frobnicate/>",
+            "<esi:include src=\"/a\"\u{0}/>",
+            "<esi:vars>",
+        ];
+        let before = "<html><p>one</p><esi:include src=\"/a\"/><p>two</p>";
+        let doc: &'static str = Box::leak(format!("{before}{} tail</html>", BAD[which]).into_boxed_str());
+        let s = setup(EsiSettings::default());
+        s.origin.route("/a", html("A"));
+        let (whole, error) = read(&s.clock, page(&s, vec![doc]));
+        prop_assert_eq!(whole.as_str(), "<html><p>one</p>A<p>two</p>");
+        prop_assert!(error.is_some());
+        let mut points: Vec<usize> = cuts.into_iter().map(|c| c % (doc.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks: Vec<&'static str> = Vec::new();
+        let mut last = 0;
+        for p in points {
+            chunks.push(&doc[last..p]);
+            last = p;
+        }
+        chunks.push(&doc[last..]);
+        let (split, error) = read(&s.clock, page(&s, chunks));
+        prop_assert_eq!(split, whole);
+        prop_assert!(error.is_some());
+    }
+}
+
+/// Include URLs resolve as RFC 3986 says: other schemes and unparseable references are refused without
+/// a fetch, `//host/x` is that host (and meets the allow-list), a trailing dot is the same host.
+#[test]
+fn include_urls_resolve_as_rfc_3986_says() {
+    let s = setup(EsiSettings::default().allow_host("cdn.example"));
+    s.origin.route("/", html("ROOT"));
+    s.origin.route("/x", html("X"));
+    for src in ["javascript:alert(1)", "data:text/html,hi", "not a url"] {
+        let doc: &'static str = Box::leak(
+            format!("[<esi:include src=\"{src}\" onerror=\"continue\"/>]").into_boxed_str(),
+        );
+        assert_eq!(assembled(&s, vec![doc]), "[]", "{src}");
+    }
+    assert_eq!(s.origin.hits("/"), 0, "nothing was fetched for them");
+    // A network-path reference is another host: refused unless allowed.
+    let other = assembled(
+        &s,
+        vec!["[<esi:include src=\"//evil.example/x\" onerror=\"continue\"/>]"],
+    );
+    assert_eq!(other, "[]");
+    assert_eq!(s.origin.hits("/x"), 0);
+    let allowed = assembled(&s, vec!["[<esi:include src=\"//cdn.example/x\"/>]"]);
+    assert_eq!(allowed, "[X]");
+    assert_eq!(
+        s.origin.requests().last().unwrap().uri.to_string(),
+        "http://cdn.example/x"
+    );
+    let dotted = assembled(&s, vec!["[<esi:include src=\"http://Shop.Example./x\"/>]"]);
+    assert_eq!(
+        dotted, "[X]",
+        "the page's own host, written with a trailing dot"
+    );
+    // A relative path is relative to the page's directory.
+    let relative = assembled(&s, vec!["[<esi:include src=\"x\"/>]"]);
+    assert_eq!(relative, "[X]");
+}
+
 #[test]
 fn a_large_page_in_many_chunks_keeps_every_byte() {
     let s = setup(EsiSettings::default());

@@ -428,27 +428,17 @@ where
         if url.bytes().any(|b| b < 0x20 || b == 0x7f) {
             return Err("control characters in src".into());
         }
-        let uri: Uri = url.parse().map_err(|_| "src is not a url".to_owned())?;
-        let page = &place.page.url;
-        let uri = if uri.scheme().is_some() {
-            uri
-        } else {
-            let path = uri.path_and_query().map_or("/", |p| p.as_str());
-            if !path.starts_with('/') {
-                return Err("relative src must start with /".into());
-            }
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = page.scheme().cloned();
-            parts.authority = page.authority().cloned();
-            parts.path_and_query = Some(path.parse().map_err(|_| "src is not a url".to_owned())?);
-            Uri::from_parts(parts).map_err(|_| "src is not a url".to_owned())?
-        };
-        if !matches!(uri.scheme_str(), Some("http" | "https")) {
-            return Err("only http and https fragments".into());
-        }
-        let host = uri.host().unwrap_or("").to_ascii_lowercase();
-        let same = page.host().is_some_and(|h| h.eq_ignore_ascii_case(&host));
-        if !same && !self.shared.settings.allowed_hosts.contains(&host) {
+        let uri = resolve_reference(url, &place.page.url)?;
+        let host = normalized_host(uri.host().unwrap_or(""));
+        let page_host = normalized_host(place.page.url.host().unwrap_or(""));
+        let allowed = host == page_host
+            || self
+                .shared
+                .settings
+                .allowed_hosts
+                .iter()
+                .any(|h| normalized_host(h) == host);
+        if !allowed {
             return Err(format!("host {host} is not allowed"));
         }
         Ok(uri)
@@ -781,4 +771,161 @@ where
 enum Step {
     Template(Option<Result<Bytes, Error>>),
     Output(Result<Bytes, Failure>),
+}
+
+/// A host as compared against the page's and the allow-list: lower case, without the trailing dot of a
+/// fully qualified name (`Shop.Example.` is `shop.example`).
+fn normalized_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Resolves an include's `src` against the page's URL as RFC 3986 §5.2 says, for the references a
+/// fragment can be: absolute (`https://host/x`: http or https only), network-path (`//host/x`: the
+/// page's scheme, that host), absolute-path (`/x`) and relative-path (`x`, `../x`: merged with the
+/// page's directory, dot segments removed). Anything else, other schemes (`javascript:`, `data:`)
+/// included, is refused before any fetch.
+fn resolve_reference(src: &str, page: &Uri) -> Result<Uri, String> {
+    let bad = || "src is not a url".to_owned();
+    let src = src.trim();
+    if src.is_empty() {
+        return Err(bad());
+    }
+    // A scheme is letters, digits, `+ - .` before the first `:`, if no `/ ? #` comes first.
+    let scheme_end = src
+        .find(|c: char| matches!(c, ':' | '/' | '?' | '#'))
+        .filter(|&i| src.as_bytes()[i] == b':');
+    let (scheme, authority, rest) = if let Some(end) = scheme_end {
+        let scheme = &src[..end];
+        let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if !valid {
+            return Err(bad());
+        }
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err("only http and https fragments".into());
+        }
+        let after = src[end + 1..].strip_prefix("//").ok_or_else(bad)?;
+        let split = after.find(['/', '?', '#']).unwrap_or(after.len());
+        (scheme, after[..split].to_owned(), after[split..].to_owned())
+    } else if let Some(after) = src.strip_prefix("//") {
+        let split = after.find(['/', '?', '#']).unwrap_or(after.len());
+        (
+            page.scheme_str().unwrap_or("https").to_owned(),
+            after[..split].to_owned(),
+            after[split..].to_owned(),
+        )
+    } else {
+        let authority = page
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .ok_or_else(bad)?;
+        let scheme = page.scheme_str().unwrap_or("https").to_owned();
+        let rest = if src.starts_with('/') {
+            src.to_owned()
+        } else {
+            // Relative path: the page's directory, then the reference.
+            let base = page.path();
+            let directory = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+            let directory = if directory.is_empty() { "/" } else { directory };
+            format!("{directory}{src}")
+        };
+        (scheme, authority, rest)
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(bad());
+    }
+    // Hosts compare without case or the trailing dot of a fully qualified name.
+    let authority = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{}:{port}", normalized_host(host))
+        }
+        _ => normalized_host(&authority),
+    };
+    // Fragments never reach a server; the path loses its dot segments.
+    let rest = rest.split('#').next().unwrap_or("");
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    let path = remove_dot_segments(if path.is_empty() { "/" } else { path });
+    let target = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    Uri::builder()
+        .scheme(scheme.as_str())
+        .authority(authority.as_str())
+        .path_and_query(target.as_str())
+        .build()
+        .map_err(|_| bad())
+}
+
+/// RFC 3986 §5.2.4, on an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if i == last {
+                    out.push("");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::{normalized_host, remove_dot_segments, resolve_reference};
+    use http::Uri;
+
+    #[test]
+    fn references_resolve_as_rfc_3986_says() {
+        let page = Uri::from_static("https://shop.example/catalog/index.html?x=1");
+        let ok = |src: &str| resolve_reference(src, &page).map(|u| u.to_string());
+        assert_eq!(ok("/frag").unwrap(), "https://shop.example/frag");
+        assert_eq!(ok("frag").unwrap(), "https://shop.example/catalog/frag");
+        assert_eq!(
+            ok("../a/./b?q=1#top").unwrap(),
+            "https://shop.example/a/b?q=1"
+        );
+        assert_eq!(ok("//cdn.example/x").unwrap(), "https://cdn.example/x");
+        assert_eq!(
+            ok("HTTP://Other.Example/y").unwrap(),
+            "http://other.example/y"
+        );
+        for refused in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,hi",
+            "file:///etc/passwd",
+            "",
+            "http:no-slashes",
+            "https://user@evil.example/",
+            "//",
+        ] {
+            assert!(ok(refused).is_err(), "{refused:?} must be refused");
+        }
+        // Not a scheme: a colon after a slash is part of a relative path.
+        assert_eq!(ok("a/b:c").unwrap(), "https://shop.example/catalog/a/b:c");
+        assert_eq!(normalized_host("Shop.Example."), "shop.example");
+        assert_eq!(
+            ok("https://shop.example.:8443/z").unwrap(),
+            "https://shop.example:8443/z"
+        );
+        assert_eq!(remove_dot_segments("/a/b/../../../c/."), "/c/");
+    }
 }

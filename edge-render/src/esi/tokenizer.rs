@@ -260,16 +260,20 @@ impl Tokenizer {
                     pos = at + COMMENT_CLOSE.len();
                     text_start = pos;
                 }
-                Candidate::Tag => match parse_tag(rest, self.limits.max_tag_len)
-                    .map_err(|kind| kind.at(self.offset + at as u64))?
-                {
-                    Some((len, token)) => {
+                Candidate::Tag => match parse_tag(rest, self.limits.max_tag_len) {
+                    Ok(Some((len, token))) => {
                         emit_text(out, text_start, at);
                         out.push(token);
                         pos = at + len;
                         text_start = pos;
                     }
-                    None => return self.hold(&data, at, text_start, out),
+                    Ok(None) => return self.hold(&data, at, text_start, out),
+                    Err(kind) => {
+                        // The text before a bad tag is the document's, whatever the chunking: it goes
+                        // out before the error, as it would have had the chunk ended before the tag.
+                        emit_text(out, text_start, at);
+                        return Err(kind.at(self.offset + at as u64));
+                    }
                 },
             }
         }
