@@ -792,7 +792,7 @@ fn resolve_reference(src: &str, page: &Uri) -> Result<Uri, String> {
     }
     // A scheme is letters, digits, `+ - .` before the first `:`, if no `/ ? #` comes first.
     let scheme_end = src
-        .find(|c: char| matches!(c, ':' | '/' | '?' | '#'))
+        .find([':', '/', '?', '#'])
         .filter(|&i| src.as_bytes()[i] == b':');
     let (scheme, authority, rest) = if let Some(end) = scheme_end {
         let scheme = &src[..end];
