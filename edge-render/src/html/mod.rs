@@ -11,8 +11,17 @@
 //! Data goes through typed methods only: [`text`](HtmlWriter::text), attribute values
 //! ([`StartTag::attr`]), URLs ([`StartTag::url_attr`], which refuses `javascript:` and friends) and JSON
 //! ([`json_script`](HtmlWriter::json_script)). Markup that is not data needs the explicitly named
-//! [`raw_html_unchecked`](HtmlWriter::raw_html_unchecked). Event-handler attributes (`on*`) and `style`
-//! cannot be set from data at all, and URL attributes only through `url_attr`.
+//! [`raw_html_unchecked`](HtmlWriter::raw_html_unchecked). What carries script or markup by any route
+//! cannot be set from data at all: event handlers (`on*`), `style`, `srcdoc`, `http-equiv`, a `<meta>`'s
+//! `content`, SVG animation's `attributeName`/`values`/`to`/`from`/`by`; URL attributes only through
+//! `url_attr`, which knows the element: a URL that loads code or sets the page's base (`script src`,
+//! `iframe src`, `object data`, `embed src`, `base href`, `link href`, `form action`, …) may only be a
+//! path on the page's own origin or on a host the writer was told to trust ([`HtmlWriter::trust_host`]).
+//!
+//! The writer knows which element it is in. `text` inside `<script>` or `<style>` (raw text, where
+//! escaping is no protection) is refused: script data goes through [`json_script`](HtmlWriter::json_script).
+//! Inside `<pre>`, `<textarea>` and `<listing>`, whose first newline the parser drops, a text starting
+//! with a newline keeps it.
 //!
 //! ```
 //! use edge_render::html::{self, HtmlSettings};
@@ -102,8 +111,11 @@ pub enum HtmlError {
     BufferFull,
     /// A tag or attribute name is not an HTML name (`[A-Za-z][A-Za-z0-9-]*`, attributes also `:`/`_`).
     InvalidName(&'static str),
-    /// The attribute cannot be set from data (`on*`, `style`), or needs [`StartTag::url_attr`].
+    /// The attribute cannot be set from data (`on*`, `style`, `srcdoc`, …), or needs
+    /// [`StartTag::url_attr`], or is not a URL attribute of this element.
     ForbiddenAttribute(&'static str),
+    /// `text` inside a raw-text element (`script`, `style`), where escaping protects nothing.
+    RawTextElement(&'static str),
     /// The value could not be serialized as JSON.
     Json(String),
     /// The reader (the client) has gone.
@@ -119,6 +131,9 @@ impl std::fmt::Display for HtmlError {
                 write!(f, "attribute {name:?} cannot be set from data")
             }
             Self::Json(e) => write!(f, "json for a script could not be serialized: {e}"),
+            Self::RawTextElement(name) => {
+                write!(f, "no text from data inside <{name}>: use a typed writer")
+            }
             Self::Closed => f.write_str("the client has gone"),
         }
     }
@@ -127,7 +142,7 @@ impl std::fmt::Display for HtmlError {
 impl std::error::Error for HtmlError {}
 
 /// Attributes whose value is a URL: set them with [`StartTag::url_attr`].
-const URL_ATTRIBUTES: [&str; 12] = [
+const URL_ATTRIBUTES: [&str; 16] = [
     "href",
     "src",
     "action",
@@ -140,7 +155,53 @@ const URL_ATTRIBUTES: [&str; 12] = [
     "srcset",
     "xlink:href",
     "manifest",
+    "codebase",
+    "archive",
+    "classid",
+    "longdesc",
 ];
+
+/// Attributes that carry script or markup by another route than a URL: never from data.
+const SCRIPT_CARRYING: [&str; 4] = ["style", "srcdoc", "http-equiv", "attributename"];
+
+/// SVG animation elements: their `values`/`to`/`from`/`by` can set any attribute (an `href` to a
+/// `javascript:` URL), so those are not taken from data on them.
+const SVG_ANIMATION: [&str; 5] = [
+    "animate",
+    "set",
+    "animatetransform",
+    "animatemotion",
+    "animatecolor",
+];
+
+/// `(element, attribute)` pairs whose URL loads code, embeds a document or moves the page's base: a
+/// path on the page's own origin only, or a trusted host.
+const ACTIVE_URLS: [(&str, &str); 12] = [
+    ("script", "src"),
+    ("iframe", "src"),
+    ("frame", "src"),
+    ("embed", "src"),
+    ("object", "data"),
+    ("object", "codebase"),
+    ("object", "archive"),
+    ("applet", "codebase"),
+    ("base", "href"),
+    ("link", "href"),
+    ("form", "action"),
+    ("*", "formaction"),
+];
+
+/// Elements whose text the parser reads raw: escaping does not protect it.
+const RAW_TEXT: [&str; 2] = ["script", "style"];
+
+/// Elements with no content and no end tag.
+const VOID_ELEMENTS: [&str; 14] = [
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr", "param",
+];
+
+/// Elements whose first newline the parser drops.
+const LEADING_NEWLINE: [&str; 3] = ["pre", "textarea", "listing"];
 
 fn valid_name(name: &str, attribute: bool) -> bool {
     let mut bytes = name.bytes();
@@ -156,6 +217,12 @@ pub struct HtmlWriter {
     buffer: String,
     settings: HtmlSettings,
     sender: mpsc::Sender<Bytes>,
+    /// The elements opened and not closed, innermost last.
+    open: Vec<&'static str>,
+    /// Nothing has been written inside the innermost element since its start tag.
+    fresh: bool,
+    /// Hosts an active URL ([`ACTIVE_URLS`]) may name besides the page's own origin.
+    trusted_hosts: Vec<String>,
 }
 
 /// The bytes an [`HtmlWriter`] flushes, in order: a `Stream` of `Result<Bytes, Error>`.
@@ -174,6 +241,9 @@ pub fn stream(settings: HtmlSettings) -> (HtmlWriter, HtmlBody) {
             buffer: String::new(),
             settings,
             sender,
+            open: Vec::new(),
+            fresh: false,
+            trusted_hosts: Vec::new(),
         },
         HtmlBody { receiver },
     )
@@ -202,6 +272,18 @@ impl HtmlWriter {
             return Err(HtmlError::BufferFull);
         }
         Ok(())
+    }
+
+    /// Lets active URLs (`script src`, `iframe src`, …) name `host` (e.g. a CDN), besides paths on the
+    /// page's own origin. Exact host names, compared without case or a trailing dot.
+    pub fn trust_host(&mut self, host: &str) {
+        self.trusted_hosts
+            .push(host.trim_end_matches('.').to_ascii_lowercase());
+    }
+
+    /// The innermost open element, if any.
+    fn current(&self) -> Option<&'static str> {
+        self.open.last().copied()
     }
 
     /// Bytes written and not yet flushed.
@@ -235,6 +317,7 @@ impl HtmlWriter {
         })?;
         Ok(StartTag {
             writer: self,
+            element: name,
             mark,
             done: false,
         })
@@ -253,16 +336,43 @@ impl HtmlWriter {
             b.push_str("</");
             b.push_str(name);
             b.push('>');
-        })
+        })?;
+        if let Some(at) = self.open.iter().rposition(|e| e.eq_ignore_ascii_case(name)) {
+            self.open.truncate(at);
+        }
+        self.fresh = false;
+        Ok(())
     }
 
-    /// Text, escaped ([`escape::text`]).
+    /// Text, escaped ([`escape::text`], right for normal and RCDATA elements such as `<title>` and
+    /// `<textarea>`). Inside `<pre>`, `<textarea>` or `<listing>`, a leading newline written first is
+    /// kept (the parser drops one there).
     ///
     /// # Errors
     ///
-    /// [`HtmlError::BufferFull`].
+    /// [`HtmlError::RawTextElement`] inside `<script>` or `<style>`; [`HtmlError::BufferFull`].
     pub fn text(&mut self, text: &str) -> Result<(), HtmlError> {
-        self.append(text.len(), |b| escape::text(text, b))
+        if let Some(element) = self
+            .current()
+            .filter(|e| RAW_TEXT.iter().any(|r| e.eq_ignore_ascii_case(r)))
+        {
+            return Err(HtmlError::RawTextElement(element));
+        }
+        let keep_newline = self.fresh
+            && text.starts_with('\n')
+            && self
+                .current()
+                .is_some_and(|e| LEADING_NEWLINE.iter().any(|l| e.eq_ignore_ascii_case(l)));
+        self.append(text.len() + usize::from(keep_newline), |b| {
+            if keep_newline {
+                b.push('\n');
+            }
+            escape::text(text, b);
+        })?;
+        if !text.is_empty() {
+            self.fresh = false;
+        }
+        Ok(())
     }
 
     /// `<script type="application/json" id="{id}">…</script>` holding `value` as JSON escaped so that it
@@ -284,7 +394,9 @@ impl HtmlWriter {
             b.push_str("\">");
             escape::json_for_script(&json, b);
             b.push_str("</script>");
-        })
+        })?;
+        self.fresh = false;
+        Ok(())
     }
 
     /// Markup written as it is, unescaped: for trusted templates only, never for data.
@@ -328,6 +440,7 @@ impl HtmlWriter {
 #[derive(Debug)]
 pub struct StartTag<'w> {
     writer: &'w mut HtmlWriter,
+    element: &'static str,
     mark: usize,
     done: bool,
 }
@@ -349,20 +462,78 @@ impl StartTag<'_> {
     pub fn attr(self, name: &'static str, value: &str) -> Result<Self, HtmlError> {
         Self::name_ok(name)?;
         let lower = name.to_ascii_lowercase();
-        if lower.starts_with("on") || lower == "style" || URL_ATTRIBUTES.contains(&lower.as_str()) {
+        if self.carries_script(&lower) || URL_ATTRIBUTES.contains(&lower.as_str()) {
             return Err(HtmlError::ForbiddenAttribute(name));
         }
         self.write_attr(name, value, escape::attribute)
     }
 
-    /// ` name="url"` for a URL attribute: the URL if it is safe ([`escape::url`]), an inert one otherwise.
+    /// Whether `attribute` (lower case) on this element carries script or markup by a route other than
+    /// a URL.
+    fn carries_script(&self, attribute: &str) -> bool {
+        let element = self.element.to_ascii_lowercase();
+        attribute.starts_with("on")
+            || SCRIPT_CARRYING.contains(&attribute)
+            || (element == "meta" && attribute == "content")
+            || (SVG_ANIMATION.contains(&element.as_str())
+                && matches!(attribute, "values" | "to" | "from" | "by"))
+    }
+
+    /// ` name="url"` for a URL attribute: the URL if it is safe for this element ([`escape::url`],
+    /// and for active URLs a path on the page's origin or a trusted host), an inert one otherwise.
     ///
     /// # Errors
     ///
-    /// [`HtmlError::InvalidName`], [`HtmlError::BufferFull`].
+    /// [`HtmlError::InvalidName`]; [`HtmlError::ForbiddenAttribute`] for an attribute that is not a URL
+    /// attribute (`onclick`, `style`, …); [`HtmlError::BufferFull`].
     pub fn url_attr(self, name: &'static str, url: &str) -> Result<Self, HtmlError> {
         Self::name_ok(name)?;
+        let lower = name.to_ascii_lowercase();
+        if self.carries_script(&lower) || !URL_ATTRIBUTES.contains(&lower.as_str()) {
+            return Err(HtmlError::ForbiddenAttribute(name));
+        }
+        let element = self.element.to_ascii_lowercase();
+        let active = ACTIVE_URLS
+            .iter()
+            .any(|(e, a)| (*e == "*" || *e == element) && *a == lower);
+        if active && !self.same_origin_or_trusted(url) {
+            return self.write_attr(name, escape::UNSAFE_URL, escape::attribute);
+        }
         self.write_attr(name, url, escape::url)
+    }
+
+    /// Whether an active URL stays on the page's origin (a path, not `//host`) or names a trusted host
+    /// over https.
+    fn same_origin_or_trusted(&self, url: &str) -> bool {
+        // Read as a browser does: leading spaces and controls skipped, tabs and newlines ignored,
+        // backslashes are slashes.
+        let cleaned: String = url
+            .trim_start_matches(|c: char| c <= ' ')
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .map(|c| if c == '\\' { '/' } else { c })
+            .collect();
+        if cleaned.starts_with('/') && !cleaned.starts_with("//") {
+            return true;
+        }
+        let Some(rest) = cleaned
+            .get(..8)
+            .filter(|s| s.eq_ignore_ascii_case("https://"))
+            .map(|_| &cleaned[8..])
+        else {
+            return false;
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('@') {
+            return false;
+        }
+        let host = authority
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(authority, |(host, _)| host)
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        self.writer.trusted_hosts.contains(&host)
     }
 
     /// ` name` (a boolean attribute: `defer`, `async`, `hidden`, …).
@@ -406,6 +577,13 @@ impl StartTag<'_> {
     pub fn finish(mut self) -> Result<(), HtmlError> {
         self.writer.append(1, |b| b.push('>'))?;
         self.done = true;
+        if !VOID_ELEMENTS
+            .iter()
+            .any(|v| self.element.eq_ignore_ascii_case(v))
+        {
+            self.writer.open.push(self.element);
+        }
+        self.writer.fresh = true;
         Ok(())
     }
 }

@@ -120,3 +120,109 @@ fn the_body_streams_through_the_sdk_body() {
     });
     let _ = Duration::ZERO;
 }
+
+/// Issue 20, item 3: what carries script by another route than a URL is refused from data, and
+/// `url_attr` takes only URL attributes.
+#[test]
+fn script_by_other_routes_is_refused_from_data() {
+    let (mut page, _body) = stream(HtmlSettings::default());
+    for (element, attribute) in [
+        ("iframe", "srcdoc"),
+        ("meta", "http-equiv"),
+        ("meta", "content"),
+        ("animate", "attributeName"),
+        ("animate", "values"),
+        ("set", "to"),
+        ("animateTransform", "from"),
+        ("animate", "by"),
+        ("div", "style"),
+        ("button", "formaction"),
+        ("object", "codebase"),
+        ("a", "xlink:href"),
+    ] {
+        let tag = page.open(element).unwrap();
+        assert_eq!(
+            tag.attr(attribute, "x").map(|_| ()),
+            Err(HtmlError::ForbiddenAttribute(attribute)),
+            "{element} {attribute}"
+        );
+    }
+    // Not a way around it: url_attr takes URL attributes only.
+    for attribute in ["onclick", "style", "srcdoc", "title"] {
+        let tag = page.open("div").unwrap();
+        assert_eq!(
+            tag.url_attr(attribute, "alert(1)").map(|_| ()),
+            Err(HtmlError::ForbiddenAttribute(attribute)),
+            "{attribute}"
+        );
+    }
+    // `to` on an ordinary element is just data; `content` on a non-meta too.
+    page.open("div")
+        .unwrap()
+        .attr("to", "x")
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert_eq!(page.buffered(), "<div to=\"x\">".len());
+}
+
+/// Issue 20, items 4 and 5: the writer knows the element it is in, and active URLs stay on the page's
+/// origin or a trusted host.
+#[test]
+fn the_writer_knows_its_element_and_active_urls_stay_home() {
+    futures::executor::block_on(async {
+        let (mut page, body) = stream(HtmlSettings::default());
+        let reader = async move { body.collect_string().await.unwrap() };
+        let writer = async move {
+            page.trust_host("cdn.example");
+            page.open("script").unwrap().finish().unwrap();
+            assert_eq!(
+                page.text("alert(1)"),
+                Err(HtmlError::RawTextElement("script")),
+                "no escaped text inside a script"
+            );
+            page.close("script").unwrap();
+            page.open("style").unwrap().finish().unwrap();
+            assert!(page.text("a{}").is_err());
+            page.close("style").unwrap();
+            page.open("pre").unwrap().finish().unwrap();
+            page.text("\nfirst line").unwrap();
+            page.close("pre").unwrap();
+            page.open("textarea").unwrap().finish().unwrap();
+            page.text("</textarea><b>").unwrap();
+            page.close("textarea").unwrap();
+            for (element, attribute, url) in [
+                ("script", "src", "/app.js"),
+                ("script", "src", "https://cdn.example/lib.js"),
+                ("script", "src", "https://evil.example/x.js"),
+                ("script", "src", "//evil.example/x.js"),
+                ("script", "src", "/\\evil.example/x.js"),
+                ("iframe", "src", "https://cdn.example.:443/embed"),
+                ("base", "href", "https://evil.example/"),
+                ("object", "data", "http://cdn.example/plugin"),
+                ("a", "href", "https://elsewhere.example/page"),
+            ] {
+                page.open(element)
+                    .unwrap()
+                    .url_attr(attribute, url)
+                    .unwrap()
+                    .finish()
+                    .unwrap();
+            }
+            page.finish().await.unwrap();
+        };
+        let (html, ()) = futures::join!(reader, writer);
+        let inert = "about:invalid#edge-unsafe-url";
+        assert_eq!(
+            html,
+            format!(
+                "<script></script><style></style><pre>\n\nfirst line</pre>\
+                 <textarea>&lt;/textarea&gt;&lt;b&gt;</textarea>\
+                 <script src=\"/app.js\"><script src=\"https://cdn.example/lib.js\">\
+                 <script src=\"{inert}\"><script src=\"{inert}\"><script src=\"{inert}\">\
+                 <iframe src=\"https://cdn.example.:443/embed\"><base href=\"{inert}\">\
+                 <object data=\"{inert}\"><a href=\"https://elsewhere.example/page\">"
+            )
+        );
+    });
+}
