@@ -2,7 +2,7 @@
 //!
 //! | module | what it decides or does |
 //! |---|---|
-//! | [`jwt`] | compact JWS verification on `ring` (HS/RS/PS 256–512, ES256/384, EdDSA), algorithms pinned by the key, strict base64url and JSON, claims with leeway from the injected `Clock`, JWK / JWK Set with RFC 7638 thumbprints |
+//! | [`jwt`] | compact JWS verification on `ring` (HS/RS/PS 256–512, ES256/384, EdDSA; ES512 on RustCrypto `p521` with feature `es512`), algorithms pinned by the key, strict base64url and JSON, claims with leeway from the injected `Clock`, JWK / JWK Set with RFC 7638 thumbprints |
 //! | [`jwks`] | a JWKS provider over any `KvStore` (or an origin's `jwks_uri`): cached keys, background refresh, coalesced reloads, unknown-`kid` cooldown |
 //! | [`layer`] | `JwtAuthLayer` (feature `tower`): `Authorization: Bearer` → verified claims in request extensions, or 401/400/503 with RFC 6750 challenges |
 //! | [`ratelimit`] | one [`Decision`](ratelimit::Decision) for every limiter (→ `RateLimit`, `RateLimit-Policy`, `Retry-After`): in-memory GCRA, the KV token bucket, Redis GCRA and sliding windows (feature `redis`), sliding windows in durable objects, sharding; `RateLimitLayer` (feature `tower`) |

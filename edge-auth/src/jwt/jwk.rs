@@ -152,6 +152,7 @@ impl Jwk {
                 let implied = match self.required("crv")? {
                     "P-256" => Algorithm::ES256,
                     "P-384" => Algorithm::ES384,
+                    "P-521" => Algorithm::ES512,
                     other => return Err(bad(format!("unsupported curve `{other}`"))),
                 };
                 if alg.is_some_and(|alg| alg != implied) {

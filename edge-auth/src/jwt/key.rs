@@ -33,6 +33,8 @@ pub enum Algorithm {
     ES256,
     /// ECDSA on P-384 with SHA-384.
     ES384,
+    /// ECDSA on P-521 with SHA-512 (feature `es512`; without it such keys are refused).
+    ES512,
     /// Ed25519 (RFC 8037 `EdDSA` with `crv: Ed25519`).
     EdDSA,
 }
@@ -53,8 +55,8 @@ impl Algorithm {
         matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
     }
 
-    /// Every supported algorithm.
-    pub const ALL: [Self; 12] = [
+    /// Every algorithm ([`Algorithm::ES512`] verifies only with the `es512` feature).
+    pub const ALL: [Self; 13] = [
         Self::HS256,
         Self::HS384,
         Self::HS512,
@@ -66,6 +68,7 @@ impl Algorithm {
         Self::PS512,
         Self::ES256,
         Self::ES384,
+        Self::ES512,
         Self::EdDSA,
     ];
 
@@ -84,6 +87,7 @@ impl Algorithm {
             Self::PS512 => "PS512",
             Self::ES256 => "ES256",
             Self::ES384 => "ES384",
+            Self::ES512 => "ES512",
             Self::EdDSA => "EdDSA",
         }
     }
@@ -106,6 +110,7 @@ impl Algorithm {
             b"PS512" => Self::PS512,
             b"ES256" => Self::ES256,
             b"ES384" => Self::ES384,
+            b"ES512" => Self::ES512,
             b"EdDSA" => Self::EdDSA,
             _ => return None,
         })
@@ -148,6 +153,9 @@ enum Material {
     },
     /// ECDSA public point (uncompressed) or Ed25519 public key bytes.
     Public(Vec<u8>),
+    /// A P-521 public key (ring has no P-521).
+    #[cfg(feature = "es512")]
+    P521(p521::ecdsa::VerifyingKey),
 }
 
 fn invalid(why: impl Into<String>) -> Error {
@@ -233,12 +241,16 @@ impl VerifyingKey {
         let len = match alg {
             Algorithm::ES256 => 32,
             Algorithm::ES384 => 48,
+            Algorithm::ES512 => 66,
             other => return Err(invalid(format!("{other} is not an ECDSA algorithm"))),
         };
         if x.len() != len || y.len() != len {
             return Err(invalid(format!(
                 "{alg} coordinates must be {len} bytes each"
             )));
+        }
+        if alg == Algorithm::ES512 {
+            return Self::p521(x, y);
         }
         // ring validates the point (on the curve, not the identity) every time it verifies, so a bad point
         // verifies nothing; it exposes no separate check to run here.
@@ -251,6 +263,27 @@ impl VerifyingKey {
             kid: None,
             material: Material::Public(point),
         })
+    }
+
+    /// A P-521 key (`ES512`), its point checked to be on the curve here.
+    #[cfg(feature = "es512")]
+    fn p521(x: &[u8], y: &[u8]) -> Result<Self, Error> {
+        let mut point = Vec::with_capacity(133);
+        point.push(0x04);
+        point.extend_from_slice(x);
+        point.extend_from_slice(y);
+        let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+            .map_err(|_| invalid("the P-521 point is not on the curve"))?;
+        Ok(Self {
+            alg: Algorithm::ES512,
+            kid: None,
+            material: Material::P521(key),
+        })
+    }
+
+    #[cfg(not(feature = "es512"))]
+    fn p521(_x: &[u8], _y: &[u8]) -> Result<Self, Error> {
+        Err(invalid("ES512 keys need the `es512` feature"))
     }
 
     /// An Ed25519 public key (`EdDSA`), 32 bytes.
@@ -305,6 +338,13 @@ impl VerifyingKey {
                     .verify(rsa_params(self.alg), message, signature)
                     .is_ok()
             }
+            #[cfg(feature = "es512")]
+            Material::P521(key) => {
+                use p521::ecdsa::signature::Verifier as _;
+                // JWS ECDSA signatures are the fixed-width `r || s` (RFC 7518 §3.4): 2 × 66 bytes.
+                p521::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|signature| key.verify(message, &signature).is_ok())
+            }
             Material::Public(bytes) => {
                 let alg: &dyn signature::VerificationAlgorithm = match self.alg {
                     Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
@@ -351,7 +391,7 @@ mod tests {
             assert_eq!(Algorithm::from_name(alg.as_str()), Some(alg));
         }
         for other in [
-            "", "none", "None", "hs256", "HS25", "HS2566", "RS256 ", "ES512", "EdDsa", "ED25519",
+            "", "none", "None", "hs256", "HS25", "HS2566", "RS256 ", "ES521", "EdDsa", "ED25519",
         ] {
             assert_eq!(Algorithm::from_name(other), None, "{other:?}");
         }

@@ -26,6 +26,36 @@ fn rfc_7515_a3_es256() {
     assert_eq!(late.unwrap_err(), Error::Expired);
 }
 
+/// RFC 7515 appendix A.4: ES512 over the payload "Payload" (feature `es512`; without it the key is refused
+/// at construction, never accepted and then mis-verified).
+#[test]
+fn rfc_7515_a4_es512() {
+    let jwk = br#"{"kty":"EC","crv":"P-521","x":"AekpBQ8ST8a8VcfVOTNl353vSrDCLLJXmPk06wTjxrrjcBpXp5EOnYG_NjFZ6OvLFV1jSfS9tsz4qUxcWceqwQGk","y":"ADSmRA43Z1DSNx_RvcLI87cdL07l6jQyyBXMoxVg_l2Th-x3S1WDhjDly79ajL4Kkd0AZMaZmh9ubmf63e3kyMj2"}"#;
+    let key = Jwk::from_json(jwk).unwrap().to_verifying_key();
+    if !cfg!(feature = "es512") {
+        assert!(matches!(key, Err(Error::InvalidKey(_))), "{key:?}");
+        return;
+    }
+    let key = key.unwrap();
+    assert_eq!(key.algorithm(), Algorithm::ES512, "inferred from the curve");
+    let token = "eyJhbGciOiJFUzUxMiJ9.UGF5bG9hZA.AdwMgeerwtHoh-l192l60hp9wAHZFVJbLfD_UxMi70cwnZOYaRI1bKPWROc-mZZqwqT2SI-KGDKB34XO0aw_7XdtAG8GaSwFKdCAPZgoXD2YBJZCPEX3xKpRwcdOO8KpEHwJjyqOgzDO7iKvU8vcnwNrmxYbSW9ERBXukOXolLzeO_Jn";
+    let (header, payload) = Verifier::default().verify_jws(token, &key).unwrap();
+    assert_eq!(header.alg, Algorithm::ES512);
+    assert_eq!(payload, b"Payload");
+    // The same signature with one bit flipped, or cut to ES384's length, is refused.
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let mut bytes = edge_auth::jwt::base64url::decode(signature).unwrap();
+    assert_eq!(bytes.len(), 132);
+    bytes[70] ^= 1;
+    let tampered = format!("{input}.{}", edge_auth::jwt::base64url::encode(&bytes));
+    assert!(Verifier::default().verify_jws(&tampered, &key).is_err());
+    let short = format!(
+        "{input}.{}",
+        edge_auth::jwt::base64url::encode(&bytes[..96])
+    );
+    assert!(Verifier::default().verify_jws(&short, &key).is_err());
+}
+
 /// RFC 7515 appendix A.2: RS256 with the RFC's 2048-bit key. RSA keys do not imply one algorithm (RS256 or
 /// PS256 …), so the JWK names it; the token's header must agree.
 #[test]

