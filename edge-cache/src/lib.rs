@@ -11,6 +11,7 @@
 //! | `workers` (feature `workers`, wasm32) | `WorkersCache`: the Workers Cache API as a `CacheStore` |
 //! | [`presets`] | the named policies (static-immutable … html-dynamic) as data, and their headers |
 //! | [`policy`] | RFC 9111 storability and freshness for a shared cache, RFC 5861 `stale-while-revalidate` / `stale-if-error`, targeted fields (RFC 9213), validation, `Age`, invalidation |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod codec;
 pub mod directives;

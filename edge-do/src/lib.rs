@@ -21,6 +21,7 @@
 //! Hot-key sharding is a contract-level helper ([`Shards`](edge_core::durable::Shards),
 //! [`shard_of`](edge_core::durable::shard_of), N = 64 by default) so hosts and Workers agree on it;
 //! edge-auth's sharded sliding-window limiter runs its objects on this runtime.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
