@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::Bytes;
-use edge_auth::ratelimit::{ClientIp, KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
+use edge_auth::ratelimit::{ClientIp, KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, Unkeyed};
 use edge_core::{Body, ManualClock};
 use http::{HeaderName, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
@@ -144,35 +144,64 @@ async fn forwarded_addresses_are_trusted_only_as_far_as_configured() {
 }
 
 #[tokio::test]
-async fn header_keys_fall_back_and_keyless_requests_share_one_bucket() {
+async fn keyless_requests_are_refused_or_share_the_named_bucket_the_user_chose() {
     let clock = ManualClock::new();
-    let key = KeyExtractor::header(HeaderName::from_static("x-api-key"));
-    let service = RateLimitLayer::new(limiter(1, &clock), key).layer(tower::service_fn(ok));
+    let api_key = || KeyExtractor::header(HeaderName::from_static("x-api-key"));
+
+    // The default: refused, loudly (500: the host failed to say who the client is), never unlimited.
+    let strict = RateLimitLayer::new(limiter(1, &clock), api_key()).layer(tower::service_fn(ok));
+    for key in ["a", "b"] {
+        let keyed = status(&strict, request("/", [1, 1, 1, 1], &[("x-api-key", key)])).await;
+        assert_eq!(
+            keyed.status(),
+            StatusCode::OK,
+            "each key has its own bucket"
+        );
+    }
+    let keyless = status(&strict, request("/", [1, 1, 1, 1], &[])).await;
+    assert_eq!(keyless.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(keyless.headers()["cache-control"], "no-store");
+    let body = http_body_util::BodyExt::collect(keyless.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"{\"error\":\"rate_limit_key_missing\"}\n");
+
+    // Chosen instead: one named bucket for every keyless client, which no client can name itself.
+    let shared = RateLimitLayer::new(limiter(1, &clock), api_key())
+        .unkeyed(Unkeyed::shared_bucket("no-api-key"))
+        .layer(tower::service_fn(ok));
+    let first = status(&shared, request("/", [1, 1, 1, 1], &[])).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = status(&shared, request("/", [2, 2, 2, 2], &[])).await;
     assert_eq!(
-        status(&service, request("/", [1, 1, 1, 1], &[("x-api-key", "a")]))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        status(&service, request("/", [1, 1, 1, 1], &[("x-api-key", "b")]))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        status(&service, request("/", [1, 1, 1, 1], &[]))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        status(&service, request("/", [2, 2, 2, 2], &[]))
-            .await
-            .status(),
+        second.status(),
         StatusCode::TOO_MANY_REQUESTS,
         "no key is not unlimited"
     );
+    let claims_bucket = [("x-api-key", "unkeyed:no-api-key")];
+    let impostor = status(&shared, request("/", [3, 3, 3, 3], &claims_bucket)).await;
+    assert_eq!(
+        impostor.status(),
+        StatusCode::OK,
+        "a header value is its own key"
+    );
+
+    // Set on a clone, the choice belongs to that clone's services.
+    let base = RateLimitLayer::new(limiter(5, &clock), api_key());
+    let lenient = base.clone().unkeyed(Unkeyed::shared_bucket("anyone"));
+    let from_base = status(
+        &base.layer(tower::service_fn(ok)),
+        request("/", [4, 4, 4, 4], &[]),
+    )
+    .await;
+    assert_eq!(from_base.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let from_lenient = status(
+        &lenient.layer(tower::service_fn(ok)),
+        request("/", [4, 4, 4, 4], &[]),
+    )
+    .await;
+    assert_eq!(from_lenient.status(), StatusCode::OK);
 
     let only_api = RateLimitLayer::routes_only(KeyExtractor::client_ip())
         .route("/api/", limiter(1, &clock))

@@ -125,12 +125,13 @@ impl KeyExtractor {
         })
     }
 
-    /// A request header's value (for an API key header, say), at most 256 bytes.
+    /// A request header's value (for an API key header, say), at most 256 bytes; the key is
+    /// `header:<value>`, so no header value can name another kind of key.
     #[must_use]
     pub fn header(name: HeaderName) -> Self {
         Self::from_fn(move |req| {
             let value = req.headers.get(&name)?.to_str().ok()?;
-            (!value.is_empty() && value.len() <= 256).then(|| value.to_owned())
+            (!value.is_empty() && value.len() <= 256).then(|| format!("header:{value}"))
         })
     }
 
@@ -174,10 +175,31 @@ fn ip_key(ip: IpAddr) -> String {
     }
 }
 
+/// What the layer does with a request its [`KeyExtractor`] finds no key for (a host that did not insert
+/// [`ClientIp`], a missing API-key header). A missing key must never mean "unlimited", and putting every
+/// such client in one bucket silently lets one of them starve the rest, so the choice is the user's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unkeyed {
+    /// Refuse the request with `500 Internal Server Error` and `{"error":"rate_limit_key_missing"}`,
+    /// logged as a `tracing` warning (the host is misconfigured, not the client). The default, as
+    /// tower-governor's `UnableToExtractKey`.
+    Reject,
+    /// Count every unkeyed request in one bucket of this name (kept apart from real keys).
+    SharedBucket(std::borrow::Cow<'static, str>),
+}
+
+impl Unkeyed {
+    /// [`Unkeyed::SharedBucket`] named `name`.
+    pub fn shared_bucket(name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self::SharedBucket(name.into())
+    }
+}
+
 /// Rate limits a service. See the [module docs](self).
 ///
-/// Requests for which the [`KeyExtractor`] finds no key all share one bucket, `"anonymous"`: a missing
-/// key must not mean "unlimited".
+/// Requests for which the [`KeyExtractor`] finds no key are refused unless [`RateLimitLayer::unkeyed`]
+/// says otherwise (see [`Unkeyed`]).
 #[derive(Clone)]
 pub struct RateLimitLayer {
     shared: Arc<Shared>,
@@ -189,6 +211,7 @@ struct Shared {
     routes: Vec<(String, Arc<dyn Backend>)>,
     default: Option<Arc<dyn Backend>>,
     key: KeyExtractor,
+    unkeyed: Unkeyed,
 }
 
 impl RateLimitLayer {
@@ -199,6 +222,7 @@ impl RateLimitLayer {
                 routes: Vec::new(),
                 default: Some(Arc::new(backend)),
                 key,
+                unkeyed: Unkeyed::Reject,
             }),
         }
     }
@@ -211,6 +235,7 @@ impl RateLimitLayer {
                 routes: Vec::new(),
                 default: None,
                 key,
+                unkeyed: Unkeyed::Reject,
             }),
         }
     }
@@ -229,6 +254,26 @@ impl RateLimitLayer {
     }
 }
 
+impl RateLimitLayer {
+    /// What to do with requests that have no key ([`Unkeyed::Reject`] unless set).
+    ///
+    /// ```
+    /// use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, Unkeyed};
+    /// use edge_core::SystemClock;
+    ///
+    /// let limiter = KeyedLimiter::<String, _>::with_clock(Quota::per_minute(120)?, SystemClock::new());
+    /// let api_key = KeyExtractor::header(http::HeaderName::from_static("x-api-key"));
+    /// // Clients without an API key share one allowance instead of being refused.
+    /// let layer = RateLimitLayer::new(limiter, api_key).unkeyed(Unkeyed::shared_bucket("no-api-key"));
+    /// # Ok::<(), edge_auth::ratelimit::QuotaError>(())
+    /// ```
+    #[must_use]
+    pub fn unkeyed(mut self, unkeyed: Unkeyed) -> Self {
+        Arc::make_mut(&mut self.shared).unkeyed = unkeyed;
+        self
+    }
+}
+
 impl fmt::Debug for RateLimitLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
@@ -242,6 +287,7 @@ impl fmt::Debug for RateLimitLayer {
                     .collect::<Vec<_>>(),
             )
             .field("default", &self.shared.default.is_some())
+            .field("unkeyed", &self.shared.unkeyed)
             .finish_non_exhaustive()
     }
 }
@@ -306,12 +352,20 @@ where
             headers: request.headers(),
             extensions: request.extensions(),
         };
-        let client = shared
-            .key
-            .key(&view)
-            .unwrap_or_else(|| "anonymous".to_owned());
-        // Routes sharing one backend still count separately.
-        let key = format!("{route}|{client}");
+        // Routes sharing one backend still count separately. The built-in keys all carry a kind prefix
+        // (`ip:`, `sub:`, `header:`), so the shared bucket's `unkeyed:` cannot be claimed by a client.
+        let key = match (shared.key.key(&view), &shared.unkeyed) {
+            (Some(client), _) => format!("{route}|{client}"),
+            (None, Unkeyed::SharedBucket(name)) => format!("{route}|unkeyed:{name}"),
+            (None, Unkeyed::Reject) => {
+                tracing::warn!(
+                    edge.ratelimit.route = route,
+                    "rate limit: the key extractor found no key for this request (no ClientIp from the \
+                     host?); refused. RateLimitLayer::unkeyed chooses otherwise"
+                );
+                return Box::pin(std::future::ready(Ok(key_missing())));
+            }
+        };
         let span = RequestSpan::from_extensions(request.extensions()).cloned();
         Box::pin(async move {
             let started = span.as_ref().map(RequestSpan::now);
@@ -342,6 +396,19 @@ where
             Ok(response)
         })
     }
+}
+
+fn key_missing<B: From<Bytes>>() -> Response<B> {
+    let body = Bytes::from_static(b"{\"error\":\"rate_limit_key_missing\"}\n");
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn too_many_requests<B: From<Bytes>>(decision: &Decision) -> Response<B> {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use edge_auth::jwks::{JwksProvider, KvKeySource};
 use edge_auth::jwt::{Validation, Verifier};
 use edge_auth::layer::JwtAuthLayer;
-use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
+use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, Unkeyed};
 use edge_auth::waf::{Waf, WafLayer};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
@@ -297,7 +297,9 @@ pub fn cache_layer(
 }
 
 /// Per-client limits, in memory, keyed by the token's subject when the request carries a verified one,
-/// else the connection's address; `None` when both quotas are off.
+/// else the connection's address; `None` when both quotas are off. Every host here supplies the address
+/// except a Worker run locally (workerd sets no `CF-Connecting-IP`): such requests share one bucket rather
+/// than being refused.
 fn rate_limit_layer(limits: RateLimits) -> Option<RateLimitLayer> {
     let key = KeyExtractor::jwt_sub::<serde_json::Value>().or(KeyExtractor::client_ip());
     let layer = match limits.pages {
@@ -305,6 +307,7 @@ fn rate_limit_layer(limits: RateLimits) -> Option<RateLimitLayer> {
         None if limits.api.is_some() => RateLimitLayer::routes_only(key),
         None => return None,
     };
+    let layer = layer.unkeyed(Unkeyed::shared_bucket("no-client-address"));
     Some(match limits.api {
         Some(api) => layer.route("/api/", KeyedLimiter::<String>::new(api)),
         None => layer,
