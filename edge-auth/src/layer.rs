@@ -32,7 +32,10 @@ use crate::jwt::{Verified, Verifier};
 
 /// Protects a service with bearer tokens. See the [module docs](self).
 ///
-/// `T` is the claims type handlers read back as `Verified<T>` from the request extensions.
+/// `T` is the claims type handlers read back as `Verified<T>` from the request extensions. The registered
+/// claims are also inserted on their own, as [`RegisteredClaims`](crate::jwt::RegisteredClaims), so code
+/// that does not know `T` (the rate limiter's [`KeyExtractor::jwt_sub`](crate::ratelimit::KeyExtractor::jwt_sub))
+/// reads the same token.
 pub struct JwtAuthLayer<K, C, W, T = serde_json::Value> {
     shared: Arc<Shared<K, C, W>>,
     _claims: PhantomData<fn() -> T>,
@@ -285,6 +288,7 @@ where
             match shared.provider.verify::<T>(&shared.verifier, &token).await {
                 Ok(verified) => {
                     record_outcome(span.as_ref(), started, "verified");
+                    request.extensions_mut().insert(verified.claims.clone());
                     request.extensions_mut().insert(verified);
                     inner.call(request).await
                 }

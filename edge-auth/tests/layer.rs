@@ -176,3 +176,66 @@ async fn missing_keys_are_a_503_not_the_clients_fault() {
         (StatusCode::SERVICE_UNAVAILABLE, "")
     );
 }
+
+/// The rate limiter keys on the token's subject whatever claims type the JWT layer was given: a typed
+/// claims struct must not make `jwt_sub` miss the token and fall back to the (shared) address.
+#[tokio::test]
+async fn the_rate_limit_keys_on_the_subject_whatever_the_claims_type() {
+    use edge_auth::ratelimit::{ClientIp, KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
+
+    #[derive(Clone, serde::Deserialize)]
+    struct Claims {
+        #[allow(dead_code)]
+        sub: String,
+    }
+
+    let clock = ManualClock::new();
+    let kv = MemoryKv::builder().clock(clock.clone()).build();
+    let jwks = format!(
+        r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"k1","k":"{}"}}]}}"#,
+        b64(SECRET)
+    );
+    kv.put("jwks", Bytes::from(jwks), PutOptions::new())
+        .await
+        .unwrap();
+    let provider = JwksProvider::new(
+        KvKeySource::new(kv, "jwks"),
+        clock.clone(),
+        QueuedWaitUntil::new(),
+    );
+    let auth = JwtAuthLayer::<_, _, _, Claims>::new(
+        provider,
+        Verifier::new(Validation::new().with_audience("edge")),
+    );
+    let limit = RateLimitLayer::new(
+        KeyedLimiter::<String, _>::with_clock(Quota::per_minute(1).unwrap(), clock.clone()),
+        KeyExtractor::jwt_sub(),
+    );
+    let service = auth.layer(limit.layer(tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    })));
+    let exp = clock.unix_time().as_secs() + 600;
+    let status_for = |sub: &str| {
+        let bearer = format!(
+            "Bearer {}",
+            token(&format!(r#"{{"sub":"{sub}","aud":"edge","exp":{exp}}}"#))
+        );
+        let mut request = Request::get("/").header(header::AUTHORIZATION, bearer);
+        request = request.extension(ClientIp("198.51.100.7".parse().unwrap()));
+        let service = service.clone();
+        async move {
+            service
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(status_for("alice").await, StatusCode::OK);
+    assert_eq!(
+        status_for("bob").await,
+        StatusCode::OK,
+        "same address, another subject"
+    );
+    assert_eq!(status_for("alice").await, StatusCode::TOO_MANY_REQUESTS);
+}

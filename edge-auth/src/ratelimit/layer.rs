@@ -77,7 +77,7 @@ type KeyFn = dyn Fn(&RequestView<'_>) -> Option<String> + Send + Sync;
 /// use edge_auth::ratelimit::KeyExtractor;
 ///
 /// // The verified token's subject when there is one, else the client address behind one trusted proxy.
-/// let key = KeyExtractor::jwt_sub::<serde_json::Value>()
+/// let key = KeyExtractor::jwt_sub()
 ///     .or(KeyExtractor::client_ip_behind(http::HeaderName::from_static("x-forwarded-for"), 1));
 /// ```
 #[derive(Clone)]
@@ -136,12 +136,14 @@ impl KeyExtractor {
     }
 
     /// The `sub` of the token [`JwtAuthLayer`](crate::layer::JwtAuthLayer) verified, when the request
-    /// carries one (the layer must run after authentication).
+    /// carries one (the layer must run after authentication). It reads the
+    /// [`RegisteredClaims`](crate::jwt::RegisteredClaims) the layer inserts whatever its claims type, so
+    /// no type parameter can silently miss the token.
     #[must_use]
-    pub fn jwt_sub<T: Send + Sync + 'static>() -> Self {
+    pub fn jwt_sub() -> Self {
         Self::from_fn(|req| {
-            let verified = req.extensions.get::<crate::jwt::Verified<T>>()?;
-            verified.claims.sub().map(|sub| format!("sub:{sub}"))
+            let claims = req.extensions.get::<crate::jwt::RegisteredClaims>()?;
+            claims.sub().map(|sub| format!("sub:{sub}"))
         })
     }
 

@@ -301,7 +301,7 @@ pub fn cache_layer(
 /// except a Worker run locally (workerd sets no `CF-Connecting-IP`): such requests share one bucket rather
 /// than being refused.
 fn rate_limit_layer(limits: RateLimits) -> Option<RateLimitLayer> {
-    let key = KeyExtractor::jwt_sub::<serde_json::Value>().or(KeyExtractor::client_ip());
+    let key = KeyExtractor::jwt_sub().or(KeyExtractor::client_ip());
     let layer = match limits.pages {
         Some(pages) => RateLimitLayer::new(KeyedLimiter::<String>::new(pages), key),
         None if limits.api.is_some() => RateLimitLayer::routes_only(key),
