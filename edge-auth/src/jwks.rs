@@ -181,6 +181,23 @@ struct State {
     fresh_until: Instant,
     /// When a reload for an unknown `kid` last ran.
     last_forced: Option<Instant>,
+    /// Loads that failed since the last one that succeeded, and the latest failure.
+    failures: u32,
+    last_error: Option<Error>,
+    /// When a failure was last logged (failures are logged at most once per cooldown).
+    last_warned: Option<Instant>,
+}
+
+/// How the provider's key source is doing ([`JwksProvider::health`]): for a readiness check, or a metric.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct JwksHealth {
+    /// Whether a key set has ever been loaded (tokens can be verified).
+    pub has_keys: bool,
+    /// Loads that failed since the last one that succeeded (0: the source is fine).
+    pub consecutive_failures: u32,
+    /// The latest failure, while `consecutive_failures > 0`.
+    pub last_error: Option<Error>,
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -296,6 +313,17 @@ where
         }
     }
 
+    /// How the key source is doing: a source that cannot be reached shows here, and as a `tracing`
+    /// warning (at most one per cooldown), not only in the verdicts of the tokens.
+    pub fn health(&self) -> JwksHealth {
+        let state = lock(&self.inner.state);
+        JwksHealth {
+            has_keys: state.keys.is_some(),
+            consecutive_failures: state.failures,
+            last_error: state.last_error.clone(),
+        }
+    }
+
     /// `true` (and the cooldown restarted) if a forced reload is allowed now.
     fn may_force_reload(&self) -> bool {
         let now = self.inner.clock.now();
@@ -334,7 +362,42 @@ where
 }
 
 impl<K: KeySource, C: Clock, W> Inner<K, C, W> {
+    /// One load of the key set, its outcome recorded for [`JwksProvider::health`] and the logs.
     async fn load(&self) -> Result<Arc<KeySet>, Error> {
+        let result = self.load_once().await;
+        let now = self.clock.now();
+        let mut state = lock(&self.state);
+        match &result {
+            Ok(_) if state.failures > 0 => {
+                tracing::info!(
+                    edge.jwks.failures = state.failures,
+                    "the JWK Set loads again"
+                );
+                state.failures = 0;
+                state.last_error = None;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                state.failures = state.failures.saturating_add(1);
+                state.last_error = Some(error.clone());
+                let quiet = state
+                    .last_warned
+                    .is_some_and(|at| now.duration_since(at) < self.cooldown);
+                if !quiet {
+                    state.last_warned = Some(now);
+                    tracing::warn!(
+                        edge.jwks.failures = state.failures,
+                        edge.jwks.serving_last_good = state.keys.is_some(),
+                        error = %error,
+                        "the JWK Set could not be loaded"
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    async fn load_once(&self) -> Result<Arc<KeySet>, Error> {
         let document = self.source.load().await.map_err(Error::KeySource)?;
         let bind = Arc::clone(
             &self

@@ -275,3 +275,69 @@ async fn origin_source_fetches_validates_and_writes_through_to_kv() {
         Error::KeySource(_)
     ));
 }
+
+/// Counts `WARN` events on this thread (the test runtime is single-threaded).
+struct CountWarnings(Arc<AtomicUsize>);
+
+impl tracing::Subscriber for CountWarnings {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A source that cannot be reached is visible: in `health()`, and as a warning at most once per cooldown
+/// however many requests meet it; recovery clears it.
+#[tokio::test]
+async fn an_unreachable_source_shows_in_health_and_warns_once_per_cooldown() {
+    let warnings = Arc::new(AtomicUsize::new(0));
+    let _guard = tracing::subscriber::set_default(CountWarnings(Arc::clone(&warnings)));
+    let (clock, kv, background, provider) = setup();
+    let health = provider.health();
+    assert!(!health.has_keys && health.consecutive_failures == 0);
+
+    for _ in 0..5 {
+        let err = provider.keys().await.unwrap_err();
+        assert!(matches!(err, Error::KeySource(_)), "{err}");
+    }
+    let health = provider.health();
+    assert_eq!(health.consecutive_failures, 5);
+    assert!(matches!(health.last_error, Some(Error::KeySource(_))));
+    assert_eq!(
+        warnings.load(Ordering::Relaxed),
+        1,
+        "one warning per cooldown"
+    );
+    clock.advance(Duration::from_secs(30));
+    provider.keys().await.unwrap_err();
+    assert_eq!(warnings.load(Ordering::Relaxed), 2, "and again after it");
+
+    kv.put("jwks", jwks(&["a"]), PutOptions::new())
+        .await
+        .unwrap();
+    provider.keys().await.unwrap();
+    let health = provider.health();
+    assert!(health.has_keys && health.consecutive_failures == 0 && health.last_error.is_none());
+
+    // A background refresh that fails is no longer silent either; the last good keys keep serving.
+    kv.put("jwks", Bytes::from_static(b"{ broken"), PutOptions::new())
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(300));
+    provider.keys().await.unwrap();
+    background.run_all().await;
+    assert_eq!(provider.health().consecutive_failures, 1);
+    assert_eq!(warnings.load(Ordering::Relaxed), 3);
+    assert_eq!(provider.keys().await.unwrap().keys().len(), 1);
+}
