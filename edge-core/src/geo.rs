@@ -1,11 +1,22 @@
-//! Where a request comes from: country, region, city and the edge location (colo) that received it.
+//! Where a request comes from: the client's address ([`ClientIp`]); country, region, city and the edge
+//! location (colo) that received it.
 //!
 //! On Cloudflare this comes from the request's `cf` object (the `workers` adapter fills it). On native hosts
 //! it comes from the headers a CDN or load balancer in front adds; [`RequestGeo::from_headers`] reads the
 //! common ones. Everything is optional and validated: a malformed or oversized header is ignored, never an
 //! error, because geo data only ever steers a default.
 
+use std::net::IpAddr;
+
 use http::HeaderMap;
+
+/// The client's address, as the host saw the connection, in the request's extensions: per-client rate
+/// limits and the WAF's penalties key on it. [`server::serve`](crate::server) inserts it from the
+/// accepted stream's peer address; a Worker from `CF-Connecting-IP` (which Cloudflare sets and a client
+/// cannot); an axum app served by `axum::serve` from `ConnectInfo<SocketAddr>`. Behind a proxy of your
+/// own, key on the forwarded address instead (edge-auth's `KeyExtractor::client_ip_behind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub IpAddr);
 
 /// The longest region or city name kept.
 const MAX_NAME_LEN: usize = 64;

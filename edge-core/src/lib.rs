@@ -19,7 +19,7 @@
 //! | [`durable`] | [`DurableObject`](durable::DurableObject), its [`Storage`](durable::Storage) and [`ObjectNamespace`](durable::ObjectNamespace): one writer per key, hosted in process (`edge-do`) or on Cloudflare |
 //! | [`coalesce`] | [`Coalescer`]: one load per key for any number of concurrent callers |
 //! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
-//! | [`geo`] | [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
+//! | [`geo`] | [`ClientIp`]; [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
 //! | [`trace`] | W3C Trace Context, ids, sampling, spans, the exporter trait; [`RequestSpan`](trace::RequestSpan), the request's span every layer records into; the attribute names ([`trace::attr`]) |
 //! | [`testing`] | conformance kits and [`TestFetcher`](testing::TestFetcher) (feature `testing`) |
 //! | `server` | [`serve`](server::serve): HTTP/1.1 on tokio for any tower service, with header-read and request timeouts, a connection cap, a body cap and `Host` checks (feature `server`) |
@@ -96,7 +96,7 @@ pub use clock::{Clock, Instant, ManualClock, SystemClock, Timer};
 pub use coalesce::Coalescer;
 pub use error::{BoxError, Error, ErrorKind};
 pub use fetch::Fetcher;
-pub use geo::RequestGeo;
+pub use geo::{ClientIp, RequestGeo};
 pub use kv::KvStore;
 pub use sync::{BoxFuture, BoxStream, MaybeSend, MaybeSync};
 pub use wait_until::WaitUntil;

@@ -114,8 +114,8 @@ pub type ServedBody<B> = Either<B, Full<Bytes>>;
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then lets the connections finish their
 /// current request. Each connection gets its service from `make_service`, called with the peer's
-/// address (put it in the request's extensions there, for per-client limits). WebSocket and other
-/// upgrades work.
+/// address; every request carries it as [`ClientIp`](crate::ClientIp) in its extensions, for per-client
+/// limits. WebSocket and other upgrades work.
 ///
 /// # Errors
 ///
@@ -165,6 +165,7 @@ where
         let service = Guarded {
             inner: make_service(peer),
             limits,
+            peer,
         };
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -214,6 +215,7 @@ fn open_files_soft_limit(limits: &str) -> Option<usize> {
 struct Guarded<S> {
     inner: S,
     limits: ServerLimits,
+    peer: SocketAddr,
 }
 
 impl<S, B> Service<Request<Incoming>> for Guarded<S>
@@ -231,10 +233,13 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         if let Some(refusal) = refuse(&request, &self.limits) {
             return Box::pin(std::future::ready(Ok(refusal)));
         }
+        request
+            .extensions_mut()
+            .insert(crate::geo::ClientIp(self.peer.ip()));
         let answer = self.inner.call(request);
         let timeout = self.limits.request_timeout;
         Box::pin(async move {

@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-/// A server on a loopback port whose handler answers `ok`, or sleeps for `/sleep`; stopped on drop of
-/// the sender.
+/// A server on a loopback port whose handler answers `ok`, or sleeps for `/sleep`, or names the client
+/// address it was given for `/whoami`; stopped on drop of the sender.
 async fn start(
     limits: ServerLimits,
 ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
@@ -29,6 +29,11 @@ async fn start(
         }
         if request.uri().path() == "/slow" {
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if request.uri().path() == "/whoami" {
+            let client = request.extensions().get::<edge_core::ClientIp>().copied();
+            let text = client.map_or("none".to_owned(), |ip| ip.0.to_string());
+            return Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))));
         }
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
     });
@@ -123,6 +128,19 @@ async fn a_handler_that_never_answers_gets_a_408() {
     .await
     .unwrap();
     assert_eq!(status_line(&answer), "HTTP/1.1 408 Request Timeout");
+}
+
+#[tokio::test]
+async fn every_request_carries_the_peer_address_as_client_ip() {
+    let (addr, _stop, _server) = start(ServerLimits::default()).await;
+    let answer = exchange(
+        addr,
+        b"GET /whoami HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(answer.ends_with("\r\n\r\n127.0.0.1"), "{answer}");
 }
 
 #[tokio::test]

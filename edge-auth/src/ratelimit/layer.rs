@@ -50,10 +50,7 @@ impl Backend for super::RedisLimiter {
     }
 }
 
-/// The client's address, as the host saw the connection. Hosts insert it into request extensions (axum:
-/// from `ConnectInfo<SocketAddr>`; hyper: from the accepted stream's peer address).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ClientIp(pub IpAddr);
+pub use edge_core::ClientIp;
 
 /// The parts of a request a key is derived from.
 #[derive(Debug)]

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::io;
 
-use edge_auth::ratelimit::ClientIp;
 use edge_core::Body;
 use edge_core::server::serve as serve_http1;
 use edge_example_pipeline::Edge;
@@ -18,8 +17,8 @@ use tower::ServiceExt;
 /// Serves `edge` on `listener` with HTTP/1.1 until `shutdown` resolves, then waits for the connections in
 /// flight to finish their current request. The connections are held to the edge's
 /// [`server_limits`](Edge::server_limits) (header-read and request timeouts, a connection cap, a body
-/// cap, `Host` checks) by [`edge_core::server::serve`]; each request carries its peer's address as
-/// [`ClientIp`] for the rate limits.
+/// cap, `Host` checks) by [`edge_core::server::serve`], which also gives each request its peer's address
+/// as [`ClientIp`](edge_core::ClientIp) for the rate limits.
 ///
 /// The returned future owns everything it needs (so it can be spawned).
 ///
@@ -35,15 +34,10 @@ pub fn serve(
     serve_http1(
         listener,
         limits,
-        move |peer| {
-            let client = ClientIp(peer.ip());
+        move |_peer| {
             service
                 .clone()
-                .map_request(move |request: Request<Incoming>| {
-                    let mut request = request.map(Body::from_http_body);
-                    request.extensions_mut().insert(client);
-                    request
-                })
+                .map_request(|request: Request<Incoming>| request.map(Body::from_http_body))
         },
         shutdown,
     )
