@@ -16,6 +16,8 @@ for crate in "${crates[@]}"; do args+=(-p "$crate"); done
 # --no-verify: the build below is the verification, against the unpacked files and shared target dir.
 # --allow-dirty: CI checks out a clean tree; locally, what is on disk is what gets checked.
 cargo publish --dry-run --no-verify --allow-dirty "${args[@]}"
+# publish keeps its .crate files in a scratch registry; `cargo package` leaves them in target/package.
+cargo package --no-verify --allow-dirty "${args[@]}"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
