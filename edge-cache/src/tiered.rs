@@ -60,7 +60,7 @@ pub const CACHE_NAME: &str = "edge";
 #[non_exhaustive]
 pub struct CacheOutcome {
     /// In one word: `HIT`, `UPDATING` (stale, refreshing behind), `STALE` (stale, the upstream
-    /// failing), `REVALIDATED`, `MISS`, `EXPIRED` (a stale entry replaced) or `BYPASS` (an unsafe
+    /// failing), `REVALIDATED`, `MISS`, `EXPIRED` (a stale entry replaced) or `BYPASS` (a state-changing
     /// method).
     pub status: &'static str,
     /// The tier that answered.

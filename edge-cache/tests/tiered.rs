@@ -772,10 +772,10 @@ async fn client_conditionals_are_answered_from_the_stored_response() {
     assert_eq!(s.origin.hits(PATH), 1, "all answered here");
 }
 
-/// RFC 9111 §4.4: a successful unsafe request invalidates its URL and the same-origin URLs in its
-/// answer's `Location` and `Content-Location`.
+/// RFC 9111 §4.4: a successful request with a state-changing method (not safe in RFC 9110 §9.2.1)
+/// invalidates its URL and the same-origin URLs in its answer's `Location` and `Content-Location`.
 #[tokio::test]
-async fn unsafe_methods_invalidate_location_and_content_location() {
+async fn state_changing_methods_invalidate_location_and_content_location() {
     let s = setup(no_jitter());
     for path in ["/a", "/b", "/c"] {
         s.origin.route(path, reply("x", &[cc("max-age=600")]));
@@ -880,7 +880,7 @@ async fn max_stale_is_met_from_a_kept_stale_entry() {
 }
 
 /// Several variants of one URL are kept side by side (up to MAX_VARIANTS), selected by the request's
-/// normalised values, and an unsafe request to the URL drops them all.
+/// normalised values, and a state-changing request to the URL drops them all.
 #[tokio::test]
 async fn variants_of_one_url_live_side_by_side() {
     let s = setup(no_jitter());
@@ -916,7 +916,7 @@ async fn variants_of_one_url_live_side_by_side() {
         .await;
     assert_eq!(status(&normalised.unwrap()).0, "MISS", "a third variant");
     assert_eq!(s.origin.hits(PATH), 3);
-    // An unsafe request to the URL invalidates every variant.
+    // A state-changing request (POST) to the URL invalidates every variant.
     s.origin.route(PATH, Reply::status(StatusCode::NO_CONTENT));
     let delete = Request::builder()
         .method(Method::DELETE)
