@@ -29,9 +29,10 @@ fn token(claims: &str) -> String {
     format!("{input}.{}", b64(tag.as_ref()))
 }
 
-async fn app(
+/// Keys from a JWK Set in KV holding the test's HMAC secret as `k1`.
+async fn provider(
     clock: &ManualClock,
-) -> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+) -> JwksProvider<KvKeySource<MemoryKv<ManualClock>>, ManualClock, QueuedWaitUntil> {
     let kv = MemoryKv::builder().clock(clock.clone()).build();
     let jwks = format!(
         r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"k1","k":"{}"}}]}}"#,
@@ -40,11 +41,17 @@ async fn app(
     kv.put("jwks", Bytes::from(jwks), PutOptions::new())
         .await
         .unwrap();
-    let provider = JwksProvider::new(
+    JwksProvider::new(
         KvKeySource::new(kv, "jwks"),
         clock.clone(),
         QueuedWaitUntil::new(),
-    );
+    )
+}
+
+async fn app(
+    clock: &ManualClock,
+) -> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+    let provider = provider(clock).await;
     let layer = JwtAuthLayer::<_, _, _, Value>::new(
         provider,
         Verifier::new(Validation::new().with_audience("edge")),
@@ -190,19 +197,7 @@ async fn the_rate_limit_keys_on_the_subject_whatever_the_claims_type() {
     }
 
     let clock = ManualClock::new();
-    let kv = MemoryKv::builder().clock(clock.clone()).build();
-    let jwks = format!(
-        r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"k1","k":"{}"}}]}}"#,
-        b64(SECRET)
-    );
-    kv.put("jwks", Bytes::from(jwks), PutOptions::new())
-        .await
-        .unwrap();
-    let provider = JwksProvider::new(
-        KvKeySource::new(kv, "jwks"),
-        clock.clone(),
-        QueuedWaitUntil::new(),
-    );
+    let provider = provider(&clock).await;
     let auth = JwtAuthLayer::<_, _, _, Claims>::new(
         provider,
         Verifier::new(Validation::new().with_audience("edge")),
