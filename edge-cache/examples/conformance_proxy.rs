@@ -17,22 +17,12 @@ use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::server::{ServerLimits, serve};
 use edge_core::wait_until::TokioWaitUntil;
 use edge_core::{Body, Fetcher, SystemClock};
-use http::header::{self, HeaderName};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tower::{Layer, ServiceExt};
 
 /// The headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -97,10 +87,10 @@ async fn forward(fetcher: &HyperFetcher, origin: &Uri, request: Request<Body>) -
         return status(StatusCode::BAD_REQUEST);
     };
     parts.uri = uri;
-    strip_hop_by_hop(&mut parts.headers);
+    edge_core::hop::remove_hop_by_hop(&mut parts.headers);
     match fetcher.fetch(Request::from_parts(parts, body)).await {
         Ok(mut response) => {
-            strip_hop_by_hop(response.headers_mut());
+            edge_core::hop::remove_hop_by_hop(response.headers_mut());
             response
         }
         Err(error) => {
@@ -108,20 +98,6 @@ async fn forward(fetcher: &HyperFetcher, origin: &Uri, request: Request<Body>) -
             response.extensions_mut().insert(Unreachable(error));
             response
         }
-    }
-}
-
-/// Removes the hop-by-hop fields and the ones `Connection` names.
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
     }
 }
 

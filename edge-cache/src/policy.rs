@@ -118,13 +118,7 @@ fn strip_connection_fields(headers: &mut HeaderMap) {
     }
     headers.remove(&REFRESH_EARLY);
     headers.remove(&VARY_RECORD);
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    let named: Vec<HeaderName> = edge_core::hop::connection_options(headers).collect();
     for name in named.iter().chain(NOT_STORED.iter()) {
         headers.remove(name);
     }

@@ -19,6 +19,7 @@
 //! | [`durable`] | [`DurableObject`](durable::DurableObject), its [`Storage`](durable::Storage) and [`ObjectNamespace`](durable::ObjectNamespace): one writer per key, hosted in process (`edge-do`) or on Cloudflare |
 //! | [`coalesce`] | [`Coalescer`]: one load per key for any number of concurrent callers |
 //! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
+//! | [`hop`] | hop-by-hop fields (RFC 9110 §7.6.1): the list, `Connection`'s options, their removal |
 //! | [`geo`] | [`ClientIp`]; [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
 //! | [`trace`] | W3C Trace Context, ids, sampling, spans, the exporter trait; [`RequestSpan`](trace::RequestSpan), the request's span every layer records into; the attribute names ([`trace::attr`]) |
 //! | [`testing`] | conformance kits and [`TestFetcher`](testing::TestFetcher) (feature `testing`) |
@@ -76,6 +77,7 @@ pub mod durable;
 pub mod error;
 pub mod fetch;
 pub mod geo;
+pub mod hop;
 pub mod kv;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use edge_core::fetch::Unreachable;
 use edge_core::{Body, BoxFuture, ErrorKind, Fetcher};
 use futures_util::StreamExt;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
 
@@ -61,7 +61,7 @@ impl<F: Fetcher + 'static> OriginProxy<F> {
             uri = uri.authority(authority.clone());
         }
         parts.uri = uri.build()?;
-        strip_hop_by_hop(&mut parts.headers);
+        edge_core::hop::remove_hop_by_hop(&mut parts.headers);
         if let Some(host) = parts.headers.remove(header::HOST) {
             parts
                 .headers
@@ -107,7 +107,7 @@ impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
             };
             match fetcher.fetch(upstream).await {
                 Ok(mut response) => {
-                    strip_hop_by_hop(response.headers_mut());
+                    edge_core::hop::remove_hop_by_hop(response.headers_mut());
                     response.headers_mut().append(header::VIA, VIA);
                     Ok(response)
                 }
@@ -130,33 +130,6 @@ impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
                 }
             }
         })
-    }
-}
-
-/// Removes the headers that describe one connection rather than the message.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(name);
     }
 }
 
