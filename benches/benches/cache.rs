@@ -19,7 +19,7 @@ use edge_core::cache::CachedResponse;
 use edge_core::wait_until::QueuedWaitUntil;
 use edge_core::{Body, SystemClock};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 
 /// A typical cacheable API response and a browser-like request.
 fn exchange() -> (http::request::Parts, http::response::Parts) {
@@ -183,9 +183,9 @@ fn layer_hit(c: &mut Criterion) {
             .unwrap()
     };
     runtime.block_on(async {
-        let warm = cached.ready().await.unwrap().call(request()).await.unwrap();
+        let warm = cached.clone().oneshot(request()).await.unwrap();
         assert_eq!(warm.headers()["x-cache-status"], "MISS");
-        let hit = cached.ready().await.unwrap().call(request()).await.unwrap();
+        let hit = cached.clone().oneshot(request()).await.unwrap();
         assert_eq!(hit.headers()["x-cache-status"], "HIT");
     });
 

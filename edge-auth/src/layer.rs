@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use edge_core::trace::{RequestSpan, attr};
-use edge_core::{BoxFuture, Clock, Instant, MaybeSend, MaybeSync, WaitUntil};
+use edge_core::{Body, BoxError, BoxFuture, Clock, Instant, MaybeSend, MaybeSync, WaitUntil};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -233,12 +233,13 @@ where
     T: DeserializeOwned + Clone + MaybeSend + MaybeSync + 'static,
     Verified<T>: Send + Sync,
     ReqBody: MaybeSend + 'static,
-    ResBody: From<Bytes> + MaybeSend + 'static,
+    ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    ResBody::Error: Into<BoxError>,
     S::Error: MaybeSend + 'static,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -256,7 +257,8 @@ where
                 .iter()
                 .any(|p| path.starts_with(p.as_str()))
         {
-            return Box::pin(inner.call(request));
+            let future = inner.call(request);
+            return Box::pin(async move { Ok(future.await?.map(Body::from_http_body)) });
         }
         let span = RequestSpan::from_extensions(request.extensions()).cloned();
         let started = span.as_ref().map(RequestSpan::now);
@@ -290,7 +292,7 @@ where
                     record_outcome(span.as_ref(), started, "verified");
                     request.extensions_mut().insert(verified.claims.clone());
                     request.extensions_mut().insert(verified);
-                    inner.call(request).await
+                    Ok(inner.call(request).await?.map(Body::from_http_body))
                 }
                 Err(e) => {
                     record_outcome(span.as_ref(), started, e.code());

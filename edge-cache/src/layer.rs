@@ -41,14 +41,15 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use edge_core::cache::{CacheLimits, DynCacheStore};
 use edge_core::fetch::Unreachable;
 use edge_core::kv::DynKvStore;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::wait_until::DynWaitUntil;
 use edge_core::{
-    Body, BoxFuture, CacheStore, Clock, Error, ErrorKind, Fetcher, Instant, KvStore, MaybeSend,
-    MaybeSync, WaitUntil,
+    Body, BoxError, BoxFuture, CacheStore, Clock, Error, ErrorKind, Fetcher, Instant, KvStore,
+    MaybeSend, MaybeSync, WaitUntil,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tower::{Layer, Service, ServiceExt};
@@ -154,19 +155,29 @@ impl<C: Clock + Clone + 'static> CacheLayer<C> {
 /// The wrapped service, seen by the cache as its origin.
 struct ServiceOrigin<S>(S);
 
-impl<S> Fetcher for ServiceOrigin<S>
+impl<S, ResBody> Fetcher for ServiceOrigin<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+    S: Service<Request<Body>, Response = Response<ResBody>>
         + Clone
         + MaybeSend
         + MaybeSync
         + 'static,
     S::Future: MaybeSend,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    ResBody::Error: Into<BoxError>,
 {
     async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+        // A service that fails instead of answering is an origin that could not be reached.
         let response = match self.0.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
+            Ok(response) => response.map(Body::from_http_body),
+            Err(error) => {
+                return Err(Error::with_source(
+                    ErrorKind::Unavailable,
+                    "the service behind the cache failed",
+                    error.into(),
+                ));
+            }
         };
         // A response the service made up for an origin it could not reach is that failure.
         match response.extensions().get::<Unreachable>() {
@@ -176,14 +187,17 @@ where
     }
 }
 
-impl<S, C> Layer<S> for CacheLayer<C>
+impl<S, C, ResBody> Layer<S> for CacheLayer<C>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+    S: Service<Request<Body>, Response = Response<ResBody>>
         + Clone
         + MaybeSend
         + MaybeSync
         + 'static,
     S::Future: MaybeSend,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    ResBody::Error: Into<BoxError>,
     C: Clock + Clone + 'static,
 {
     type Service = CacheService<C>;
@@ -332,7 +346,12 @@ fn ring_free_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl<C: Clock + Clone + 'static> Service<Request<Body>> for CacheService<C> {
+impl<C, ReqBody> Service<Request<ReqBody>> for CacheService<C>
+where
+    C: Clock + Clone + 'static,
+    ReqBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    ReqBody::Error: Into<BoxError>,
+{
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
@@ -341,7 +360,8 @@ impl<C: Clock + Clone + 'static> Service<Request<Body>> for CacheService<C> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let request = request.map(Body::from_http_body);
         let cache = self.cache.clone();
         if let Some(purge_config) = &self.purge {
             if request.method() == Method::POST && request.uri().path() == purge_config.0 {

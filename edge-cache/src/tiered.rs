@@ -1125,6 +1125,13 @@ fn serve(
         let mut response = Response::new(body);
         *response.status_mut() = entry.status;
         *response.headers_mut() = policy::serve_headers(&entry.headers, current);
+        // The stored length, also for HEAD (whose empty body would otherwise say 0 or nothing), and
+        // in place of an origin's length that was not the body's (RFC 9110 §8.6).
+        if entry.status != StatusCode::NO_CONTENT && !entry.status.is_informational() {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+        }
         response
     };
     if let ServedAge::AsReceived(received) = age {

@@ -38,6 +38,31 @@ enum Kind {
     /// `None` once the single chunk has been yielded.
     Full(Option<Bytes>),
     Stream(BoxStream<'static, Result<Bytes, Error>>),
+    /// Another `http_body::Body`, kept as one so that its size hint (and so `Content-Length`) survives.
+    Http(Pin<Box<dyn HttpBody>>),
+}
+
+/// An `http_body::Body` with our error type that is also a stream of its data frames.
+#[cfg(not(target_arch = "wasm32"))]
+trait HttpBody:
+    http_body::Body<Data = Bytes, Error = Error> + Stream<Item = Result<Bytes, Error>> + Send
+{
+}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T> HttpBody for T where
+    T: http_body::Body<Data = Bytes, Error = Error> + Stream<Item = Result<Bytes, Error>> + Send
+{
+}
+/// An `http_body::Body` with our error type that is also a stream of its data frames.
+#[cfg(target_arch = "wasm32")]
+trait HttpBody:
+    http_body::Body<Data = Bytes, Error = Error> + Stream<Item = Result<Bytes, Error>>
+{
+}
+#[cfg(target_arch = "wasm32")]
+impl<T> HttpBody for T where
+    T: http_body::Body<Data = Bytes, Error = Error> + Stream<Item = Result<Bytes, Error>>
+{
 }
 
 impl Body {
@@ -75,19 +100,23 @@ impl Body {
         }
     }
 
-    /// Wraps any [`http_body::Body`] (hyper's `Incoming`, axum's `Body`, …). Trailers are dropped.
+    /// Wraps any [`http_body::Body`] (hyper's `Incoming`, axum's `Body`, …), keeping its size hint so that
+    /// a known length still becomes `Content-Length`. A [`Body`] comes back as it is, not wrapped twice.
+    /// Trailers pass through `http_body::Body`; the [`Stream`] of data leaves them out.
     pub fn from_http_body<B>(body: B) -> Self
     where
         B: http_body::Body<Data = Bytes> + MaybeSend + 'static,
         B::Error: Into<BoxError>,
     {
-        if body.is_end_stream() {
-            return Self::empty();
+        let mut slot = Some(body);
+        if let Some(ours) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Self>>() {
+            return ours.take().unwrap_or_default();
         }
-        Self {
-            kind: Kind::Stream(Box::pin(DataFrames {
-                body: Box::pin(body),
-            })),
+        match slot {
+            Some(body) if !body.is_end_stream() => Self {
+                kind: Kind::Http(Box::pin(Frames { body })),
+            },
+            _ => Self::empty(),
         }
     }
 
@@ -96,14 +125,14 @@ impl Body {
     pub fn as_bytes(&self) -> Option<&Bytes> {
         match &self.kind {
             Kind::Full(bytes) => Some(bytes.as_ref().unwrap_or(&EMPTY)),
-            Kind::Stream(_) => None,
+            Kind::Stream(_) | Kind::Http(_) => None,
         }
     }
 
-    /// `true` if the body is a stream (its length is not known up front).
+    /// `true` if the body is a stream (not one buffer in memory; its length may still be known).
     #[must_use]
     pub fn is_stream(&self) -> bool {
-        matches!(self.kind, Kind::Stream(_))
+        !matches!(self.kind, Kind::Full(_))
     }
 
     /// Reads the whole body into one buffer, refusing to hold more than `limit` bytes.
@@ -127,6 +156,7 @@ impl Body {
                 };
             }
             Kind::Stream(stream) => stream,
+            Kind::Http(body) => body,
         };
         let mut first: Option<Bytes> = None;
         let mut rest = BytesMut::new();
@@ -177,7 +207,7 @@ impl fmt::Debug for Body {
                 .debug_tuple("Body::Full")
                 .field(&bytes.as_ref().map_or(0, Bytes::len))
                 .finish(),
-            Kind::Stream(_) => f.write_str("Body::Stream"),
+            Kind::Stream(_) | Kind::Http(_) => f.write_str("Body::Stream"),
         }
     }
 }
@@ -219,6 +249,7 @@ impl Stream for Body {
         match &mut self.get_mut().kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(Ok)),
             Kind::Stream(stream) => stream.as_mut().poll_next(cx),
+            Kind::Http(body) => body.as_mut().poll_next(cx),
         }
     }
 
@@ -229,6 +260,7 @@ impl Stream for Body {
                 (n, Some(n))
             }
             Kind::Stream(stream) => stream.size_hint(),
+            Kind::Http(_) => (0, None),
         }
     }
 }
@@ -241,28 +273,69 @@ impl http_body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        self.poll_next(cx)
-            .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
+        match &mut self.get_mut().kind {
+            Kind::Http(body) => body.as_mut().poll_frame(cx),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(stream) => stream
+                .as_mut()
+                .poll_next(cx)
+                .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data))),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.kind, Kind::Full(None))
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Stream(_) => false,
+            Kind::Http(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Stream(_) => SizeHint::default(),
+            Kind::Http(body) => http_body::Body::size_hint(body.as_ref().get_ref()),
         }
     }
 }
 
-/// The data frames of an `http_body::Body`, as a stream.
-struct DataFrames<B> {
-    body: Pin<Box<B>>,
+pin_project_lite::pin_project! {
+    /// Another `http_body::Body` with its errors made ours; as a [`Stream`], its non-empty data frames.
+    struct Frames<B> {
+        #[pin]
+        body: B,
+    }
 }
 
-impl<B> Stream for DataFrames<B>
+impl<B> http_body::Body for Frames<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.project()
+            .body
+            .poll_frame(cx)
+            .map_err(|e| stream_error(e.into()))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B> Stream for Frames<B>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -271,7 +344,7 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            return match self.body.as_mut().poll_frame(cx) {
+            return match self.as_mut().project().body.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
                     Ok(data) => Poll::Ready(Some(Ok(data))),
@@ -341,13 +414,41 @@ mod tests {
     }
 
     #[test]
-    fn wraps_other_http_bodies() {
+    fn wraps_other_http_bodies_keeping_their_length() {
         let inner = http_body_util::Full::new(Bytes::from_static(b"wrapped"));
         let body = Body::from_http_body(inner);
         assert!(body.is_stream());
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(7));
         assert_eq!(collect(body, 100).unwrap(), "wrapped");
         let empty = Body::from_http_body(http_body_util::Empty::<Bytes>::new());
         assert_eq!(collect(empty, 0).unwrap(), "");
+    }
+
+    #[test]
+    fn our_own_body_is_not_wrapped_again() {
+        let body = Body::from_http_body(Body::from("mine"));
+        assert!(!body.is_stream(), "{body:?}");
+        assert_eq!(body.as_bytes().map(Bytes::as_ref), Some(&b"mine"[..]));
+    }
+
+    #[test]
+    fn trailers_pass_through_the_http_body_view() {
+        use http_body_util::BodyExt;
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let inner = http_body_util::StreamBody::new(futures_util::stream::iter([
+            Ok::<_, Error>(Frame::data(Bytes::from_static(b"x"))),
+            Ok(Frame::trailers(trailers)),
+        ]));
+        let collected = BodyExt::collect(Body::from_http_body(inner))
+            .now_or_never()
+            .expect("ready")
+            .unwrap();
+        assert_eq!(
+            collected.trailers().map(|t| &t["grpc-status"]),
+            Some(&http::HeaderValue::from_static("0"))
+        );
+        assert_eq!(collected.to_bytes(), "x");
     }
 }
 

@@ -432,11 +432,10 @@ impl BundleManifest {
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod layer {
-    use std::convert::Infallible;
     use std::sync::Arc;
     use std::task::{Context, Poll};
 
-    use edge_core::{Body, BoxFuture, MaybeSend};
+    use edge_core::{BoxFuture, MaybeSend};
     use http::{Request, Response, header};
     use tower::{Layer, Service};
 
@@ -476,20 +475,20 @@ pub mod layer {
         manifest: Arc<BundleManifest>,
     }
 
-    impl<S> Service<Request<Body>> for HintsService<S>
+    impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HintsService<S>
     where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
         S::Future: MaybeSend + 'static,
     {
-        type Response = Response<Body>;
-        type Error = Infallible;
-        type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+        type Response = Response<ResBody>;
+        type Error = S::Error;
+        type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
 
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
             self.inner.poll_ready(cx)
         }
 
-        fn call(&mut self, request: Request<Body>) -> Self::Future {
+        fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
             let hints = self
                 .manifest
                 .hints_for(request.uri().path())
@@ -499,7 +498,7 @@ pub mod layer {
                 );
             let future = self.inner.call(request);
             Box::pin(async move {
-                let Ok(mut response) = future.await;
+                let mut response = future.await?;
                 let html = response
                     .headers()
                     .get(header::CONTENT_TYPE)

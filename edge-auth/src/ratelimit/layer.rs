@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use edge_core::trace::{RequestSpan, attr};
-use edge_core::{BoxFuture, Clock, KvStore, MaybeSend, MaybeSync};
+use edge_core::{Body, BoxError, BoxFuture, Clock, KvStore, MaybeSend, MaybeSync};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri};
 
@@ -321,11 +321,12 @@ where
     S::Future: MaybeSend + 'static,
     S::Error: MaybeSend + 'static,
     ReqBody: MaybeSend + 'static,
-    ResBody: From<Bytes> + MaybeSend + 'static,
+    ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    ResBody::Error: Into<BoxError>,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -343,7 +344,8 @@ where
             .map(|(prefix, backend)| (prefix.as_str(), Arc::clone(backend)))
             .or_else(|| shared.default.as_ref().map(|b| ("*", Arc::clone(b))));
         let Some((route, backend)) = route else {
-            return Box::pin(inner.call(request));
+            let future = inner.call(request);
+            return Box::pin(async move { Ok(future.await?.map(Body::from_http_body)) });
         };
         let view = RequestView {
             method: request.method(),
@@ -390,7 +392,7 @@ where
             if !decision.is_allowed() {
                 return Ok(too_many_requests(&decision));
             }
-            let mut response = inner.call(request).await?;
+            let mut response = inner.call(request).await?.map(Body::from_http_body);
             decision.write_headers(response.headers_mut());
             Ok(response)
         })

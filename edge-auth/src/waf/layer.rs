@@ -1,4 +1,4 @@
-//! [`WafLayer`]: the WAF as a tower layer (feature `tower`) over requests with an [`edge_core::Body`].
+//! [`WafLayer`]: the WAF as a tower layer (feature `tower`) over requests with any body.
 //!
 //! Blocked requests get `403 Forbidden` with `{"error":"request_blocked"}` (which rule matched is not
 //! told to the client; the [`Verdict`] is in the response's extensions for logging). Requests that pass
@@ -6,7 +6,9 @@
 //!
 //! Bodies are inspected when they are forms, JSON or text: up to
 //! [`InspectLimits::max_body_len`](super::InspectLimits) bytes are read ahead, and the request goes on
-//! with the same bytes, the rest still streaming.
+//! with the same bytes, the rest still streaming. The service behind the layer therefore gets a
+//! `Request<`[`edge_core::Body`]`>` whatever body came in (axum's router takes any body), and every
+//! response comes back as a `Response<Body>`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use edge_core::trace::{RequestSpan, attr};
-use edge_core::{Body, BoxFuture, MaybeSend};
+use edge_core::{Body, BoxError, BoxFuture, MaybeSend};
 use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -92,27 +94,31 @@ impl<S> fmt::Debug for Waf<S> {
     }
 }
 
-impl<S, ResBody> tower::Service<Request<Body>> for Waf<S>
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for Waf<S>
 where
     S: tower::Service<Request<Body>, Response = Response<ResBody>> + Clone + MaybeSend + 'static,
     S::Future: MaybeSend + 'static,
     S::Error: MaybeSend + 'static,
-    ResBody: From<Bytes> + MaybeSend + 'static,
+    ReqBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    ResBody::Error: Into<BoxError>,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
+            let body = Body::from_http_body(body);
             let span = RequestSpan::from_extensions(&parts.extensions).cloned();
             let started = span.as_ref().map(RequestSpan::now);
             let (prefix, body) = if inspectable(&parts.headers) {
@@ -165,7 +171,7 @@ where
             }
             let mut request = Request::from_parts(parts, body);
             request.extensions_mut().insert(verdict);
-            inner.call(request).await
+            Ok(inner.call(request).await?.map(Body::from_http_body))
         })
     }
 }

@@ -7,10 +7,10 @@
 //! gets a `Server-Timing: edge;dur=…` entry (appended to any the inner service set). With
 //! [`MetricsLayer::endpoint`], `GET {path}` answers the Prometheus exposition of the registry.
 
-use std::convert::Infallible;
 use std::task::{Context, Poll};
 
-use edge_core::{Body, BoxFuture, Clock, MaybeSend};
+use bytes::Bytes;
+use edge_core::{Body, BoxError, BoxFuture, Clock, MaybeSend};
 use http::{HeaderValue, Method, Request, Response, header};
 use tower::{Layer, Service};
 
@@ -110,21 +110,23 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-impl<S, C> Service<Request<Body>> for MetricsService<S, C>
+impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for MetricsService<S, C>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Future: MaybeSend + 'static,
     C: Clock + Clone + 'static,
+    ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    ResBody::Error: Into<BoxError>,
 {
     type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if request.method() == Method::GET
             && self.layer.endpoint.as_deref() == Some(request.uri().path())
         {
@@ -142,11 +144,26 @@ where
         let started = layer.clock.now();
         let future = self.inner.call(request);
         Box::pin(async move {
-            let Ok(mut response) = future.await;
+            let result = future.await;
             let elapsed = layer.clock.now().duration_since(started);
+            let (route, colo) = (layer.routes.name(route), colo.as_str());
+            let mut response = match result {
+                Ok(response) => response.map(Body::from_http_body),
+                Err(error) => {
+                    // The service failed instead of answering: counted as the 500 it will become.
+                    layer
+                        .requests
+                        .with(&[method, route, "5xx", "NONE", colo])
+                        .inc();
+                    layer
+                        .latency
+                        .with(&[route, "5xx", "NONE", colo])
+                        .observe(elapsed);
+                    return Err(error);
+                }
+            };
             let class = status_class(response.status());
             let cache = cache_status(response.headers());
-            let (route, colo) = (layer.routes.name(route), colo.as_str());
             layer
                 .requests
                 .with(&[method, route, class, cache, colo])
@@ -165,6 +182,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use edge_core::ManualClock;
     use tower::ServiceExt;
 

@@ -1,7 +1,6 @@
 //! [`TraceLayer`]: the request's server span, from its `traceparent` to the collector.
 
 use std::borrow::Cow;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -9,8 +8,8 @@ use edge_core::trace::{
     FinishedRequest, IdSource, RequestSpan, Sampler, Span, SpanKind, Status, Value, attr,
 };
 use edge_core::wait_until::DynWaitUntil;
-use edge_core::{Body, BoxFuture, Clock, Fetcher, MaybeSend, MaybeSync, WaitUntil};
-use http::{Request, Response, header};
+use edge_core::{BoxFuture, Clock, Fetcher, MaybeSend, MaybeSync, WaitUntil};
+use http::{HeaderMap, Request, Response, StatusCode, header};
 use tower::{Layer, Service};
 
 use super::cache_status;
@@ -193,7 +192,7 @@ fn bounded(text: &str) -> String {
 }
 
 impl TraceLayer {
-    fn start(&self, request: &Request<Body>) -> RequestSpan {
+    fn start<B>(&self, request: &Request<B>) -> RequestSpan {
         let context = edge_core::trace::TraceContext::from_request(
             request.headers(),
             &*self.ids,
@@ -250,9 +249,9 @@ impl TraceLayer {
         span
     }
 
-    fn finish(&self, span: &RequestSpan, response: &mut Response<Body>) {
-        let status = response.status();
-        let cache = cache_status(response.headers());
+    /// Ends `span` with the response's status and headers (Server-Timing is added to them).
+    fn finish(&self, span: &RequestSpan, status: StatusCode, headers: &mut HeaderMap) {
+        let cache = cache_status(headers);
         span.with_span(|s| {
             s.set(attr::HTTP_RESPONSE_STATUS_CODE, status.as_u16());
             if cache != "NONE" {
@@ -274,7 +273,7 @@ impl TraceLayer {
                 timing.add(&stage.name, stage.duration, stage.description.as_deref());
             }
             if let Some(value) = timing.to_header_value() {
-                response.headers_mut().append("server-timing", value);
+                headers.append("server-timing", value);
             }
         }
         if let Some(log) = &self.log {
@@ -335,20 +334,20 @@ fn log_line(finished: &FinishedRequest, clock: &dyn Clock) -> String {
     serde_json::Value::Object(line).to_string()
 }
 
-impl<S> Service<Request<Body>> for TraceService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceService<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Future: MaybeSend + 'static,
 {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let span = self.layer.start(&request);
         #[cfg(feature = "tracing")]
         let tracing_span = tracing_span(&span, &request);
@@ -358,18 +357,32 @@ where
         #[cfg(feature = "tracing")]
         let future = tracing::Instrument::instrument(future, tracing_span.clone());
         Box::pin(async move {
-            let Ok(mut response) = future.await;
-            #[cfg(feature = "tracing")]
-            tracing_span.record(attr::HTTP_RESPONSE_STATUS_CODE, response.status().as_u16());
-            layer.finish(&span, &mut response);
-            Ok(response)
+            match future.await {
+                Ok(mut response) => {
+                    let status = response.status();
+                    #[cfg(feature = "tracing")]
+                    tracing_span.record(attr::HTTP_RESPONSE_STATUS_CODE, status.as_u16());
+                    layer.finish(&span, status, response.headers_mut());
+                    Ok(response)
+                }
+                Err(error) => {
+                    // The service failed instead of answering: whoever turns the error into a
+                    // response is outside this span, which ends as a server error.
+                    layer.finish(
+                        &span,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &mut HeaderMap::new(),
+                    );
+                    Err(error)
+                }
+            }
         })
     }
 }
 
 /// The `tracing` twin of the request span: same name, same attribute names, the W3C ids as fields.
 #[cfg(feature = "tracing")]
-fn tracing_span(span: &RequestSpan, request: &Request<Body>) -> tracing::Span {
+fn tracing_span<B>(span: &RequestSpan, request: &Request<B>) -> tracing::Span {
     let context = span.context();
     let name = span.with_span(|s| s.name.clone()).unwrap_or_default();
     tracing::info_span!(
@@ -386,6 +399,7 @@ fn tracing_span(span: &RequestSpan, request: &Request<Body>) -> tracing::Span {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
     use std::sync::Mutex;
     use std::time::Duration;
 
@@ -395,6 +409,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use edge_core::Body;
 
     #[derive(Clone, Default)]
     struct Collected(Arc<Mutex<Vec<Span>>>, Arc<Mutex<usize>>);

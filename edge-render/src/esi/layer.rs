@@ -7,12 +7,12 @@
 //! changes). Variables come from the request ([`Variables::from_request`]); fragments are recorded on
 //! the request's [`RequestSpan`] when one is there.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use edge_core::trace::RequestSpan;
-use edge_core::{Body, BoxFuture, CacheStore, Fetcher, MaybeSend};
+use edge_core::{Body, BoxError, BoxFuture, CacheStore, Fetcher, MaybeSend};
 use http::{Request, Response, Uri, header};
 use tower::{Layer, Service};
 
@@ -135,22 +135,24 @@ fn page_url<B>(request: &Request<B>, base: Option<&Uri>) -> Uri {
         .unwrap_or_else(|_| Uri::from_static("http://localhost/"))
 }
 
-impl<I, F, S> Service<Request<Body>> for EsiService<I, F, S>
+impl<I, F, S, ReqBody, ResBody> Service<Request<ReqBody>> for EsiService<I, F, S>
 where
-    I: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    I: Service<Request<ReqBody>, Response = Response<ResBody>>,
     I::Future: MaybeSend + 'static,
     F: Fetcher + 'static,
     S: CacheStore + 'static,
+    ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    ResBody::Error: Into<BoxError>,
 {
     type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Error = I::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, I::Error>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), I::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let path = request.uri().path();
         if !self
             .layer
@@ -158,7 +160,8 @@ where
             .iter()
             .any(|p| path.starts_with(p.as_str()))
         {
-            return Box::pin(self.inner.call(request));
+            let future = self.inner.call(request);
+            return Box::pin(async move { Ok(future.await?.map(Body::from_http_body)) });
         }
         let vars = Variables::from_request(request.headers(), request.uri().query(), None);
         let url = page_url(&request, self.layer.base.as_ref());
@@ -166,7 +169,7 @@ where
         let assembler = self.layer.assembler.clone();
         let future = self.inner.call(request);
         Box::pin(async move {
-            let Ok(response) = future.await;
+            let response = future.await?.map(Body::from_http_body);
             if !is_html(&response) {
                 return Ok(response);
             }
