@@ -19,6 +19,7 @@
 //! | [`durable`] | [`DurableObject`](durable::DurableObject), its [`Storage`](durable::Storage) and [`ObjectNamespace`](durable::ObjectNamespace): one writer per key, hosted in process (`edge-do`) or on Cloudflare |
 //! | [`coalesce`] | [`Coalescer`]: one load per key for any number of concurrent callers |
 //! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
+//! | [`host`] | host wiring: `OriginProxy`, `ServiceFetcher`, `ClientIpLayer` (feature `tower`), `TokioHost` (features `tokio` + `hyper`) |
 //! | [`hop`] | hop-by-hop fields (RFC 9110 §7.6.1): the list, `Connection`'s options, their removal |
 //! | [`geo`] | [`ClientIp`]; [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
 //! | [`trace`] | W3C Trace Context, ids, sampling, spans, the exporter trait; [`RequestSpan`](trace::RequestSpan), the request's span every layer records into; the attribute names ([`trace::attr`]) |
@@ -57,6 +58,8 @@
 //! | `hyper` | [`fetch::hyper::HyperFetcher`] (native only) |
 //! | `tokio` | `wait_until::TokioWaitUntil`, `clock::TokioTimer` (native only) |
 //! | `server` | `server::serve`, the hardened HTTP/1.1 accept loop (native only) |
+//! | `tower` | [`host`]: `OriginProxy`, `ServiceFetcher`, `ClientIpLayer` (every target) |
+//! | `axum` | `ClientIpLayer` reads axum's `ConnectInfo<SocketAddr>` (native only) |
 //! | `testing` | [`testing`]: conformance kits, `TestFetcher` |
 //! | `workers` | `workers`: the Cloudflare Workers adapters (wasm32 only; nothing elsewhere) |
 //! | `full` | all of the above |
@@ -78,6 +81,7 @@ pub mod error;
 pub mod fetch;
 pub mod geo;
 pub mod hop;
+pub mod host;
 pub mod kv;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]

@@ -138,6 +138,8 @@ where
             return Box::pin(async move { Ok(response) });
         }
         let method = method_label(request.method());
+        // A listed route is an index into the table; axum's template (a bounded set) is copied.
+        let matched = super::matched_path(&request).map(str::to_owned);
         let route = self.layer.routes.position(request.uri().path());
         let colo = colo(&request);
         let layer = self.layer.clone();
@@ -146,7 +148,10 @@ where
         Box::pin(async move {
             let result = future.await;
             let elapsed = layer.clock.now().duration_since(started);
-            let (route, colo) = (layer.routes.name(route), colo.as_str());
+            let route = matched
+                .as_deref()
+                .unwrap_or_else(|| layer.routes.name(route));
+            let colo = colo.as_str();
             let mut response = match result {
                 Ok(response) => response.map(Body::from_http_body),
                 Err(error) => {

@@ -6,12 +6,27 @@
 //! | [`MetricsLayer`] | request counts and latency by route, status class, cache status and colo; `Server-Timing: edge`; a Prometheus endpoint |
 //!
 //! Put [`MetricsLayer`] outside [`TraceLayer`]: the metrics then time everything, the trace included.
+//!
+//! Route names come from the [`Routes`](crate::routes::Routes) you list, or (feature `axum`) from the
+//! route template axum matched (`MatchedPath`, e.g. `/users/{id}`), which axum puts in the request before
+//! the layers added with `Router::layer` or `route_layer` run. A template is bounded by your route
+//! table, so it is safe as a metric label.
 
 mod metrics;
 mod trace;
 
 pub use self::metrics::{MetricsLayer, MetricsService};
 pub use self::trace::{LogSink, SpanSink, TraceLayer, TraceService};
+
+/// The route template axum matched (feature `axum`), when the layer runs inside the router.
+pub(crate) fn matched_path<B>(request: &http::Request<B>) -> Option<&str> {
+    #[cfg(feature = "axum")]
+    if let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() {
+        return Some(matched.as_str());
+    }
+    let _ = request;
+    None
+}
 
 /// What the HTTP cache did, from the fixed set it writes (`OTHER` for anything else, `NONE` when it
 /// says nothing), so a label set cannot grow from it: its legacy `x-cache-status`, else the last member

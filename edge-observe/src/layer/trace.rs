@@ -199,7 +199,9 @@ impl TraceLayer {
             &self.sampler,
         );
         let method = attr::method_value(request.method());
-        let route = (!self.routes.is_empty()).then(|| self.routes.classify(request.uri().path()));
+        let route = super::matched_path(request).or_else(|| {
+            (!self.routes.is_empty()).then(|| self.routes.classify(request.uri().path()))
+        });
         let name: Cow<'static, str> = match route {
             Some(route) if route != Routes::OTHER => format!("{method} {route}").into(),
             _ => method.into(),

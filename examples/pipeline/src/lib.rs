@@ -12,7 +12,6 @@
 //! | [`flags`] | the demo's A/B test: the edge picks the home page hero from a flag document in KV | all |
 //! | [`objects`] | durable objects: an exact counter (`/api/counter/{name}`) and rooms (`/rooms/{name}`) | all (SQLite on native) |
 //! | [`render`] | edge-side rendering: the shell-first `/shell` page, ESI for `/esi/`, `Link` preload hints | all |
-//! | [`proxy`] | the innermost service: forwards a request to the origin through a [`Fetcher`](edge_core::Fetcher) | all |
 //! | `host` | `Edge::start`: the parts from tokio, SQLite, memory or Redis KV and hyper | native |
 //! | `config` | listen address, origin and timeouts, from flags and environment variables | native |
 //! | `origin` | a small demo origin (HTML pages, JSON endpoints, a deliberately slow one) served over loopback | native |
@@ -22,7 +21,6 @@ pub mod auth;
 pub mod flags;
 pub mod objects;
 pub mod pipeline;
-pub mod proxy;
 pub mod render;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -40,8 +40,8 @@ use http::{Request, Response, Uri};
 use crate::auth::{AUDIENCE, DemoIssuer, DemoTokenEndpoint, ISSUER, JWKS_KEY, forward_identity};
 use crate::flags::{DEMO_FLAGS, FLAGS_KEY, FlagVariant, Flags};
 use crate::objects::ObjectRoutes;
-use crate::proxy::OriginProxy;
 use crate::render::ShellPage;
+use edge_core::host::OriginProxy;
 
 /// Gives a KV the demo's documents on first start: the flag document and the demo issuer's key set (where
 /// a real issuer's rotation job would publish it). Documents already there (edited by an operator) win.

@@ -1,16 +1,19 @@
-//! [`OriginProxy`]: the innermost service of the pipeline, forwarding to the origin through a [`Fetcher`].
+//! [`OriginProxy`]: the innermost service of an edge in front of an origin.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use edge_core::fetch::Unreachable;
-use edge_core::{Body, BoxFuture, ErrorKind, Fetcher};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
+
+use crate::fetch::Unreachable;
+use crate::{Body, BoxError, BoxFuture, ClientIp, ErrorKind, Fetcher, MaybeSend};
 
 /// The `Via` pseudonym this edge adds to forwarded messages (RFC 9110 §7.6.3).
 const VIA: HeaderValue = HeaderValue::from_static("1.1 edge");
@@ -18,10 +21,29 @@ const VIA: HeaderValue = HeaderValue::from_static("1.1 edge");
 /// Forwards each request to `origin` through the fetcher and passes the response back.
 ///
 /// Hop-by-hop headers (RFC 9110 §7.6.1, including those named in `Connection`) are removed in both
-/// directions, `Via` is added, and the client's `Host` travels as `X-Forwarded-Host`. A failure to get a
-/// response becomes `400 Bad Request` if it was the client's body that broke (a malformed chunked body,
-/// a connection cut mid-upload), else `504 Gateway Timeout` (deadline passed) or `502 Bad Gateway`
-/// (anything else): the service itself never fails.
+/// directions and `Via` is added. The client's `Host` travels as `X-Forwarded-Host`, and when the request
+/// carries a [`ClientIp`] (see [`ClientIpLayer`](super::ClientIpLayer)) the client is named in `Forwarded`
+/// (RFC 7239: `for`, `host`, `proto`) and `X-Forwarded-For`, after what earlier proxies wrote there. A
+/// failure to get a response becomes `400 Bad Request` if it was the client's body that broke (a
+/// malformed chunked body, a connection cut mid-upload), else `504 Gateway Timeout` (deadline passed) or
+/// `502 Bad Gateway` (anything else), marked [`Unreachable`] so that a cache in front can serve a stale
+/// copy instead: the service itself never fails.
+///
+/// ```
+/// use edge_core::host::OriginProxy;
+/// use edge_core::testing::{Reply, TestFetcher};
+/// use tower::ServiceExt;
+///
+/// # futures::executor::block_on(async {
+/// let origin = TestFetcher::new();
+/// origin.route("/hello", Reply::ok("hi"));
+/// let proxy = OriginProxy::new(origin.clone(), "http://origin.internal:8080".parse().unwrap());
+/// let request = http::Request::get("/hello").header("host", "shop.example").body(String::new()).unwrap();
+/// let response = proxy.oneshot(request).await.unwrap();
+/// assert_eq!(response.headers()["via"], "1.1 edge");
+/// assert_eq!(origin.requests()[0].uri, "http://origin.internal:8080/hello");
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct OriginProxy<F> {
     fetcher: Arc<F>,
@@ -47,6 +69,12 @@ impl<F: Fetcher + 'static> OriginProxy<F> {
     }
 
     fn upstream_request(&self, request: Request<Body>) -> Result<Request<Body>, http::Error> {
+        let client = request.extensions().get::<ClientIp>().map(|ip| ip.0);
+        let proto = if request.uri().scheme_str() == Some("https") {
+            "https"
+        } else {
+            "http"
+        };
         let (mut parts, body) = request.into_parts();
         let path = parts
             .uri
@@ -61,18 +89,54 @@ impl<F: Fetcher + 'static> OriginProxy<F> {
             uri = uri.authority(authority.clone());
         }
         parts.uri = uri.build()?;
-        edge_core::hop::remove_hop_by_hop(&mut parts.headers);
-        if let Some(host) = parts.headers.remove(header::HOST) {
-            parts
-                .headers
-                .insert(HeaderName::from_static("x-forwarded-host"), host);
+        crate::hop::remove_hop_by_hop(&mut parts.headers);
+        let host = parts.headers.remove(header::HOST);
+        if let Some(client) = client {
+            if let Some(value) = forwarded(client, host.as_ref(), proto) {
+                parts.headers.append(header::FORWARDED, value);
+            }
+            if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
+                parts.headers.append(X_FORWARDED_FOR, value);
+            }
+        }
+        if let Some(host) = host {
+            parts.headers.insert(X_FORWARDED_HOST, host);
         }
         parts.headers.append(header::VIA, VIA);
         Ok(Request::from_parts(parts, body))
     }
 }
 
-impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// `for=…;host=…;proto=…` (RFC 7239 §4), IPv6 quoted in brackets; `None` if the host is not a token.
+fn forwarded(client: IpAddr, host: Option<&HeaderValue>, proto: &str) -> Option<HeaderValue> {
+    let mut value = match client {
+        IpAddr::V4(v4) => format!("for={v4}"),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+    };
+    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+        // A quoted-string would need escaping; a host is a token (RFC 7239 §4) or it is left out.
+        if host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        {
+            value.push_str(";host=");
+            value.push_str(host);
+        }
+    }
+    value.push_str(";proto=");
+    value.push_str(proto);
+    HeaderValue::from_str(&value).ok()
+}
+
+impl<F, B> tower_service::Service<Request<B>> for OriginProxy<F>
+where
+    F: Fetcher + 'static,
+    B: http_body::Body<Data = Bytes> + MaybeSend + 'static,
+    B::Error: Into<BoxError>,
+{
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
@@ -81,11 +145,12 @@ impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         // Whether the client's body failed while it was being forwarded: then the client, not the
         // origin, is to blame.
         let client_body_failed = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
+            let body = Body::from_http_body(body);
             if !body.is_stream() {
                 return body;
             }
@@ -107,7 +172,7 @@ impl<F: Fetcher + 'static> tower::Service<Request<Body>> for OriginProxy<F> {
             };
             match fetcher.fetch(upstream).await {
                 Ok(mut response) => {
-                    edge_core::hop::remove_hop_by_hop(response.headers_mut());
+                    crate::hop::remove_hop_by_hop(response.headers_mut());
                     response.headers_mut().append(header::VIA, VIA);
                     Ok(response)
                 }
@@ -149,7 +214,7 @@ fn error_response(status: StatusCode, message: &'static str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edge_core::testing::{Reply, TestFetcher};
+    use crate::testing::{Reply, TestFetcher};
     use tower::ServiceExt;
 
     fn proxy(fetcher: TestFetcher) -> OriginProxy<TestFetcher> {
@@ -184,6 +249,53 @@ mod tests {
             seen.headers.get("x-hop").is_none() && seen.headers.get(header::CONNECTION).is_none()
         );
         assert!(seen.headers.get(header::HOST).is_none());
+        assert!(
+            seen.headers.get(header::FORWARDED).is_none(),
+            "no ClientIp, no Forwarded"
+        );
+    }
+
+    #[tokio::test]
+    async fn names_the_client_after_earlier_proxies() {
+        let origin = TestFetcher::new();
+        origin.route("/", Reply::ok("hi"));
+        for (ip, expected) in [
+            (
+                "203.0.113.7",
+                "for=203.0.113.7;host=shop.example;proto=http",
+            ),
+            (
+                "2001:db8::1",
+                "for=\"[2001:db8::1]\";host=shop.example;proto=http",
+            ),
+        ] {
+            let mut request = Request::get("/")
+                .header(header::HOST, "shop.example")
+                .header(header::FORWARDED, "for=192.0.2.1")
+                .header("x-forwarded-for", "192.0.2.1")
+                .body(Body::empty())
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(ClientIp(ip.parse().unwrap()));
+            proxy(origin.clone()).oneshot(request).await.unwrap();
+            let seen = origin.requests().pop().unwrap();
+            let forwarded: Vec<_> = seen.headers.get_all(header::FORWARDED).iter().collect();
+            assert_eq!(forwarded, ["for=192.0.2.1", expected]);
+            let xff: Vec<_> = seen.headers.get_all("x-forwarded-for").iter().collect();
+            assert_eq!(xff, ["192.0.2.1", ip]);
+        }
+        // A Host that is not a token is left out rather than quoted.
+        let mut request = Request::get("/")
+            .header(header::HOST, "bad host\"")
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ClientIp([10, 0, 0, 1].into()));
+        proxy(origin.clone()).oneshot(request).await.unwrap();
+        let seen = origin.requests().pop().unwrap();
+        assert_eq!(seen.headers[header::FORWARDED], "for=10.0.0.1;proto=http");
     }
 
     #[tokio::test]
@@ -204,10 +316,7 @@ mod tests {
         #[derive(Clone)]
         struct Reading;
         impl Fetcher for Reading {
-            async fn fetch(
-                &self,
-                request: Request<Body>,
-            ) -> Result<Response<Body>, edge_core::Error> {
+            async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, crate::Error> {
                 request.into_body().collect(1 << 20).await?;
                 Ok(Response::new(Body::empty()))
             }
