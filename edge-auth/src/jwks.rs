@@ -36,6 +36,38 @@ pub trait KeySource: MaybeSend + MaybeSync {
     fn load(&self) -> impl Future<Output = Result<Bytes, edge_core::Error>> + MaybeSend;
 }
 
+/// A JWK Set fixed at start-up: read from configuration, a file or an environment variable. Nothing is
+/// refreshed; a document that does not parse fails the first verification (with a 503), not the start.
+///
+/// ```
+/// use edge_auth::jwks::{JwksProvider, StaticKeySource};
+/// use edge_core::SystemClock;
+/// use edge_core::wait_until::QueuedWaitUntil;
+///
+/// let jwks = r#"{"keys":[{"kty":"oct","alg":"HS256","kid":"k1","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}"#;
+/// let keys = JwksProvider::new(StaticKeySource::new(jwks), SystemClock::new(), QueuedWaitUntil::new());
+/// # let _ = keys;
+/// ```
+#[derive(Clone, Debug)]
+pub struct StaticKeySource {
+    document: Bytes,
+}
+
+impl StaticKeySource {
+    /// The JWK Set document `document`.
+    pub fn new(document: impl Into<Bytes>) -> Self {
+        Self {
+            document: document.into(),
+        }
+    }
+}
+
+impl KeySource for StaticKeySource {
+    async fn load(&self) -> Result<Bytes, edge_core::Error> {
+        Ok(self.document.clone())
+    }
+}
+
 /// The JWK Set stored under one key of a [`KvStore`].
 #[derive(Debug)]
 pub struct KvKeySource<S> {

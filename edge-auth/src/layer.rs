@@ -32,7 +32,8 @@ use crate::jwt::{Verified, Verifier};
 
 /// Protects a service with bearer tokens. See the [module docs](self).
 ///
-/// `T` is the claims type handlers read back as `Verified<T>` from the request extensions. The registered
+/// `T` is the claims type handlers read back from the request extensions, as `T` itself (axum's
+/// `Extension<T>`) or with the token's header as `Verified<T>`. The registered
 /// claims are also inserted on their own, as [`RegisteredClaims`](crate::jwt::RegisteredClaims), so code
 /// that does not know `T` (the rate limiter's [`KeyExtractor::jwt_sub`](crate::ratelimit::KeyExtractor::jwt_sub))
 /// reads the same token.
@@ -291,6 +292,7 @@ where
                 Ok(verified) => {
                     record_outcome(span.as_ref(), started, "verified");
                     request.extensions_mut().insert(verified.claims.clone());
+                    request.extensions_mut().insert(verified.custom.clone());
                     request.extensions_mut().insert(verified);
                     Ok(inner.call(request).await?.map(Body::from_http_body))
                 }

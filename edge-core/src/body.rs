@@ -185,6 +185,17 @@ impl Body {
     }
 }
 
+impl Body {
+    /// Once a stream has ended, the body is the empty body: polling again answers `None` at once (many
+    /// streams panic when polled after their end, and readers such as compressors do poll again), and
+    /// `is_end_stream` says so.
+    fn fuse_if_ended<T>(&mut self, polled: &Poll<Option<T>>) {
+        if matches!(polled, Poll::Ready(None)) {
+            self.kind = Kind::Full(None);
+        }
+    }
+}
+
 static EMPTY: Bytes = Bytes::new();
 
 fn stream_error(source: BoxError) -> Error {
@@ -246,11 +257,14 @@ impl Stream for Body {
     type Item = Result<Bytes, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match &mut self.get_mut().kind {
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(Ok)),
+        let this = self.get_mut();
+        let chunk = match &mut this.kind {
+            Kind::Full(bytes) => return Poll::Ready(bytes.take().map(Ok)),
             Kind::Stream(stream) => stream.as_mut().poll_next(cx),
             Kind::Http(body) => body.as_mut().poll_next(cx),
-        }
+        };
+        this.fuse_if_ended(&chunk);
+        chunk
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -273,14 +287,17 @@ impl http_body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let frame = match &mut this.kind {
             Kind::Http(body) => body.as_mut().poll_frame(cx),
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(stream) => stream
                 .as_mut()
                 .poll_next(cx)
                 .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data))),
-        }
+        };
+        this.fuse_if_ended(&frame);
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -422,6 +439,27 @@ mod tests {
         assert_eq!(collect(body, 100).unwrap(), "wrapped");
         let empty = Body::from_http_body(http_body_util::Empty::<Bytes>::new());
         assert_eq!(collect(empty, 0).unwrap(), "");
+    }
+
+    #[test]
+    fn an_ended_stream_stays_ended() {
+        use http_body::Body as _;
+        let unfold = futures_util::stream::unfold(0, |n| async move {
+            (n < 1).then(|| (Ok::<_, Error>(Bytes::from_static(b"x")), n + 1))
+        });
+        let mut body = Body::from_stream(unfold);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut frames = 0;
+        while let Poll::Ready(Some(_)) = Pin::new(&mut body).poll_frame(&mut cx) {
+            frames += 1;
+        }
+        assert_eq!(frames, 1);
+        assert!(body.is_end_stream());
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
     }
 
     #[test]

@@ -80,6 +80,21 @@ impl SplitMix {
             state: AtomicU64::new(seed),
         }
     }
+
+    /// A source seeded from the operating system's randomness (through std's `RandomState`, whose keys
+    /// come from `getrandom`) and the time. Native hosts only: on `wasm32-unknown-unknown` std has no
+    /// randomness, so a Worker seeds [`new`](Self::new) from `crypto.getRandomValues`.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[must_use]
+    pub fn from_os() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        hasher.write_u128(now);
+        Self::new(hasher.finish())
+    }
 }
 
 impl IdSource for SplitMix {

@@ -1,0 +1,168 @@
+//! An ordinary axum 0.8 app with the edge SDK added, the way an adopter adds it.
+//!
+//! [`app`] is the app as it was: a to-do list with its own state, JSON routes and a static page. [`router`]
+//! adds the SDK around it with axum's own `Router::layer` and `route_layer`, next to tower-http's layers,
+//! with no body conversion anywhere: the SDK's layers take axum's bodies and answer with bodies that keep
+//! their length.
+//!
+//! Outermost first, what a request meets:
+//!
+//! | layer | from | on |
+//! |---|---|---|
+//! | metrics (`/metrics`, `Server-Timing`), named by axum's matched route | `edge-observe` | every route |
+//! | the request's span (W3C `traceparent`, `Server-Timing` stages) | `edge-observe` | every route |
+//! | CORS | tower-http | every route |
+//! | the client's address (`ConnectInfo`, through trusted proxies) | `edge-core` | every route |
+//! | WAF | `edge-auth` | every route |
+//! | per-client rate limit (`RateLimit` headers, 429) | `edge-auth` | every route |
+//! | gzip | tower-http | every route |
+//! | request timeout | tower-http | every route |
+//! | ESI assembly of the page, fragments from the app's own router | `edge-render` | public routes |
+//! | HTTP cache (memory tier, coalesced misses) | `edge-cache` | public routes |
+//! | bearer-token authentication | `edge-auth` | private routes |
+
+pub mod app;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use edge_auth::jwks::{JwksProvider, StaticKeySource};
+use edge_auth::jwt::{Validation, Verifier};
+use edge_auth::layer::JwtAuthLayer;
+use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
+use edge_auth::waf::{Waf, WafLayer};
+use edge_cache::layer::CacheLayer;
+use edge_cache::memory::MemoryCache;
+use edge_core::host::{ClientIpLayer, ServiceFetcher, TokioHost, TrustedProxies};
+use edge_core::trace::SplitMix;
+use edge_observe::Registry;
+use edge_observe::layer::{MetricsLayer, TraceLayer};
+use edge_render::esi::layer::EsiLayer;
+use edge_render::esi::{Assembler, EsiSettings};
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::app::{AppState, Caller};
+
+/// What the SDK's layers are configured with.
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// The JWK Set tokens are verified with.
+    pub jwks: String,
+    /// The `iss` tokens must carry.
+    pub issuer: String,
+    /// The `aud` tokens must carry.
+    pub audience: String,
+    /// Requests per client.
+    pub quota: Quota,
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// How long a request may take.
+    pub request_timeout: Duration,
+}
+
+/// The demo's HS256 secret: tokens signed with it are valid for [`EdgeConfig::demo`].
+pub const DEMO_SECRET: &[u8] = b"a demo secret, never a real one!";
+
+impl EdgeConfig {
+    /// The demo's settings: one HS256 key ([`DEMO_SECRET`]), 120 requests a minute per client (bursts of
+    /// 30), the local network's proxies trusted, 10 s per request.
+    #[must_use]
+    pub fn demo() -> Self {
+        let key = base64_url(DEMO_SECRET);
+        Self {
+            jwks: format!(r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"demo","k":"{key}"}}]}}"#),
+            issuer: "https://issuer.example".to_owned(),
+            audience: "todo-app".to_owned(),
+            quota: Quota::per_minute(120)
+                .and_then(|q| q.with_burst(30))
+                .unwrap_or_else(|_| unreachable!("a valid quota")),
+            trusted_proxies: TrustedProxies::private_networks(),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The app with the SDK added (see the [crate docs](crate)). Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so that clients are told apart.
+pub fn router(state: AppState, config: EdgeConfig, host: &TokioHost) -> Router {
+    let clock = host.clock();
+
+    // Who may call the private routes: `route_layer`, so an unknown path is still a 404, not a 401.
+    let keys = JwksProvider::new(StaticKeySource::new(config.jwks), clock, host.background());
+    let verifier = Verifier::new(
+        Validation::new()
+            .with_issuer(config.issuer)
+            .with_audience(config.audience),
+    );
+    let private =
+        app::private_routes().route_layer(JwtAuthLayer::<_, _, _, Caller>::new(keys, verifier));
+
+    // The public routes are cached, and the page's fragments assembled in front of the cache (the page
+    // is stored with its `<esi:include>`s; fragments have their own lifetimes).
+    let cache = CacheLayer::new(clock, host.background()).memory(MemoryCache::new(32 << 20, clock));
+    let assembler = Assembler::new(
+        ServiceFetcher::new(app::fragments()),
+        Some(MemoryCache::new(4 << 20, clock)),
+        clock,
+        host.timer(),
+        EsiSettings::default(),
+    );
+    let public = app::public_routes()
+        .route_layer(cache)
+        .route_layer(EsiLayer::new(assembler, ["/"]));
+
+    // Around every route, outermost last.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(Any);
+    Router::new()
+        .merge(public)
+        .merge(private)
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(RateLimitLayer::new(
+            KeyedLimiter::<String>::new(config.quota),
+            KeyExtractor::client_ip(),
+        ))
+        .layer(WafLayer::new(Waf::new()))
+        .layer(ClientIpLayer::new().trust(config.trusted_proxies))
+        .layer(cors)
+        .layer(TraceLayer::new(
+            clock,
+            host.background(),
+            SplitMix::from_os(),
+        ))
+        .layer(MetricsLayer::new(Registry::new(), clock).endpoint("/metrics"))
+}
+
+/// A token for `sub` signed with [`DEMO_SECRET`], valid for an hour from `now_unix`: what the demo's
+/// start-up prints, and what the tests send.
+#[must_use]
+pub fn demo_token(sub: &str, now_unix: u64) -> String {
+    let config = EdgeConfig::demo();
+    let header = base64_url(br#"{"alg":"HS256","typ":"JWT","kid":"demo"}"#);
+    let claims = serde_json::json!({
+        "sub": sub,
+        "iss": config.issuer,
+        "aud": config.audience,
+        "iat": now_unix,
+        "exp": now_unix + 3600,
+    });
+    let payload = base64_url(claims.to_string().as_bytes());
+    let signing_input = format!("{header}.{payload}");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, DEMO_SECRET);
+    let signature = base64_url(ring::hmac::sign(&key, signing_input.as_bytes()).as_ref());
+    format!("{signing_input}.{signature}")
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    edge_auth::jwt::base64url::encode(bytes)
+}
