@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use edge_core::trace::{RequestSpan, attr};
-use edge_core::{Body, BoxError, BoxFuture, Clock, Instant, MaybeSend, MaybeSync, WaitUntil};
+use edge_core::{Body, BoxError, BoxFuture, Clock, Instant, MaybeSend, WaitUntil};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -231,7 +231,7 @@ where
     K: KeySource + 'static,
     C: Clock + 'static,
     W: WaitUntil + 'static,
-    T: DeserializeOwned + Clone + MaybeSend + MaybeSync + 'static,
+    T: DeserializeOwned + Clone + Send + Sync + 'static,
     Verified<T>: Send + Sync,
     ReqBody: MaybeSend + 'static,
     ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,

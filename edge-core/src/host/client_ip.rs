@@ -295,7 +295,7 @@ fn peer(extensions: &http::Extensions) -> Option<IpAddr> {
     if let Some(ip) = extensions.get::<ClientIp>() {
         return Some(ip.0);
     }
-    #[cfg(feature = "axum")]
+    #[cfg(all(feature = "axum", not(target_arch = "wasm32")))]
     if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
         return Some(info.0.ip());
     }

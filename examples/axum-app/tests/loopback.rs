@@ -1,5 +1,6 @@
 //! The app with the SDK, over real HTTP on loopback: each capability as a client sees it, lengths
 //! included (no response the cache or a layer produced goes out chunked when its length is known).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use edge_core::clock::TokioTimer;
 use edge_core::fetch::hyper::HyperFetcher;
+use edge_core::host::TokioHost;
 use edge_core::kv::DynKvStore;
 use edge_core::server::ServerLimits;
 use edge_core::trace::SplitMix;
@@ -170,7 +171,12 @@ impl Edge {
                 (url, Some(demo))
             }
         };
-        let background = TokioWaitUntil::current().map_err(io::Error::other)?;
+        let host = TokioHost::new().map_err(io::Error::other)?.with_fetcher(
+            HyperFetcher::new()
+                .with_timeout(config.origin_timeout)
+                .with_body_timeout(config.origin_body_timeout),
+        );
+        let background = host.background();
         let kv: Arc<dyn DynKvStore> = match &config.redis_url {
             Some(url) => {
                 let redis = RedisKv::connect(url).await.map_err(io::Error::other)?;
@@ -183,9 +189,6 @@ impl Edge {
             .await
             .map_err(io::Error::other)?;
         let (keys, flags) = keys_and_flags(&kv, &background);
-        let fetcher = HyperFetcher::new()
-            .with_timeout(config.origin_timeout)
-            .with_body_timeout(config.origin_body_timeout);
         let objects = Objects::open(config.objects_dir.as_deref(), &background)?;
         let cache = cache_layer(background.clone(), 64 << 20, config.purge_token.clone());
         let telemetry = Telemetry::new(config, background.clone())?;
@@ -198,11 +201,11 @@ impl Edge {
             cache,
             manifest: crate::render::demo_manifest()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
-            timer: TokioTimer::new(),
+            timer: host.timer(),
             limits: config.limits,
         };
         let layers = TelemetryLayers::new(telemetry.registry.clone(), telemetry.trace.clone());
-        let service = stack(fetcher, origin_url.clone(), parts, layers);
+        let service = stack(host.fetcher().clone(), origin_url.clone(), parts, layers);
         let service = EdgeService::new(service);
         let housekeeping = objects.start_housekeeping();
         let metrics_export = telemetry.start_metrics_export();
