@@ -20,9 +20,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use edge_auth::ratelimit::ClientIp;
-use edge_core::Body;
 use edge_core::durable::{ObjectNamespace, SocketMessage};
+use edge_core::host::ClientIpLayer;
 use edge_do::{Outgoing, Session, SqliteStore};
 use edge_example_pipeline::Edge;
 use edge_example_pipeline::objects::{RoomObject, Rooms, valid_name};
@@ -36,20 +35,7 @@ pub const MAX_SOCKET_MESSAGE: usize = 64 * 1024;
 
 /// The axum app: the gateway's own routes and room sockets, then the edge pipeline for everything else.
 pub fn app(edge: &Edge) -> Router {
-    let service = edge
-        .service()
-        .map_request(|request: Request<axum::body::Body>| {
-            let mut request = request.map(Body::from_http_body);
-            // The connection's address, for per-client rate limits (present when served with connect info).
-            let peer = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip());
-            if let Some(ip) = peer {
-                request.extensions_mut().insert(ClientIp(ip));
-            }
-            request
-        });
+    let service = edge.service();
     let rooms = edge.objects().rooms.clone();
     let pipeline = service.clone();
     Router::new()
@@ -78,6 +64,8 @@ pub fn app(edge: &Edge) -> Router {
             ),
         )
         .fallback_service(service)
+        // The connection's address (axum's `ConnectInfo`), for per-client rate limits.
+        .layer(ClientIpLayer::new())
 }
 
 /// Upgrades into the room named by the path, as the user named by `?user=` (a guest without one).

@@ -6,13 +6,9 @@
 use std::future::Future;
 use std::io;
 
-use edge_core::Body;
 use edge_core::server::serve as serve_http1;
 use edge_example_pipeline::Edge;
-use http::Request;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 /// Serves `edge` on `listener` with HTTP/1.1 until `shutdown` resolves, then waits for the connections in
 /// flight to finish their current request. The connections are held to the edge's
@@ -31,14 +27,5 @@ pub fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = io::Result<()>> + Send + 'static {
     let (service, limits) = (edge.service(), edge.server_limits());
-    serve_http1(
-        listener,
-        limits,
-        move |_peer| {
-            service
-                .clone()
-                .map_request(|request: Request<Incoming>| request.map(Body::from_http_body))
-        },
-        shutdown,
-    )
+    serve_http1(listener, limits, move |_peer| service.clone(), shutdown)
 }

@@ -31,9 +31,40 @@ use crate::pipeline::{
     Parts, TelemetryLayers, cache_layer, keys_and_flags, routes, seed_kv, stack,
 };
 
-/// The pipeline as one cloneable, thread-safe service over [`edge_core::Body`]. It never fails: every error
-/// is already an HTTP response.
-pub type EdgeService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+/// The pipeline as one cloneable, thread-safe service over any request body (hyper's `Incoming`, axum's
+/// `Body`, ours). It never fails: every error is already an HTTP response.
+#[derive(Clone)]
+pub struct EdgeService(BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>);
+
+impl std::fmt::Debug for EdgeService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EdgeService")
+    }
+}
+
+impl<B> tower::Service<Request<B>> for EdgeService
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<edge_core::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        <BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> as tower::Service<
+            Request<Body>,
+        >>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.0.call(request.map(Body::from_http_body))
+    }
+}
 
 /// A started pipeline: the service, the demo origin if one was started, and the post-response work.
 pub struct Edge {
@@ -206,7 +237,7 @@ impl Edge {
         };
         let layers = TelemetryLayers::new(telemetry.registry.clone(), telemetry.trace.clone());
         let service = stack(host.fetcher().clone(), origin_url.clone(), parts, layers);
-        let service = EdgeService::new(service);
+        let service = EdgeService(BoxCloneSyncService::new(service));
         let housekeeping = objects.start_housekeeping();
         let metrics_export = telemetry.start_metrics_export();
         Ok(Self {
