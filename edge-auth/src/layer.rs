@@ -13,6 +13,7 @@
 //!
 //! Answers carry a small JSON body (`{"error": …, "error_description": …}`) and `Cache-Control: no-store`.
 //! The description is the rejection's `Display`, which never contains the token or key material.
+//! [`JwtAuthLayer::respond_with`] replaces these answers; the reason is an [`AuthRejection`].
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::{Body, BoxError, BoxFuture, Clock, Instant, MaybeSend, WaitUntil};
 use http::header::{self, HeaderValue};
@@ -48,6 +50,61 @@ struct Shared<K, C, W> {
     realm: String,
     /// Paths (prefixes) that need a token; empty means every path.
     protected: Vec<String>,
+    /// Replaces the default answers.
+    responder: Option<Responder<AuthRejection>>,
+}
+
+/// Why [`JwtAuthLayer`] refused a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthRejection {
+    /// No `Authorization` header.
+    MissingToken,
+    /// An `Authorization` header that is not one bearer credential.
+    MalformedCredentials,
+    /// The token failed verification.
+    InvalidToken(Error),
+    /// The signing keys could not be loaded (the client is not at fault).
+    KeysUnavailable(Error),
+}
+
+impl AuthRejection {
+    /// The status the default answer has: 401, 400, 401, 503.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::MalformedCredentials => StatusCode::BAD_REQUEST,
+            Self::KeysUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The default answer (see the [module docs](self)), with `realm` in its challenge.
+    #[must_use]
+    pub fn default_response(&self, realm: &str) -> Response<Body> {
+        let realm = sanitize(realm);
+        match self {
+            Self::MissingToken => reject(self.status(), &realm, None, "a bearer token is required"),
+            Self::MalformedCredentials => reject(
+                self.status(),
+                &realm,
+                Some("invalid_request"),
+                "the Authorization header must be a single bearer token",
+            ),
+            Self::InvalidToken(error) => reject(
+                self.status(),
+                &realm,
+                Some("invalid_token"),
+                &error.to_string(),
+            ),
+            Self::KeysUnavailable(_) => reject(
+                self.status(),
+                &realm,
+                Some("temporarily_unavailable"),
+                "signing keys are unavailable",
+            ),
+        }
+    }
 }
 
 impl<K, C, W, T> JwtAuthLayer<K, C, W, T> {
@@ -59,6 +116,7 @@ impl<K, C, W, T> JwtAuthLayer<K, C, W, T> {
                 verifier,
                 realm: "edge".to_owned(),
                 protected: Vec::new(),
+                responder: None,
             }),
             _claims: PhantomData,
         }
@@ -80,6 +138,30 @@ impl<K, C, W, T> JwtAuthLayer<K, C, W, T> {
         Arc::make_mut(&mut self.shared).realm = sanitize(&realm.into());
         self
     }
+
+    /// Answers refusals with `respond` instead of the default JSON. It can start from
+    /// [`AuthRejection::default_response`] and adjust it, or answer in the app's own format:
+    ///
+    /// ```
+    /// use edge_auth::layer::{AuthRejection, JwtAuthLayer};
+    /// # use edge_auth::jwks::{JwksProvider, StaticKeySource};
+    /// # let keys = JwksProvider::new(StaticKeySource::new("{\"keys\":[]}"), edge_core::SystemClock::new(), edge_core::wait_until::QueuedWaitUntil::new());
+    ///
+    /// let layer = JwtAuthLayer::<_, _, _>::new(keys, edge_auth::jwt::Verifier::default())
+    ///     .respond_with(|rejection: &AuthRejection| {
+    ///         let mut response = rejection.default_response("shop");
+    ///         response.headers_mut().insert("x-login", http::HeaderValue::from_static("/login"));
+    ///         response
+    ///     });
+    /// ```
+    #[must_use]
+    pub fn respond_with(
+        mut self,
+        respond: impl Fn(&AuthRejection) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.shared).responder = Some(Responder::new(respond));
+        self
+    }
 }
 
 /// Settings are values: changing a layer that was cloned changes that layer only (the key provider
@@ -91,6 +173,7 @@ impl<K, C, W> Clone for Shared<K, C, W> {
             verifier: self.verifier.clone(),
             realm: self.realm.clone(),
             protected: self.protected.clone(),
+            responder: self.responder.clone(),
         }
     }
 }
@@ -194,12 +277,12 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
-fn reject<B: From<Bytes>>(
+fn reject(
     status: StatusCode,
     realm: &str,
     code: Option<&str>,
     description: &str,
-) -> Response<B> {
+) -> Response<Body> {
     let challenge = match code {
         Some(code) => format!(
             r#"Bearer realm="{realm}", error="{code}", error_description="{}""#,
@@ -208,7 +291,7 @@ fn reject<B: From<Bytes>>(
         None => format!(r#"Bearer realm="{realm}""#),
     };
     let body = serde_json::json!({ "error": code.unwrap_or("unauthorized"), "error_description": description });
-    let mut response = Response::new(B::from(Bytes::from(body.to_string())));
+    let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -266,23 +349,12 @@ where
         let token = match credential(request.headers()) {
             Credential::Missing => {
                 record_outcome(span.as_ref(), started, "missing");
-                let response = reject(
-                    StatusCode::UNAUTHORIZED,
-                    &shared.realm,
-                    None,
-                    "a bearer token is required",
-                );
+                let response = shared.refuse(&AuthRejection::MissingToken);
                 return Box::pin(async move { Ok(response) });
             }
             Credential::Invalid => {
                 record_outcome(span.as_ref(), started, "malformed");
-                let description = "the Authorization header must be a single bearer token";
-                let response = reject(
-                    StatusCode::BAD_REQUEST,
-                    &shared.realm,
-                    Some("invalid_request"),
-                    description,
-                );
+                let response = shared.refuse(&AuthRejection::MalformedCredentials);
                 return Box::pin(async move { Ok(response) });
             }
             Credential::Bearer(token) => token.to_owned(),
@@ -298,7 +370,12 @@ where
                 }
                 Err(e) => {
                     record_outcome(span.as_ref(), started, e.code());
-                    Ok(rejection(&shared.realm, &e))
+                    let rejection = if e.is_server_side() {
+                        AuthRejection::KeysUnavailable(e)
+                    } else {
+                        AuthRejection::InvalidToken(e)
+                    };
+                    Ok(shared.refuse(&rejection))
                 }
             }
         })
@@ -315,20 +392,11 @@ fn record_outcome(span: Option<&RequestSpan>, started: Option<Instant>, outcome:
     }
 }
 
-fn rejection<B: From<Bytes>>(realm: &str, error: &Error) -> Response<B> {
-    if error.is_server_side() {
-        reject(
-            StatusCode::SERVICE_UNAVAILABLE,
-            realm,
-            Some("temporarily_unavailable"),
-            "signing keys are unavailable",
-        )
-    } else {
-        reject(
-            StatusCode::UNAUTHORIZED,
-            realm,
-            Some("invalid_token"),
-            &error.to_string(),
-        )
+impl<K, C, W> Shared<K, C, W> {
+    fn refuse(&self, rejection: &AuthRejection) -> Response<Body> {
+        match &self.responder {
+            Some(responder) => responder.respond(rejection),
+            None => rejection.default_response(&self.realm),
+        }
     }
 }

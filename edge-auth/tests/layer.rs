@@ -234,3 +234,132 @@ async fn the_rate_limit_keys_on_the_subject_whatever_the_claims_type() {
     );
     assert_eq!(status_for("alice").await, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Each layer's refusals go through the responder the user gave, with the typed reason; the defaults
+/// stay one call away.
+#[tokio::test]
+async fn refusals_are_shaped_by_the_users_responders() {
+    use edge_auth::layer::AuthRejection;
+    use edge_auth::ratelimit::{
+        ClientIp, KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, RateLimitRejection,
+    };
+    use edge_auth::waf::{Waf, WafLayer};
+
+    fn problem(status: StatusCode, title: &str) -> Response<Body> {
+        let mut response = Response::new(Body::from(format!(r#"{{"title":"{title}"}}"#)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+
+    let clock = ManualClock::new();
+    let ok = tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    });
+    let auth = JwtAuthLayer::<_, _, _, Value>::new(
+        provider(&clock).await,
+        Verifier::new(Validation::new().with_audience("edge")),
+    )
+    .respond_with(|rejection: &AuthRejection| {
+        let title = match rejection {
+            AuthRejection::MissingToken => "sign in",
+            AuthRejection::MalformedCredentials => "bad header",
+            AuthRejection::InvalidToken(_) => "bad token",
+            AuthRejection::KeysUnavailable(_) => "try later",
+            _ => "other",
+        };
+        let mut response = problem(rejection.status(), title);
+        let default = rejection.default_response("shop");
+        if let Some(challenge) = default.headers().get(header::WWW_AUTHENTICATE) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge.clone());
+        }
+        response
+    });
+    let (status, challenge, body) = call(auth.layer(ok), "/", &[]).await;
+    assert_eq!(
+        (status, body.as_ref()),
+        (StatusCode::UNAUTHORIZED, &br#"{"title":"sign in"}"#[..])
+    );
+    assert_eq!(challenge, r#"Bearer realm="shop""#);
+    let (status, _, body) = call(auth.layer(ok), "/", &["Basic abc"]).await;
+    assert_eq!(
+        (status, body.as_ref()),
+        (StatusCode::BAD_REQUEST, &br#"{"title":"bad header"}"#[..])
+    );
+    let (status, _, body) = call(auth.layer(ok), "/", &["Bearer a.b.c"]).await;
+    assert_eq!(
+        (status, body.as_ref()),
+        (StatusCode::UNAUTHORIZED, &br#"{"title":"bad token"}"#[..])
+    );
+
+    let limits = RateLimitLayer::new(
+        KeyedLimiter::<String, _>::with_clock(Quota::per_minute(1).unwrap(), clock.clone()),
+        KeyExtractor::client_ip(),
+    )
+    .respond_with(|rejection: &RateLimitRejection| match rejection {
+        RateLimitRejection::Limited(decision) => {
+            let mut response = problem(StatusCode::TOO_MANY_REQUESTS, "slow down");
+            decision.write_headers(response.headers_mut());
+            response
+        }
+        other => other.default_response(),
+    });
+    let limited = limits.layer(ok);
+    let request = || {
+        Request::get("/")
+            .extension(ClientIp("192.0.2.9".parse().unwrap()))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        limited.clone().oneshot(request()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let refused = limited.clone().oneshot(request()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get("ratelimit").is_some());
+    assert_eq!(
+        refused.into_body().collect(1024).await.unwrap(),
+        r#"{"title":"slow down"}"#
+    );
+    let keyless = limited
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        keyless.status(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the default for the other reason"
+    );
+
+    let waf = WafLayer::new(Waf::new()).respond_with(|verdict| {
+        problem(
+            StatusCode::FORBIDDEN,
+            &format!("blocked by {} rule(s)", verdict.matches.len()),
+        )
+    });
+    let blocked = waf
+        .layer(ok)
+        .oneshot(
+            Request::get("/?q=%3Cscript%3Ealert(1)%3C/script%3E")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), StatusCode::FORBIDDEN);
+    assert!(
+        blocked
+            .extensions()
+            .get::<edge_auth::waf::Verdict>()
+            .is_some(),
+        "the verdict rides along"
+    );
+    let body = blocked.into_body().collect(1024).await.unwrap();
+    assert!(body.starts_with(b"{\"title\":\"blocked by "), "{body:?}");
+}

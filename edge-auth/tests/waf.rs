@@ -156,6 +156,43 @@ async fn log_only_rules_let_requests_through_until_the_penalty_limiter_says_no()
     );
 }
 
+/// A penalized request without a client key is not silently charged to a made-up client: it is blocked
+/// (and logged) unless the user names a shared bucket for such requests.
+#[tokio::test]
+async fn keyless_offenders_are_blocked_or_share_the_bucket_the_user_named() {
+    use edge_auth::ratelimit::Unkeyed;
+    let clock = ManualClock::new();
+    let waf = || Waf::new().with_category_mode(Category::CrossSiteScripting, Mode::LogOnly);
+    let limiter =
+        || KeyedLimiter::<String, _>::with_clock(Quota::per_minute(2).unwrap(), clock.clone());
+    let keyless = || {
+        let mut probe = request("/?q=%3Cscript%3Ealert(1)%3C/script%3E", None, Body::empty());
+        probe.extensions_mut().remove::<ClientIp>();
+        probe
+    };
+    let strict = WafLayer::new(waf())
+        .penalize(limiter(), KeyExtractor::client_ip())
+        .layer(tower::service_fn(echo));
+    assert_eq!(
+        strict.oneshot(keyless()).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let shared = WafLayer::new(waf())
+        .penalize(limiter(), KeyExtractor::client_ip())
+        .unkeyed(Unkeyed::shared_bucket("no-address"))
+        .layer(tower::service_fn(echo));
+    for _ in 0..2 {
+        assert_eq!(
+            shared.clone().oneshot(keyless()).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        shared.oneshot(keyless()).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
 proptest! {
     /// No URI, header value or body, however malformed, makes the WAF panic.
     #[test]

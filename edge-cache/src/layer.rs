@@ -45,6 +45,7 @@ use bytes::Bytes;
 use edge_core::cache::{CacheLimits, DynCacheStore};
 use edge_core::fetch::Unreachable;
 use edge_core::kv::DynKvStore;
+use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::wait_until::DynWaitUntil;
 use edge_core::{
@@ -68,6 +69,7 @@ pub struct CacheLayer<C> {
     policy: CachePolicy,
     settings: Settings,
     purge: Option<Arc<(String, String)>>,
+    responder: Option<Responder<Error>>,
 }
 
 impl<C: Clone> Clone for CacheLayer<C> {
@@ -81,6 +83,7 @@ impl<C: Clone> Clone for CacheLayer<C> {
             policy: self.policy,
             settings: self.settings,
             purge: self.purge.clone(),
+            responder: self.responder.clone(),
         }
     }
 }
@@ -106,6 +109,7 @@ impl<C: Clock + Clone + 'static> CacheLayer<C> {
             policy: CachePolicy::new(),
             settings: Settings::default(),
             purge: None,
+            responder: None,
         }
     }
 
@@ -141,6 +145,30 @@ impl<C: Clock + Clone + 'static> CacheLayer<C> {
     #[must_use]
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// Answers a request the origin failed (and no stale copy could stand in for) with `respond` instead
+    /// of [`default_origin_failure`]. The answer always leaves with `Cache-Control: no-store` (unless the
+    /// responder set its own) and the cache's `Cache-Status`.
+    ///
+    /// ```
+    /// use edge_cache::layer::CacheLayer;
+    /// use edge_core::SystemClock;
+    /// use edge_core::wait_until::QueuedWaitUntil;
+    ///
+    /// let layer = CacheLayer::new(SystemClock::new(), QueuedWaitUntil::new()).respond_with(|error| {
+    ///     let mut response = http::Response::new(edge_core::Body::from("<h1>Back soon</h1>"));
+    ///     *response.status_mut() = if error.is_timeout() { http::StatusCode::GATEWAY_TIMEOUT } else { http::StatusCode::BAD_GATEWAY };
+    ///     response
+    /// });
+    /// ```
+    #[must_use]
+    pub fn respond_with(
+        mut self,
+        respond: impl Fn(&Error) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        self.responder = Some(Responder::new(respond));
         self
     }
 
@@ -222,6 +250,7 @@ where
         CacheService {
             cache: builder.build(),
             purge: self.purge.clone(),
+            responder: self.responder.clone(),
         }
     }
 }
@@ -230,6 +259,7 @@ where
 pub struct CacheService<C> {
     cache: TieredCache<C>,
     purge: Option<Arc<(String, String)>>,
+    responder: Option<Responder<Error>>,
 }
 
 impl<C> Clone for CacheService<C> {
@@ -237,6 +267,7 @@ impl<C> Clone for CacheService<C> {
         Self {
             cache: self.cache.clone(),
             purge: self.purge.clone(),
+            responder: self.responder.clone(),
         }
     }
 }
@@ -253,6 +284,18 @@ impl<C: Clock + Clone + 'static> CacheService<C> {
     pub fn cache(&self) -> &TieredCache<C> {
         &self.cache
     }
+}
+
+/// The default answer when the origin failed and nothing stale could stand in: `504` for a timeout,
+/// else `502`, with `origin failed: <kind>` as text.
+#[must_use]
+pub fn default_origin_failure(error: &Error) -> Response<Body> {
+    let status = if error.kind() == ErrorKind::Timeout {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    text(status, format!("origin failed: {}\n", error.kind()))
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
@@ -370,21 +413,21 @@ where
             }
         }
         let span = RequestSpan::from_extensions(request.extensions()).cloned();
+        let responder = self.responder.clone();
         Box::pin(async move {
             let started = span.as_ref().map(RequestSpan::now);
             let response = match cache.handle(request).await {
                 Ok(response) => response,
                 Err(error) => {
-                    let status = if error.kind() == ErrorKind::Timeout {
-                        StatusCode::GATEWAY_TIMEOUT
-                    } else {
-                        StatusCode::BAD_GATEWAY
+                    let mut response = match &responder {
+                        Some(responder) => responder.respond(&error),
+                        None => default_origin_failure(&error),
                     };
-                    let mut response = text(status, format!("origin failed: {}\n", error.kind()));
                     // Made up here: no cache may keep it.
                     response
                         .headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                        .entry(header::CACHE_CONTROL)
+                        .or_insert(HeaderValue::from_static("no-store"));
                     cache.finish_failure(response)
                 }
             };

@@ -97,3 +97,48 @@ async fn purge_keys_as_lookups_do_and_reports_what_it_removed() {
     );
     assert_eq!(status(&cache.oneshot(page("/b")).await.unwrap()), "HIT");
 }
+
+/// A service that fails instead of answering is an unreachable origin: the user's responder shapes the
+/// answer, which still leaves uncacheable and with the cache's `Cache-Status`; a stale copy stands in
+/// when the origin's directives allow it.
+#[tokio::test]
+async fn origin_failures_go_through_the_responder() {
+    let clock = ManualClock::new();
+    let origin = tower::service_fn(|request: Request<Body>| async move {
+        if request.uri().path() == "/down" {
+            return Err(std::io::Error::other("connection refused"));
+        }
+        Ok(Response::new(Body::from("up")))
+    });
+    let service = CacheLayer::new(clock.clone(), QueuedWaitUntil::new())
+        .memory(MemoryCache::new(1 << 20, clock))
+        .respond_with(|error| {
+            let mut response = Response::new(Body::from(format!("sorry: {}", error.kind())));
+            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            response
+        })
+        .layer(origin);
+    let response = service.clone().oneshot(page("/down")).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    assert!(response.headers().get("cache-status").is_some());
+    assert!(text(response).await.starts_with("sorry: "));
+    let up = service.oneshot(page("/up")).await.unwrap();
+    assert_eq!(text(up).await, "up");
+}
+
+/// Responses served from the cache carry their stored length, HEAD included.
+#[tokio::test]
+async fn hits_and_head_carry_the_stored_length() {
+    let service = cached_origin();
+    service.clone().oneshot(page("/len")).await.unwrap();
+    let hit = service.clone().oneshot(page("/len")).await.unwrap();
+    assert_eq!(hit.headers()["x-cache-status"], "HIT");
+    assert_eq!(hit.headers()[header::CONTENT_LENGTH], "4");
+    assert_eq!(http_body::Body::size_hint(hit.body()).exact(), Some(4));
+    let mut head = page("/len");
+    *head.method_mut() = Method::HEAD;
+    let head = service.oneshot(head).await.unwrap();
+    assert_eq!(head.headers()[header::CONTENT_LENGTH], "4");
+    assert_eq!(text(head).await, "");
+}

@@ -21,6 +21,7 @@
 //! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
 //! | [`host`] | host wiring: `OriginProxy`, `ServiceFetcher`, `ClientIpLayer` (feature `tower`), `TokioHost` (features `tokio` + `hyper`) |
 //! | [`hop`] | hop-by-hop fields (RFC 9110 §7.6.1): the list, `Connection`'s options, their removal |
+//! | [`respond`] | [`Responder`](respond::Responder): a layer's typed refusal turned into a response, replaceable |
 //! | [`geo`] | [`ClientIp`]; [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
 //! | [`trace`] | W3C Trace Context, ids, sampling, spans, the exporter trait; [`RequestSpan`](trace::RequestSpan), the request's span every layer records into; the attribute names ([`trace::attr`]) |
 //! | [`testing`] | conformance kits and [`TestFetcher`](testing::TestFetcher) (feature `testing`) |
@@ -83,6 +84,7 @@ pub mod geo;
 pub mod hop;
 pub mod host;
 pub mod kv;
+pub mod respond;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;

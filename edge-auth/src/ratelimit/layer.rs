@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::{Body, BoxError, BoxFuture, Clock, KvStore, MaybeSend, MaybeSync};
 use http::header::{self, HeaderName, HeaderValue};
@@ -211,6 +212,31 @@ struct Shared {
     default: Option<Arc<dyn Backend>>,
     key: KeyExtractor,
     unkeyed: Unkeyed,
+    /// Replaces the default answers.
+    responder: Option<Responder<RateLimitRejection>>,
+}
+
+/// Why [`RateLimitLayer`] refused a request.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RateLimitRejection {
+    /// Over the quota: the decision says by how much, when to retry, and which policy.
+    Limited(Decision),
+    /// The key extractor found no key and [`Unkeyed::Reject`] is in force.
+    KeyMissing,
+}
+
+impl RateLimitRejection {
+    /// The default answer: `429` with `Retry-After`, the `RateLimit` fields and
+    /// `{"error":"rate_limited","retry_after_seconds":…}` (or `request_exceeds_quota` when no wait can
+    /// help), or `500` with `{"error":"rate_limit_key_missing"}`.
+    #[must_use]
+    pub fn default_response(&self) -> Response<Body> {
+        match self {
+            Self::Limited(decision) => too_many_requests(decision),
+            Self::KeyMissing => key_missing(),
+        }
+    }
 }
 
 impl RateLimitLayer {
@@ -222,6 +248,7 @@ impl RateLimitLayer {
                 default: Some(Arc::new(backend)),
                 key,
                 unkeyed: Unkeyed::Reject,
+                responder: None,
             }),
         }
     }
@@ -235,6 +262,7 @@ impl RateLimitLayer {
                 default: None,
                 key,
                 unkeyed: Unkeyed::Reject,
+                responder: None,
             }),
         }
     }
@@ -269,6 +297,34 @@ impl RateLimitLayer {
     #[must_use]
     pub fn unkeyed(mut self, unkeyed: Unkeyed) -> Self {
         Arc::make_mut(&mut self.shared).unkeyed = unkeyed;
+        self
+    }
+
+    /// Answers refusals with `respond` instead of the default JSON (see
+    /// [`RateLimitRejection::default_response`]). Keep the `RateLimit` fields on a `429`
+    /// ([`Decision::write_headers`]): clients pace themselves by them.
+    ///
+    /// ```
+    /// use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, RateLimitRejection};
+    ///
+    /// let layer = RateLimitLayer::new(KeyedLimiter::<String>::new(Quota::per_second(10)?), KeyExtractor::client_ip())
+    ///     .respond_with(|rejection: &RateLimitRejection| match rejection {
+    ///         RateLimitRejection::Limited(decision) => {
+    ///             let mut response = http::Response::new(edge_core::Body::from("slow down\n"));
+    ///             *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    ///             decision.write_headers(response.headers_mut());
+    ///             response
+    ///         }
+    ///         other => other.default_response(),
+    ///     });
+    /// # Ok::<(), edge_auth::ratelimit::QuotaError>(())
+    /// ```
+    #[must_use]
+    pub fn respond_with(
+        mut self,
+        respond: impl Fn(&RateLimitRejection) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.shared).responder = Some(Responder::new(respond));
         self
     }
 }
@@ -364,7 +420,8 @@ where
                     "rate limit: the key extractor found no key for this request (no ClientIp from the \
                      host?); refused. RateLimitLayer::unkeyed chooses otherwise"
                 );
-                return Box::pin(std::future::ready(Ok(key_missing())));
+                let response = shared.refuse(&RateLimitRejection::KeyMissing);
+                return Box::pin(std::future::ready(Ok(response)));
             }
         };
         let span = RequestSpan::from_extensions(request.extensions()).cloned();
@@ -390,7 +447,7 @@ where
                 span.stage_since("ratelimit", started, Some(outcome));
             }
             if !decision.is_allowed() {
-                return Ok(too_many_requests(&decision));
+                return Ok(shared.refuse(&RateLimitRejection::Limited(decision)));
             }
             let mut response = inner.call(request).await?.map(Body::from_http_body);
             decision.write_headers(response.headers_mut());
@@ -399,9 +456,18 @@ where
     }
 }
 
-fn key_missing<B: From<Bytes>>() -> Response<B> {
+impl Shared {
+    fn refuse(&self, rejection: &RateLimitRejection) -> Response<Body> {
+        match &self.responder {
+            Some(responder) => responder.respond(rejection),
+            None => rejection.default_response(),
+        }
+    }
+}
+
+fn key_missing() -> Response<Body> {
     let body = Bytes::from_static(b"{\"error\":\"rate_limit_key_missing\"}\n");
-    let mut response = Response::new(B::from(body));
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     let headers = response.headers_mut();
     headers.insert(
@@ -412,7 +478,7 @@ fn key_missing<B: From<Bytes>>() -> Response<B> {
     response
 }
 
-fn too_many_requests<B: From<Bytes>>(decision: &Decision) -> Response<B> {
+fn too_many_requests(decision: &Decision) -> Response<Body> {
     let seconds = super::decision::ceil_secs(decision.retry_after());
     let body = if decision.is_impossible() {
         // No wait helps: said so, and no Retry-After.
@@ -423,7 +489,7 @@ fn too_many_requests<B: From<Bytes>>(decision: &Decision) -> Response<B> {
             seconds.max(1)
         )
     };
-    let mut response = Response::new(B::from(Bytes::from(body)));
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let headers = response.headers_mut();
     headers.insert(

@@ -26,7 +26,10 @@ pub mod window;
 pub use decision::{Decision, RATELIMIT, RATELIMIT_POLICY};
 pub use kv_bucket::{KvTokenBucket, KvTokenBucketBuilder, OnStoreError};
 #[cfg(feature = "tower")]
-pub use layer::{Backend, ClientIp, KeyExtractor, RateLimitLayer, RequestView, Unkeyed};
+pub use layer::{
+    Backend, ClientIp, KeyExtractor, RateLimit, RateLimitLayer, RateLimitRejection, RequestView,
+    Unkeyed,
+};
 pub use memory::{KeyedLimiter, Limiter};
 pub use quota::{MAX_POLICY_NAMES, Quota, QuotaError};
 #[cfg(all(feature = "redis", not(target_arch = "wasm32")))]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::{Body, BoxError, BoxFuture, MaybeSend};
 use futures_util::StreamExt;
@@ -22,7 +23,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use super::{BodyKind, Verdict, Waf as Rules};
-use crate::ratelimit::{Backend, KeyExtractor, RequestView};
+use crate::ratelimit::{Backend, KeyExtractor, RequestView, Unkeyed};
 
 /// Runs a [`Waf`](super::Waf) in front of a service. See the [module docs](self).
 #[derive(Clone)]
@@ -35,6 +36,10 @@ struct Shared {
     rules: Arc<Rules>,
     /// Charges offenders; once it refuses, their matching requests are blocked whatever the rule modes.
     penalty: Option<(Arc<dyn Backend>, KeyExtractor)>,
+    /// What a penalized request without a client key is charged to.
+    unkeyed: Unkeyed,
+    /// Replaces the default answer.
+    responder: Option<Responder<Verdict>>,
 }
 
 impl WafLayer {
@@ -45,6 +50,8 @@ impl WafLayer {
             shared: Arc::new(Shared {
                 rules: Arc::new(rules),
                 penalty: None,
+                unkeyed: Unkeyed::Reject,
+                responder: None,
             }),
         }
     }
@@ -57,6 +64,37 @@ impl WafLayer {
     /// A layer is a value: called on a clone, this changes that clone, never silently nothing.
     pub fn penalize(mut self, limiter: impl Backend, key: KeyExtractor) -> Self {
         Arc::make_mut(&mut self.shared).penalty = Some((Arc::new(limiter), key));
+        self
+    }
+
+    /// With [`penalize`](Self::penalize): what to do when a request with matches has no client key (the
+    /// host supplied no [`ClientIp`](edge_core::ClientIp)). [`Unkeyed::Reject`], the default, blocks it
+    /// and logs a warning; [`Unkeyed::SharedBucket`] charges every such request to one named bucket.
+    #[must_use]
+    pub fn unkeyed(mut self, unkeyed: Unkeyed) -> Self {
+        Arc::make_mut(&mut self.shared).unkeyed = unkeyed;
+        self
+    }
+
+    /// Answers blocked requests with `respond` instead of [`default_response`]; the [`Verdict`] says
+    /// which rules matched (for logs: telling the client helps an attacker tune the payload). The
+    /// verdict is also put in the response's extensions either way.
+    ///
+    /// ```
+    /// use edge_auth::waf::{Waf, WafLayer};
+    ///
+    /// let layer = WafLayer::new(Waf::new()).respond_with(|_verdict| {
+    ///     let mut response = http::Response::new(edge_core::Body::from("<h1>Request refused</h1>"));
+    ///     *response.status_mut() = http::StatusCode::FORBIDDEN;
+    ///     response
+    /// });
+    /// ```
+    #[must_use]
+    pub fn respond_with(
+        mut self,
+        respond: impl Fn(&Verdict) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.shared).responder = Some(Responder::new(respond));
         self
     }
 }
@@ -138,14 +176,25 @@ where
                         headers: &parts.headers,
                         extensions: &parts.extensions,
                     };
-                    let key = format!(
-                        "waf|{}",
-                        key.key(&view).unwrap_or_else(|| "anonymous".to_owned())
-                    );
-                    for _ in 0..verdict.penalty().min(8) {
-                        if !limiter.check(&key).await.is_allowed() {
+                    let key = match (key.key(&view), &shared.unkeyed) {
+                        (Some(client), _) => Some(format!("waf|{client}")),
+                        (None, Unkeyed::SharedBucket(name)) => Some(format!("waf|unkeyed:{name}")),
+                        (None, _) => {
+                            tracing::warn!(
+                                "waf: a request with rule matches has no client key to charge \
+                                 (no ClientIp from the host?); blocked. WafLayer::unkeyed chooses \
+                                 otherwise"
+                            );
                             blocked = true;
-                            break;
+                            None
+                        }
+                    };
+                    if let Some(key) = key {
+                        for _ in 0..verdict.penalty().min(8) {
+                            if !limiter.check(&key).await.is_allowed() {
+                                blocked = true;
+                                break;
+                            }
                         }
                     }
                 }
@@ -167,7 +216,12 @@ where
                 span.stage_since("waf", started, Some(outcome));
             }
             if blocked {
-                return Ok(forbidden(verdict));
+                let mut response = match &shared.responder {
+                    Some(responder) => responder.respond(&verdict),
+                    None => default_response(&verdict),
+                };
+                response.extensions_mut().insert(verdict);
+                return Ok(response);
             }
             let mut request = Request::from_parts(parts, body);
             request.extensions_mut().insert(verdict);
@@ -218,8 +272,11 @@ async fn read_ahead(body: Body, limit: usize) -> (Option<Bytes>, Body) {
     (Some(seen.freeze()), Body::from_stream(replay))
 }
 
-fn forbidden<B: From<Bytes>>(verdict: Verdict) -> Response<B> {
-    let mut response = Response::new(B::from(Bytes::from_static(
+/// The default answer to a blocked request: `403` with `{"error":"request_blocked"}` (which rule matched
+/// is not told to the client).
+#[must_use]
+pub fn default_response(_verdict: &Verdict) -> Response<Body> {
+    let mut response = Response::new(Body::from(Bytes::from_static(
         b"{\"error\":\"request_blocked\"}\n",
     )));
     *response.status_mut() = StatusCode::FORBIDDEN;
@@ -229,6 +286,5 @@ fn forbidden<B: From<Bytes>>(verdict: Verdict) -> Response<B> {
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.extensions_mut().insert(verdict);
     response
 }

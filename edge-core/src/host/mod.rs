@@ -25,7 +25,7 @@ mod tokio_host;
 pub use client_ip::{ClientIpLayer, ClientIpService, TrustedProxies};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use proxy::OriginProxy;
+pub use proxy::{OriginProxy, ProxyFailure};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use service_fetcher::ServiceFetcher;

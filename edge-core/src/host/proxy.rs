@@ -13,7 +13,8 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
 
 use crate::fetch::Unreachable;
-use crate::{Body, BoxError, BoxFuture, ClientIp, ErrorKind, Fetcher, MaybeSend};
+use crate::respond::Responder;
+use crate::{Body, BoxError, BoxFuture, ClientIp, Error, ErrorKind, Fetcher, MaybeSend};
 
 /// The `Via` pseudonym this edge adds to forwarded messages (RFC 9110 §7.6.3).
 const VIA: HeaderValue = HeaderValue::from_static("1.1 edge");
@@ -48,6 +49,44 @@ const VIA: HeaderValue = HeaderValue::from_static("1.1 edge");
 pub struct OriginProxy<F> {
     fetcher: Arc<F>,
     origin: Uri,
+    responder: Option<Responder<ProxyFailure>>,
+}
+
+/// Why [`OriginProxy`] answered by itself.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ProxyFailure {
+    /// The request target cannot be put on the origin's URL.
+    UnforwardableTarget,
+    /// The client's body broke while it was being forwarded.
+    ClientBody,
+    /// The origin could not be reached or did not answer in time.
+    Origin(Error),
+}
+
+impl ProxyFailure {
+    /// The default answer: `400`, `400`, or `504` (timeout) / `502`, as short text with
+    /// `Cache-Control: no-store`.
+    #[must_use]
+    pub fn default_response(&self) -> Response<Body> {
+        match self {
+            Self::UnforwardableTarget => error_response(
+                StatusCode::BAD_REQUEST,
+                "request target cannot be forwarded",
+            ),
+            Self::ClientBody => error_response(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            ),
+            Self::Origin(e) if e.kind() == ErrorKind::Timeout => error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the origin did not answer in time",
+            ),
+            Self::Origin(_) => {
+                error_response(StatusCode::BAD_GATEWAY, "the origin could not be reached")
+            }
+        }
+    }
 }
 
 impl<F> Clone for OriginProxy<F> {
@@ -55,6 +94,7 @@ impl<F> Clone for OriginProxy<F> {
         Self {
             fetcher: Arc::clone(&self.fetcher),
             origin: self.origin.clone(),
+            responder: self.responder.clone(),
         }
     }
 }
@@ -65,7 +105,19 @@ impl<F: Fetcher + 'static> OriginProxy<F> {
         Self {
             fetcher: Arc::new(fetcher),
             origin,
+            responder: None,
         }
+    }
+
+    /// Answers failures with `respond` instead of [`ProxyFailure::default_response`]. An origin failure's
+    /// answer still carries [`Unreachable`], so a cache in front can serve a stale copy instead.
+    #[must_use]
+    pub fn respond_with(
+        mut self,
+        respond: impl Fn(&ProxyFailure) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        self.responder = Some(Responder::new(respond));
+        self
     }
 
     fn upstream_request(&self, request: Request<Body>) -> Result<Request<Body>, http::Error> {
@@ -163,12 +215,14 @@ where
         });
         let upstream = self.upstream_request(request);
         let fetcher = Arc::clone(&self.fetcher);
+        let responder = self.responder.clone();
+        let refuse = move |failure: &ProxyFailure| match &responder {
+            Some(responder) => responder.respond(failure),
+            None => failure.default_response(),
+        };
         Box::pin(async move {
             let Ok(upstream) = upstream else {
-                return Ok(error_response(
-                    StatusCode::BAD_REQUEST,
-                    "request target cannot be forwarded",
-                ));
+                return Ok(refuse(&ProxyFailure::UnforwardableTarget));
             };
             match fetcher.fetch(upstream).await {
                 Ok(mut response) => {
@@ -176,19 +230,11 @@ where
                     response.headers_mut().append(header::VIA, VIA);
                     Ok(response)
                 }
-                Err(_) if client_body_failed.load(Ordering::Relaxed) => Ok(error_response(
-                    StatusCode::BAD_REQUEST,
-                    "the request body could not be read",
-                )),
+                Err(_) if client_body_failed.load(Ordering::Relaxed) => {
+                    Ok(refuse(&ProxyFailure::ClientBody))
+                }
                 Err(e) => {
-                    let mut response = if e.kind() == ErrorKind::Timeout {
-                        error_response(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "the origin did not answer in time",
-                        )
-                    } else {
-                        error_response(StatusCode::BAD_GATEWAY, "the origin could not be reached")
-                    };
+                    let mut response = refuse(&ProxyFailure::Origin(e.clone()));
                     // The cache in front can tell this from an answer of the origin's.
                     response.extensions_mut().insert(Unreachable(e));
                     Ok(response)
@@ -306,8 +352,19 @@ mod tests {
         let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
         let response = proxy(origin.clone()).oneshot(get("/down")).await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-        let response = proxy(origin).oneshot(get("/late")).await.unwrap();
+        let response = proxy(origin.clone()).oneshot(get("/late")).await.unwrap();
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let custom = proxy(origin).respond_with(|failure| {
+            let mut response = Response::new(Body::from(format!("{failure:?}")));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        });
+        let response = custom.oneshot(get("/down")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            response.extensions().get::<Unreachable>().is_some(),
+            "still marked for the cache"
+        );
     }
 
     #[tokio::test]

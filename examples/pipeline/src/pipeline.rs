@@ -315,14 +315,17 @@ fn rate_limit_layer(limits: RateLimits) -> Option<RateLimitLayer> {
 }
 
 /// The WAF's recommended rules, every one blocking; with a `penalty`, a client whose requests trip
-/// rules that often is refused outright after that, even by rules that only log.
+/// rules that often is refused outright after that, even by rules that only log. Requests without an
+/// address (a Worker run locally) share one penalty bucket, as they share one rate-limit bucket.
 fn waf_layer(penalty: Option<Quota>) -> WafLayer {
     let waf = WafLayer::new(Waf::new());
     match penalty {
-        Some(quota) => waf.penalize(
-            KeyedLimiter::<String>::new(quota),
-            KeyExtractor::client_ip(),
-        ),
+        Some(quota) => waf
+            .penalize(
+                KeyedLimiter::<String>::new(quota),
+                KeyExtractor::client_ip(),
+            )
+            .unkeyed(Unkeyed::shared_bucket("no-client-address")),
         None => waf,
     }
 }
