@@ -80,6 +80,9 @@ pub mod otlp;
 pub mod propagate;
 pub mod routes;
 pub mod server_timing;
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub mod subscriber;
 
 pub use metrics::{Counter, Gauge, Histogram, Registry};
 pub use routes::Routes;

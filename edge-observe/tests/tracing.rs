@@ -125,3 +125,144 @@ fn subscribers_see_the_request_span_and_what_happens_inside() {
     assert_eq!(*parent, Some(id), "inside the request's span");
     assert_eq!(event["edge.cache.status"], "HIT");
 }
+
+/// Collects what is exported.
+#[derive(Clone, Default)]
+struct Collected(Arc<Mutex<Vec<edge_core::trace::Span>>>);
+
+impl edge_observe::layer::SpanSink for Collected {
+    fn record_spans(&self, spans: Vec<edge_core::trace::Span>) {
+        self.0.lock().unwrap().extend(spans);
+    }
+    fn flush_later(&self) -> edge_core::BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tracing::instrument(skip_all, fields(product = 42))]
+async fn load_product() -> &'static str {
+    tracing::info!(rows = 1, "query done");
+    lookup_price().await
+}
+
+#[tracing::instrument]
+async fn lookup_price() -> &'static str {
+    "9.99"
+}
+
+/// The application's `#[instrument]`ed functions inside a request become spans of the request's trace:
+/// children of its server span (grandchildren for nested calls), timed, with their fields and events.
+#[test]
+fn application_spans_are_exported_as_children_of_the_request_span() {
+    use edge_observe::subscriber::SpanExportLayer;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let clock = ManualClock::new();
+    let sink = Collected::default();
+    let subscriber = tracing_subscriber::registry().with(SpanExportLayer::new(
+        sink.clone(),
+        clock.clone(),
+        SplitMix::new(9),
+    ));
+    let service = TraceLayer::new(clock, QueuedWaitUntil::new(), SplitMix::new(1))
+        .export_to(sink.clone())
+        .layer(tower::service_fn(|_request: Request<Body>| async {
+            let price = load_product().await;
+            Ok::<_, Infallible>(Response::new(Body::from(price)))
+        }));
+    let request = |sampled: &str| {
+        Request::get("/api/products/42")
+            .header(
+                "traceparent",
+                format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{sampled}"),
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    tracing::subscriber::with_default(subscriber, || {
+        futures::executor::block_on(service.clone().oneshot(request("01"))).unwrap();
+        // Outside any request nothing is exported; neither is a trace the caller did not sample.
+        futures::executor::block_on(load_product());
+        futures::executor::block_on(service.oneshot(request("00"))).unwrap();
+    });
+    let spans = sink.0.lock().unwrap().clone();
+    let by_name = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} in {spans:#?}"))
+    };
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let server = by_name("GET");
+    let handler = by_name("load_product");
+    let nested = by_name("lookup_price");
+    for span in [handler, nested] {
+        assert_eq!(span.context.trace_id, server.context.trace_id);
+        assert!(span.end.is_some());
+    }
+    assert_eq!(handler.context.parent_id, Some(server.context.span_id));
+    assert_eq!(nested.context.parent_id, Some(handler.context.span_id));
+    assert!(
+        handler
+            .attributes
+            .iter()
+            .any(|(k, v)| k == "product" && *v == edge_core::trace::Value::I64(42)),
+        "{:?}",
+        handler.attributes
+    );
+    assert_eq!(handler.events.len(), 1);
+    assert_eq!(handler.events[0].name, "query done");
+}
+
+/// A collector that is down is reported as a `tracing` warning, once a minute, not on every flush.
+#[test]
+fn failed_exports_are_warned_about_once_a_minute() {
+    use edge_core::testing::{Reply, TestFetcher};
+    use edge_core::trace::{Span, SpanKind, TraceContext};
+    use edge_observe::otlp::OtlpExporter;
+
+    let recorder = Shared(Arc::new(Recorder::default()));
+    let clock = ManualClock::new();
+    let collector = TestFetcher::new();
+    collector.route("/v1/traces", Reply::fail(edge_core::ErrorKind::Unavailable));
+    let exporter = OtlpExporter::builder(collector, "http://collector:4318", clock.clone())
+        .unwrap()
+        .clock(clock.clone())
+        .max_attempts(1)
+        .build();
+    let span = || {
+        let context = TraceContext::from_request(
+            &http::HeaderMap::new(),
+            &SplitMix::new(4),
+            &edge_core::trace::Sampler::AlwaysOn,
+        );
+        let mut span = Span::start("job", SpanKind::Internal, context, &clock);
+        span.end(&clock);
+        span
+    };
+    let warnings = || {
+        recorder
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, fields)| {
+                fields
+                    .get("message")
+                    .is_some_and(|m| m.starts_with("OTLP export failed"))
+            })
+            .count()
+    };
+    tracing::subscriber::with_default(recorder.clone(), || {
+        for _ in 0..3 {
+            exporter.record(span());
+            futures::executor::block_on(exporter.flush());
+        }
+        assert_eq!(warnings(), 1);
+        clock.advance(std::time::Duration::from_secs(61));
+        exporter.record(span());
+        futures::executor::block_on(exporter.flush());
+        assert_eq!(warnings(), 2);
+    });
+    assert_eq!(exporter.stats().dropped_failed, 4);
+}

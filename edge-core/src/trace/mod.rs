@@ -206,6 +206,18 @@ impl TraceContext {
         }
     }
 
+    /// The context of a new span whose parent is known only by its ids (`traceparent`): a remote
+    /// caller, or an outer span recorded elsewhere.
+    pub fn child_of(parent: &TraceParent, ids: &(impl IdSource + ?Sized)) -> Self {
+        Self {
+            trace_id: parent.trace_id,
+            span_id: ids.span_id(),
+            parent_id: Some(parent.parent_id),
+            flags: parent.flags,
+            state: TraceState::default(),
+        }
+    }
+
     /// A child context (same trace, new span id, this span as parent).
     #[must_use]
     pub fn child(&self, ids: &(impl IdSource + ?Sized)) -> Self {

@@ -395,6 +395,8 @@ fn tracing_span<B>(span: &RequestSpan, request: &Request<B>) -> tracing::Span {
         url.path = request.uri().path(),
         trace_id = %context.trace_id,
         span_id = %context.span_id,
+        // The server span as the parent of the spans opened inside (see `subscriber::SpanExportLayer`).
+        traceparent = %edge_core::trace::TraceParent::new(context.trace_id, context.span_id, context.flags),
         http.response.status_code = tracing::field::Empty,
     )
 }

@@ -67,7 +67,12 @@ struct Shared<F> {
     queue: Mutex<VecDeque<Span>>,
     flushing: AtomicBool,
     counters: Counters,
+    /// When a failed export was last reported as a `tracing` warning (seconds since the epoch).
+    last_warning: AtomicU64,
 }
+
+/// Failed exports are reported at most once a minute: a collector that is down fails every flush.
+const WARNING_INTERVAL_SECS: u64 = 60;
 
 /// Exports spans and metrics to an OTLP/HTTP collector. Cheap to clone; clones share the queue. See the
 /// [module docs](super).
@@ -254,6 +259,7 @@ impl<F> OtlpExporterBuilder<F> {
                 queue: Mutex::new(VecDeque::new()),
                 flushing: AtomicBool::new(false),
                 counters: Counters::default(),
+                last_warning: AtomicU64::new(0),
             }),
         }
     }
@@ -371,9 +377,37 @@ impl<F: Fetcher> Shared<F> {
         let n = spans.len() as u64;
         match &result {
             Ok(()) => self.counters.exported.fetch_add(n, Ordering::Relaxed),
-            Err(_) => self.counters.dropped_failed.fetch_add(n, Ordering::Relaxed),
+            Err(error) => {
+                let dropped = self.counters.dropped_failed.fetch_add(n, Ordering::Relaxed) + n;
+                self.warn("traces", error, dropped);
+                dropped
+            }
         };
         result
+    }
+
+    /// Reports a failed export as a `tracing` warning, at most once per [`WARNING_INTERVAL_SECS`].
+    fn warn(&self, signal: &'static str, error: &Error, dropped_spans: u64) {
+        let now = self
+            .clock
+            .wall_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_warning.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= WARNING_INTERVAL_SECS;
+        if due
+            && self
+                .last_warning
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                edge.otlp.signal = signal,
+                edge.otlp.dropped_spans = dropped_spans,
+                error = %error,
+                "OTLP export failed (reported at most once a minute; ExportStats has the counts)"
+            );
+        }
     }
 }
 
@@ -465,9 +499,11 @@ impl<F: Fetcher + 'static> OtlpExporter<F> {
                 shared.started,
                 shared.clock.wall_time(),
             );
-            shared
-                .send(&settings.metrics_url, Bytes::from(body))
-                .await?;
+            if let Err(error) = shared.send(&settings.metrics_url, Bytes::from(body)).await {
+                let dropped = shared.counters.dropped_failed.load(Ordering::Relaxed);
+                shared.warn("metrics", &error, dropped);
+                return Err(error);
+            }
             shared
                 .counters
                 .metric_exports
