@@ -5,9 +5,12 @@
 //! `http.server` span whose `traceparent` field names the request's server span. Installed in the
 //! application's subscriber, this layer gives every span opened inside it (an `#[instrument]`ed handler,
 //! a database call) an id in the same trace, times it, keeps its fields as attributes and its events as
-//! span events, and hands it to a [`SpanSink`](crate::layer::SpanSink) (the [`OtlpExporter`] the trace
-//! layer exports to) when it closes. The trace layer's flush after the response sends them with the
-//! request's own span; nothing else is needed, and no `tracing-opentelemetry` beside the SDK.
+//! span events, and hands it on when it closes. Made by
+//! [`TraceLayer::span_export_layer`](crate::layer::TraceLayer::span_export_layer), it hands the spans to
+//! the trace layer, which sends them to its [`OtlpExporter`] with the next request's spans, after the
+//! response: on every target, a Worker included. Made by [`SpanExportLayer::new`], it hands them
+//! straight to a `Send + Sync` [`SpanSink`](crate::layer::SpanSink). Either way no
+//! `tracing-opentelemetry` is needed beside the SDK.
 //!
 //! A span outside any request (no ancestor with a `traceparent` field) is not exported; a span in a trace
 //! the sampler dropped is not either. Any span of yours with a `traceparent` field (a job picked off a
@@ -19,14 +22,16 @@
 //! use edge_core::clock::TokioTimer;
 //! use edge_core::trace::SplitMix;
 //! use edge_observe::otlp::OtlpExporter;
-//! use edge_observe::subscriber::SpanExportLayer;
+//! use edge_core::wait_until::QueuedWaitUntil;
+//! use edge_observe::layer::TraceLayer;
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
 //! # fn main() -> Result<(), edge_core::Error> {
 //! let exporter = OtlpExporter::builder(HyperFetcher::new(), "http://127.0.0.1:4318", TokioTimer::new())?.build();
-//! let subscriber = tracing_subscriber::registry()
-//!     .with(SpanExportLayer::new(exporter.clone(), SystemClock::new(), SplitMix::from_os()));
-//! // tracing::subscriber::set_global_default(subscriber), and give the same exporter to TraceLayer::export_to.
+//! let trace = TraceLayer::new(SystemClock::new(), QueuedWaitUntil::new(), SplitMix::from_os())
+//!     .export_to(exporter);
+//! let subscriber = tracing_subscriber::registry().with(trace.span_export_layer());
+//! // tracing::subscriber::set_global_default(subscriber); then add `trace` to the app's router.
 //! # let _ = subscriber;
 //! # Ok(())
 //! # }
@@ -58,6 +63,44 @@ pub struct SpanExportLayer {
     ids: Arc<dyn IdSource + Send + Sync>,
 }
 
+/// The most application spans waiting for a request to carry them (the rest are dropped).
+const MAX_BUFFERED: usize = 4096;
+
+/// Ended application spans waiting for the next finishing request of a
+/// [`TraceLayer`](crate::layer::TraceLayer) to hand them to its sink. `Send + Sync` on every target, so
+/// the `tracing` layer can hold it where the exporter itself is not (a Worker's).
+#[derive(Debug, Default)]
+pub(crate) struct SpanBuffer {
+    spans: std::sync::Mutex<Vec<Span>>,
+}
+
+impl SpanBuffer {
+    /// Everything buffered so far.
+    pub(crate) fn take(&self) -> Vec<Span> {
+        std::mem::take(
+            &mut *self
+                .spans
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl SpanSink for Arc<SpanBuffer> {
+    fn record_spans(&self, spans: Vec<Span>) {
+        let mut buffered = self
+            .spans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let room = MAX_BUFFERED.saturating_sub(buffered.len());
+        buffered.extend(spans.into_iter().take(room));
+    }
+
+    fn flush_later(&self) -> edge_core::BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
 impl fmt::Debug for SpanExportLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpanExportLayer").finish_non_exhaustive()
@@ -75,6 +118,18 @@ impl SpanExportLayer {
             sink: Arc::new(sink),
             clock: Arc::new(clock),
             ids: Arc::new(ids),
+        }
+    }
+
+    pub(crate) fn buffered(
+        buffer: Arc<SpanBuffer>,
+        clock: Arc<dyn Clock + Send + Sync>,
+        ids: Arc<dyn IdSource + Send + Sync>,
+    ) -> Self {
+        Self {
+            sink: Arc::new(buffer),
+            clock,
+            ids,
         }
     }
 }

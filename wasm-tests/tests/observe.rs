@@ -122,3 +122,78 @@ fn a_request_is_traced_exported_and_logged() {
     let line: serde_json::Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
     assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
 }
+
+/// Keeps the bodies it is sent and answers `200`.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<bytes::Bytes>>>);
+
+impl edge_core::Fetcher for Capture {
+    async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, edge_core::Error> {
+        let body = request.into_body().collect(1 << 20).await?;
+        self.0.lock().unwrap().push(body);
+        Ok(Response::new(Body::empty()))
+    }
+}
+
+#[tracing::instrument(skip_all, fields(sku = "kettle"))]
+async fn instrumented_handler() -> &'static str {
+    tracing::info!("priced");
+    "ok"
+}
+
+/// The app's `#[instrument]`ed handler is exported through the OTLP exporter as a child of the request's
+/// server span, on wasm32 as natively.
+#[test]
+fn instrumented_spans_are_exported_as_children_of_the_request_span() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let clock = ManualClock::new();
+    let collector = Capture::default();
+    let exporter = OtlpExporter::builder(collector.clone(), "http://collector:4318", clock.clone())
+        .unwrap()
+        .encoding(Encoding::Json)
+        .build();
+    let background = QueuedWaitUntil::new();
+    // The exporter is not `Send` on wasm32 (nor is a Worker's fetcher): the trace layer's own
+    // `tracing` layer buffers the app's spans and the trace layer sends them.
+    let trace =
+        TraceLayer::new(clock.clone(), background.clone(), SplitMix::new(1)).export_to(exporter);
+    let subscriber = tracing_subscriber::registry().with(trace.span_export_layer());
+    let service = trace.layer(tower::service_fn(|_request: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from(instrumented_handler().await)))
+    }));
+    let request = Request::get("/api/products")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(Body::empty())
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        drive(&clock, service.oneshot(request)).unwrap();
+    });
+    drive(&clock, background.run_all());
+    let bodies = collector.0.lock().unwrap().clone();
+    let spans: Vec<serde_json::Value> = bodies
+        .iter()
+        .flat_map(|body| {
+            let export: serde_json::Value = serde_json::from_slice(body).unwrap();
+            export["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    let find = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {spans:#?}"))
+            .clone()
+    };
+    let (server, handler) = (find("GET"), find("instrumented_handler"));
+    assert_eq!(server["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(handler["traceId"], server["traceId"]);
+    assert_eq!(handler["parentSpanId"], server["spanId"]);
+    assert_eq!(handler["events"][0]["name"], "priced");
+}

@@ -78,6 +78,10 @@ pub struct TraceLayer {
     log: Option<Arc<dyn LogSink>>,
     routes: Routes,
     server_timing: bool,
+    /// The application's spans (`tracing`), gathered by [`TraceLayer::span_export_layer`]'s layer and
+    /// sent with the next request's.
+    #[cfg(feature = "tracing")]
+    app_spans: Arc<crate::subscriber::SpanBuffer>,
 }
 
 impl Clone for TraceLayer {
@@ -91,6 +95,8 @@ impl Clone for TraceLayer {
             log: self.log.clone(),
             routes: self.routes.clone(),
             server_timing: self.server_timing,
+            #[cfg(feature = "tracing")]
+            app_spans: Arc::clone(&self.app_spans),
         }
     }
 }
@@ -124,6 +130,8 @@ impl TraceLayer {
             log: None,
             routes: Routes::new(),
             server_timing: true,
+            #[cfg(feature = "tracing")]
+            app_spans: Arc::default(),
         }
     }
 
@@ -139,6 +147,22 @@ impl TraceLayer {
     pub fn export_to(mut self, sink: impl SpanSink) -> Self {
         self.sink = Some(Arc::new(sink));
         self
+    }
+
+    /// (feature `tracing`) The `tracing-subscriber` layer that exports the application's own spans
+    /// (`#[instrument]`) as children of each request's span, through this layer's
+    /// [`export_to`](Self::export_to) sink. Add it to the app's subscriber; see
+    /// [`subscriber`](crate::subscriber). Works on every target: the spans wait in a buffer (bounded)
+    /// that the next finishing request hands to the sink, so the sink itself need not be `Send`.
+    #[cfg(feature = "tracing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+    #[must_use]
+    pub fn span_export_layer(&self) -> crate::subscriber::SpanExportLayer {
+        crate::subscriber::SpanExportLayer::buffered(
+            Arc::clone(&self.app_spans),
+            Arc::clone(&self.clock),
+            Arc::clone(&self.ids),
+        )
     }
 
     /// Writes one JSON line per request to `sink`.
@@ -286,6 +310,8 @@ impl TraceLayer {
                 let mut spans = Vec::with_capacity(1 + finished.children.len());
                 spans.push(finished.span);
                 spans.extend(finished.children);
+                #[cfg(feature = "tracing")]
+                spans.extend(self.app_spans.take());
                 sink.record_spans(spans);
                 self.wait_until.wait_until_boxed(sink.flush_later());
             }

@@ -73,15 +73,18 @@ pub fn fragments() -> Router {
     )
 }
 
+#[tracing::instrument(skip_all)]
 async fn list(State(state): State<AppState>) -> impl IntoResponse {
     let todos = state
         .todos
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    tracing::info!(count = todos.len(), "listed");
     ([(header::CACHE_CONTROL, "public, max-age=5")], Json(todos))
 }
 
+#[tracing::instrument(skip_all, fields(owner = %caller.sub))]
 async fn add(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

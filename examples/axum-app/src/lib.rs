@@ -34,10 +34,14 @@ use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
 use edge_auth::waf::{Waf, WafLayer};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
+use edge_core::SystemClock;
+use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::host::{ClientIpLayer, ServiceFetcher, TokioHost, TrustedProxies};
 use edge_core::trace::SplitMix;
 use edge_observe::Registry;
 use edge_observe::layer::{MetricsLayer, TraceLayer};
+use edge_observe::otlp::OtlpExporter;
+use edge_observe::subscriber::SpanExportLayer;
 use edge_render::esi::layer::EsiLayer;
 use edge_render::esi::{Assembler, EsiSettings};
 use tower_http::compression::CompressionLayer;
@@ -61,6 +65,8 @@ pub struct EdgeConfig {
     pub trusted_proxies: TrustedProxies,
     /// How long a request may take.
     pub request_timeout: Duration,
+    /// The OTLP/HTTP collector traces go to (`http://127.0.0.1:4318`), if any.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The demo's HS256 secret: tokens signed with it are valid for [`EdgeConfig::demo`].
@@ -81,13 +87,55 @@ impl EdgeConfig {
                 .unwrap_or_else(|_| unreachable!("a valid quota")),
             trusted_proxies: TrustedProxies::private_networks(),
             request_timeout: Duration::from_secs(10),
+            otlp_endpoint: None,
         }
+    }
+}
+
+/// The app's traces: the OTLP exporter, and the `tracing` layer that sends the app's own spans
+/// (`#[instrument]`) through it as children of each request's span.
+#[derive(Debug)]
+pub struct Telemetry {
+    exporter: OtlpExporter<HyperFetcher>,
+}
+
+impl Telemetry {
+    /// Exports to the collector at `endpoint`.
+    ///
+    /// # Errors
+    ///
+    /// `endpoint` is not an absolute http(s) URL.
+    pub fn new(endpoint: &str, host: &TokioHost) -> Result<Self, edge_core::Error> {
+        let exporter = OtlpExporter::builder(host.fetcher().clone(), endpoint, host.timer())?
+            .service_name("todo-app")
+            .build();
+        Ok(Self { exporter })
+    }
+
+    /// The layer to add to the app's `tracing` subscriber.
+    #[must_use]
+    pub fn tracing_layer(&self) -> SpanExportLayer {
+        SpanExportLayer::new(
+            self.exporter.clone(),
+            SystemClock::new(),
+            SplitMix::from_os(),
+        )
+    }
+
+    /// Sends what is still queued; call before exiting.
+    pub async fn flush(&self) {
+        self.exporter.flush().await;
     }
 }
 
 /// The app with the SDK added (see the [crate docs](crate)). Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so that clients are told apart.
-pub fn router(state: AppState, config: EdgeConfig, host: &TokioHost) -> Router {
+pub fn router(
+    state: AppState,
+    config: EdgeConfig,
+    host: &TokioHost,
+    telemetry: Option<&Telemetry>,
+) -> Router {
     let clock = host.clock();
 
     // Who may call the private routes: `route_layer`, so an unknown path is still a 404, not a 401.
@@ -114,6 +162,13 @@ pub fn router(state: AppState, config: EdgeConfig, host: &TokioHost) -> Router {
         .route_layer(cache)
         .route_layer(EsiLayer::new(assembler, ["/"]));
 
+    // The request's span, exported after the response when there is a collector.
+    let trace = TraceLayer::new(clock, host.background(), SplitMix::from_os());
+    let trace = match telemetry {
+        Some(telemetry) => trace.export_to(telemetry.exporter.clone()),
+        None => trace,
+    };
+
     // Around every route, outermost last.
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -135,11 +190,7 @@ pub fn router(state: AppState, config: EdgeConfig, host: &TokioHost) -> Router {
         .layer(WafLayer::new(Waf::new()))
         .layer(ClientIpLayer::new().trust(config.trusted_proxies))
         .layer(cors)
-        .layer(TraceLayer::new(
-            clock,
-            host.background(),
-            SplitMix::from_os(),
-        ))
+        .layer(trace)
         .layer(MetricsLayer::new(Registry::new(), clock).endpoint("/metrics"))
 }
 

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 
 use edge_core::host::TokioHost;
 use edge_example_axum_app::app::AppState;
-use edge_example_axum_app::{EdgeConfig, demo_token, router};
+use edge_example_axum_app::{EdgeConfig, Telemetry, demo_token, router};
+use tracing_subscriber::layer::SubscriberExt;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -13,7 +14,19 @@ async fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let host = TokioHost::new().map_err(std::io::Error::other)?;
-    let app = router(AppState::default(), EdgeConfig::demo(), &host);
+    let mut config = EdgeConfig::demo();
+    config.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok();
+    // With a collector, the app's own spans go there too, as children of each request's span.
+    let telemetry = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let telemetry = Telemetry::new(endpoint, &host).map_err(std::io::Error::other)?;
+            let subscriber = tracing_subscriber::registry().with(telemetry.tracing_layer());
+            tracing::subscriber::set_global_default(subscriber).map_err(std::io::Error::other)?;
+            Some(telemetry)
+        }
+        None => None,
+    };
+    let app = router(AppState::default(), config, &host, telemetry.as_ref());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -33,5 +46,8 @@ async fn main() -> std::io::Result<()> {
     .await?;
     // Post-response work (cache fills, span exports) finishes before the process does.
     host.drain().await;
+    if let Some(telemetry) = &telemetry {
+        telemetry.flush().await;
+    }
     Ok(())
 }

@@ -41,7 +41,7 @@ struct App {
 impl App {
     async fn start(config: EdgeConfig) -> Self {
         let host = TokioHost::new().unwrap();
-        let app = router(AppState::default(), config, &host);
+        let app = router(AppState::default(), config, &host, None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
