@@ -25,6 +25,48 @@
 //! assert_eq!(verified.custom["http://example.com/is_root"], true);
 //! ```
 //!
+//! # In an axum app
+//!
+//! The layers take axum's bodies and compose with `Router::layer` and `route_layer` (here: a WAF and
+//! per-client limits on every route, a token on `/me` only); handlers read the claims as an `Extension`.
+//!
+//! ```
+//! # #[cfg(feature = "tower")]
+//! # futures::executor::block_on(async {
+//! use axum::{Extension, Router, routing::get};
+//! use edge_auth::jwks::{JwksProvider, StaticKeySource};
+//! use edge_auth::jwt::{Validation, Verifier};
+//! use edge_auth::layer::JwtAuthLayer;
+//! use edge_auth::ratelimit::{ClientIp, KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
+//! use edge_auth::waf::{Waf, WafLayer};
+//! use edge_core::{SystemClock, wait_until::QueuedWaitUntil};
+//! use tower::ServiceExt;
+//!
+//! #[derive(Clone, serde::Deserialize)]
+//! struct Claims { sub: String }
+//!
+//! let jwks = r#"{"keys":[{"kty":"oct","alg":"HS256","kid":"k1","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEy"}]}"#;
+//! let keys = JwksProvider::new(StaticKeySource::new(jwks), SystemClock::new(), QueuedWaitUntil::new());
+//! let verifier = Verifier::new(Validation::new().with_issuer("https://issuer.example"));
+//! let app = Router::new()
+//!     .route("/me", get(|Extension(claims): Extension<Claims>| async move { claims.sub }))
+//!     .route_layer(JwtAuthLayer::<_, _, _, Claims>::new(keys, verifier))
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(RateLimitLayer::new(KeyedLimiter::<String>::new(Quota::per_second(10)?), KeyExtractor::client_ip()))
+//!     .layer(WafLayer::new(Waf::new()));
+//!
+//! // The host puts the client's address in the request (edge_core::host::ClientIpLayer, or server::serve).
+//! let request = |uri: &str| {
+//!     let request = http::Request::get(uri).extension(ClientIp([192, 0, 2, 1].into()));
+//!     request.body(axum::body::Body::empty()).unwrap()
+//! };
+//! assert_eq!(app.clone().oneshot(request("/")).await?.status(), 200);
+//! assert_eq!(app.clone().oneshot(request("/me")).await?.status(), 401);
+//! assert_eq!(app.oneshot(request("/?q=%3Cscript%3Ealert(1)%3C/script%3E")).await?.status(), 403);
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! # MSRV
 //!
 //! Rust 1.85 (edition 2024).

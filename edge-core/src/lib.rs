@@ -52,6 +52,44 @@
 //! }
 //! ```
 //!
+//! # In an axum app
+//!
+//! [`host`] holds what a server adds around the SDK's layers: the client's address through the proxies
+//! you trust, and a proxy to an origin for whatever the app does not route itself.
+//!
+//! ```
+//! # #[cfg(all(feature = "tower", feature = "testing"))]
+//! # futures::executor::block_on(async {
+//! use axum::{Router, routing::get};
+//! use edge_core::ClientIp;
+//! use edge_core::host::{ClientIpLayer, OriginProxy, TrustedProxies};
+//! use edge_core::testing::{Reply, TestFetcher};
+//! use tower::ServiceExt;
+//!
+//! let origin = TestFetcher::new(); // a host's: HyperFetcher, or the Worker's fetch
+//! origin.route("/legacy/page", Reply::ok("from the origin"));
+//! let app = Router::new()
+//!     .route("/whoami", get(|axum::Extension(ip): axum::Extension<ClientIp>| async move { ip.0.to_string() }))
+//!     .fallback_service(OriginProxy::new(origin.clone(), "http://origin.internal".parse()?))
+//!     .layer(ClientIpLayer::new().trust(TrustedProxies::private_networks()));
+//!
+//! // Behind a load balancer at 10.0.0.2 (axum's ConnectInfo gives the same with feature `axum`).
+//! let request = |uri: &str| {
+//!     http::Request::get(uri)
+//!         .header("x-forwarded-for", "203.0.113.9")
+//!         .extension(ClientIp([10, 0, 0, 2].into()))
+//!         .body(axum::body::Body::empty())
+//!         .unwrap()
+//! };
+//! let me = app.clone().oneshot(request("/whoami")).await?;
+//! assert_eq!(http_body_util::BodyExt::collect(me.into_body()).await?.to_bytes(), "203.0.113.9");
+//! let proxied = app.oneshot(request("/legacy/page")).await?;
+//! assert_eq!(proxied.headers()["via"], "1.1 edge");
+//! assert_eq!(origin.requests()[0].headers["forwarded"], "for=203.0.113.9;proto=http");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! # Features
 //!
 //! | feature | adds |

@@ -21,6 +21,50 @@
 //! Hot-key sharding is a contract-level helper ([`Shards`](edge_core::durable::Shards),
 //! [`shard_of`](edge_core::durable::shard_of), N = 64 by default) so hosts and Workers agree on it;
 //! edge-auth's sharded sliding-window limiter runs its objects on this runtime.
+//!
+//! # In an axum app
+//!
+//! A [`Namespace`] is cheap to clone: put it in the app's state and send each request to the object its
+//! path names. Requests to one object run one at a time, so the count below is exact however many arrive
+//! at once (with `SqliteStore` it also survives a restart).
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use axum::extract::{Path, State};
+//! use axum::{Router, routing::post};
+//! use edge_core::durable::{DurableObject, ObjectNamespace, Storage};
+//! use edge_core::{Body, Error};
+//! use edge_do::{MemoryStorage, MemoryStorageProvider, Namespace, ObjectState};
+//! use tower::ServiceExt;
+//!
+//! struct Counter(ObjectState<MemoryStorage>);
+//!
+//! impl DurableObject for Counter {
+//!     async fn fetch(&self, _request: http::Request<Body>) -> Result<http::Response<Body>, Error> {
+//!         let n = self.0.storage.get("n").await?
+//!             .and_then(|b| String::from_utf8_lossy(&b).parse::<u64>().ok())
+//!             .unwrap_or(0) + 1;
+//!         self.0.storage.put("n", n.to_string().into()).await?;
+//!         Ok(http::Response::new(Body::from(n.to_string())))
+//!     }
+//! }
+//!
+//! type Counters = Namespace<Counter, MemoryStorageProvider>;
+//!
+//! async fn hit(State(counters): State<Counters>, Path(name): Path<String>) -> Result<http::Response<Body>, http::StatusCode> {
+//!     let id = counters.id_from_name(&name);
+//!     counters.fetch(&id, http::Request::new(Body::empty())).await.map_err(|_| http::StatusCode::SERVICE_UNAVAILABLE)
+//! }
+//!
+//! let counters = Namespace::new(MemoryStorageProvider::new(), Counter);
+//! let app = Router::new().route("/counters/{name}", post(hit)).with_state(counters);
+//! let post = || http::Request::post("/counters/home").body(axum::body::Body::empty()).unwrap();
+//! app.clone().oneshot(post()).await?;
+//! let second = app.oneshot(post()).await?;
+//! assert_eq!(http_body_util::BodyExt::collect(second.into_body()).await?.to_bytes(), "2");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "testing")]

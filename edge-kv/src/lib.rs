@@ -22,6 +22,36 @@
 //! # Ok::<_, edge_core::Error>(()) }).unwrap();
 //! ```
 //!
+//! # In an axum app
+//!
+//! A store is cheap to clone: put it in the app's state, and swap `MemoryKv` for `RedisKv` when the app
+//! runs on more than one server.
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use axum::extract::{Path, State};
+//! use axum::{Router, routing::get};
+//! use bytes::Bytes;
+//! use edge_core::{KvStore, kv::PutOptions};
+//! use edge_kv::MemoryKv;
+//! use tower::ServiceExt;
+//!
+//! async fn flag(State(kv): State<MemoryKv>, Path(name): Path<String>) -> String {
+//!     match kv.get(&format!("flag:{name}")).await {
+//!         Ok(Some(value)) => String::from_utf8_lossy(&value).into_owned(),
+//!         _ => "off".to_owned(),
+//!     }
+//! }
+//!
+//! let kv = MemoryKv::new();
+//! kv.put("flag:new-checkout", Bytes::from_static(b"on"), PutOptions::new()).await?;
+//! let app = Router::new().route("/flags/{name}", get(flag)).with_state(kv);
+//! let response = app.oneshot(http::Request::get("/flags/new-checkout").body(axum::body::Body::empty())?).await?;
+//! assert_eq!(http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes(), "on");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! # MSRV
 //!
 //! Rust 1.85 (edition 2024).

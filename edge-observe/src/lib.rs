@@ -58,6 +58,34 @@
 //! # }).unwrap();
 //! ```
 //!
+//! # In an axum app
+//!
+//! Added with `Router::layer`, the layers name spans and metrics by the route axum matched (feature
+//! `axum`), so `/users/7` and `/users/8` are one `/users/{id}`.
+//!
+//! ```
+//! # #[cfg(all(feature = "tower", feature = "axum"))]
+//! # futures::executor::block_on(async {
+//! use axum::{Router, routing::get};
+//! use edge_core::{SystemClock, trace::SplitMix, wait_until::QueuedWaitUntil};
+//! use edge_observe::Registry;
+//! use edge_observe::layer::{MetricsLayer, TraceLayer};
+//! use tower::ServiceExt;
+//!
+//! let registry = Registry::new();
+//! let app = Router::new()
+//!     .route("/users/{id}", get(|| async { "ana" }))
+//!     .layer(TraceLayer::new(SystemClock::new(), QueuedWaitUntil::new(), SplitMix::new(7)))
+//!     .layer(MetricsLayer::new(registry.clone(), SystemClock::new()).endpoint("/metrics"));
+//!
+//! let get = |uri: &str| http::Request::get(uri).body(axum::body::Body::empty()).unwrap();
+//! app.clone().oneshot(get("/users/7")).await?;
+//! app.clone().oneshot(get("/users/8")).await?;
+//! assert!(registry.render_prometheus().contains(r#"route="/users/{id}",status_class="2xx""#));
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! # Features
 //!
 //! | feature | adds |

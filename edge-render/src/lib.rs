@@ -15,6 +15,40 @@
 //! typed error or a documented fallback, never a panic or a hang. The ESI tokenizer and assembler have
 //! cargo-fuzz targets in `fuzz/`.
 //!
+//! # In an axum app
+//!
+//! `EsiLayer` assembles the HTML the app's own routes answer; its fragments can come from the same app
+//! through [`ServiceFetcher`](edge_core::host::ServiceFetcher) (edge-core feature `tower`).
+//!
+//! ```
+//! # #[cfg(feature = "tower")]
+//! # futures::executor::block_on(async {
+//! use axum::{Router, response::Html, routing::get};
+//! use edge_core::host::ServiceFetcher;
+//! use edge_core::{ManualClock, SystemClock};
+//! use edge_render::esi::layer::EsiLayer;
+//! use edge_render::esi::{Assembler, EsiSettings};
+//! use tower::ServiceExt;
+//!
+//! let fragments = Router::new().route("/nav", get(|| async { Html("<nav>home</nav>") }));
+//! let assembler = Assembler::new(
+//!     ServiceFetcher::new(fragments),
+//!     Some(edge_cache::MemoryCache::new(1 << 20, SystemClock::new())), // fragments are cached
+//!     SystemClock::new(),
+//!     ManualClock::new(), // a host's timer: TokioTimer, or the Worker's
+//!     EsiSettings::default(),
+//! );
+//! let app = Router::new()
+//!     .route("/", get(|| async { Html(r#"<body><esi:include src="/nav"/></body>"#) }))
+//!     .layer(EsiLayer::new(assembler, ["/"]));
+//!
+//! let page = app.oneshot(http::Request::get("http://shop.example/").body(axum::body::Body::empty())?).await?;
+//! let html = http_body_util::BodyExt::collect(page.into_body()).await?.to_bytes();
+//! assert_eq!(html, "<body><nav>home</nav></body>");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! # Features
 //!
 //! | feature | adds |
