@@ -9,7 +9,7 @@
 //! [`TraceLayer::span_export_layer`](crate::layer::TraceLayer::span_export_layer), it hands the spans to
 //! the trace layer, which sends them to its [`OtlpExporter`] with the next request's spans, after the
 //! response: on every target, a Worker included. Made by [`SpanExportLayer::new`], it hands them
-//! straight to a `Send + Sync` [`SpanSink`](crate::layer::SpanSink). Either way no
+//! straight to a `Send + Sync` [`SpanSink`]. Either way no
 //! `tracing-opentelemetry` is needed beside the SDK.
 //!
 //! A span outside any request (no ancestor with a `traceparent` field) is not exported; a span in a trace
