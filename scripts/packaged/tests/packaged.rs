@@ -61,3 +61,26 @@ async fn every_packaged_crate_works_from_its_crate_file() {
     registry.counter("edge_requests_total", "Requests.", &["route"]).with(&["/"]).add(2);
     assert!(registry.render_prometheus().contains("edge_requests_total{route=\"/\"} 2"));
 }
+
+/// The adoption path from the packaged files: the layers in an axum router, over axum's bodies.
+#[tokio::test]
+async fn the_layers_go_into_an_axum_router() {
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    let host = edge_core::host::TokioHost::new().unwrap();
+    let clock = host.clock();
+    let cache = edge_cache::layer::CacheLayer::new(clock, host.background())
+        .memory(edge_cache::MemoryCache::new(1 << 20, clock));
+    let app = axum::Router::new()
+        .route("/", get(|| async { ([("cache-control", "public, max-age=60")], "hello") }))
+        .route_layer(cache)
+        .layer(edge_auth::waf::WafLayer::new(edge_auth::waf::Waf::new()))
+        .layer(edge_core::host::ClientIpLayer::new())
+        .layer(edge_observe::layer::TraceLayer::new(clock, host.background(), edge_core::trace::SplitMix::from_os()));
+    let get = || http::Request::get("http://shop.example/").body(axum::body::Body::empty()).unwrap();
+    app.clone().oneshot(get()).await.unwrap();
+    let hit = app.oneshot(get()).await.unwrap();
+    assert_eq!(hit.headers()["x-cache-status"], "HIT");
+    assert_eq!(hit.headers()["content-length"], "5");
+}
