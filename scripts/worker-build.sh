@@ -50,12 +50,17 @@ if [ ! -x "$NODE_DIR/node_modules/.bin/esbuild" ] || [ ! -d "$NODE_DIR/node_modu
   (cd "$NODE_DIR" && npm install --no-audit --no-fund --loglevel=error "miniflare@$MINIFLARE_VER" "esbuild@$ESBUILD_VER" >&2)
 fi
 
-log "building examples/worker for wasm32 (release)"
+# EDGE_WORKER_CRATE picks another crate (examples/worker-hello, for the size and start-up comparison);
+# EDGE_WORKER_FEATURES its cargo features (the workerd tests: conformance).
+crate=${EDGE_WORKER_CRATE:-examples/worker}
+features=${EDGE_WORKER_FEATURES:-}
+log "building $crate for wasm32 (profile worker${features:+, features $features})"
 (
-  cd examples/worker
+  cd "$crate"
   export WASM_BINDGEN_BIN="$TOOLS/bin/wasm-bindgen" ESBUILD_BIN="$NODE_DIR/node_modules/.bin/esbuild"
   export CARGO_TARGET_DIR="${EDGE_WORKER_TARGET_DIR:-$PWD/../../target/worker}"
-  bash ../../scripts/wasm-toolchain.sh --exec "$TOOLS/bin/worker-build" --release >&2
+  bash ../../scripts/wasm-toolchain.sh --exec "$TOOLS/bin/worker-build" --profile worker . \
+    ${features:+--features "$features"} >&2
 )
-echo "bundle=$PWD/examples/worker/build"
+echo "bundle=$PWD/$crate/build"
 echo "miniflare=$NODE_DIR/node_modules"

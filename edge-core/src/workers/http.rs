@@ -11,12 +11,14 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::body::Body;
 use crate::error::{Error, ErrorKind};
-use crate::geo::RequestGeo;
+use crate::geo::{ClientIp, RequestGeo};
 
 use super::js_error;
 
 /// A workers-rs request as an `http` request. The body streams; the request's `cf` object becomes a
-/// [`RequestGeo`] in the extensions.
+/// [`RequestGeo`] in the extensions, and `CF-Connecting-IP` a [`ClientIp`] (Cloudflare's edge sets that
+/// header itself, replacing a client's own, so it is the address per-client limits key on, as a native
+/// host keys on the peer's).
 ///
 /// # Errors
 ///
@@ -50,6 +52,14 @@ pub fn request_from_web_sys(request: web_sys::Request) -> Result<Request<Body>, 
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
     out.extensions_mut().insert(geo);
+    if let Some(ip) = out
+        .headers()
+        .get("cf-connecting-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+    {
+        out.extensions_mut().insert(ClientIp(ip));
+    }
     Ok(out)
 }
 

@@ -14,10 +14,12 @@
 //! Room WebSockets (`GET /rooms/{name}?user=ana` with `Upgrade: websocket`) go straight to the room's
 //! object, as the gateway's upgrades go straight to the room: a 101 carries a socket, not a body.
 //!
-//! Test routes under `/__conformance/` (on only when `EDGE_CONFORMANCE` is `on`) run the SDK's conformance
-//! kits against the real bindings: see the `conformance` module.
+//! Test routes under `/__conformance/` (built only with feature `conformance`, and on only when
+//! `EDGE_CONFORMANCE` is `on`) run the SDK's conformance kits against the real bindings: see the
+//! `conformance` module.
 #![cfg(target_arch = "wasm32")]
 
+#[cfg(feature = "conformance")]
 mod conformance;
 mod objects;
 
@@ -25,7 +27,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use edge_auth::ratelimit::ClientIp;
 use edge_cache::workers::WorkersCache;
 use edge_core::kv::DynKvStore;
 use edge_core::trace::SplitMix;
@@ -75,25 +76,17 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     if is_room_upgrade(&req) {
         return join_room(req, &env).await;
     }
-    let mut request = match request_from_worker(req) {
+    // The client's address comes with the request (`CF-Connecting-IP`, as `ClientIp`).
+    let request = match request_from_worker(req) {
         Ok(request) => request,
         Err(error) => return response_to_worker(error_page(&error)).map_err(worker_error),
     };
-    // The client's address, as Cloudflare's edge reports it (it sets the header itself; a client cannot):
-    // what the rate limits and the WAF's penalties key on, as a native host keys on the peer address.
-    if let Some(ip) = request
-        .headers()
-        .get("cf-connecting-ip")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-    {
-        request.extensions_mut().insert(ClientIp(ip));
-    }
     let response = in_request(ctx, handle(request, env)).await;
     response_to_worker(response).map_err(worker_error)
 }
 
 async fn handle(request: Request<Body>, env: Env) -> Response<Body> {
+    #[cfg(feature = "conformance")]
     if request.uri().path().starts_with(conformance::PREFIX) {
         return conformance::route(request, &env).await;
     }
@@ -224,17 +217,21 @@ fn is_room_upgrade(req: &worker::Request) -> bool {
 
 /// Hands a WebSocket upgrade to the room's object, as the user named by `?user=` (a guest without one).
 async fn join_room(req: worker::Request, env: &Env) -> worker::Result<worker::Response> {
-    let url = req.url()?;
-    let name = url.path().trim_start_matches("/rooms/").to_owned();
+    // The path and query read straight from the request's URL string: parsing it as a `url::Url` would
+    // link the url crate (and IDNA's Unicode tables) into the bundle for this one route.
+    let name = req.path().trim_start_matches("/rooms/").to_owned();
     if !valid_name(&name) {
         return worker::Response::error("room names are 1 to 64 of A-Z a-z 0-9 - _ .\n", 400);
     }
-    let user = url
-        .query_pairs()
-        .find(|(k, _)| k == "user")
-        .map(|(_, v)| v.into_owned())
+    let url = req.inner().url();
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    let user = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("user="))
         .filter(|user| valid_name(user))
-        .unwrap_or_else(|| "guest".to_owned());
+        .unwrap_or("guest")
+        .to_owned();
     let headers = worker::Headers::new();
     headers.set("upgrade", "websocket")?;
     headers.set(SOCKET_ATTACHMENT_HEADER, &user)?;

@@ -167,6 +167,8 @@ fn start_workerd(bindings: &serde_json::Value) -> Workerd {
         _ => {
             let out = Command::new("bash")
                 .arg(format!("{root}/scripts/worker-build.sh"))
+                // The test build: the /__conformance/ routes and the probe objects.
+                .env("EDGE_WORKER_FEATURES", "conformance")
                 .stderr(Stdio::inherit())
                 .output()
                 .expect("bash runs");
