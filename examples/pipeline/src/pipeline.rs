@@ -26,7 +26,7 @@ use edge_auth::waf::{Waf, WafLayer};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
 use edge_core::durable::ObjectNamespace;
-use edge_core::kv::{DynKvStore, PutOptions};
+use edge_core::kv::{DynKvStore, KvEntry, ListOptions, ListPage, PutOptions};
 use edge_core::{Body, Error, KvStore, MaybeSend, MaybeSync, SystemClock, Timer, WaitUntil};
 use edge_observe::layer::{MetricsLayer, TraceLayer};
 use edge_observe::propagate::TracedFetcher;
@@ -63,6 +63,72 @@ pub async fn seed_kv(kv: &dyn DynKvStore, issuer: &DemoIssuer) -> Result<(), Err
             .await?;
     }
     Ok(())
+}
+
+/// A KV in which the demo's documents (the flag document, the demo issuer's key set) exist before anyone
+/// writes them: a read of either that finds nothing gets the demo's, as if [`seed_kv`] had run. An
+/// operator's own document, once written, wins. The Worker reads through this instead of seeding on
+/// start-up, so an isolate's first request waits on no KV at all (keys and flags are read when a request
+/// needs them).
+#[derive(Clone)]
+pub struct WithDemoDocuments {
+    inner: Arc<dyn DynKvStore>,
+    jwks: Bytes,
+}
+
+impl WithDemoDocuments {
+    /// `inner`, with `issuer`'s key set and [`DEMO_FLAGS`] as the defaults.
+    #[must_use]
+    pub fn new(inner: Arc<dyn DynKvStore>, issuer: &DemoIssuer) -> Self {
+        Self {
+            inner,
+            jwks: Bytes::from(issuer.jwks()),
+        }
+    }
+
+    fn default_for(&self, key: &str) -> Option<Bytes> {
+        match key {
+            FLAGS_KEY => Some(Bytes::from_static(DEMO_FLAGS.as_bytes())),
+            JWKS_KEY => Some(self.jwks.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WithDemoDocuments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithDemoDocuments").finish_non_exhaustive()
+    }
+}
+
+impl KvStore for WithDemoDocuments {
+    fn limits(&self) -> edge_core::kv::KvLimits {
+        self.inner.limits()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
+        Ok(self.inner.get(key).await?.or_else(|| self.default_for(key)))
+    }
+
+    async fn get_with_metadata(&self, key: &str) -> Result<Option<KvEntry>, Error> {
+        Ok(self
+            .inner
+            .get_with_metadata(key)
+            .await?
+            .or_else(|| self.default_for(key).map(KvEntry::new)))
+    }
+
+    async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<(), Error> {
+        self.inner.put(key, value, options).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, options: ListOptions) -> Result<ListPage, Error> {
+        self.inner.list(options).await
+    }
 }
 
 /// The keys and flags over `kv`, refreshed through `background`.
@@ -333,3 +399,35 @@ fn waf_layer(penalty: Option<Quota>) -> WafLayer {
 /// The signing keys the pipeline verifies tokens with: the JWK Set in the edge's KV, refreshed through the
 /// host's post-response work `W`.
 pub type Keys<W> = JwksProvider<KvKeySource<Arc<dyn DynKvStore>>, SystemClock, W>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn demo_documents_are_there_until_an_operator_writes_their_own() {
+        let issuer = DemoIssuer::new().unwrap();
+        let kv = WithDemoDocuments::new(Arc::new(edge_kv::MemoryKv::new()), &issuer);
+        assert_eq!(
+            kv.get(FLAGS_KEY).await.unwrap().unwrap(),
+            DEMO_FLAGS.as_bytes()
+        );
+        assert_eq!(
+            kv.get(JWKS_KEY).await.unwrap().unwrap(),
+            issuer.jwks().as_bytes()
+        );
+        assert!(kv.get("other").await.unwrap().is_none());
+        kv.put(FLAGS_KEY, Bytes::from_static(b"{}"), PutOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(kv.get(FLAGS_KEY).await.unwrap().unwrap(), "{}");
+        assert_eq!(
+            kv.get_with_metadata(FLAGS_KEY)
+                .await
+                .unwrap()
+                .unwrap()
+                .value,
+            "{}"
+        );
+    }
+}

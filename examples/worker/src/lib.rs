@@ -39,7 +39,8 @@ use edge_do::workers::{SOCKET_ATTACHMENT_HEADER, WorkersNamespace};
 use edge_example_pipeline::auth::DemoIssuer;
 use edge_example_pipeline::objects::{json_response, valid_name};
 use edge_example_pipeline::pipeline::{
-    Parts, RateLimits, TelemetryLayers, cache_layer, keys_and_flags, routes, seed_kv, stack,
+    Parts, RateLimits, TelemetryLayers, WithDemoDocuments, cache_layer, keys_and_flags, routes,
+    stack,
 };
 use edge_example_pipeline::render::demo_manifest;
 use edge_kv::workers::WorkersKv;
@@ -117,10 +118,14 @@ fn var(env: &Env, name: &str) -> Option<String> {
 }
 
 async fn build(env: &Env) -> Result<Edge, Error> {
-    let kv: Arc<dyn DynKvStore> = Arc::new(WorkersKv::from_env(env, "EDGE_KV")?);
     let issuer =
         Arc::new(DemoIssuer::new().map_err(|e| Error::new(ErrorKind::Backend, e.to_string()))?);
-    seed_kv(kv.as_ref(), &issuer).await?;
+    // Nothing is read from KV on start-up: the keys and flags are read when a request needs them, and a
+    // document nobody wrote yet reads as the demo's (where the native hosts seed KV before serving).
+    let kv: Arc<dyn DynKvStore> = Arc::new(WithDemoDocuments::new(
+        Arc::new(WorkersKv::from_env(env, "EDGE_KV")?),
+        &issuer,
+    ));
     let background = WorkersWaitUntil::new();
     let (keys, flags) = keys_and_flags(&kv, &background);
     let origin: Uri = var(env, "ORIGIN_URL")
