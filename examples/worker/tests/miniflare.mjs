@@ -6,12 +6,19 @@
 // (the test that spawned it has exited), and disposes of workerd. `cf: false` keeps Miniflare from
 // fetching its `cf.json` from the internet; nothing leaves the machine. Miniflare comes from
 // $MINIFLARE_NODE_PATH (scripts/worker-toolchain.sh installs it, cached outside the repository).
+import fs from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
 const [bundle, bindingsJson] = process.argv.slice(2);
 const require = createRequire(path.join(process.env.MINIFLARE_NODE_PATH ?? "", "noop.js"));
 const { Miniflare, Log, LogLevel } = require("miniflare");
+
+// The probe objects exist only in the test build (feature `conformance`); a deployable build has none.
+const script = path.join(bundle, "index.js");
+const probes = fs.readFileSync(script, "utf8").includes("AlarmProbeObject")
+  ? { ALARM_PROBE: "AlarmProbeObject", STORAGE_KIT: "StorageKitObject" }
+  : {};
 
 const mf = new Miniflare({
   modules: true,
@@ -27,8 +34,7 @@ const mf = new Miniflare({
   durableObjects: {
     COUNTERS: "CounterObject",
     ROOMS: "RoomObject",
-    ALARM_PROBE: "AlarmProbeObject",
-    STORAGE_KIT: "StorageKitObject",
+    ...probes,
   },
   bindings: JSON.parse(bindingsJson ?? "{}"),
 });
