@@ -5,8 +5,8 @@
 // Each round starts every bundle in turn (alternating, so a busy moment of the machine falls on all of
 // them alike) in a new Miniflare, which starts a new workerd: `startup` is `new Miniflare` until it is
 // ready (workerd up, the module compiled and instantiated), `first` the first request to <path> (what
-// the first request compiles and builds). Prints one JSON line per bundle with the medians and p90s in
-// milliseconds. Nothing leaves the machine (`cf: false`); Miniflare comes from $MINIFLARE_NODE_PATH.
+// the first request compiles and builds), `second` the same request again (the warm cost, for
+// comparison). Prints one JSON line per bundle with the medians and p90s in milliseconds. Nothing leaves the machine (`cf: false`); Miniflare comes from $MINIFLARE_NODE_PATH.
 import { createRequire } from "node:module";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -18,7 +18,7 @@ const { Miniflare, Log, LogLevel } = require("miniflare");
 
 const bundles = specs.map((spec) => {
   const [name, dir, route] = spec.split("=");
-  return { name, dir, route, startup: [], first: [] };
+  return { name, dir, route, startup: [], first: [], second: [] };
 });
 
 for (let round = 0; round < rounds; round++) {
@@ -45,8 +45,11 @@ for (let round = 0; round < rounds; round++) {
     await response.arrayBuffer();
     const answered = performance.now();
     if (!response.ok) throw new Error(`${bundle.name}: ${bundle.route} answered ${response.status}`);
+    const again = await fetch(new URL(bundle.route, url));
+    await again.arrayBuffer();
     bundle.startup.push(ready - started);
     bundle.first.push(answered - ready);
+    bundle.second.push(performance.now() - answered);
     await mf.dispose();
   }
 }
@@ -63,6 +66,7 @@ for (const b of bundles) {
     rounds,
     startup_ms: { p50: r(quantile(b.startup, 0.5)), p90: r(quantile(b.startup, 0.9)) },
     first_request_ms: { p50: r(quantile(b.first, 0.5)), p90: r(quantile(b.first, 0.9)) },
+    second_request_ms: { p50: r(quantile(b.second, 0.5)), p90: r(quantile(b.second, 0.9)) },
     cold_start_ms: { p50: r(quantile(total, 0.5)), p90: r(quantile(total, 0.9)) },
   }));
 }

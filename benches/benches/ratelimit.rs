@@ -14,7 +14,7 @@ use edge_kv::MemoryKv;
 const RATE: u32 = 1_000_000_000;
 
 fn ours_quota() -> Quota {
-    Quota::per_second(RATE).unwrap()
+    Quota::per_second(NonZeroU32::new(RATE).unwrap())
 }
 
 fn governor_quota() -> governor::Quota {
@@ -32,7 +32,7 @@ fn direct(c: &mut Criterion) {
         b.iter(|| black_box(theirs.check().is_ok()))
     });
     // The deny path: no write.
-    let ours = Limiter::new(Quota::per_hour(1).unwrap());
+    let ours = Limiter::new(Quota::per_hour(NonZeroU32::new(1).unwrap()));
     let theirs = governor::RateLimiter::direct(governor::Quota::per_hour(NonZeroU32::MIN));
     let _ = (ours.check(), theirs.check());
     group.bench_function("edge_auth (deny)", |b| {
@@ -76,7 +76,11 @@ fn keyed(c: &mut Criterion) {
             )
         } else {
             (
-                KeyedLimiter::new(Quota::per_hour(1).unwrap().with_burst(1_000_000).unwrap()),
+                KeyedLimiter::new(
+                    Quota::per_hour(NonZeroU32::new(1).unwrap())
+                        .with_burst(1_000_000)
+                        .unwrap(),
+                ),
                 governor::RateLimiter::keyed(
                     governor::Quota::per_hour(NonZeroU32::MIN)
                         .allow_burst(NonZeroU32::new(1_000_000).unwrap()),

@@ -3,6 +3,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
+use std::num::NonZeroU32;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -56,7 +57,7 @@ fn redis_ratelimit(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let quota = Quota::per_second(1_000_000).unwrap();
+    let quota = Quota::per_second(NonZeroU32::new(1_000_000).unwrap());
     let limiter = runtime
         .block_on(RedisLimiter::connect(&server.url(), quota))
         .unwrap();

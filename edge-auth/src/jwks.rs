@@ -1,7 +1,7 @@
 //! Signing keys from a JWK Set kept in edge KV (or fetched from an origin), cached, refreshed, and safe
 //! against `kid` spraying.
 //!
-//! The seeds keep the issuer's JWK Set in edge KV, rotated from the origin, and look keys up by `kid` on
+//! The usual edge design keeps the issuer's JWK Set in edge KV, rotated from the origin, and looks keys up by `kid` on
 //! every request. [`JwksProvider`] does that with three guarantees:
 //!
 //! - **No blocking work per request.** The parsed key set is kept in memory for a TTL; past it, requests

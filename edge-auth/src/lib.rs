@@ -52,7 +52,7 @@
 //!     .route("/me", get(|Extension(claims): Extension<Claims>| async move { claims.sub }))
 //!     .route_layer(JwtAuthLayer::<_, _, _, Claims>::new(keys, verifier))
 //!     .route("/", get(|| async { "hello" }))
-//!     .layer(RateLimitLayer::new(KeyedLimiter::<String>::new(Quota::per_second(10)?), KeyExtractor::client_ip()))
+//!     .layer(RateLimitLayer::new(KeyedLimiter::<String>::new(Quota::per_second(std::num::NonZeroU32::new(10).unwrap())), KeyExtractor::client_ip()))
 //!     .layer(WafLayer::new(Waf::new()));
 //!
 //! // The host puts the client's address in the request (edge_core::host::ClientIpLayer, or server::serve).

@@ -303,6 +303,9 @@ impl tracing::Subscriber for CountWarnings {
 async fn an_unreachable_source_shows_in_health_and_warns_once_per_cooldown() {
     let warnings = Arc::new(AtomicUsize::new(0));
     let _guard = tracing::subscriber::set_default(CountWarnings(Arc::clone(&warnings)));
+    // Other tests on other threads may have registered the warning's callsite with no subscriber; make
+    // tracing ask this thread's subscriber again rather than trust that cached "never".
+    tracing::callsite::rebuild_interest_cache();
     let (clock, kv, background, provider) = setup();
     let health = provider.health();
     assert!(!health.has_keys && health.consecutive_failures == 0);

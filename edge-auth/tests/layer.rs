@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::convert::Infallible;
+use std::num::NonZeroU32;
 
 use bytes::Bytes;
 use edge_auth::jwks::{JwksProvider, KvKeySource};
@@ -203,7 +204,10 @@ async fn the_rate_limit_keys_on_the_subject_whatever_the_claims_type() {
         Verifier::new(Validation::new().with_audience("edge")),
     );
     let limit = RateLimitLayer::new(
-        KeyedLimiter::<String, _>::with_clock(Quota::per_minute(1).unwrap(), clock.clone()),
+        KeyedLimiter::<String, _>::with_clock(
+            Quota::per_minute(NonZeroU32::new(1).unwrap()),
+            clock.clone(),
+        ),
         KeyExtractor::jwt_sub(),
     );
     let service = auth.layer(limit.layer(tower::service_fn(|_: Request<Body>| async {
@@ -298,7 +302,10 @@ async fn refusals_are_shaped_by_the_users_responders() {
     );
 
     let limits = RateLimitLayer::new(
-        KeyedLimiter::<String, _>::with_clock(Quota::per_minute(1).unwrap(), clock.clone()),
+        KeyedLimiter::<String, _>::with_clock(
+            Quota::per_minute(NonZeroU32::new(1).unwrap()),
+            clock.clone(),
+        ),
         KeyExtractor::client_ip(),
     )
     .respond_with(|rejection: &RateLimitRejection| match rejection {

@@ -49,7 +49,7 @@ fn run(pops: usize, lag: Duration, floor: bool, seconds: u64, per_pop_rate: u64)
         .latency(LinkLatency::fixed(lag))
         .seed(7)
         .build();
-    let quota = Quota::per_second(10).unwrap(); // capacity 10, refill 10/s
+    let quota = Quota::per_second(std::num::NonZeroU32::new(10).unwrap()); // capacity 10, refill 10/s
     let limiters: Vec<_> = names
         .iter()
         .map(|n| {
@@ -120,7 +120,7 @@ fn the_local_floor_stops_a_drained_pop_adopting_a_fuller_replica() {
             .pops(["a", "b"])
             .latency(LinkLatency::fixed(Duration::from_millis(100)))
             .build();
-        let quota = Quota::per_hour(10).unwrap();
+        let quota = Quota::per_hour(std::num::NonZeroU32::new(10).unwrap());
         let make = |pop: &str| {
             KvTokenBucket::builder(kv.pop(pop).unwrap(), quota)
                 .clock(clock.clone())
@@ -164,9 +164,12 @@ fn garbage_state_restarts_from_a_full_bucket_and_is_overwritten() {
         )
         .await
         .unwrap();
-        let limiter = KvTokenBucket::builder(kv.clone(), Quota::per_minute(2).unwrap())
-            .clock(ManualClock::new())
-            .build();
+        let limiter = KvTokenBucket::builder(
+            kv.clone(),
+            Quota::per_minute(std::num::NonZeroU32::new(2).unwrap()),
+        )
+        .clock(ManualClock::new())
+        .build();
         let d = limiter.try_check("k").await.unwrap();
         assert!(d.is_allowed());
         assert_eq!(d.remaining(), 1);
@@ -182,9 +185,12 @@ fn garbage_state_restarts_from_a_full_bucket_and_is_overwritten() {
 fn keys_of_any_length_work_and_store_failures_follow_the_policy() {
     block_on(async {
         let kv = MemoryKv::new();
-        let limiter = KvTokenBucket::builder(kv.clone(), Quota::per_minute(1).unwrap())
-            .clock(ManualClock::new())
-            .build();
+        let limiter = KvTokenBucket::builder(
+            kv.clone(),
+            Quota::per_minute(std::num::NonZeroU32::new(1).unwrap()),
+        )
+        .clock(ManualClock::new())
+        .build();
         let long = "x".repeat(10_000);
         assert!(limiter.check(&long).await.is_allowed());
         assert!(!limiter.check(&long).await.is_allowed());
@@ -193,12 +199,19 @@ fn keys_of_any_length_work_and_store_failures_follow_the_policy() {
             "a literal '#' key is its own bucket"
         );
 
-        let open = KvTokenBucket::builder(FailingKv, Quota::per_minute(1).unwrap()).build();
+        let open = KvTokenBucket::builder(
+            FailingKv,
+            Quota::per_minute(std::num::NonZeroU32::new(1).unwrap()),
+        )
+        .build();
         assert!(open.try_check("k").await.is_err());
         assert!(open.check("k").await.is_allowed(), "fail open by default");
-        let closed = KvTokenBucket::builder(FailingKv, Quota::per_minute(1).unwrap())
-            .on_store_error(OnStoreError::Deny)
-            .build();
+        let closed = KvTokenBucket::builder(
+            FailingKv,
+            Quota::per_minute(std::num::NonZeroU32::new(1).unwrap()),
+        )
+        .on_store_error(OnStoreError::Deny)
+        .build();
         let d = closed.check("k").await;
         assert!(!d.is_allowed());
         assert!(d.retry_after() > Duration::ZERO);
@@ -247,7 +260,7 @@ mod windows {
     #[test]
     fn sharding_stays_within_limit_plus_shards_minus_one() {
         let clock = ManualClock::new();
-        let quota = Quota::per_minute(20).unwrap();
+        let quota = Quota::per_minute(std::num::NonZeroU32::new(20).unwrap());
         let sharded =
             ShardedLimiter::with_shards(MemoryWindowStore::with_clock(clock.clone()), quota, 8)
                 .unwrap();
@@ -326,7 +339,7 @@ mod durable_windows {
         let objects = namespace(&clock);
         let limiter = Arc::new(SlidingWindowLimiter::new(
             DurableWindowStore::new(objects.clone()),
-            Quota::per_minute(100).unwrap(),
+            Quota::per_minute(std::num::NonZeroU32::new(100).unwrap()),
         ));
         let admitted = Arc::new(AtomicU32::new(0));
         let tasks: Vec<_> = (0..8)
@@ -360,7 +373,7 @@ mod durable_windows {
         let objects = namespace(&clock);
         let sharded = ShardedLimiter::with_shards(
             DurableWindowStore::new(objects.clone()),
-            Quota::per_minute(100).unwrap(),
+            Quota::per_minute(std::num::NonZeroU32::new(100).unwrap()),
             8,
         )
         .unwrap();
@@ -403,7 +416,7 @@ async fn durable_windows_on_sqlite() {
     });
     let limiter = SlidingWindowLimiter::new(
         DurableWindowStore::new(objects),
-        Quota::per_minute(20).unwrap(),
+        Quota::per_minute(std::num::NonZeroU32::new(20).unwrap()),
     );
     let mut admitted = 0;
     for _ in 0..30 {

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
 
 use bytes::Bytes;
 use edge_auth::ratelimit::{ClientIp, KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, Unkeyed};
@@ -15,7 +16,10 @@ async fn ok(_request: Request<Body>) -> Result<Response<Body>, Infallible> {
 }
 
 fn limiter(per_minute: u32, clock: &ManualClock) -> KeyedLimiter<String, ManualClock> {
-    KeyedLimiter::with_clock(Quota::per_minute(per_minute).unwrap(), clock.clone())
+    KeyedLimiter::with_clock(
+        Quota::per_minute(NonZeroU32::new(per_minute).unwrap()),
+        clock.clone(),
+    )
 }
 
 fn request(path: &str, ip: [u8; 4], headers: &[(&str, &str)]) -> Request<Body> {
@@ -273,8 +277,7 @@ fn members(response: &Response<Body>, field: &str) -> Vec<(String, Vec<(String, 
 #[tokio::test]
 async fn the_fields_tell_the_truth_and_parse_as_structured_fields() {
     let clock = ManualClock::new();
-    let quota = Quota::per_minute(120)
-        .unwrap()
+    let quota = Quota::per_minute(NonZeroU32::new(120).unwrap())
         .with_burst(20)
         .unwrap()
         .with_name("api")
@@ -331,7 +334,9 @@ async fn stacked_limiters_each_append_their_members() {
     let clock = ManualClock::new();
     let global = RateLimitLayer::new(
         KeyedLimiter::<String, _>::with_clock(
-            Quota::per_minute(600).unwrap().with_name("global").unwrap(),
+            Quota::per_minute(NonZeroU32::new(600).unwrap())
+                .with_name("global")
+                .unwrap(),
             clock.clone(),
         ),
         KeyExtractor::client_ip(),
@@ -339,8 +344,7 @@ async fn stacked_limiters_each_append_their_members() {
     let per_route = RateLimitLayer::routes_only(KeyExtractor::client_ip()).route(
         "/api/",
         KeyedLimiter::<String, _>::with_clock(
-            Quota::per_minute(10)
-                .unwrap()
+            Quota::per_minute(NonZeroU32::new(10).unwrap())
                 .with_name(String::from("api-") + "v1")
                 .unwrap(),
             clock.clone(),

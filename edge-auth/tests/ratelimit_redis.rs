@@ -1,6 +1,7 @@
 //! `RedisLimiter` against a real `redis-server`: concurrent clients never get more than the quota.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use edge_kv::testing::RedisServer;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_clients_never_get_more_than_the_quota() {
     let server = RedisServer::start().expect("redis-server is installed");
-    let quota = Quota::per_hour(100).unwrap();
+    let quota = Quota::per_hour(NonZeroU32::new(100).unwrap());
     let admitted = Arc::new(AtomicU32::new(0));
     let mut tasks = Vec::new();
     // Eight clients, each with its own connection, as eight app servers would have.
@@ -53,7 +54,7 @@ async fn concurrent_clients_never_get_more_than_the_quota() {
 #[tokio::test]
 async fn garbage_and_long_keys_and_an_unreachable_server() {
     let mut server = RedisServer::start().expect("redis-server is installed");
-    let quota = Quota::per_minute(2).unwrap();
+    let quota = Quota::per_minute(NonZeroU32::new(2).unwrap());
     let limiter = RedisLimiter::connect(&server.url(), quota).await.unwrap();
 
     let client = redis::Client::open(server.url()).unwrap();
@@ -97,7 +98,7 @@ async fn redis_sliding_windows_are_exact_under_concurrency_and_shard() {
     use edge_auth::ratelimit::{RedisWindowStore, ShardedLimiter, SlidingWindowLimiter};
 
     let server = RedisServer::start().expect("redis-server is installed");
-    let quota = Quota::per_hour(100).unwrap();
+    let quota = Quota::per_hour(NonZeroU32::new(100).unwrap());
     let admitted = Arc::new(AtomicU32::new(0));
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -127,12 +128,16 @@ async fn redis_sliding_windows_are_exact_under_concurrency_and_shard() {
         .await
         .unwrap();
     let store = RedisWindowStore::connect(&server.url()).await.unwrap();
-    let limiter = SlidingWindowLimiter::new(store.clone(), Quota::per_minute(1).unwrap());
+    let limiter = SlidingWindowLimiter::new(
+        store.clone(),
+        Quota::per_minute(NonZeroU32::new(1).unwrap()),
+    );
     assert!(limiter.check("junk").await.is_allowed());
     assert!(!limiter.check("junk").await.is_allowed());
 
     // 64 shards of ⌈1000 / 64⌉ = 16: at most 1024 ≤ 1000 + 63.
-    let sharded = ShardedLimiter::new(store, Quota::per_hour(1000).unwrap()).unwrap();
+    let sharded =
+        ShardedLimiter::new(store, Quota::per_hour(NonZeroU32::new(1000).unwrap())).unwrap();
     let mut n = 0;
     for _ in 0..1100 {
         n += u32::from(sharded.check("viral", None).await.is_allowed());

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -125,8 +126,10 @@ async fn blocks_attacks_passes_benign_requests_and_replays_streamed_bodies() {
 #[tokio::test]
 async fn log_only_rules_let_requests_through_until_the_penalty_limiter_says_no() {
     let clock = ManualClock::new();
-    let offenders =
-        KeyedLimiter::<String, _>::with_clock(Quota::per_minute(2).unwrap(), clock.clone());
+    let offenders = KeyedLimiter::<String, _>::with_clock(
+        Quota::per_minute(NonZeroU32::new(2).unwrap()),
+        clock.clone(),
+    );
     let waf = Waf::new().with_category_mode(Category::CrossSiteScripting, Mode::LogOnly);
     let service = WafLayer::new(waf)
         .penalize(offenders, KeyExtractor::client_ip())
@@ -163,8 +166,12 @@ async fn keyless_offenders_are_blocked_or_share_the_bucket_the_user_named() {
     use edge_auth::ratelimit::Unkeyed;
     let clock = ManualClock::new();
     let waf = || Waf::new().with_category_mode(Category::CrossSiteScripting, Mode::LogOnly);
-    let limiter =
-        || KeyedLimiter::<String, _>::with_clock(Quota::per_minute(2).unwrap(), clock.clone());
+    let limiter = || {
+        KeyedLimiter::<String, _>::with_clock(
+            Quota::per_minute(NonZeroU32::new(2).unwrap()),
+            clock.clone(),
+        )
+    };
     let keyless = || {
         let mut probe = request("/?q=%3Cscript%3Ealert(1)%3C/script%3E", None, Body::empty());
         probe.extensions_mut().remove::<ClientIp>();

@@ -1,4 +1,4 @@
-//! The seeds' named cache policies, as data, and the headers each one produces.
+//! Named cache policies (static-immutable … html-dynamic), as data, and the headers each one produces.
 //!
 //! | preset | edge | browser | stale-while-revalidate | stale-if-error | tags |
 //! |---|---|---|---|---|---|
@@ -10,7 +10,7 @@
 //!
 //! The edge's lifetime and stale windows go in `Surrogate-Control` (which this crate's policy reads in
 //! place of `Cache-Control` and strips before the response leaves); the browser's in `Cache-Control`.
-//! One correction to the seeds: their stale windows went only into `Cache-Control`, where an edge that
+//! One correction to the common recipe: its stale windows went only into `Cache-Control`, where an edge that
 //! honours `Surrogate-Control` never sees them; here the edge's copy carries them too.
 //!
 //! ```

@@ -1,4 +1,4 @@
-//! [`TieredCache`]: the seeds' read path — isolate memory → PoP cache ([`CacheStore`]) → KV → origin
+//! [`TieredCache`]: the edge read path — isolate memory → PoP cache ([`CacheStore`]) → KV → origin
 //! shield → origin — as one async call, with the stampede protection their worst incident asked for.
 //!
 //! For a `GET` or `HEAD`:

@@ -1,7 +1,7 @@
 //! The request coalescer (singleflight): for one key, one load at a time, shared by every caller.
 //!
 //! When a popular cache entry expires, every request for it misses at once; without coalescing, each one goes
-//! to the origin (the seeds' "thundering herd"). A [`Coalescer`] lets the first caller start the load and
+//! to the origin (the "thundering herd"). A [`Coalescer`] lets the first caller start the load and
 //! makes every concurrent caller for the same key wait for that same load and receive a clone of its result,
 //! errors included. KV read-through, the HTTP cache, ESI fragment fetches and JWKS refreshes all use it.
 //!

@@ -12,7 +12,7 @@
 //! | `orphans` | turns whose caller went away, carried to their end by the host's `WaitUntil` or the object's next caller |
 //! | [`storage`] | [`ObjectStorage`]: per-turn write buffer, [`Transaction`]s within a turn, group commit and the output gate, over any `Storage` |
 //! | [`sockets`] | [`Sockets`] (an object's `SocketHub`) and [`Session`] (the host's end of a WebSocket) |
-//! | [`room`] | [`Room`]: the collaborative room of the seeds — presence, broadcast, history |
+//! | [`room`] | [`Room`]: a collaborative room — presence, broadcast, history |
 //! | [`memory`] | [`MemoryStorage`]: storage in process memory, for tests |
 //! | `sqlite` (feature `sqlite`) | `SqliteStore`: SQLite (bundled, WAL, `synchronous=FULL`), one database per namespace |
 //! | `linearizability` (feature `testing`) | a checker for histories of concurrent calls to one object |
@@ -85,8 +85,7 @@ pub mod workers;
 pub use memory::{MemoryStorage, MemoryStorageProvider};
 pub use room::Room;
 pub use runtime::{
-    AlarmRecord, AlarmRetry, AlarmRun, LocalPlacement, Namespace, ObjectState, Placement,
-    PlacementPolicy, Sleep, StorageProvider,
+    AlarmRecord, AlarmRetry, AlarmRun, Namespace, ObjectState, Placement, StorageProvider,
 };
 pub use sockets::{Outgoing, Session, Sockets};
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]

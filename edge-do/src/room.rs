@@ -1,4 +1,4 @@
-//! [`Room`]: the seeds' collaborative room as a durable object — everyone connected to one room id
+//! [`Room`]: a collaborative room as a durable object — everyone connected to one room id
 //! shares presence and a message stream, and the recent history survives the object.
 //!
 //! The protocol is JSON text frames. The attachment a connection was accepted with is the user's name.

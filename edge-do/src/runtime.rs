@@ -15,7 +15,7 @@
 //! | a caller that goes away | the turn runs to its end anyway (see *Cancellation* below) | the object's event runs on |
 //! | alarms | at least once: an alarm is deleted only after its handler's turn has committed; failures (errors, panics, overruns, a crash of the process) are retried with exponential backoff from 2 s, six retries, then dropped; the attempt count is durable and reaches the handler as [`AlarmInfo::retry_count`] | same policy |
 //! | idle eviction | [`Namespace::evict_idle`], called by the host | automatic |
-//! | placement | a [`PlacementPolicy`] sees the [`LocationHint`] at creation; the default places everything here and records the hint | the hint chooses a region |
+//! | placement | every object lives in this process; the [`LocationHint`] it was created with is recorded ([`Placement`]) | the hint chooses a region |
 //!
 //! Objects of different ids run concurrently.
 //!
@@ -45,7 +45,7 @@ use edge_core::durable::{
 use edge_core::trace::{RequestSpan, SpanKind, Status, attr};
 use edge_core::wait_until::DynWaitUntil;
 use edge_core::{
-    Body, BoxFuture, Clock, Error, ErrorKind, MaybeSend, MaybeSync, SystemClock, WaitUntil,
+    Body, BoxFuture, Clock, Error, ErrorKind, MaybeSend, MaybeSync, SystemClock, Timer, WaitUntil,
 };
 use futures_channel::oneshot;
 use futures_util::FutureExt;
@@ -136,7 +136,7 @@ pub struct ObjectState<S> {
     pub storage: ObjectStorage<S>,
     /// The object's WebSocket connections.
     pub sockets: Sockets,
-    /// Where the placement policy put it.
+    /// Where it lives, and the hint it was created with.
     pub placement: Placement,
 }
 
@@ -144,7 +144,7 @@ pub struct ObjectState<S> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Placement {
-    /// The location chosen (the in-process policy answers `"local"`).
+    /// The location (`"local"` in process; Cloudflare chooses its own).
     pub location: Cow<'static, str>,
     /// The hint given when the object was created.
     pub hint: Option<LocationHint>,
@@ -160,27 +160,6 @@ impl Placement {
         }
     }
 }
-
-/// Decides where a new object lives. Called once per instance creation with the hint of the request that
-/// created it.
-pub trait PlacementPolicy: Send + Sync + 'static {
-    /// The placement of `id`.
-    fn place(&self, id: &ObjectId, hint: Option<LocationHint>) -> Placement;
-}
-
-/// The in-process policy: every object lives in this process, whatever the hint; the hint is recorded in
-/// [`Placement::hint`] (so tests and logs can see it) and otherwise a no-op.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LocalPlacement;
-
-impl PlacementPolicy for LocalPlacement {
-    fn place(&self, _id: &ObjectId, hint: Option<LocationHint>) -> Placement {
-        Placement::new("local", hint)
-    }
-}
-
-/// A timer, as the host provides one (`|d| Box::pin(tokio::time::sleep(d))` under tokio).
-pub type Sleep = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// How alarms that fail are retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,8 +251,7 @@ struct Inner<O, P: StorageProvider> {
     factory: Box<Factory<O, P::Storage>>,
     live: Mutex<Instances<O, P::Storage>>,
     clock: Arc<dyn Clock>,
-    placement: Box<dyn PlacementPolicy>,
-    time_limit: Option<(Duration, Sleep)>,
+    time_limit: Option<(Duration, Arc<dyn Timer>)>,
     alarm_retry: AlarmRetry,
     /// Where abandoned turns run, if the host gave a place ([`Namespace::with_wait_until`]).
     wait_until: Option<Arc<dyn DynWaitUntil>>,
@@ -384,7 +362,6 @@ where
                 factory: Box::new(factory),
                 live: Mutex::new(HashMap::new()),
                 clock: Arc::new(SystemClock::new()),
-                placement: Box::new(LocalPlacement),
                 time_limit: None,
                 alarm_retry: AlarmRetry::default(),
                 wait_until: None,
@@ -409,17 +386,12 @@ where
         self.configure(|inner| inner.clock = Arc::new(clock))
     }
 
-    /// Places new objects with `policy`. Call before cloning.
+    /// Gives every turn at most `limit`, timed by `timer` (the host's: `TokioTimer`, a `ManualClock` in
+    /// tests); one that overruns is abandoned and its object reset. Without it, a handler that never
+    /// returns blocks its object (only). Call before cloning.
     #[must_use]
-    pub fn with_placement(self, policy: impl PlacementPolicy) -> Self {
-        self.configure(|inner| inner.placement = Box::new(policy))
-    }
-
-    /// Gives every turn at most `limit`, timed by `sleep`; one that overruns is abandoned and its object
-    /// reset. Without it, a handler that never returns blocks its object (only). Call before cloning.
-    #[must_use]
-    pub fn with_time_limit(self, limit: Duration, sleep: Sleep) -> Self {
-        self.configure(|inner| inner.time_limit = Some((limit, sleep)))
+    pub fn with_time_limit(self, limit: Duration, timer: impl Timer + 'static) -> Self {
+        self.configure(|inner| inner.time_limit = Some((limit, Arc::new(timer))))
     }
 
     /// Runs turns whose caller went away (a client disconnected mid-request) on `wait_until`, at once
@@ -657,7 +629,7 @@ where
 
     /// Runs [`Namespace::run_due_alarms`] forever, sleeping until the next alarm (at most `poll`
     /// between looks, so alarms set meanwhile are found). Spawn it on the host's executor.
-    pub async fn drive_alarms(&self, sleep: Sleep, poll: Duration) {
+    pub async fn drive_alarms(&self, timer: &impl Timer, poll: Duration) {
         loop {
             let _ = self.run_due_alarms().await;
             let now = self.inner.clock.wall_time();
@@ -665,14 +637,14 @@ where
                 Ok(Some(at)) => at.duration_since(now).unwrap_or_default().min(poll),
                 _ => poll,
             };
-            sleep(wait.max(Duration::from_millis(1))).await;
+            timer.sleep(wait.max(Duration::from_millis(1))).await;
         }
     }
 
     fn instance(&self, id: &ObjectId, hint: Option<LocationHint>) -> Arc<Live<O, P::Storage>> {
         let mut live = self.lock();
         let instance = live.entry(id.clone()).or_insert_with(|| {
-            let placement = self.inner.placement.place(id, hint);
+            let placement = Placement::new("local", hint);
             let storage = ObjectStorage::new(self.inner.provider.storage(id));
             let sockets = Sockets::default();
             let state = ObjectState {
@@ -764,8 +736,8 @@ where
         let work = AssertUnwindSafe(handler(Arc::clone(&live))).catch_unwind();
         let finished = match &self.inner.time_limit {
             None => work.await.map_err(|_| Abort::Panicked),
-            Some((limit, sleep)) => {
-                let timer = sleep(*limit);
+            Some((limit, timer)) => {
+                let timer = timer.sleep(*limit);
                 futures_util::pin_mut!(work);
                 match futures_util::future::select(work, timer).await {
                     Either::Left((result, _)) => result.map_err(|_| Abort::Panicked),

@@ -15,7 +15,7 @@ use edge_core::testing::durable::FullDisk;
 use edge_core::{Body, Clock, Error, ErrorKind, ManualClock};
 use edge_do::{
     AlarmRecord, AlarmRun, MemoryStorage, MemoryStorageProvider, Namespace, ObjectState,
-    ObjectStorage, Placement, PlacementPolicy, StorageProvider,
+    ObjectStorage, StorageProvider,
 };
 use futures::FutureExt;
 use http::{Method, Request, Response};
@@ -141,7 +141,7 @@ fn harness<P: StorageProvider + Clone>(provider: P, clock: ManualClock) -> Harne
     .with_clock(clock.clone())
     .with_time_limit(
         Duration::from_millis(200),
-        Arc::new(|d| Box::pin(tokio::time::sleep(d))),
+        edge_core::clock::TokioTimer::new(),
     );
     Harness {
         namespace,
@@ -552,16 +552,8 @@ async fn alarms_persist_across_a_restart_on_sqlite() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-struct ByHint;
-
-impl PlacementPolicy for ByHint {
-    fn place(&self, _id: &ObjectId, hint: Option<LocationHint>) -> Placement {
-        Placement::new(hint.map_or("default", LocationHint::code), hint)
-    }
-}
-
 #[tokio::test]
-async fn location_hints_reach_the_placement_policy_once() {
+async fn location_hints_are_recorded_once() {
     let h = harness(MemoryStorageProvider::new(), ManualClock::new());
     let id = h.namespace.id_from_name("eu");
     h.namespace
@@ -583,31 +575,14 @@ async fn location_hints_reach_the_placement_policy_once() {
         "and records the hint"
     );
 
-    let placed = Namespace::new(MemoryStorageProvider::new(), |state: ObjectState<_>| {
-        Probe {
-            storage: state.storage,
-            inside: AtomicUsize::new(0),
-            most_inside: Arc::default(),
-            alarms_failing: Arc::default(),
-            clock: ManualClock::new(),
-        }
-    })
-    .with_placement(ByHint);
-    placed
-        .fetch_with_hint(
-            &id,
-            Some(LocationHint::AsiaPacific),
-            request(Method::GET, ""),
-        )
-        .await
-        .unwrap();
-    placed
+    // A live object keeps its first hint.
+    h.namespace
         .fetch_with_hint(&id, Some(LocationHint::Africa), request(Method::GET, ""))
         .await
         .unwrap();
     assert_eq!(
-        placed.placement(&id).unwrap().location,
-        "apac",
+        h.namespace.placement(&id).unwrap().hint,
+        Some(LocationHint::WesternEurope),
         "a live object keeps its place"
     );
 }
@@ -638,7 +613,7 @@ async fn the_alarm_driver_fires_alarms_on_the_real_clock() {
         async move {
             namespace
                 .drive_alarms(
-                    Arc::new(|d| Box::pin(tokio::time::sleep(d))),
+                    &edge_core::clock::TokioTimer::new(),
                     Duration::from_millis(20),
                 )
                 .await;

@@ -66,7 +66,7 @@ use crate::cursor;
 const CURSOR_TAG: &str = "sim1.";
 
 /// How long replication takes on a link: `base`, plus a uniform draw in `[0, jitter]`, plus, with a small
-/// probability, a `tail` delay (the slow replication the seeds warn about).
+/// probability, a `tail` delay (the slow replication Workers KV warns about).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkLatency {
     base: Duration,

@@ -8,7 +8,7 @@
 //! | `layer` (feature `tower`) | `TraceLayer`: the request's server span, stages into `Server-Timing`, export and log lines after the response; `MetricsLayer`: counts and latency by route, status class, cache status and colo, a `/metrics` endpoint |
 //! | [`otlp`] | [`OtlpExporter`](otlp::OtlpExporter): spans and metrics over OTLP/HTTP, protobuf or JSON, batched, retried, bounded |
 //! | [`propagate`] | [`TracedFetcher`](propagate::TracedFetcher): the trace carried into outgoing requests, a client span per fetch |
-//! | [`metrics`] | counters, gauges and latency histograms (the seeds' buckets, 10 ms … 10 s) with bounded label sets, and the Prometheus text exposition |
+//! | [`metrics`] | counters, gauges and latency histograms (edge latency buckets, 10 ms … 10 s) with bounded label sets, and the Prometheus text exposition |
 //! | [`routes`] | [`Routes`]: paths reduced to a fixed set of route names |
 //! | [`server_timing`] | the `Server-Timing` header |
 //!

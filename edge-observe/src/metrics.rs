@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// The seeds' latency buckets: 10 ms, 25 ms, 50 ms, 100 ms, 250 ms, 500 ms, 1 s, 2.5 s, 5 s, 10 s.
+/// Latency buckets for an edge service: 10 ms, 25 ms, 50 ms, 100 ms, 250 ms, 500 ms, 1 s, 2.5 s, 5 s, 10 s.
 pub const DEFAULT_BUCKETS: [Duration; 10] = [
     Duration::from_millis(10),
     Duration::from_millis(25),
@@ -246,7 +246,7 @@ impl Registry {
         Gauge(self.family(name, help, labels, Kind::Gauge))
     }
 
-    /// The histogram family `name`, with the seeds' [`DEFAULT_BUCKETS`].
+    /// The histogram family `name`, with the [`DEFAULT_BUCKETS`].
     #[must_use]
     pub fn histogram(&self, name: &str, help: &str, labels: &[&str]) -> Histogram {
         self.histogram_with_buckets(name, help, labels, &DEFAULT_BUCKETS)

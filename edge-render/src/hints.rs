@@ -265,7 +265,7 @@ impl Hints {
     }
 
     /// These hints for a client on `ect` that may ask to save data: on `slow-2g`/`2g` or with `Save-Data`,
-    /// only the critical ones (as the seeds do); otherwise all.
+    /// only the critical ones; otherwise all.
     #[must_use]
     pub fn for_connection(mut self, ect: Option<Ect>, save_data: bool) -> Self {
         if save_data || matches!(ect, Some(Ect::Slow2g | Ect::G2)) {

@@ -233,7 +233,9 @@ mod tests {
 
     #[test]
     fn fields_follow_the_draft_and_round_up() {
-        let quota = Quota::per_minute(100).unwrap().with_name("api").unwrap();
+        let quota = Quota::per_minute(std::num::NonZeroU32::new(100).unwrap())
+            .with_name("api")
+            .unwrap();
         let d = Decision::new(
             false,
             quota,
@@ -250,11 +252,15 @@ mod tests {
         assert_eq!(headers["ratelimit-policy"], "\"api\";q=100;w=60");
         assert_eq!(headers["retry-after"], "1");
         // 120 a minute in bursts of 20: 20 every 10 s.
-        let bursty = Quota::per_minute(120).unwrap().with_burst(20).unwrap();
+        let bursty = Quota::per_minute(std::num::NonZeroU32::new(120).unwrap())
+            .with_burst(20)
+            .unwrap();
         let d = Decision::new(true, bursty, 19, Duration::from_millis(500), Duration::ZERO);
         assert_eq!(d.policy_value(), "\"default\";q=20;w=10");
         // 100 a minute in bursts of 7: 7 every 4.2 s, announced as 7 every 5 s (never refused).
-        let odd = Quota::per_minute(100).unwrap().with_burst(7).unwrap();
+        let odd = Quota::per_minute(std::num::NonZeroU32::new(100).unwrap())
+            .with_burst(7)
+            .unwrap();
         let d = Decision::new(true, odd, 6, Duration::ZERO, Duration::ZERO);
         assert_eq!(d.policy_value(), "\"default\";q=7;w=5");
         // A refusal a few nanoseconds from its slot still says 1 s, never 0.
@@ -285,7 +291,9 @@ mod tests {
         let lines: Vec<_> = headers.get_all("ratelimit").iter().collect();
         assert_eq!(lines, ["\"default\";r=3;t=4", "\"api\";r=0;t=2"]);
         assert_eq!(headers["retry-after"], "2");
-        let odd = Quota::per_second(1).unwrap().with_name("a\"b\\c").unwrap();
+        let odd = Quota::per_second(std::num::NonZeroU32::new(1).unwrap())
+            .with_name("a\"b\\c")
+            .unwrap();
         let d = Decision::new(true, odd, 0, Duration::ZERO, Duration::from_secs(9));
         assert_eq!(d.policy_value(), "\"a\\\"b\\\\c\";q=1;w=1");
         assert_eq!(

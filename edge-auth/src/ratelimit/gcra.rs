@@ -29,7 +29,7 @@ pub struct Step {
 /// ```
 /// use edge_auth::ratelimit::{Quota, gcra};
 ///
-/// let quota = Quota::per_second(2)?; // one every 500 ms, burst 2
+/// let quota = Quota::per_second(std::num::NonZeroU32::new(2).unwrap()); // one every 500 ms, burst 2
 /// let first = gcra::step(&quota, 0, 0, 1);
 /// let second = gcra::step(&quota, first.new_tat.unwrap(), 0, 1);
 /// let third = gcra::step(&quota, second.new_tat.unwrap(), 0, 1);
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn a_clock_going_backwards_only_makes_it_stricter() {
-        let quota = Quota::per_second(2).unwrap();
+        let quota = Quota::per_second(std::num::NonZeroU32::new(2).unwrap());
         let second = 1_000_000_000;
         let mut tat = 0;
         for _ in 0..2 {
@@ -213,7 +213,7 @@ mod tests {
             "cost = burst"
         );
         assert!(step(&quota, 0, u64::MAX, 1).decision.is_allowed());
-        let small = Quota::per_second(10).unwrap();
+        let small = Quota::per_second(std::num::NonZeroU32::new(10).unwrap());
         let s = step(&small, u64::MAX, 0, u32::MAX);
         assert!(
             !s.decision.is_allowed(),

@@ -1,4 +1,4 @@
-//! The seeds' edge limiter: a token bucket whose state lives in eventually consistent KV.
+//! The classic edge limiter: a token bucket whose state lives in eventually consistent KV.
 //!
 //! Each check reads the key's `{tokens, timestamp}` from the local KV replica, refills by the elapsed
 //! time, deducts, and writes back. No lock, no cross-PoP round trip: KV reads are local. The price is
@@ -8,7 +8,7 @@
 //!
 //! # The over-admission bound
 //!
-//! This implementation adds one thing to the seeds' algorithm: each PoP remembers its own last write per
+//! This implementation adds one thing to the textbook algorithm: each PoP remembers its own last write per
 //! key and never believes the KV replica when it shows *more* tokens than that (after refill). So whatever
 //! replication delivers, in whatever order, a PoP's decisions for a key are at least as strict as an
 //! isolated token bucket with the same quota, and so, for `M` PoPs, capacity `C` (the burst), refill rate
@@ -28,7 +28,7 @@
 //! object; for a lag-dependent bound, counters that *add up* across PoPs instead of overwriting each
 //! other are needed (last-writer-wins KV cannot sum).
 //!
-//! Without the local floor (the seeds' algorithm as written), last-writer-wins also lets a drained PoP
+//! Without the local floor (the textbook algorithm), last-writer-wins also lets a drained PoP
 //! adopt a fuller state written later at another PoP, so admissions can exceed even `M` isolated
 //! buckets; `the_local_floor_stops_a_drained_pop_adopting_a_fuller_replica` shows that case.
 //!
@@ -151,7 +151,7 @@ impl<S: KvStore, C: Clock> KvTokenBucketBuilder<S, C> {
     }
 
     /// Whether this PoP keeps a floor of its own last writes (default `true`). Turning it off gives the
-    /// seeds' algorithm exactly as written, without the bound in the [module docs](self): for comparison
+    /// textbook algorithm exactly, without the bound in the [module docs](self): for comparison
     /// only.
     #[must_use]
     pub fn local_floor(mut self, enabled: bool) -> Self {
@@ -189,7 +189,7 @@ struct Floors {
 /// use edge_kv::MemoryKv;
 ///
 /// # futures::executor::block_on(async {
-/// let limiter = KvTokenBucket::builder(MemoryKv::new(), Quota::per_minute(2)?)
+/// let limiter = KvTokenBucket::builder(MemoryKv::new(), Quota::per_minute(std::num::NonZeroU32::new(2).unwrap()))
 ///     .clock(ManualClock::new())
 ///     .build();
 /// assert!(limiter.check("203.0.113.7").await.is_allowed());

@@ -288,7 +288,7 @@ impl RateLimitLayer {
     /// use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, Unkeyed};
     /// use edge_core::SystemClock;
     ///
-    /// let limiter = KeyedLimiter::<String, _>::with_clock(Quota::per_minute(120)?, SystemClock::new());
+    /// let limiter = KeyedLimiter::<String, _>::with_clock(Quota::per_minute(std::num::NonZeroU32::new(120).unwrap()), SystemClock::new());
     /// let api_key = KeyExtractor::header(http::HeaderName::from_static("x-api-key"));
     /// // Clients without an API key share one allowance instead of being refused.
     /// let layer = RateLimitLayer::new(limiter, api_key).unkeyed(Unkeyed::shared_bucket("no-api-key"));
@@ -307,7 +307,7 @@ impl RateLimitLayer {
     /// ```
     /// use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, RateLimitRejection};
     ///
-    /// let layer = RateLimitLayer::new(KeyedLimiter::<String>::new(Quota::per_second(10)?), KeyExtractor::client_ip())
+    /// let layer = RateLimitLayer::new(KeyedLimiter::<String>::new(Quota::per_second(std::num::NonZeroU32::new(10).unwrap())), KeyExtractor::client_ip())
     ///     .respond_with(|rejection: &RateLimitRejection| match rejection {
     ///         RateLimitRejection::Limited(decision) => {
     ///             let mut response = http::Response::new(edge_core::Body::from("slow down\n"));

@@ -42,7 +42,7 @@ fn check_cell(quota: &Quota, cell: &AtomicU64, now: u64, cost: u32) -> Decision 
 /// use edge_auth::ratelimit::{Limiter, Quota};
 /// use edge_core::ManualClock;
 ///
-/// let limiter = Limiter::with_clock(Quota::per_second(1)?, ManualClock::new());
+/// let limiter = Limiter::with_clock(Quota::per_second(std::num::NonZeroU32::new(1).unwrap()), ManualClock::new());
 /// assert!(limiter.check().is_allowed());
 /// assert!(!limiter.check().is_allowed());
 /// # Ok::<(), edge_auth::ratelimit::QuotaError>(())
@@ -111,7 +111,7 @@ struct Shard<K> {
 /// use edge_auth::ratelimit::{KeyedLimiter, Quota};
 /// use edge_core::ManualClock;
 ///
-/// let limiter = KeyedLimiter::with_clock(Quota::per_minute(2)?, ManualClock::new());
+/// let limiter = KeyedLimiter::with_clock(Quota::per_minute(std::num::NonZeroU32::new(2).unwrap()), ManualClock::new());
 /// assert!(limiter.check(&"203.0.113.7").is_allowed());
 /// assert!(limiter.check(&"203.0.113.7").is_allowed());
 /// assert!(!limiter.check(&"203.0.113.7").is_allowed());
@@ -248,7 +248,10 @@ mod tests {
     #[test]
     fn idle_keys_are_swept_as_the_map_grows_and_decisions_do_not_change() {
         let clock = ManualClock::new();
-        let limiter = KeyedLimiter::with_clock(Quota::per_second(1).unwrap(), clock.clone());
+        let limiter = KeyedLimiter::with_clock(
+            Quota::per_second(std::num::NonZeroU32::new(1).unwrap()),
+            clock.clone(),
+        );
         for i in 0..10_000u32 {
             assert!(limiter.check(&i).is_allowed());
         }
@@ -275,7 +278,10 @@ mod tests {
     #[test]
     fn threads_never_share_out_more_than_the_burst() {
         let clock = ManualClock::new();
-        let limiter = KeyedLimiter::with_clock(Quota::per_hour(1000).unwrap(), clock);
+        let limiter = KeyedLimiter::with_clock(
+            Quota::per_hour(std::num::NonZeroU32::new(1000).unwrap()),
+            clock,
+        );
         let admitted = AtomicU64::new(0);
         std::thread::scope(|s| {
             for _ in 0..4 {

@@ -3,9 +3,9 @@
 //! | limiter | state lives | exact? | use it for |
 //! |---|---|---|---|
 //! | [`Limiter`], [`KeyedLimiter`] | this process (GCRA, one atomic per key) | yes, per process | per-instance protection, the first line |
-//! | [`KvTokenBucket`] | any [`KvStore`](edge_core::KvStore) (the seeds' token bucket) | no: bounded over-admission across PoPs | coarse abuse limits across an edge network |
+//! | [`KvTokenBucket`] | any [`KvStore`](edge_core::KvStore) (the classic edge token bucket) | no: bounded over-admission across PoPs | coarse abuse limits across an edge network |
 //! | `RedisLimiter` (feature `redis`) | Redis, one atomic script per check (GCRA) | yes, across servers | per-account quotas shared by many app servers |
-//! | [`SlidingWindowLimiter`] over a [`WindowStore`] | memory, Redis (`RedisWindowStore`, feature `redis`) or a durable object per key ([`DurableWindowStore`]) | yes, in any window | the seeds' exact sliding window |
+//! | [`SlidingWindowLimiter`] over a [`WindowStore`] | memory, Redis (`RedisWindowStore`, feature `redis`) or a durable object per key ([`DurableWindowStore`]) | yes, in any window | an exact sliding window |
 //! | [`ShardedLimiter`] | N window shards (default 64) | bounded: ≤ limit + N − 1 | one key too hot for one store instance |
 //!
 //! Every limiter answers with a [`Decision`]: allowed or not, remaining quota, time to reset and

@@ -44,7 +44,7 @@ impl std::error::Error for QuotaError {}
 /// use std::time::Duration;
 /// use edge_auth::ratelimit::Quota;
 ///
-/// let quota = Quota::per_minute(600)?.with_burst(20)?;
+/// let quota = Quota::per_minute(std::num::NonZeroU32::new(600).unwrap()).with_burst(20)?;
 /// assert_eq!(quota.emission_interval(), Duration::from_millis(100));
 /// assert_eq!(quota.burst(), 20);
 /// assert!(Quota::new(0, Duration::from_secs(1)).is_err());
@@ -86,31 +86,38 @@ impl Quota {
         })
     }
 
-    /// `limit` requests per second.
-    ///
-    /// # Errors
-    ///
-    /// As [`Quota::new`].
-    pub fn per_second(limit: u32) -> Result<Self, QuotaError> {
-        Self::new(limit, Duration::from_secs(1))
+    /// `limit` requests per second, bursts of `limit`. Infallible, and usable in a `const` (more than
+    /// 10⁹ a second is capped at one per nanosecond).
+    #[must_use]
+    pub const fn per_second(limit: NonZeroU32) -> Self {
+        Self::per(limit, 1_000_000_000)
     }
 
-    /// `limit` requests per minute.
-    ///
-    /// # Errors
-    ///
-    /// As [`Quota::new`].
-    pub fn per_minute(limit: u32) -> Result<Self, QuotaError> {
-        Self::new(limit, Duration::from_secs(60))
+    /// `limit` requests per minute, bursts of `limit`.
+    #[must_use]
+    pub const fn per_minute(limit: NonZeroU32) -> Self {
+        Self::per(limit, 60_000_000_000)
     }
 
-    /// `limit` requests per hour.
-    ///
-    /// # Errors
-    ///
-    /// As [`Quota::new`].
-    pub fn per_hour(limit: u32) -> Result<Self, QuotaError> {
-        Self::new(limit, Duration::from_secs(3600))
+    /// `limit` requests per hour, bursts of `limit`.
+    #[must_use]
+    pub const fn per_hour(limit: NonZeroU32) -> Self {
+        Self::per(limit, 3_600_000_000_000)
+    }
+
+    const fn per(limit: NonZeroU32, period_nanos: u64) -> Self {
+        let interval_nanos = period_nanos / limit.get() as u64;
+        Self {
+            limit,
+            burst: limit,
+            period_nanos,
+            interval_nanos: if interval_nanos == 0 {
+                1
+            } else {
+                interval_nanos
+            },
+            name: "default",
+        }
     }
 
     /// The same rate with a different burst (how many requests may arrive at once).

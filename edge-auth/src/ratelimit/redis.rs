@@ -44,7 +44,7 @@ return {1, new_ahead, 0}
 /// use edge_auth::ratelimit::{Quota, RedisLimiter};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let quota = Quota::per_minute(600)?.with_burst(50)?;
+/// let quota = Quota::per_minute(std::num::NonZeroU32::new(600).unwrap()).with_burst(50)?;
 /// let limiter = RedisLimiter::connect("redis://127.0.0.1/", quota).await?;
 /// let decision = limiter.check("account:42").await;
 /// # Ok(()) }

@@ -3,7 +3,7 @@
 //! [`WindowStore`] is the whole contract a backend must meet: one atomic step that forgets hits older
 //! than the window and records a new one if fewer than the limit remain. Redis meets it with one script
 //! (`RedisWindowStore`, feature `redis`), [`MemoryWindowStore`] in process, and a durable object meets it
-//! by construction: one instance per key, requests handled one at a time (the seeds' `RateLimitDO`).
+//! by construction: one instance per key, requests handled one at a time (a `RateLimitDO`, as Cloudflare's examples call it).
 //!
 //! [`WindowObject`] is that durable object, written against `edge_core::durable`'s contracts, and
 //! [`DurableWindowStore`] the [`WindowStore`] that sends each key's hits to its object through any
@@ -12,10 +12,10 @@
 //! [`SlidingWindowLimiter`] turns a store into `Decision`s: at most `limit` requests in *any* window of
 //! the configured length, exactly, across every server that shares the store.
 //!
-//! [`ShardedLimiter`] is the seeds' answer to a hot key that one store instance cannot keep up with:
+//! [`ShardedLimiter`] is the answer to a hot key that one store instance cannot keep up with:
 //! spread the key over `N` shards (default 64), each allowed `⌈limit / N⌉`. A shard is picked per
 //! *request* (from a caller-supplied spread value such as the client address, or round-robin), so a hot
-//! key's load really is divided; hashing the key alone, as the seeds' snippet does, sends every request
+//! key's load really is divided; hashing the key alone, as the common snippet does, sends every request
 //! for it to the same shard. The price is the bound, which the tests check: in any window,
 //!
 //! > admitted ≤ N · ⌈limit / N⌉ ≤ limit + N − 1,
@@ -178,7 +178,7 @@ impl<C> std::fmt::Debug for MemoryWindowStore<C> {
 ///
 /// # futures::executor::block_on(async {
 /// let store = MemoryWindowStore::with_clock(ManualClock::new());
-/// let limiter = SlidingWindowLimiter::new(store, Quota::per_minute(2)?);
+/// let limiter = SlidingWindowLimiter::new(store, Quota::per_minute(std::num::NonZeroU32::new(2).unwrap()));
 /// assert!(limiter.check("k").await.is_allowed());
 /// assert!(limiter.check("k").await.is_allowed());
 /// assert!(!limiter.check("k").await.is_allowed());
@@ -336,7 +336,7 @@ const LOG_KEY: &str = "hits";
 /// Most hits one [`WindowObject`] keeps: its log must fit one storage value (8 bytes a hit).
 pub const MAX_OBJECT_LIMIT: u32 = (edge_core::durable::MAX_VALUE_LEN / 8) as u32;
 
-/// The sliding window as a durable object, one per key: the seeds' `RateLimitDO`. Its storage holds the
+/// The sliding window as a durable object, one per key (a `RateLimitDO`). Its storage holds the
 /// hit log (wall-clock microseconds, so it survives eviction and restarts); each request is one
 /// [`WindowStore::hit`]. Requests are `POST` with the body `"<window µs> <limit>"`; answers are
 /// `"<admitted 0|1> <count> <µs until the oldest hit leaves>"`, or `400` for anything else.

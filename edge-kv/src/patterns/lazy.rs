@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 /// A document (configuration, a flag set, a key set) stored as JSON under one KV key.
 ///
-/// The seeds' cold-start advice: do no blocking work at start-up. Nothing is read when the document is
+/// The Workers cold-start advice: do no blocking work at start-up. Nothing is read when the document is
 /// created; the first [`get`](Self::get) reads and parses it (concurrent first callers share one read), and
 /// the parsed value is kept in memory for `ttl`. After that, a call past the TTL returns the value it has at
 /// once and refreshes it in the background through [`WaitUntil`], one refresh at a time. If a refresh fails

@@ -1,4 +1,4 @@
-//! The seeds' KV patterns, each a small type over any [`KvStore`](edge_core::KvStore).
+//! The common edge KV patterns, each a small type over any [`KvStore`](edge_core::KvStore).
 //!
 //! | pattern | type | what it does |
 //! |---|---|---|

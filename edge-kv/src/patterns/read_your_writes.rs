@@ -149,7 +149,7 @@ fn unhex(text: &str) -> Option<Bytes> {
 /// them, and everything else from the store underneath.
 ///
 /// On an eventually consistent KV a user who saves a setting and reloads can land on a PoP whose replica has
-/// not caught up and see the old value (the seeds' fix is stickiness). This overlay makes the user see their
+/// not caught up and see the old value (the usual fix is stickiness). This overlay makes the user see their
 /// own write without pinning them to a PoP. Other users still see the replica's view. `list` is not
 /// overlaid, and an overlaid read returns no metadata.
 #[derive(Clone)]

@@ -1,7 +1,7 @@
 //! [`MetricsLayer`]: request metrics and `Server-Timing` for any tower service.
 //!
 //! Every response is counted in `edge_requests_total{method, route, status_class, cache, colo}` and timed
-//! in `edge_request_duration_seconds{route, status_class, cache, colo}` (the seeds' buckets), where `route`
+//! in `edge_request_duration_seconds{route, status_class, cache, colo}` (10 ms … 10 s), where `route`
 //! is the request's [`Routes`] name, `cache` the response's `x-cache-status` (or `NONE`) and `colo` the PoP
 //! (so a bad PoP does not hide in a global average). Every label comes from a bounded set. The response
 //! gets a `Server-Timing: edge;dur=…` entry (appended to any the inner service set). With

@@ -23,6 +23,7 @@
 
 pub mod app;
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use axum::Router;
@@ -69,6 +70,9 @@ pub struct EdgeConfig {
     pub otlp_endpoint: Option<String>,
 }
 
+/// The demo's requests per client and minute (a `const`: a zero would not compile).
+const PER_MINUTE: NonZeroU32 = NonZeroU32::new(120).unwrap();
+
 /// The demo's HS256 secret: tokens signed with it are valid for [`EdgeConfig::demo`].
 pub const DEMO_SECRET: &[u8] = b"a demo secret, never a real one!";
 
@@ -82,9 +86,9 @@ impl EdgeConfig {
             jwks: format!(r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"demo","k":"{key}"}}]}}"#),
             issuer: "https://issuer.example".to_owned(),
             audience: "todo-app".to_owned(),
-            quota: Quota::per_minute(120)
-                .and_then(|q| q.with_burst(30))
-                .unwrap_or_else(|_| unreachable!("a valid quota")),
+            quota: Quota::per_minute(PER_MINUTE)
+                .with_burst(30)
+                .unwrap_or(Quota::per_minute(PER_MINUTE)),
             trusted_proxies: TrustedProxies::private_networks(),
             request_timeout: Duration::from_secs(10),
             otlp_endpoint: None,

@@ -4,6 +4,7 @@
 //! becomes `Content-Length`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -125,7 +126,7 @@ async fn jwt_auth() {
 
 #[tokio::test]
 async fn rate_limit() {
-    let quota = Quota::per_second(100).unwrap();
+    let quota = Quota::per_second(NonZeroU32::new(100).unwrap());
     assert_composes!(
         RateLimitLayer::new(
             KeyedLimiter::<String>::new(quota),

@@ -56,9 +56,9 @@ impl<St: Storage + 'static> DurableObject for ExactCounter<St> {
 mod native {
     use std::io;
     use std::path::Path;
-    use std::sync::Arc;
     use std::time::Duration;
 
+    use edge_core::clock::TokioTimer;
     use edge_core::wait_until::TokioWaitUntil;
     use edge_do::{
         Namespace, ObjectState, ObjectStorage, Room, Sockets, SqliteStorage, SqliteStore,
@@ -104,17 +104,16 @@ mod native {
                 }
                 .map_err(io::Error::other)
             };
-            let sleep: edge_do::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
             Ok(Self {
                 rooms: Namespace::new(store("rooms")?, |state: ObjectState<_>| {
                     Room::new(state.storage, state.sockets)
                 })
-                .with_time_limit(TURN_LIMIT, Arc::clone(&sleep))
+                .with_time_limit(TURN_LIMIT, TokioTimer::new())
                 .with_wait_until(background.clone()),
                 counters: Namespace::new(store("counters")?, |state: ObjectState<_>| {
                     ExactCounter(state.storage)
                 })
-                .with_time_limit(TURN_LIMIT, sleep)
+                .with_time_limit(TURN_LIMIT, TokioTimer::new())
                 .with_wait_until(background.clone()),
             })
         }
@@ -131,11 +130,11 @@ mod native {
         pub fn start_housekeeping(&self) -> tokio::task::JoinHandle<()> {
             let objects = self.clone();
             tokio::spawn(async move {
-                let sleep: edge_do::Sleep = Arc::new(|d| Box::pin(tokio::time::sleep(d)));
+                let timer = TokioTimer::new();
                 let poll = Duration::from_secs(1);
                 let alarms = futures_util::future::join(
-                    objects.rooms.drive_alarms(Arc::clone(&sleep), poll),
-                    objects.counters.drive_alarms(Arc::clone(&sleep), poll),
+                    objects.rooms.drive_alarms(&timer, poll),
+                    objects.counters.drive_alarms(&timer, poll),
                 );
                 let eviction = async {
                     loop {
