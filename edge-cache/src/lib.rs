@@ -58,4 +58,4 @@ pub mod workers;
 pub use directives::Directives;
 pub use memory::MemoryCache;
 pub use policy::{CachePolicy, Lookup, NotStored, Revalidation, Stored};
-pub use tiered::TieredCache;
+pub use tiered::{TieredCache, TieredCacheBuilder};

@@ -278,17 +278,17 @@ struct Inner<C> {
 pub const MAX_VARIANTS: usize = 16;
 
 /// Builds a [`TieredCache`]; every tier but the origin is optional.
-pub struct Builder<C> {
+pub struct TieredCacheBuilder<C> {
     inner: Inner<C>,
 }
 
-impl<C> std::fmt::Debug for Builder<C> {
+impl<C> std::fmt::Debug for TieredCacheBuilder<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder").finish_non_exhaustive()
+        f.debug_struct("TieredCacheBuilder").finish_non_exhaustive()
     }
 }
 
-impl<C: Clock + Clone + 'static> Builder<C> {
+impl<C: Clock + Clone + 'static> TieredCacheBuilder<C> {
     /// The isolate-memory tier.
     #[must_use]
     pub fn memory(mut self, memory: MemoryCache<C>) -> Self {
@@ -392,8 +392,8 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
         origin: impl Fetcher + 'static,
         clock: C,
         background: impl WaitUntil + 'static,
-    ) -> Builder<C> {
-        Builder {
+    ) -> TieredCacheBuilder<C> {
+        TieredCacheBuilder {
             inner: Inner {
                 policy: CachePolicy::new(),
                 settings: Settings::default(),

@@ -27,17 +27,14 @@
 //! use edge_core::host::ServiceFetcher;
 //! use edge_core::{ManualClock, SystemClock};
 //! use edge_render::esi::layer::EsiLayer;
-//! use edge_render::esi::{Assembler, EsiSettings};
+//! use edge_render::esi::Assembler;
 //! use tower::ServiceExt;
 //!
 //! let fragments = Router::new().route("/nav", get(|| async { Html("<nav>home</nav>") }));
-//! let assembler = Assembler::new(
-//!     ServiceFetcher::new(fragments),
-//!     Some(edge_cache::MemoryCache::new(1 << 20, SystemClock::new())), // fragments are cached
-//!     SystemClock::new(),
-//!     ManualClock::new(), // a host's timer: TokioTimer, or the Worker's
-//!     EsiSettings::default(),
-//! );
+//! // A host's timer: TokioTimer, or the Worker's; fragments cached as their Cache-Control allows.
+//! let assembler = Assembler::builder(ServiceFetcher::new(fragments), ManualClock::new())
+//!     .cache(edge_cache::MemoryCache::new(1 << 20, SystemClock::new()))
+//!     .build();
 //! let app = Router::new()
 //!     .route("/", get(|| async { Html(r#"<body><esi:include src="/nav"/></body>"#) }))
 //!     .layer(EsiLayer::new(assembler, ["/"]));

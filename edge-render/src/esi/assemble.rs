@@ -217,13 +217,139 @@ enum Failure {
     Template(EsiError),
 }
 
+/// The fragment cache of an [`Assembler`] built without one: keeps nothing.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct NoFragmentCache;
+
+impl CacheStore for NoFragmentCache {
+    fn limits(&self) -> edge_core::cache::CacheLimits {
+        edge_core::cache::CacheLimits::new(0)
+    }
+
+    async fn get(&self, _key: &str) -> Result<Option<edge_core::cache::CachedResponse>, Error> {
+        Ok(None)
+    }
+
+    async fn put(
+        &self,
+        _key: &str,
+        _response: edge_core::cache::CachedResponse,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn delete(&self, _key: &str) -> Result<bool, Error> {
+        Ok(false)
+    }
+
+    async fn purge_tag(&self, _tag: &str) -> Result<usize, Error> {
+        Ok(0)
+    }
+}
+
+/// Builds an [`Assembler`]: the fetcher and the timer are required; fragments are not cached, time is
+/// the [`SystemClock`](edge_core::SystemClock) and the settings are [`EsiSettings::default`] unless set.
+///
+/// ```
+/// use edge_core::ManualClock;
+/// use edge_core::testing::TestFetcher;
+/// use edge_render::esi::{Assembler, EsiSettings};
+///
+/// let clock = ManualClock::new();
+/// let assembler = Assembler::builder(TestFetcher::new(), clock.clone())
+///     .clock(clock)
+///     .settings(EsiSettings::default().allow_host("fragments.example"))
+///     .build();
+/// # let _ = assembler;
+/// ```
+pub struct AssemblerBuilder<F, S> {
+    fetcher: F,
+    cache: Option<S>,
+    clock: Arc<dyn Clock>,
+    timer: Arc<dyn Timer>,
+    settings: EsiSettings,
+}
+
+impl<F, S> std::fmt::Debug for AssemblerBuilder<F, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssemblerBuilder")
+            .field("cached", &self.cache.is_some())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Fetcher + 'static> Assembler<F, NoFragmentCache> {
+    /// An [`AssemblerBuilder`] fetching through `fetcher` and sleeping on `timer` (the host's:
+    /// `TokioTimer`, `WorkersTimer`, a `ManualClock` in tests).
+    pub fn builder(
+        fetcher: F,
+        timer: impl Timer + 'static,
+    ) -> AssemblerBuilder<F, NoFragmentCache> {
+        AssemblerBuilder {
+            fetcher,
+            cache: None,
+            clock: Arc::new(edge_core::SystemClock::new()),
+            timer: Arc::new(timer),
+            settings: EsiSettings::default(),
+        }
+    }
+}
+
+impl<F, S> AssemblerBuilder<F, S> {
+    /// Caches fragments in `cache` for as long as their `Cache-Control` allows.
+    #[must_use]
+    pub fn cache<T: CacheStore + 'static>(self, cache: T) -> AssemblerBuilder<F, T> {
+        AssemblerBuilder {
+            fetcher: self.fetcher,
+            cache: Some(cache),
+            clock: self.clock,
+            timer: self.timer,
+            settings: self.settings,
+        }
+    }
+
+    /// Times fragments and deadlines on `clock`.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The limits, time limits and failure handling.
+    #[must_use]
+    pub fn settings(mut self, settings: EsiSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+}
+
+impl<F: Fetcher + 'static, S: CacheStore + 'static> AssemblerBuilder<F, S> {
+    /// The assembler.
+    #[must_use]
+    pub fn build(self) -> Assembler<F, S> {
+        Assembler {
+            shared: Arc::new(Shared {
+                fetcher: self.fetcher,
+                cache: self.cache,
+                clock: self.clock,
+                timer: self.timer,
+                settings: self.settings,
+                flights: Coalescer::new(),
+                resolved: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
 impl<F, S> Assembler<F, S>
 where
     F: Fetcher + 'static,
     S: CacheStore + 'static,
 {
     /// An assembler fetching through `fetcher`, caching fragments in `cache` (`None`: no caching), timing
-    /// on `clock` and sleeping on `timer`.
+    /// on `clock` and sleeping on `timer`. [`Assembler::builder`] names the parts instead.
     pub fn new(
         fetcher: F,
         cache: Option<S>,

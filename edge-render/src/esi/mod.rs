@@ -18,7 +18,7 @@ pub mod parse;
 pub mod tokenizer;
 pub mod vars;
 
-pub use self::assemble::{Assembler, EsiSettings, OnFailure};
+pub use self::assemble::{Assembler, AssemblerBuilder, EsiSettings, NoFragmentCache, OnFailure};
 pub use self::parse::{Node, Parser, ParserLimits};
 pub use self::tokenizer::{Block, IncludeTag, Token, Tokenizer, TokenizerLimits};
 pub use self::vars::Variables;

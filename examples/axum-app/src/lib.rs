@@ -43,8 +43,8 @@ use edge_observe::Registry;
 use edge_observe::layer::{MetricsLayer, TraceLayer};
 use edge_observe::otlp::OtlpExporter;
 use edge_observe::subscriber::SpanExportLayer;
+use edge_render::esi::Assembler;
 use edge_render::esi::layer::EsiLayer;
-use edge_render::esi::{Assembler, EsiSettings};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -155,13 +155,10 @@ pub fn router(
     // The public routes are cached, and the page's fragments assembled in front of the cache (the page
     // is stored with its `<esi:include>`s; fragments have their own lifetimes).
     let cache = CacheLayer::new(clock, host.background()).memory(MemoryCache::new(32 << 20, clock));
-    let assembler = Assembler::new(
-        ServiceFetcher::new(app::fragments()),
-        Some(MemoryCache::new(4 << 20, clock)),
-        clock,
-        host.timer(),
-        EsiSettings::default(),
-    );
+    let assembler = Assembler::builder(ServiceFetcher::new(app::fragments()), host.timer())
+        .cache(MemoryCache::new(4 << 20, clock))
+        .clock(clock)
+        .build();
     let public = app::public_routes()
         .route_layer(cache)
         .route_layer(EsiLayer::new(assembler, ["/"]));

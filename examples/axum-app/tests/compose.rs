@@ -25,8 +25,8 @@ use edge_core::{ClientIp, ManualClock, SystemClock};
 use edge_example_axum_app::{EdgeConfig, demo_token};
 use edge_observe::Registry;
 use edge_observe::layer::{MetricsLayer, TraceLayer};
+use edge_render::esi::Assembler;
 use edge_render::esi::layer::EsiLayer;
-use edge_render::esi::{Assembler, EsiSettings};
 use edge_render::hints::BundleManifest;
 use edge_render::hints::layer::HintsLayer;
 use http::{Request, StatusCode, header};
@@ -153,13 +153,11 @@ async fn cache() {
 
 #[tokio::test]
 async fn esi() {
-    let assembler = Assembler::new(
+    let assembler = Assembler::builder(
         ServiceFetcher::new(app()),
-        None::<MemoryCache<SystemClock>>,
-        SystemClock::new(),
         edge_core::clock::TokioTimer::new(),
-        EsiSettings::default(),
-    );
+    )
+    .build();
     assert_composes!(
         EsiLayer::new(assembler.clone(), ["/"]),
         "<!doctype html><html><body><p>fragment</p></body></html>"

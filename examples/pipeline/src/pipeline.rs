@@ -31,8 +31,8 @@ use edge_core::{Body, Error, KvStore, MaybeSend, MaybeSync, SystemClock, Timer, 
 use edge_observe::layer::{MetricsLayer, TraceLayer};
 use edge_observe::propagate::TracedFetcher;
 use edge_observe::{Registry, Routes};
+use edge_render::esi::Assembler;
 use edge_render::esi::layer::EsiLayer;
-use edge_render::esi::{Assembler, EsiSettings};
 use edge_render::hints::BundleManifest;
 use edge_render::hints::layer::HintsLayer;
 use http::{Request, Response, Uri};
@@ -336,13 +336,9 @@ fn esi_layer<F: edge_core::Fetcher + 'static>(
     origin: Uri,
     timer: impl Timer + 'static,
 ) -> EsiLayer<F, MemoryCache<SystemClock>> {
-    let assembler = Assembler::new(
-        fetcher,
-        Some(MemoryCache::new(8 << 20, SystemClock::new())),
-        SystemClock::new(),
-        timer,
-        EsiSettings::default(),
-    );
+    let assembler = Assembler::builder(fetcher, timer)
+        .cache(MemoryCache::new(8 << 20, SystemClock::new()))
+        .build();
     EsiLayer::new(assembler, ["/esi/"]).with_base(origin)
 }
 
