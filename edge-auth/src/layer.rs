@@ -16,14 +16,13 @@
 //! [`JwtAuthLayer::respond_with`] replaces these answers; the reason is an [`AuthRejection`].
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
-use edge_core::{Body, BoxError, BoxFuture, Clock, Instant, MaybeSend, WaitUntil};
+use edge_core::{Body, BoxError, BoxFuture, Clock, Instant, MaybeSend, MaybeSync, WaitUntil};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -39,14 +38,39 @@ use crate::jwt::{Verified, Verifier};
 /// claims are also inserted on their own, as [`RegisteredClaims`](crate::jwt::RegisteredClaims), so code
 /// that does not know `T` (the rate limiter's [`KeyExtractor::jwt_sub`](crate::ratelimit::KeyExtractor::jwt_sub))
 /// reads the same token.
-pub struct JwtAuthLayer<K, C, W, T = serde_json::Value> {
-    shared: Arc<Shared<K, C, W>>,
-    _claims: PhantomData<fn() -> T>,
+///
+/// The key provider's types are erased here (one boxed future per verification, next to a signature
+/// check of tens of microseconds), so the layer and its service name only the claims type:
+/// `JwtAuthLayer<Claims>`.
+pub struct JwtAuthLayer<T = serde_json::Value> {
+    shared: Arc<Shared<T>>,
 }
 
-struct Shared<K, C, W> {
+/// Verifies one token with the layer's provider and verifier.
+trait VerifyToken<T>: MaybeSend + MaybeSync {
+    fn verify(&self, token: String) -> BoxFuture<'static, Result<Verified<T>, Error>>;
+}
+
+struct ProviderVerify<K, C, W> {
     provider: Arc<JwksProvider<K, C, W>>,
-    verifier: Verifier,
+    verifier: Arc<Verifier>,
+}
+
+impl<K, C, W, T> VerifyToken<T> for ProviderVerify<K, C, W>
+where
+    K: KeySource + 'static,
+    C: Clock + 'static,
+    W: WaitUntil + 'static,
+    T: DeserializeOwned + MaybeSend + 'static,
+{
+    fn verify(&self, token: String) -> BoxFuture<'static, Result<Verified<T>, Error>> {
+        let (provider, verifier) = (Arc::clone(&self.provider), Arc::clone(&self.verifier));
+        Box::pin(async move { provider.verify::<T>(&verifier, &token).await })
+    }
+}
+
+struct Shared<T> {
+    verify: Arc<dyn VerifyToken<T>>,
     realm: String,
     /// Paths (prefixes) that need a token; empty means every path.
     protected: Vec<String>,
@@ -107,21 +131,29 @@ impl AuthRejection {
     }
 }
 
-impl<K, C, W, T> JwtAuthLayer<K, C, W, T> {
+impl<T: DeserializeOwned + MaybeSend + 'static> JwtAuthLayer<T> {
     /// Verifies tokens with `verifier` and keys from `provider`, on every path, in realm `"edge"`.
-    pub fn new(provider: JwksProvider<K, C, W>, verifier: Verifier) -> Self {
+    pub fn new<K, C, W>(provider: JwksProvider<K, C, W>, verifier: Verifier) -> Self
+    where
+        K: KeySource + 'static,
+        C: Clock + 'static,
+        W: WaitUntil + 'static,
+    {
         Self {
             shared: Arc::new(Shared {
-                provider: Arc::new(provider),
-                verifier,
+                verify: Arc::new(ProviderVerify {
+                    provider: Arc::new(provider),
+                    verifier: Arc::new(verifier),
+                }),
                 realm: "edge".to_owned(),
                 protected: Vec::new(),
                 responder: None,
             }),
-            _claims: PhantomData,
         }
     }
+}
 
+impl<T> JwtAuthLayer<T> {
     /// Only paths starting with `prefix` need a token (call again for more prefixes). Called on a clone,
     /// this changes that clone.
     #[must_use]
@@ -147,7 +179,7 @@ impl<K, C, W, T> JwtAuthLayer<K, C, W, T> {
     /// # use edge_auth::jwks::{JwksProvider, StaticKeySource};
     /// # let keys = JwksProvider::new(StaticKeySource::new("{\"keys\":[]}"), edge_core::SystemClock::new(), edge_core::wait_until::QueuedWaitUntil::new());
     ///
-    /// let layer = JwtAuthLayer::<_, _, _>::new(keys, edge_auth::jwt::Verifier::default())
+    /// let layer = JwtAuthLayer::<serde_json::Value>::new(keys, edge_auth::jwt::Verifier::default())
     ///     .respond_with(|rejection: &AuthRejection| {
     ///         let mut response = rejection.default_response("shop");
     ///         response.headers_mut().insert("x-login", http::HeaderValue::from_static("/login"));
@@ -166,11 +198,10 @@ impl<K, C, W, T> JwtAuthLayer<K, C, W, T> {
 
 /// Settings are values: changing a layer that was cloned changes that layer only (the key provider
 /// stays shared), never silently nothing.
-impl<K, C, W> Clone for Shared<K, C, W> {
+impl<T> Clone for Shared<T> {
     fn clone(&self) -> Self {
         Self {
-            provider: Arc::clone(&self.provider),
-            verifier: self.verifier.clone(),
+            verify: Arc::clone(&self.verify),
             realm: self.realm.clone(),
             protected: self.protected.clone(),
             responder: self.responder.clone(),
@@ -178,16 +209,15 @@ impl<K, C, W> Clone for Shared<K, C, W> {
     }
 }
 
-impl<K, C, W, T> Clone for JwtAuthLayer<K, C, W, T> {
+impl<T> Clone for JwtAuthLayer<T> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
-            _claims: PhantomData,
         }
     }
 }
 
-impl<K, C, W, T> fmt::Debug for JwtAuthLayer<K, C, W, T> {
+impl<T> fmt::Debug for JwtAuthLayer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuthLayer")
             .field("realm", &self.shared.realm)
@@ -196,36 +226,33 @@ impl<K, C, W, T> fmt::Debug for JwtAuthLayer<K, C, W, T> {
     }
 }
 
-impl<S, K, C, W, T> tower::Layer<S> for JwtAuthLayer<K, C, W, T> {
-    type Service = JwtAuth<S, K, C, W, T>;
+impl<S, T> tower::Layer<S> for JwtAuthLayer<T> {
+    type Service = JwtAuth<S, T>;
 
     fn layer(&self, inner: S) -> Self::Service {
         JwtAuth {
             inner,
             shared: Arc::clone(&self.shared),
-            _claims: PhantomData,
         }
     }
 }
 
 /// The service made by [`JwtAuthLayer`].
-pub struct JwtAuth<S, K, C, W, T> {
+pub struct JwtAuth<S, T> {
     inner: S,
-    shared: Arc<Shared<K, C, W>>,
-    _claims: PhantomData<fn() -> T>,
+    shared: Arc<Shared<T>>,
 }
 
-impl<S: Clone, K, C, W, T> Clone for JwtAuth<S, K, C, W, T> {
+impl<S: Clone, T> Clone for JwtAuth<S, T> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
-            _claims: PhantomData,
         }
     }
 }
 
-impl<S, K, C, W, T> fmt::Debug for JwtAuth<S, K, C, W, T> {
+impl<S, T> fmt::Debug for JwtAuth<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuth")
             .field("realm", &self.shared.realm)
@@ -307,14 +334,11 @@ fn reject(
     response
 }
 
-impl<S, K, C, W, T, ReqBody, ResBody> tower::Service<Request<ReqBody>> for JwtAuth<S, K, C, W, T>
+impl<S, T, ReqBody, ResBody> tower::Service<Request<ReqBody>> for JwtAuth<S, T>
 where
     S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + MaybeSend + 'static,
     S::Future: MaybeSend + 'static,
-    K: KeySource + 'static,
-    C: Clock + 'static,
-    W: WaitUntil + 'static,
-    T: DeserializeOwned + Clone + Send + Sync + 'static,
+    T: Clone + Send + Sync + 'static,
     Verified<T>: Send + Sync,
     ReqBody: MaybeSend + 'static,
     ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
@@ -360,7 +384,7 @@ where
             Credential::Bearer(token) => token.to_owned(),
         };
         Box::pin(async move {
-            match shared.provider.verify::<T>(&shared.verifier, &token).await {
+            match shared.verify.verify(token).await {
                 Ok(verified) => {
                     record_outcome(span.as_ref(), started, "verified");
                     request.extensions_mut().insert(verified.claims.clone());
@@ -392,7 +416,7 @@ fn record_outcome(span: Option<&RequestSpan>, started: Option<Instant>, outcome:
     }
 }
 
-impl<K, C, W> Shared<K, C, W> {
+impl<T> Shared<T> {
     fn refuse(&self, rejection: &AuthRejection) -> Response<Body> {
         match &self.responder {
             Some(responder) => responder.respond(rejection),

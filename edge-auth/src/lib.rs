@@ -50,7 +50,7 @@
 //! let verifier = Verifier::new(Validation::new().with_issuer("https://issuer.example"));
 //! let app = Router::new()
 //!     .route("/me", get(|Extension(claims): Extension<Claims>| async move { claims.sub }))
-//!     .route_layer(JwtAuthLayer::<_, _, _, Claims>::new(keys, verifier))
+//!     .route_layer(JwtAuthLayer::<Claims>::new(keys, verifier))
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(RateLimitLayer::new(KeyedLimiter::<String>::new(Quota::per_second(std::num::NonZeroU32::new(10).unwrap())), KeyExtractor::client_ip()))
 //!     .layer(WafLayer::new(Waf::new()));

@@ -53,7 +53,7 @@ async fn app(
     clock: &ManualClock,
 ) -> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
     let provider = provider(clock).await;
-    let layer = JwtAuthLayer::<_, _, _, Value>::new(
+    let layer = JwtAuthLayer::<Value>::new(
         provider,
         Verifier::new(Validation::new().with_audience("edge")),
     )
@@ -168,11 +168,10 @@ async fn missing_keys_are_a_503_not_the_clients_fault() {
         clock.clone(),
         QueuedWaitUntil::new(),
     );
-    let service = JwtAuthLayer::<_, _, _, Value>::new(provider, Verifier::default()).layer(
-        tower::service_fn(|_request: Request<Body>| async {
-            Ok::<_, Infallible>(Response::new(Body::empty()))
-        }),
-    );
+    let service =
+        JwtAuthLayer::<Value>::new(provider, Verifier::default()).layer(tower::service_fn(
+            |_request: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) },
+        ));
     let (status, challenge, _) = call(
         service,
         "/api/me",
@@ -199,7 +198,7 @@ async fn the_rate_limit_keys_on_the_subject_whatever_the_claims_type() {
 
     let clock = ManualClock::new();
     let provider = provider(&clock).await;
-    let auth = JwtAuthLayer::<_, _, _, Claims>::new(
+    let auth = JwtAuthLayer::<Claims>::new(
         provider,
         Verifier::new(Validation::new().with_audience("edge")),
     );
@@ -263,7 +262,7 @@ async fn refusals_are_shaped_by_the_users_responders() {
     let ok = tower::service_fn(|_: Request<Body>| async {
         Ok::<_, Infallible>(Response::new(Body::from("ok")))
     });
-    let auth = JwtAuthLayer::<_, _, _, Value>::new(
+    let auth = JwtAuthLayer::<Value>::new(
         provider(&clock).await,
         Verifier::new(Validation::new().with_audience("edge")),
     )

@@ -149,8 +149,7 @@ pub fn router(
             .with_issuer(config.issuer)
             .with_audience(config.audience),
     );
-    let private =
-        app::private_routes().route_layer(JwtAuthLayer::<_, _, _, Caller>::new(keys, verifier));
+    let private = app::private_routes().route_layer(JwtAuthLayer::<Caller>::new(keys, verifier));
 
     // The public routes are cached, and the page's fragments assembled in front of the cache (the page
     // is stored with its `<esi:include>`s; fragments have their own lifetimes).

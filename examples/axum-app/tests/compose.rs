@@ -119,7 +119,7 @@ async fn jwt_auth() {
         )
     };
     assert_composes!(
-        JwtAuthLayer::<_, _, _, serde_json::Value>::new(keys(), verifier()),
+        JwtAuthLayer::<serde_json::Value>::new(keys(), verifier()),
         PAGE
     );
 }

@@ -295,8 +295,8 @@ where
             .with_issuer(ISSUER)
             .with_audience(AUDIENCE),
     );
-    let auth = JwtAuthLayer::<_, _, _, serde_json::Value>::new(keys, verifier)
-        .protect_prefix("/api/account");
+    let auth =
+        JwtAuthLayer::<serde_json::Value>::new(keys, verifier).protect_prefix("/api/account");
     let rate_limit = rate_limit_layer(limits);
     let waf = waf_layer(limits.waf_penalty);
     let fetcher = Arc::new(TracedFetcher::new(fetcher).with_stage("origin"));
