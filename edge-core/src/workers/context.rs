@@ -22,6 +22,9 @@ thread_local! {
     /// The armed doorbells, by number: how a wake from any request reaches the request it is for.
     static DOORBELLS: RefCell<HashMap<u64, js_sys::Function>> = RefCell::new(HashMap::new());
     static NEXT_DOORBELL: Cell<u64> = const { Cell::new(0) };
+    /// The doorbell handed to the future being polled right now, and whether it rang during that poll
+    /// (before it could be armed).
+    static POLLING: Cell<Option<(u64, bool)>> = const { Cell::new(None) };
 }
 
 /// A waker that rings a doorbell: it resolves a JS promise made in the waiting request's I/O context, whose
@@ -43,25 +46,38 @@ impl Wake for Doorbell {
     fn wake_by_ref(self: &Arc<Self>) {
         if let Some(resolve) = DOORBELLS.with(|bells| bells.borrow_mut().remove(&self.0)) {
             let _ = resolve.call0(&JsValue::UNDEFINED);
+            return;
         }
+        // Rung during the very poll it was handed to, before it was armed: noted, so that poll wakes
+        // its task again itself (it is in the right context already).
+        POLLING.with(|polling| {
+            if let Some((id, _)) = polling.get() {
+                if id == self.0 {
+                    polling.set(Some((id, true)));
+                }
+            }
+        });
     }
 }
 
-/// Arms a doorbell in the current I/O context: a promise whose continuation is `ring` (which wakes the
-/// waiting task). Returns the number to ring or disarm it by.
-fn arm(ring: &Closure<dyn FnMut(JsValue)>) -> u64 {
-    let id = NEXT_DOORBELL.with(|next| {
+/// The next doorbell's number.
+fn next_doorbell() -> u64 {
+    NEXT_DOORBELL.with(|next| {
         let id = next.get();
         next.set(id.wrapping_add(1));
         id
-    });
+    })
+}
+
+/// Arms doorbell `id` in the current I/O context: a promise whose continuation is `ring` (which wakes the
+/// waiting task).
+fn arm(id: u64, ring: &Closure<dyn FnMut(JsValue)>) {
     let mut resolve = None;
     let promise = js_sys::Promise::new(&mut |resolve_fn, _reject| resolve = Some(resolve_fn));
     if let Some(resolve) = resolve {
         DOORBELLS.with(|bells| bells.borrow_mut().insert(id, resolve));
     }
     let _ = promise.then(ring);
-    id
 }
 
 /// Forgets a doorbell that was not rung (its promise then never resolves and is collected).
@@ -93,9 +109,10 @@ pub struct InRequest<F> {
     armed: Option<u64>,
     /// The outer task's waker, woken by `ring` in this request's context.
     waiting: Rc<RefCell<Option<Waker>>>,
-    /// The doorbells' continuation: one closure for the whole request, freed with it. Only the outer task
-    /// wakes this future, and only through `ring`, so no continuation is pending once it is done.
-    ring: Closure<dyn FnMut(JsValue)>,
+    /// The doorbells' continuation: one closure for the whole request, made at its first wait (a request
+    /// answered without waiting makes none) and freed with it. Only the outer task wakes this future, and
+    /// only through `ring`, so no continuation is pending once it is done.
+    ring: Option<Closure<dyn FnMut(JsValue)>>,
     /// A timer in this request's context while it waits, so that waiting on another request's work (a
     /// coalesced fetch) is not taken for a hang: workerd cancels a request that has nothing of its own
     /// pending. It ends with the request, or after [`KEEP_ALIVE`] (a real hang is then reported).
@@ -139,19 +156,12 @@ impl Drop for KeepAlive {
 
 impl<F> InRequest<F> {
     fn new(ctx: Rc<worker::Context>, future: F) -> Self {
-        let waiting: Rc<RefCell<Option<Waker>>> = Rc::default();
-        let slot = Rc::clone(&waiting);
-        let ring = Closure::new(move |_: JsValue| {
-            if let Some(waker) = slot.borrow_mut().take() {
-                waker.wake();
-            }
-        });
         Self {
             ctx,
             inner: Box::pin(future),
             armed: None,
-            waiting,
-            ring,
+            waiting: Rc::default(),
+            ring: None,
             keep_alive: None,
         }
     }
@@ -164,23 +174,42 @@ impl<F: Future> Future for InRequest<F> {
         if let Some(previous) = self.armed.take() {
             disarm(previous);
         }
-        *self.waiting.borrow_mut() = Some(cx.waker().clone());
-        let id = arm(&self.ring);
+        // The doorbell is armed only once the future waits: a request answered in one poll (most cache
+        // hits, the first request's own build) makes no promise, closure or timer at all.
+        let id = next_doorbell();
         let doorbell = Waker::from(Arc::new(Doorbell(id)));
         let previous = CURRENT.with(|current| current.replace(Some(Rc::clone(&self.ctx))));
+        let outer_poll = POLLING.with(|polling| polling.replace(Some((id, false))));
         let output = self
             .inner
             .as_mut()
             .poll(&mut Context::from_waker(&doorbell));
+        let rung = POLLING
+            .with(|polling| polling.replace(outer_poll))
+            .is_some_and(|(_, rung)| rung);
         CURRENT.with(|current| *current.borrow_mut() = previous);
         if output.is_ready() {
-            disarm(id);
             self.keep_alive = None;
-        } else {
-            self.armed = Some(id);
-            if self.keep_alive.is_none() {
-                self.keep_alive = KeepAlive::start();
-            }
+            return output;
+        }
+        if rung {
+            // Woken while it was being polled: poll again soon, from this context.
+            cx.waker().wake_by_ref();
+            return output;
+        }
+        *self.waiting.borrow_mut() = Some(cx.waker().clone());
+        let waiting = Rc::clone(&self.waiting);
+        let ring = self.ring.get_or_insert_with(|| {
+            Closure::new(move |_: JsValue| {
+                if let Some(waker) = waiting.borrow_mut().take() {
+                    waker.wake();
+                }
+            })
+        });
+        arm(id, ring);
+        self.armed = Some(id);
+        if self.keep_alive.is_none() {
+            self.keep_alive = KeepAlive::start();
         }
         output
     }
