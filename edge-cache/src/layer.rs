@@ -4,7 +4,7 @@
 //! [`TieredCache`], and what it answers is cached by the rules of [`policy`](crate::policy). Every
 //! response says what the cache did in `Cache-Status` (RFC 9211), and by default in the legacy
 //! `x-cache-status`/`x-cache-tier` too; the [`CacheOutcome`] is in its extensions. A response
-//! the service marks [`Unreachable`] counts as the origin not being
+//! the service marks [`Unreachable`](edge_core::fetch::Unreachable) counts as the origin not being
 //! there (a stale copy may then stand in), not as an answer. Every
 //! response carries `x-cache-status` and `x-cache-tier`; cached ones carry `Age`.
 //!
@@ -43,17 +43,17 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use edge_core::cache::{CacheLimits, DynCacheStore};
-use edge_core::fetch::Unreachable;
+use edge_core::host::ServiceFetcher;
 use edge_core::kv::DynKvStore;
 use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::wait_until::DynWaitUntil;
 use edge_core::{
-    Body, BoxError, BoxFuture, CacheStore, Clock, Error, ErrorKind, Fetcher, Instant, KvStore,
-    MaybeSend, MaybeSync, WaitUntil,
+    Body, BoxError, BoxFuture, CacheStore, Clock, Error, ErrorKind, Instant, KvStore, MaybeSend,
+    MaybeSync, WaitUntil,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 use crate::memory::MemoryCache;
 use crate::policy::CachePolicy;
@@ -180,41 +180,6 @@ impl<C: Clock + Clone + 'static> CacheLayer<C> {
     }
 }
 
-/// The wrapped service, seen by the cache as its origin.
-struct ServiceOrigin<S>(S);
-
-impl<S, ResBody> Fetcher for ServiceOrigin<S>
-where
-    S: Service<Request<Body>, Response = Response<ResBody>>
-        + Clone
-        + MaybeSend
-        + MaybeSync
-        + 'static,
-    S::Future: MaybeSend,
-    S::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
-    ResBody::Error: Into<BoxError>,
-{
-    async fn fetch(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
-        // A service that fails instead of answering is an origin that could not be reached.
-        let response = match self.0.clone().oneshot(request).await {
-            Ok(response) => response.map(Body::from_http_body),
-            Err(error) => {
-                return Err(Error::with_source(
-                    ErrorKind::Unavailable,
-                    "the service behind the cache failed",
-                    error.into(),
-                ));
-            }
-        };
-        // A response the service made up for an origin it could not reach is that failure.
-        match response.extensions().get::<Unreachable>() {
-            Some(Unreachable(error)) => Err(error.clone()),
-            None => Ok(response),
-        }
-    }
-}
-
 impl<S, C, ResBody> Layer<S> for CacheLayer<C>
 where
     S: Service<Request<Body>, Response = Response<ResBody>>
@@ -231,8 +196,9 @@ where
     type Service = CacheService<C>;
 
     fn layer(&self, inner: S) -> CacheService<C> {
+        // The wrapped service is the origin; one that fails, or answers `Unreachable`, is an outage.
         let mut builder = TieredCache::builder(
-            ServiceOrigin(inner),
+            ServiceFetcher::new(inner),
             self.clock.clone(),
             Arc::clone(&self.background),
         )
