@@ -72,6 +72,7 @@ const MAX_BUFFERED: usize = 4096;
 #[derive(Debug, Default)]
 pub(crate) struct SpanBuffer {
     spans: std::sync::Mutex<Vec<Span>>,
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 impl SpanBuffer {
@@ -93,7 +94,21 @@ impl SpanSink for Arc<SpanBuffer> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let room = MAX_BUFFERED.saturating_sub(buffered.len());
+        let over = spans.len().saturating_sub(room) as u64;
         buffered.extend(spans.into_iter().take(room));
+        if over > 0 {
+            let before = self
+                .dropped
+                .fetch_add(over, std::sync::atomic::Ordering::Relaxed);
+            if before == 0 {
+                // Said once: the buffer is only drained by finishing requests of a TraceLayer that
+                // exports; spans opened with no such request to carry them pile up.
+                tracing::warn!(
+                    "application spans dropped: {MAX_BUFFERED} are waiting for a TraceLayer request to \
+                     export them (is the trace layer exporting, and in front of these routes?)"
+                );
+            }
+        }
     }
 
     fn flush_later(&self) -> edge_core::BoxFuture<'static, ()> {

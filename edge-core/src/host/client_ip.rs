@@ -198,7 +198,8 @@ impl ClientIpLayer {
     }
 
     /// Reads the forwarded-for list from `header` (`X-Forwarded-For` by default; `X-Real-IP`, or a CDN's
-    /// own, hold a one-entry list).
+    /// own, hold a one-entry list). With `Forwarded` (RFC 7239) each element's `for=` is read: quoted or
+    /// not, IPv6 in brackets, a port dropped; an obfuscated or `unknown` node ends the walk.
     #[must_use]
     pub fn header(self, header: HeaderName) -> Self {
         Self {
@@ -217,13 +218,19 @@ impl ClientIpLayer {
             return peer;
         }
         let mut client = peer;
+        let rfc7239 = self.shared.header == http::header::FORWARDED;
         let entries = headers
             .get_all(&self.shared.header)
             .iter()
             .rev()
             .flat_map(|value| value.to_str().unwrap_or("").rsplit(','));
         for entry in entries {
-            let Some(ip) = parse_entry(entry.trim()) else {
+            let entry = if rfc7239 {
+                forwarded_for(entry)
+            } else {
+                Some(entry.trim())
+            };
+            let Some(ip) = entry.and_then(parse_entry) else {
                 break;
             };
             client = ip;
@@ -233,6 +240,23 @@ impl ClientIpLayer {
         }
         client
     }
+}
+
+/// The node of a `Forwarded` element's `for=` parameter, unquoted (RFC 7239 §4, §6).
+fn forwarded_for(element: &str) -> Option<&str> {
+    element.split(';').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("for") {
+            return None;
+        }
+        let value = value.trim();
+        Some(
+            value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value),
+        )
+    })
 }
 
 /// An address as proxies write it: bare, `[v6]`, or with a port (`1.2.3.4:5678`, `[v6]:5678`).
@@ -342,6 +366,42 @@ mod tests {
                 "{peer} {xff:?}"
             );
         }
+    }
+
+    #[test]
+    fn reads_rfc_7239_forwarded_too() {
+        let layer = ClientIpLayer::new()
+            .trust(TrustedProxies::private_networks())
+            .header(http::header::FORWARDED);
+        let resolve = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(http::header::FORWARDED, value.parse().unwrap());
+            }
+            layer
+                .resolve("10.0.0.1".parse().unwrap(), &headers)
+                .to_string()
+        };
+        assert_eq!(
+            resolve(&["for=192.0.2.60;proto=http;by=203.0.113.43"]),
+            "192.0.2.60"
+        );
+        assert_eq!(
+            resolve(&["For=\"[2001:db8:cafe::17]:4711\""]),
+            "2001:db8:cafe::17"
+        );
+        assert_eq!(
+            resolve(&["for=6.6.6.6, for=198.51.100.17;proto=https, for=10.0.0.7"]),
+            "198.51.100.17"
+        );
+        assert_eq!(
+            resolve(&["for=6.6.6.6", "for=198.51.100.17"]),
+            "198.51.100.17"
+        );
+        // An obfuscated or unknown node ends the walk at the last address a trusted proxy named.
+        assert_eq!(resolve(&["for=198.51.100.17, for=_hidden"]), "10.0.0.1");
+        assert_eq!(resolve(&["for=unknown, for=10.0.0.9"]), "10.0.0.9");
+        assert_eq!(resolve(&["proto=https"]), "10.0.0.1");
     }
 
     #[test]

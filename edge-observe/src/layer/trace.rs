@@ -305,13 +305,17 @@ impl TraceLayer {
         if let Some(log) = &self.log {
             log.write_line(&log_line(&finished, &*self.clock));
         }
+        // The app's spans ended so far (any request's, from `span_export_layer`) leave with this one,
+        // or are let go when nothing exports: the buffer never outgrows a request.
+        #[cfg(feature = "tracing")]
+        let app_spans = self.app_spans.take();
         if let Some(sink) = &self.sink {
             if span.is_sampled() {
                 let mut spans = Vec::with_capacity(1 + finished.children.len());
                 spans.push(finished.span);
                 spans.extend(finished.children);
                 #[cfg(feature = "tracing")]
-                spans.extend(self.app_spans.take());
+                spans.extend(app_spans);
                 sink.record_spans(spans);
                 self.wait_until.wait_until_boxed(sink.flush_later());
             }
