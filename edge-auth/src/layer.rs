@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 use crate::error::Error;
 use crate::jwks::{JwksProvider, KeySource};
 use crate::jwt::{Verified, Verifier};
+use crate::refusal::json_refusal;
 
 /// Protects a service with bearer tokens. See the [module docs](self).
 ///
@@ -318,17 +319,12 @@ fn reject(
         None => format!(r#"Bearer realm="{realm}""#),
     };
     let body = serde_json::json!({ "error": code.unwrap_or("unauthorized"), "error_description": description });
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = json_refusal(status, body.to_string());
     if status != StatusCode::SERVICE_UNAVAILABLE {
         if let Ok(value) = HeaderValue::from_str(&challenge) {
-            headers.insert(header::WWW_AUTHENTICATE, value);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
     }
     response

@@ -80,6 +80,8 @@ pub mod jwt;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod layer;
 pub mod ratelimit;
+#[cfg(feature = "tower")]
+mod refusal;
 pub mod waf;
 
 pub use error::Error;

@@ -14,10 +14,11 @@ use bytes::Bytes;
 use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::{Body, BoxError, BoxFuture, Clock, KvStore, MaybeSend, MaybeSync};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri};
 
 use super::{Decision, KeyedLimiter, KvTokenBucket};
+use crate::refusal::json_refusal;
 
 /// A limiter the layer can ask: anything that decides per string key.
 pub trait Backend: MaybeSend + MaybeSync + 'static {
@@ -466,16 +467,10 @@ impl Shared {
 }
 
 fn key_missing() -> Response<Body> {
-    let body = Bytes::from_static(b"{\"error\":\"rate_limit_key_missing\"}\n");
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    json_refusal(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{\"error\":\"rate_limit_key_missing\"}\n",
+    )
 }
 
 fn too_many_requests(decision: &Decision) -> Response<Body> {
@@ -489,14 +484,7 @@ fn too_many_requests(decision: &Decision) -> Response<Body> {
             seconds.max(1)
         )
     };
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    decision.write_headers(headers);
+    let mut response = json_refusal(StatusCode::TOO_MANY_REQUESTS, body);
+    decision.write_headers(response.headers_mut());
     response
 }

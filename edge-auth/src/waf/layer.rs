@@ -19,11 +19,11 @@ use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::{Body, BoxError, BoxFuture, MaybeSend};
 use futures_util::StreamExt;
-use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use super::{BodyKind, Verdict, Waf as Rules};
 use crate::ratelimit::{Backend, KeyExtractor, RequestView, Unkeyed};
+use crate::refusal::json_refusal;
 
 /// Runs a [`Waf`](super::Waf) in front of a service. See the [module docs](self).
 #[derive(Clone)]
@@ -276,15 +276,5 @@ async fn read_ahead(body: Body, limit: usize) -> (Option<Bytes>, Body) {
 /// is not told to the client).
 #[must_use]
 pub fn default_response(_verdict: &Verdict) -> Response<Body> {
-    let mut response = Response::new(Body::from(Bytes::from_static(
-        b"{\"error\":\"request_blocked\"}\n",
-    )));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    json_refusal(StatusCode::FORBIDDEN, "{\"error\":\"request_blocked\"}\n")
 }
