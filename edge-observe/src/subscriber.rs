@@ -53,9 +53,6 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::layer::SpanSink;
 
-/// The longest field value kept, in bytes (longer ones are cut at a character boundary).
-const MAX_FIELD_LEN: usize = 256;
-
 /// Exports `tracing` spans inside a request as children of its server span. See the [module docs](self).
 pub struct SpanExportLayer {
     sink: Arc<dyn SpanSink + Send + Sync>,
@@ -176,25 +173,15 @@ struct Fields {
     message: Option<String>,
 }
 
-fn bounded(mut text: String) -> String {
-    if text.len() > MAX_FIELD_LEN {
-        let mut end = MAX_FIELD_LEN;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
+// Values, event names and error texts are bounded by `Span` itself (`edge_core::trace::MAX_VALUE_LEN`).
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "traceparent" => self.traceparent = TraceParent::parse(value),
-            "message" => self.message = Some(bounded(value.to_owned())),
+            "message" => self.message = Some(value.to_owned()),
             name => self
                 .attributes
-                .push((name.into(), Value::Str(bounded(value.to_owned()).into()))),
+                .push((name.into(), Value::Str(value.to_owned().into()))),
         }
     }
 

@@ -294,15 +294,22 @@ impl From<bool> for Value {
 
 fn bounded(value: Value) -> Value {
     match value {
-        Value::Str(s) if s.len() > MAX_VALUE_LEN => {
-            let mut end = MAX_VALUE_LEN;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            Value::Str(Cow::Owned(s[..end].to_owned()))
-        }
+        Value::Str(s) => Value::Str(bounded_str(s)),
         other => other,
     }
+}
+
+/// `text` cut to [`MAX_VALUE_LEN`] bytes at a character boundary: every string a span keeps (attribute
+/// values, event names, an error status) is bounded here, whoever recorded it.
+fn bounded_str(text: Cow<'static, str>) -> Cow<'static, str> {
+    if text.len() <= MAX_VALUE_LEN {
+        return text;
+    }
+    let mut end = MAX_VALUE_LEN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(text[..end].to_owned())
 }
 
 /// The kind of a span (OpenTelemetry's).
@@ -411,7 +418,7 @@ impl Span {
     pub fn event(&mut self, name: impl Into<Cow<'static, str>>, clock: &impl Clock) {
         if self.events.len() < MAX_EVENTS {
             self.events.push(Event {
-                name: name.into(),
+                name: bounded_str(name.into()),
                 at: clock.wall_time(),
                 attributes: Vec::new(),
             });
@@ -422,7 +429,10 @@ impl Span {
 
     /// Sets the status.
     pub fn set_status(&mut self, status: Status) {
-        self.status = status;
+        self.status = match status {
+            Status::Error(message) => Status::Error(bounded_str(message)),
+            other => other,
+        };
     }
 
     /// Ends the span now (a second call changes nothing). The end time is the start time plus the

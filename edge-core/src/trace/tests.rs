@@ -161,6 +161,20 @@ fn spans_are_timed_and_bounded() {
     assert_eq!(span.dropped, 200 + 3 - MAX_ATTRIBUTES as u32);
 }
 
+#[test]
+fn event_names_and_error_texts_are_bounded_too() {
+    let clock = ManualClock::new();
+    let context =
+        TraceContext::from_request(&HeaderMap::new(), &SplitMix::new(1), &Sampler::AlwaysOn);
+    let mut span = Span::start("work", SpanKind::Internal, context, &clock);
+    span.event("é".repeat(5_000), &clock);
+    span.set_status(Status::Error("é".repeat(5_000).into()));
+    assert!(
+        span.events[0].name.len() <= MAX_VALUE_LEN && span.events[0].name.len() > MAX_VALUE_LEN - 2
+    );
+    assert!(matches!(&span.status, Status::Error(text) if text.len() <= MAX_VALUE_LEN));
+}
+
 proptest! {
     #[test]
     fn any_traceparent_bytes_parse_or_refuse_and_valid_ones_round_trip(s in "[ -~]{0,80}", trace in any::<[u8; 16]>(), span in any::<[u8; 8]>(), flags in any::<u8>()) {
