@@ -124,7 +124,7 @@ fn in_block(ip: IpAddr, network: IpAddr, bits: u8) -> bool {
 /// Puts the client's address in each request's extensions as [`ClientIp`], for per-client rate limits,
 /// the WAF's penalties and [`OriginProxy`](super::OriginProxy)'s `Forwarded`.
 ///
-/// The connection's address comes from the host: [`edge_core::server::serve`](crate) and the Workers
+/// The connection's address comes from the host: `edge_core::server::serve` and the Workers
 /// adapter insert [`ClientIp`] themselves; an axum app served with
 /// `into_make_service_with_connect_info::<SocketAddr>()` has `ConnectInfo<SocketAddr>`, read with feature
 /// `axum`; a bare hyper server inserts [`ClientIp`] from its accept loop's remote address.

@@ -138,8 +138,13 @@ where
             return Box::pin(async move { Ok(response) });
         }
         let method = method_label(request.method());
-        // A listed route is an index into the table; axum's template (a bounded set) is copied.
-        let matched = super::matched_path(&request).map(str::to_owned);
+        // A listed route is an index into the table; axum's template is a shared string (a clone
+        // allocates nothing), from a bounded set.
+        #[cfg(feature = "axum")]
+        let matched = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .cloned();
         let route = self.layer.routes.position(request.uri().path());
         let colo = colo(&request);
         let layer = self.layer.clone();
@@ -148,9 +153,12 @@ where
         Box::pin(async move {
             let result = future.await;
             let elapsed = layer.clock.now().duration_since(started);
+            #[cfg(feature = "axum")]
             let route = matched
-                .as_deref()
-                .unwrap_or_else(|| layer.routes.name(route));
+                .as_ref()
+                .map_or_else(|| layer.routes.name(route), |m| m.as_str());
+            #[cfg(not(feature = "axum"))]
+            let route = layer.routes.name(route);
             let colo = colo.as_str();
             let mut response = match result {
                 Ok(response) => response.map(Body::from_http_body),
