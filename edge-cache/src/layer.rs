@@ -49,8 +49,8 @@ use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
 use edge_core::wait_until::DynWaitUntil;
 use edge_core::{
-    Body, BoxError, BoxFuture, CacheStore, Clock, Error, ErrorKind, Instant, KvStore, MaybeSend,
-    MaybeSync, WaitUntil,
+    Body, BoxError, BoxFuture, CacheStore, Clock, Error, ErrorKind, Fetcher, Instant, KvStore,
+    MaybeSend, WaitUntil,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tower::{Layer, Service};
@@ -180,17 +180,10 @@ impl<C: Clock + Clone + 'static> CacheLayer<C> {
     }
 }
 
-impl<S, C, ResBody> Layer<S> for CacheLayer<C>
+/// Any service a [`ServiceFetcher`] can fetch through (one taking our `Body`, answering any body).
+impl<S, C> Layer<S> for CacheLayer<C>
 where
-    S: Service<Request<Body>, Response = Response<ResBody>>
-        + Clone
-        + MaybeSend
-        + MaybeSync
-        + 'static,
-    S::Future: MaybeSend,
-    S::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,
-    ResBody::Error: Into<BoxError>,
+    ServiceFetcher<S>: Fetcher + 'static,
     C: Clock + Clone + 'static,
 {
     type Service = CacheService<C>;
