@@ -27,7 +27,7 @@ use edge_core::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::error::Error;
+use crate::jwt::Error;
 use crate::jwt::{Algorithm, JwkSet, KeySet, Verified, Verifier};
 
 /// Where a [`JwksProvider`] reads the JWK Set document from.

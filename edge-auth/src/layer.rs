@@ -27,8 +27,8 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::error::Error;
 use crate::jwks::{JwksProvider, KeySource};
+use crate::jwt::Error;
 use crate::jwt::{Verified, Verifier};
 use crate::refusal::json_refusal;
 

@@ -72,7 +72,6 @@
 //! Rust 1.85 (edition 2024).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod error;
 mod intern;
 pub mod jwks;
 pub mod jwt;
@@ -83,5 +82,3 @@ pub mod ratelimit;
 #[cfg(feature = "tower")]
 mod refusal;
 pub mod waf;
-
-pub use error::Error;

@@ -62,7 +62,7 @@ async fn app(
         let who = request
             .extensions()
             .get::<Verified<Value>>()
-            .and_then(|v| v.claims.sub().map(str::to_owned))
+            .and_then(|v| v.claims.sub.as_deref().map(str::to_owned))
             .unwrap_or_else(|| "anonymous".to_owned());
         Ok::<_, Infallible>(Response::new(Body::from(who)))
     }))

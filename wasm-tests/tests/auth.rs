@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use edge_auth::Error;
+use edge_auth::jwt::Error;
 use edge_auth::jwt::{Algorithm, Jwk, KeySet, Validation, Verifier, VerifyingKey};
 use edge_core::{Clock, SystemClock};
 use serde_json::Value;

@@ -1,121 +1,204 @@
-//! Strict JSON for JOSE headers and claims: duplicate member names rejected (RFC 7515 §4 lets a parser
-//! reject them; accepting them lets two parsers disagree on what a token says), bounded nesting depth, no
-//! trailing data.
+//! The one strict JSON reader for JOSE documents (headers, claims, JWKs): duplicate member names refused at
+//! every level (RFC 7515 §4 lets a parser refuse them; accepting them lets two parsers disagree on what a
+//! token says), nesting bounded, no trailing data, valid UTF-8.
+//!
+//! It reads with serde_json's grammar and keeps only the top-level members, borrowed from the input and
+//! classified as far as the verifier cares. Values a caller wants in its own type are then deserialized by
+//! serde_json from the same bytes: the grammar is serde_json's in both passes, and this pass only adds
+//! refusals, so the two cannot disagree on what the document says.
 
-use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
 
-/// How deep objects and arrays may nest in a header or a claims set.
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// How deep objects and arrays may nest, the top-level object included.
 pub(crate) const MAX_DEPTH: usize = 16;
 
-/// Parses `bytes` strictly.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = Strict { depth: MAX_DEPTH }.deserialize(&mut deserializer)?;
-    deserializer.end()?;
-    Ok(value)
+/// A top-level member's value, as far as the verifier cares.
+#[derive(Debug)]
+pub(crate) enum Field<'a> {
+    Str(Cow<'a, str>),
+    Number(f64),
+    /// An array whose items are all strings.
+    Strings(Vec<Cow<'a, str>>),
+    /// Anything else: an object, a bool, null, a mixed array.
+    Other,
 }
 
-struct Strict {
+/// The top-level members of a strictly read JSON object, in document order.
+pub(crate) struct Members<'a>(Vec<(Cow<'a, str>, Field<'a>)>);
+
+impl<'a> Members<'a> {
+    /// The value of member `name`, if present.
+    pub(crate) fn get(&self, name: &str) -> Option<&Field<'a>> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+/// Reads `bytes` strictly as a JSON object.
+pub(crate) fn object(bytes: &[u8]) -> Result<Members<'_>, serde_json::Error> {
+    fn read<'de, R: serde_json::de::Read<'de>>(
+        mut deserializer: serde_json::Deserializer<R>,
+    ) -> Result<Members<'de>, serde_json::Error> {
+        let members = (&mut deserializer).deserialize_map(Top)?;
+        deserializer.end()?;
+        Ok(members)
+    }
+    // UTF-8 checked once up front (the usual case) lets the parser skip it string by string; anything
+    // else goes to the byte reader, which refuses it where it breaks.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => read(serde_json::Deserializer::from_str(text)),
+        Err(_) => read(serde_json::Deserializer::from_slice(bytes)),
+    }
+}
+
+/// The top-level object: members kept.
+struct Top;
+
+impl<'de> Visitor<'de> for Top {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        let mut members = Vec::with_capacity(16);
+        let mut seen = Seen::default();
+        while let Some(Name(name)) = map.next_key()? {
+            seen.insert(name.clone())?;
+            let value = map.next_value_seed(Classify {
+                depth: MAX_DEPTH - 1,
+            })?;
+            members.push((name, value));
+        }
+        Ok(Members(members))
+    }
+}
+
+/// A member name, borrowed when it has no escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_str(Classify { depth: 0 })? {
+            Field::Str(name) => Ok(Name(name)),
+            _ => Err(de::Error::custom("a member name is a string")),
+        }
+    }
+}
+
+/// Checks a value for duplicate names and depth, and classifies it.
+struct Classify {
     depth: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for Strict {
-    type Value = Value;
+impl<'de> DeserializeSeed<'de> for Classify {
+    type Value = Field<'de>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Field<'de>, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Strict {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let depth = self
-            .depth
-            .checked_sub(1)
-            .ok_or_else(|| A::Error::custom("nested too deeply"))?;
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Strict { depth })? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let depth = self
-            .depth
-            .checked_sub(1)
-            .ok_or_else(|| A::Error::custom("nested too deeply"))?;
-        let mut members = Map::new();
-        while let Some(name) = map.next_key::<String>()? {
-            if members.contains_key(&name) {
-                return Err(A::Error::custom("duplicate member name"));
-            }
-            let value = map.next_value_seed(Strict { depth })?;
-            members.insert(name, value);
-        }
-        Ok(Value::Object(members))
+impl Classify {
+    fn nested<E: de::Error>(&self) -> Result<Self, E> {
+        let depth = self.depth.checked_sub(1);
+        depth
+            .map(|depth| Self { depth })
+            .ok_or_else(|| E::custom("nested too deeply"))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl<'de> Visitor<'de> for Classify {
+    type Value = Field<'de>;
 
-    #[test]
-    fn accepts_json_and_rejects_duplicates_depth_and_trailing_data() {
-        assert_eq!(
-            parse(br#"{"a":[1,{"b":null}],"c":"d"}"#).unwrap()["a"][1]["b"],
-            Value::Null
-        );
-        assert!(parse(br#"{"alg":"HS256","alg":"none"}"#).is_err());
-        assert!(
-            parse(br#"{"a":{"x":1,"x":2}}"#).is_err(),
-            "nested duplicates too"
-        );
-        assert!(parse(br#"{"a":1} x"#).is_err());
-        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
-        assert!(parse(deep.as_bytes()).is_err());
-        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
-        assert!(parse(ok.as_bytes()).is_ok());
-        let very_deep = "[".repeat(100_000);
-        assert!(
-            parse(very_deep.as_bytes()).is_err(),
-            "no stack overflow on hostile depth"
-        );
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    #[allow(clippy::cast_precision_loss)] // NumericDate is a float; exact integers reach serde as usual
+    fn visit_i64<E>(self, v: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Number(v as f64))
+    }
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_u64<E>(self, v: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Number(v as f64))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Field<'de>, E> {
+        Ok(Field::Number(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
+        let inner = self.nested()?;
+        let mut strings = Some(Vec::new());
+        while let Some(item) = seq.next_element_seed(Classify { depth: inner.depth })? {
+            match (item, &mut strings) {
+                (Field::Str(s), Some(list)) => list.push(s),
+                _ => strings = None,
+            }
+        }
+        Ok(strings.map_or(Field::Other, Field::Strings))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
+        let inner = self.nested()?;
+        let mut seen = Seen::default();
+        while let Some(Name(name)) = map.next_key()? {
+            seen.insert(name)?;
+            map.next_value_seed(Classify { depth: inner.depth })?;
+        }
+        Ok(Field::Other)
+    }
+}
+
+/// The names seen in one object: the first 16 in place (no allocation for typical JOSE objects), the rest
+/// in a hash set, so a hostile object with thousands of members costs linear time. Names are borrowed from
+/// the input unless they had escapes.
+struct Seen<'a> {
+    few: [Cow<'a, str>; 16],
+    len: usize,
+    many: HashSet<Cow<'a, str>>,
+}
+
+impl Default for Seen<'_> {
+    fn default() -> Self {
+        Self {
+            few: std::array::from_fn(|_| Cow::Borrowed("")),
+            len: 0,
+            many: HashSet::new(),
+        }
+    }
+}
+
+impl<'a> Seen<'a> {
+    fn insert<E: de::Error>(&mut self, name: Cow<'a, str>) -> Result<(), E> {
+        let fresh = if self.few[..self.len].contains(&name) {
+            false
+        } else if let Some(slot) = self.few.get_mut(self.len) {
+            *slot = name;
+            self.len += 1;
+            true
+        } else {
+            self.many.insert(name)
+        };
+        if fresh {
+            Ok(())
+        } else {
+            Err(E::custom("duplicate member name"))
+        }
     }
 }

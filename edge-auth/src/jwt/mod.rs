@@ -5,7 +5,7 @@
 //! | [`VerifyingKey`] | one key, one [`Algorithm`]; weak keys refused at construction |
 //! | [`Jwk`], [`JwkSet`] | RFC 7517 keys, RFC 7638 thumbprints |
 //! | [`KeySet`], [`KeyLookup`] | find the key a token names by `kid` |
-//! | [`Verifier`], [`Validation`] | compact JWS in, [`Verified`] claims or a typed [`Error`](crate::Error) out |
+//! | [`Verifier`], [`Validation`] | compact JWS in, [`Verified`] claims or a typed [`Error`](crate::jwt::Error) out |
 //!
 //! What is refused, always: `alg: none`; a header `alg` other than the key's; `crit` extensions; keys from
 //! `jku`/`x5u`/`jwk`/`x5c` headers (ignored, never fetched); non-canonical base64url; duplicate JSON member
@@ -14,35 +14,69 @@
 //! The core is sans-IO: the time is passed in (from an injected [`Clock`](edge_core::Clock)), keys come
 //! from a [`KeyLookup`], nothing awaits.
 
-mod b64;
-mod fused;
+mod error;
 mod json;
 mod jwk;
 mod key;
-mod scan;
 mod verify;
 
+pub use error::Error;
 pub use jwk::{Jwk, JwkSet, MAX_KEYS};
 
-/// Strict base64url without padding, as JWS uses it: for code that builds tokens or JWKs (issuers, tests).
+/// Strict base64url without padding (RFC 7515 §2), as the verifier reads every segment, for code that builds
+/// tokens or JWKs (issuers, tests).
+///
+/// Strict means every byte string has exactly one encoding, so a token cannot be altered without changing
+/// its signing input: no padding, no whitespace, no length of 1 mod 4 (base64-simd refuses those), and the
+/// bits the last character carries beyond the data zero (checked here).
 pub mod base64url {
-    use crate::error::Error;
+    use crate::jwt::Error;
+
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
     /// Encodes `bytes` (no padding).
     #[must_use]
     pub fn encode(bytes: &[u8]) -> String {
-        super::b64::encode(bytes)
+        base64_simd::URL_SAFE_NO_PAD.encode_type(bytes)
     }
 
-    /// Decodes strictly: no padding, no whitespace, canonical trailing bits.
+    /// Decodes strictly.
     ///
     /// # Errors
     ///
-    /// [`Error::Malformed`] for anything else.
+    /// [`Error::Malformed`] for anything but the one canonical encoding of some bytes.
     pub fn decode(text: &str) -> Result<Vec<u8>, Error> {
-        super::b64::decode(text.as_bytes()).map_err(|_| Error::Malformed("not strict base64url"))
+        let mut out = vec![0; text.len() / 4 * 3 + 2];
+        let len = decode_into(text, &mut out)?.len();
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// Decodes strictly into `out`, which needs room for `len / 4 * 3 + 2` bytes; returns the decoded part.
+    pub(crate) fn decode_into<'o>(text: &str, out: &'o mut [u8]) -> Result<&'o mut [u8], Error> {
+        // A last group of 2 characters carries 4 unused bits, one of 3 carries 2.
+        let unused = match text.len() % 4 {
+            2 => 0b1111,
+            3 => 0b11,
+            _ => 0,
+        };
+        let canonical = text.bytes().next_back().is_none_or(|last| {
+            ALPHABET
+                .iter()
+                .position(|&c| c == last)
+                .is_some_and(|value| value & unused == 0)
+        });
+        if out.len() < text.len() / 4 * 3 + 2 {
+            return Err(Error::Malformed("not strict base64url"));
+        }
+        let out = base64_simd::Out::from_slice(out);
+        match base64_simd::URL_SAFE_NO_PAD.decode(text.as_bytes(), out) {
+            Ok(bytes) if canonical => Ok(bytes),
+            _ => Err(Error::Malformed("not strict base64url")),
+        }
     }
 }
+
 pub use key::{Algorithm, VerifyingKey};
 pub use verify::{
     Header, KeyLookup, KeySet, Limits, RegisteredClaims, Validation, Verified, Verifier,

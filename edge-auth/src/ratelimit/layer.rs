@@ -142,7 +142,7 @@ impl KeyExtractor {
     pub fn jwt_sub() -> Self {
         Self::from_fn(|req| {
             let claims = req.extensions.get::<crate::jwt::RegisteredClaims>()?;
-            claims.sub().map(|sub| format!("sub:{sub}"))
+            claims.sub.as_deref().map(|sub| format!("sub:{sub}"))
         })
     }
 

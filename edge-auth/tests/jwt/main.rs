@@ -8,6 +8,7 @@
 
 mod attacks;
 mod key_sets;
+mod keys;
 mod support;
 mod vectors;
 mod wycheproof_vectors;

@@ -159,7 +159,7 @@ pub fn forward_identity(mut request: Request<Body>) -> Request<Body> {
     let subject = request
         .extensions()
         .get::<edge_auth::jwt::Verified<serde_json::Value>>()
-        .and_then(|verified| verified.claims.sub())
+        .and_then(|verified| verified.claims.sub.as_deref())
         .and_then(|sub| HeaderValue::from_str(sub).ok());
     if let Some(subject) = subject {
         request.headers_mut().insert(USER_HEADER, subject);

@@ -1,5 +1,6 @@
-//! The one error type of `edge-auth`.
+//! The one error type of token verification.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a token was rejected, or a key refused. Each variant says what failed without echoing secrets or the
@@ -39,7 +40,7 @@ pub enum Error {
     /// `aud` names none of the accepted audiences.
     InvalidAudience,
     /// A required claim is absent.
-    MissingClaim(&'static str),
+    MissingClaim(Cow<'static, str>),
     /// A registered claim has the wrong JSON type (never treated as absent).
     InvalidClaim(&'static str),
     /// The claims do not deserialize into the caller's type.
@@ -92,8 +93,8 @@ impl PartialEq for Error {
             (Self::KeySource(a), Self::KeySource(b)) => a.kind() == b.kind(),
             (Self::Malformed(a), Self::Malformed(b))
             | (Self::TooLarge(a), Self::TooLarge(b))
-            | (Self::MissingClaim(a), Self::MissingClaim(b))
             | (Self::InvalidClaim(a), Self::InvalidClaim(b)) => a == b,
+            (Self::MissingClaim(a), Self::MissingClaim(b)) => a == b,
             (Self::CustomClaims(a), Self::CustomClaims(b))
             | (Self::InvalidKey(a), Self::InvalidKey(b)) => a == b,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
