@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use edge_auth::waf::{Category, Waf};
+use edge_auth::waf::{Category, WafRules};
 use http::{HeaderMap, HeaderValue, Uri};
 
 /// BLNS sections that hold attacks, and what kind.
@@ -197,7 +197,7 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-fn blocked_as_query(waf: &Waf, value: &str) -> Option<bool> {
+fn blocked_as_query(waf: &WafRules, value: &str) -> Option<bool> {
     let uri: Uri = format!("/search?q={}", percent_encode(value))
         .parse()
         .ok()?;
@@ -251,7 +251,7 @@ fn main() -> ExitCode {
     let user_agents = std::fs::read_to_string(args.sqlmap.join("txt").join("user-agents.txt"))
         .unwrap_or_default();
 
-    let waf = Waf::new();
+    let waf = WafRules::new();
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
     for (section, line) in &strings {
         let attack = ATTACK_SECTIONS.iter().find(|(name, _)| name == section);

@@ -2,9 +2,7 @@
 //!
 //! | module | what it decides or does |
 //! |---|---|
-//! | [`jwt`] | compact JWS verification on `ring` (HS/RS/PS 256–512, ES256/384, EdDSA; ES512 on RustCrypto `p521` with feature `es512`), algorithms pinned by the key, strict base64url and JSON, claims with leeway from the injected `Clock`, JWK / JWK Set with RFC 7638 thumbprints |
-//! | [`jwks`] | a JWKS provider over any `KvStore` (or an origin's `jwks_uri`): cached keys, background refresh, coalesced reloads, unknown-`kid` cooldown |
-//! | [`layer`] | `JwtAuthLayer` (feature `tower`): `Authorization: Bearer` → verified claims in request extensions, or 401/400/503 with RFC 6750 challenges |
+//! | [`jwt`] | compact JWS verification on `ring` (HS/RS/PS 256–512, ES256/384, EdDSA; ES512 on RustCrypto `p521` with feature `es512`), algorithms pinned by the key, strict base64url and JSON, claims with leeway from the injected `Clock`, JWK / JWK Set with RFC 7638 thumbprints; [`jwt::jwks`], a JWKS provider over any `KvStore` (or an origin's `jwks_uri`) with cached keys, background refresh and an unknown-`kid` cooldown; `JwtAuthLayer` (feature `tower`): `Authorization: Bearer` → verified claims in request extensions, or 401/400/503 with RFC 6750 challenges |
 //! | [`ratelimit`] | one [`Decision`](ratelimit::Decision) for every limiter (→ `RateLimit`, `RateLimit-Policy`, `Retry-After`): in-memory GCRA, the KV token bucket, Redis GCRA and sliding windows (feature `redis`), sliding windows in durable objects, sharding; `RateLimitLayer` (feature `tower`) |
 //! | [`waf`] | SQL injection, XSS and path traversal rules over path, query, headers and body, decoded once; block or log per rule; `WafLayer` (feature `tower`) with a penalty limiter |
 //!
@@ -34,11 +32,9 @@
 //! # #[cfg(feature = "tower")]
 //! # futures::executor::block_on(async {
 //! use axum::{Extension, Router, routing::get};
-//! use edge_auth::jwks::{JwksProvider, StaticKeySource};
-//! use edge_auth::jwt::{Validation, Verifier};
-//! use edge_auth::layer::JwtAuthLayer;
+//! use edge_auth::jwt::{JwksProvider, JwtAuthLayer, StaticKeySource, Validation, Verifier};
 //! use edge_auth::ratelimit::{ClientIp, KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
-//! use edge_auth::waf::{Waf, WafLayer};
+//! use edge_auth::waf::{WafRules, WafLayer};
 //! use edge_core::{SystemClock, wait_until::QueuedWaitUntil};
 //! use tower::ServiceExt;
 //!
@@ -53,7 +49,7 @@
 //!     .route_layer(JwtAuthLayer::<Claims>::new(keys, verifier))
 //!     .route("/", get(|| async { "hello" }))
 //!     .layer(RateLimitLayer::new(KeyedLimiter::<String>::new(Quota::per_second(std::num::NonZeroU32::new(10).unwrap())), KeyExtractor::client_ip()))
-//!     .layer(WafLayer::new(Waf::new()));
+//!     .layer(WafLayer::new(WafRules::new()));
 //!
 //! // The host puts the client's address in the request (edge_core::host::ClientIpLayer, or server::serve).
 //! let request = |uri: &str| {
@@ -73,11 +69,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod intern;
-pub mod jwks;
 pub mod jwt;
-#[cfg(feature = "tower")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub mod layer;
 pub mod ratelimit;
 #[cfg(feature = "tower")]
 mod refusal;

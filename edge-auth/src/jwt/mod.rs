@@ -17,11 +17,21 @@
 mod error;
 mod json;
 mod jwk;
+pub mod jwks;
 mod key;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod layer;
 mod verify;
 
 pub use error::Error;
 pub use jwk::{Jwk, JwkSet, MAX_KEYS};
+pub use jwks::{
+    JwksHealth, JwksProvider, KeySource, KvKeySource, OriginKeySource, StaticKeySource,
+};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use layer::{AuthRejection, JwtAuth, JwtAuthLayer};
 
 /// Strict base64url without padding (RFC 7515 §2), as the verifier reads every segment, for code that builds
 /// tokens or JWKs (issuers, tests).

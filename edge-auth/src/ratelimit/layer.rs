@@ -134,7 +134,7 @@ impl KeyExtractor {
         })
     }
 
-    /// The `sub` of the token [`JwtAuthLayer`](crate::layer::JwtAuthLayer) verified, when the request
+    /// The `sub` of the token [`JwtAuthLayer`](crate::jwt::layer::JwtAuthLayer) verified, when the request
     /// carries one (the layer must run after authentication). It reads the
     /// [`RegisteredClaims`](crate::jwt::RegisteredClaims) the layer inserts whatever its claims type, so
     /// no type parameter can silently miss the token.

@@ -21,11 +21,11 @@ use edge_core::{Body, BoxError, BoxFuture, MaybeSend};
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 
-use super::{BodyKind, Verdict, Waf as Rules};
+use super::{BodyKind, Verdict, WafRules};
 use crate::ratelimit::{Backend, KeyExtractor, RequestView, Unkeyed};
 use crate::refusal::json_refusal;
 
-/// Runs a [`Waf`](super::Waf) in front of a service. See the [module docs](self).
+/// Runs [`WafRules`](super::WafRules) in front of a service. See the [module docs](self).
 #[derive(Clone)]
 pub struct WafLayer {
     shared: Arc<Shared>,
@@ -33,7 +33,7 @@ pub struct WafLayer {
 
 #[derive(Clone)]
 struct Shared {
-    rules: Arc<Rules>,
+    rules: Arc<WafRules>,
     /// Charges offenders; once it refuses, their matching requests are blocked whatever the rule modes.
     penalty: Option<(Arc<dyn Backend>, KeyExtractor)>,
     /// What a penalized request without a client key is charged to.
@@ -45,7 +45,7 @@ struct Shared {
 impl WafLayer {
     /// Applies `rules`.
     #[must_use]
-    pub fn new(rules: Rules) -> Self {
+    pub fn new(rules: WafRules) -> Self {
         Self {
             shared: Arc::new(Shared {
                 rules: Arc::new(rules),
@@ -81,9 +81,9 @@ impl WafLayer {
     /// verdict is also put in the response's extensions either way.
     ///
     /// ```
-    /// use edge_auth::waf::{Waf, WafLayer};
+    /// use edge_auth::waf::{WafLayer, WafRules};
     ///
-    /// let layer = WafLayer::new(Waf::new()).respond_with(|_verdict| {
+    /// let layer = WafLayer::new(WafRules::new()).respond_with(|_verdict| {
     ///     let mut response = http::Response::new(edge_core::Body::from("<h1>Request refused</h1>"));
     ///     *response.status_mut() = http::StatusCode::FORBIDDEN;
     ///     response

@@ -27,7 +27,7 @@
 //! form, JSON (each string, key or value) or text. Inspection is bounded ([`InspectLimits`]), and by
 //! default a request with a part beyond the limits (a query value past 8 KiB, a body past 256 KiB,
 //! more fields than are inspected) is refused rather than inspected only in part: otherwise padding a
-//! value past the limit would carry an injection through ([`Waf::block_oversize`] turns that off).
+//! value past the limit would carry an injection through ([`WafRules::block_oversize`] turns that off).
 //! Strings inside a body are bounded by the body's limit, not the per-value one.
 //!
 //! Each rule blocks or only logs ([`Mode`]); a [`Verdict`] lists every match, and its
@@ -46,7 +46,7 @@ use std::fmt;
 use http::HeaderMap;
 
 #[cfg(feature = "tower")]
-pub use layer::{Waf as WafService, WafLayer};
+pub use layer::{Waf, WafLayer};
 
 /// What a rule protects against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,7 +106,7 @@ pub struct Match {
 pub struct Verdict {
     /// Every match, in inspection order.
     pub matches: Vec<Match>,
-    /// Some inspected part was larger than the limits allow and [`Waf::block_oversize`] is on.
+    /// Some inspected part was larger than the limits allow and [`WafRules::block_oversize`] is on.
     pub oversize: bool,
 }
 
@@ -190,30 +190,30 @@ const RULE_IDS: [(&str, Category, Mode); 16] = [
 /// The rule set with its modes and limits. Cheap to share behind an `Arc`.
 ///
 /// ```
-/// use edge_auth::waf::{Mode, Waf};
+/// use edge_auth::waf::{Mode, WafRules};
 ///
-/// let waf = Waf::new().with_mode("xss-script-url", Mode::LogOnly);
+/// let waf = WafRules::new().with_mode("xss-script-url", Mode::LogOnly);
 /// let request = http::Request::get("/search?q=%27%20or%201%3D1--").body(()).unwrap();
 /// let verdict = waf.inspect(request.uri(), request.headers(), None);
 /// assert!(verdict.is_blocked());
 /// assert_eq!(verdict.matches[0].rule, "sqli-tautology");
 /// assert!(!waf.inspect(&"/search?q=O%27Brien".parse().unwrap(), &http::HeaderMap::new(), None).is_blocked());
 /// ```
-pub struct Waf {
+pub struct WafRules {
     rules: Vec<Rule>,
     limits: InspectLimits,
     block_oversize: bool,
 }
 
-impl Default for Waf {
+impl Default for WafRules {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl fmt::Debug for Waf {
+impl fmt::Debug for WafRules {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waf")
+        f.debug_struct("WafRules")
             .field(
                 "rules",
                 &self
@@ -257,7 +257,7 @@ impl BodyKind {
     }
 }
 
-impl Waf {
+impl WafRules {
     /// Every rule in its default mode (all block, except `double-encoding`, which logs).
     #[must_use]
     pub fn new() -> Self {
@@ -271,7 +271,7 @@ impl Waf {
         }
     }
 
-    /// Sets one rule's mode (unknown ids are ignored; [`Waf::rule_ids`] lists the known ones).
+    /// Sets one rule's mode (unknown ids are ignored; [`WafRules::rule_ids`] lists the known ones).
     #[must_use]
     pub fn with_mode(mut self, rule: &str, mode: Mode) -> Self {
         for r in self.rules.iter_mut().filter(|r| r.id == rule) {
@@ -516,7 +516,7 @@ mod tests {
                 value.parse().unwrap(),
             );
         }
-        Waf::new().inspect(&uri.parse().unwrap(), &map, body.map(str::as_bytes))
+        WafRules::new().inspect(&uri.parse().unwrap(), &map, body.map(str::as_bytes))
     }
 
     #[test]
@@ -562,7 +562,7 @@ mod tests {
 
     #[test]
     fn modes_limits_and_penalties() {
-        let waf = Waf::new().with_category_mode(Category::SqlInjection, Mode::LogOnly);
+        let waf = WafRules::new().with_category_mode(Category::SqlInjection, Mode::LogOnly);
         let v = waf.inspect(
             &"/?q=1%20or%201=1".parse().unwrap(),
             &HeaderMap::new(),
@@ -571,7 +571,7 @@ mod tests {
         assert!(!v.is_blocked());
         assert_eq!(v.penalty(), 1);
         assert_eq!(v.matches[0].location, Location::Query("q".to_owned()));
-        let off = Waf::new().with_mode("sqli-tautology", Mode::Off);
+        let off = WafRules::new().with_mode("sqli-tautology", Mode::Off);
         assert!(
             off.inspect(
                 &"/?q=1%20or%201=1".parse().unwrap(),
@@ -586,12 +586,12 @@ mod tests {
         let long = format!("/?q={}", "a".repeat(10_000));
         for uri in [&padded, &long] {
             assert!(
-                Waf::new()
+                WafRules::new()
                     .inspect(&uri.parse().unwrap(), &HeaderMap::new(), None)
                     .is_blocked()
             );
         }
-        let lenient = Waf::new().block_oversize(false);
+        let lenient = WafRules::new().block_oversize(false);
         assert!(
             !lenient
                 .inspect(&long.parse().unwrap(), &HeaderMap::new(), None)
@@ -601,7 +601,7 @@ mod tests {
         // So must padding with fields past the inspected number.
         let many = format!("/?{}&q=%27%20OR%20%271%27%3D%271", "a=1&".repeat(300));
         assert!(
-            Waf::new()
+            WafRules::new()
                 .inspect(&many.parse().unwrap(), &HeaderMap::new(), None)
                 .is_blocked()
         );
@@ -613,7 +613,7 @@ mod tests {
         );
         let big_string = format!("{{\"photo\":\"{}\"}}", "QUJD".repeat(5_000));
         assert!(
-            !Waf::new()
+            !WafRules::new()
                 .inspect(
                     &"/upload".parse().unwrap(),
                     &json,
@@ -623,12 +623,12 @@ mod tests {
         );
         let hidden = format!("{{\"note\":\"{} ' OR '1'='1\"}}", "a".repeat(20_000));
         assert!(
-            Waf::new()
+            WafRules::new()
                 .inspect(&"/upload".parse().unwrap(), &json, Some(hidden.as_bytes()))
                 .is_blocked(),
             "and inspected to its end"
         );
-        let logged = Waf::new().inspect(&"/a%252fb".parse().unwrap(), &HeaderMap::new(), None);
+        let logged = WafRules::new().inspect(&"/a%252fb".parse().unwrap(), &HeaderMap::new(), None);
         assert_eq!(logged.matches[0].rule, "double-encoding");
         assert!(!logged.is_blocked());
     }

@@ -28,11 +28,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use edge_auth::jwks::{JwksProvider, StaticKeySource};
+use edge_auth::jwt::JwtAuthLayer;
+use edge_auth::jwt::{JwksProvider, StaticKeySource};
 use edge_auth::jwt::{Validation, Verifier};
-use edge_auth::layer::JwtAuthLayer;
 use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
-use edge_auth::waf::{Waf, WafLayer};
+use edge_auth::waf::{WafLayer, WafRules};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
 use edge_core::SystemClock;
@@ -187,7 +187,7 @@ pub fn router(
             KeyedLimiter::<String>::new(config.quota),
             KeyExtractor::client_ip(),
         ))
-        .layer(WafLayer::new(Waf::new()))
+        .layer(WafLayer::new(WafRules::new()))
         .layer(ClientIpLayer::new().trust(config.trusted_proxies))
         .layer(cors)
         .layer(trace)

@@ -11,11 +11,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::Html;
 use axum::routing::get;
-use edge_auth::jwks::{JwksProvider, StaticKeySource};
+use edge_auth::jwt::JwtAuthLayer;
+use edge_auth::jwt::{JwksProvider, StaticKeySource};
 use edge_auth::jwt::{Validation, Verifier};
-use edge_auth::layer::JwtAuthLayer;
 use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
-use edge_auth::waf::{Waf, WafLayer};
+use edge_auth::waf::{WafLayer, WafRules};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
 use edge_core::host::{ClientIpLayer, ServiceFetcher};
@@ -138,7 +138,7 @@ async fn rate_limit() {
 
 #[tokio::test]
 async fn waf() {
-    assert_composes!(WafLayer::new(Waf::new()), PAGE);
+    assert_composes!(WafLayer::new(WafRules::new()), PAGE);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The demo's authentication: a JWT-protected API, and a demo issuer to get a token from.
 //!
 //! `/api/account` needs `Authorization: Bearer <token>`. Tokens are verified by
-//! [`JwtAuthLayer`](edge_auth::layer::JwtAuthLayer) with keys read by `kid` from the edge's KV (key
+//! [`JwtAuthLayer`](edge_auth::jwt::JwtAuthLayer) with keys read by `kid` from the edge's KV (key
 //! [`JWKS_KEY`], seeded at start), exactly as a production gateway reads its issuer's JWK Set. The verified
 //! `sub` reaches the origin as `x-edge-user`; a client-sent `x-edge-user` is always removed first.
 //!

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge_auth::jwks::{JwksProvider, KvKeySource};
+use edge_auth::jwt::JwtAuthLayer;
+use edge_auth::jwt::{JwksProvider, KvKeySource};
 use edge_auth::jwt::{Validation, Verifier};
-use edge_auth::layer::JwtAuthLayer;
 use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, Unkeyed};
-use edge_auth::waf::{Waf, WafLayer};
+use edge_auth::waf::{WafLayer, WafRules};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
 use edge_core::durable::ObjectNamespace;
@@ -380,7 +380,7 @@ fn rate_limit_layer(limits: RateLimits) -> Option<RateLimitLayer> {
 /// rules that often is refused outright after that, even by rules that only log. Requests without an
 /// address (a Worker run locally) share one penalty bucket, as they share one rate-limit bucket.
 fn waf_layer(penalty: Option<Quota>) -> WafLayer {
-    let waf = WafLayer::new(Waf::new());
+    let waf = WafLayer::new(WafRules::new());
     match penalty {
         Some(quota) => waf
             .penalize(

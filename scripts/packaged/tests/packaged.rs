@@ -75,7 +75,7 @@ async fn the_layers_go_into_an_axum_router() {
     let app = axum::Router::new()
         .route("/", get(|| async { ([("cache-control", "public, max-age=60")], "hello") }))
         .route_layer(cache)
-        .layer(edge_auth::waf::WafLayer::new(edge_auth::waf::Waf::new()))
+        .layer(edge_auth::waf::WafLayer::new(edge_auth::waf::WafRules::new()))
         .layer(edge_core::host::ClientIpLayer::new())
         .layer(edge_observe::layer::TraceLayer::new(clock, host.background(), edge_core::trace::SplitMix::from_os()));
     let get = || http::Request::get("http://shop.example/").body(axum::body::Body::empty()).unwrap();

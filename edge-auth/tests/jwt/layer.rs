@@ -5,10 +5,10 @@ use std::convert::Infallible;
 use std::num::NonZeroU32;
 
 use bytes::Bytes;
-use edge_auth::jwks::{JwksProvider, KvKeySource};
+use edge_auth::jwt::JwtAuthLayer;
 use edge_auth::jwt::base64url::encode as b64;
+use edge_auth::jwt::{JwksProvider, KvKeySource};
 use edge_auth::jwt::{Validation, Verified, Verifier};
-use edge_auth::layer::JwtAuthLayer;
 use edge_core::kv::PutOptions;
 use edge_core::wait_until::QueuedWaitUntil;
 use edge_core::{Body, Clock, KvStore, ManualClock};
@@ -242,11 +242,11 @@ async fn the_rate_limit_keys_on_the_subject_whatever_the_claims_type() {
 /// stay one call away.
 #[tokio::test]
 async fn refusals_are_shaped_by_the_users_responders() {
-    use edge_auth::layer::AuthRejection;
+    use edge_auth::jwt::AuthRejection;
     use edge_auth::ratelimit::{
         ClientIp, KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, RateLimitRejection,
     };
-    use edge_auth::waf::{Waf, WafLayer};
+    use edge_auth::waf::{WafLayer, WafRules};
 
     fn problem(status: StatusCode, title: &str) -> Response<Body> {
         let mut response = Response::new(Body::from(format!(r#"{{"title":"{title}"}}"#)));
@@ -343,7 +343,7 @@ async fn refusals_are_shaped_by_the_users_responders() {
         "the default for the other reason"
     );
 
-    let waf = WafLayer::new(Waf::new()).respond_with(|verdict| {
+    let waf = WafLayer::new(WafRules::new()).respond_with(|verdict| {
         problem(
             StatusCode::FORBIDDEN,
             &format!("blocked by {} rule(s)", verdict.matches.len()),

@@ -27,8 +27,8 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::jwks::{JwksProvider, KeySource};
 use crate::jwt::Error;
+use crate::jwt::jwks::{JwksProvider, KeySource};
 use crate::jwt::{Verified, Verifier};
 use crate::refusal::json_refusal;
 
@@ -176,8 +176,8 @@ impl<T> JwtAuthLayer<T> {
     /// [`AuthRejection::default_response`] and adjust it, or answer in the app's own format:
     ///
     /// ```
-    /// use edge_auth::layer::{AuthRejection, JwtAuthLayer};
-    /// # use edge_auth::jwks::{JwksProvider, StaticKeySource};
+    /// use edge_auth::jwt::{AuthRejection, JwtAuthLayer};
+    /// # use edge_auth::jwt::{JwksProvider, StaticKeySource};
     /// # let keys = JwksProvider::new(StaticKeySource::new("{\"keys\":[]}"), edge_core::SystemClock::new(), edge_core::wait_until::QueuedWaitUntil::new());
     ///
     /// let layer = JwtAuthLayer::<serde_json::Value>::new(keys, edge_auth::jwt::Verifier::default())

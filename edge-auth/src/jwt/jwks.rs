@@ -40,7 +40,7 @@ pub trait KeySource: MaybeSend + MaybeSync {
 /// refreshed; a document that does not parse fails the first verification (with a 503), not the start.
 ///
 /// ```
-/// use edge_auth::jwks::{JwksProvider, StaticKeySource};
+/// use edge_auth::jwt::{JwksProvider, StaticKeySource};
 /// use edge_core::SystemClock;
 /// use edge_core::wait_until::QueuedWaitUntil;
 ///
@@ -177,7 +177,7 @@ impl<F: Fetcher> KeySource for OriginKeySource<F> {
 /// ```
 /// use std::time::Duration;
 /// use bytes::Bytes;
-/// use edge_auth::jwks::{JwksProvider, KvKeySource};
+/// use edge_auth::jwt::{JwksProvider, KvKeySource};
 /// use edge_auth::jwt::{Validation, Verifier};
 /// use edge_core::{KvStore, ManualClock, kv::PutOptions, wait_until::QueuedWaitUntil};
 ///

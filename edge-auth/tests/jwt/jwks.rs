@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge_auth::jwks::{JwksProvider, KvKeySource, OriginKeySource};
 use edge_auth::jwt::Error;
 use edge_auth::jwt::base64url::encode as b64;
+use edge_auth::jwt::{JwksProvider, KvKeySource, OriginKeySource};
 use edge_auth::jwt::{Validation, Verifier};
 use edge_core::kv::{DynKvStore, KvEntry, KvLimits, ListOptions, ListPage, PutOptions};
 use edge_core::testing::{Reply, TestFetcher};

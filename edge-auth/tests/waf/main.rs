@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edge_auth::ratelimit::{ClientIp, KeyExtractor, KeyedLimiter, Quota};
-use edge_auth::waf::{Category, Mode, Verdict, Waf, WafLayer};
+use edge_auth::waf::{Category, Mode, Verdict, WafLayer, WafRules};
 use edge_core::{Body, ManualClock};
 use http::{HeaderMap, Request, Response, StatusCode};
 use proptest::prelude::*;
@@ -46,7 +46,7 @@ async fn body_of(response: Response<Body>) -> Bytes {
 
 #[tokio::test]
 async fn blocks_attacks_passes_benign_requests_and_replays_streamed_bodies() {
-    let service = WafLayer::new(Waf::new()).layer(tower::service_fn(echo));
+    let service = WafLayer::new(WafRules::new()).layer(tower::service_fn(echo));
 
     let blocked = service
         .clone()
@@ -130,7 +130,7 @@ async fn log_only_rules_let_requests_through_until_the_penalty_limiter_says_no()
         Quota::per_minute(NonZeroU32::new(2).unwrap()),
         clock.clone(),
     );
-    let waf = Waf::new().with_category_mode(Category::CrossSiteScripting, Mode::LogOnly);
+    let waf = WafRules::new().with_category_mode(Category::CrossSiteScripting, Mode::LogOnly);
     let service = WafLayer::new(waf)
         .penalize(offenders, KeyExtractor::client_ip())
         .layer(tower::service_fn(echo));
@@ -165,7 +165,7 @@ async fn log_only_rules_let_requests_through_until_the_penalty_limiter_says_no()
 async fn keyless_offenders_are_blocked_or_share_the_bucket_the_user_named() {
     use edge_auth::ratelimit::Unkeyed;
     let clock = ManualClock::new();
-    let waf = || Waf::new().with_category_mode(Category::CrossSiteScripting, Mode::LogOnly);
+    let waf = || WafRules::new().with_category_mode(Category::CrossSiteScripting, Mode::LogOnly);
     let limiter = || {
         KeyedLimiter::<String, _>::with_clock(
             Quota::per_minute(NonZeroU32::new(2).unwrap()),
@@ -218,7 +218,7 @@ proptest! {
         if !content_type.is_empty() {
             headers.insert("content-type", content_type.parse().unwrap());
         }
-        let verdict = Waf::new().inspect(&uri, &headers, Some(&body));
+        let verdict = WafRules::new().inspect(&uri, &headers, Some(&body));
         prop_assert!(verdict.matches.len() <= 1 + 2 + 256 * 2 + 256);
     }
 }
