@@ -51,7 +51,7 @@
 //!     .layer(RateLimitLayer::new(KeyedLimiter::<String>::new(Quota::per_second(std::num::NonZeroU32::new(10).unwrap())), KeyExtractor::client_ip()))
 //!     .layer(WafLayer::new(WafRules::new()));
 //!
-//! // The host puts the client's address in the request (edge_core::host::ClientIpLayer, or server::serve).
+//! // The host puts the client's address in the request (edge_core::host::SetClientIpLayer, or host::tokio::serve).
 //! let request = |uri: &str| {
 //!     let request = http::Request::get(uri).extension(ClientIp([192, 0, 2, 1].into()));
 //!     request.body(axum::body::Body::empty()).unwrap()

@@ -1,6 +1,6 @@
 //! A cache-only reverse proxy built from the SDK's public API, for the HTTP caching conformance suite
 //! (`http-cache-tests`, run by `scripts/cache-tests.sh`): [`CacheLayer`] with a memory tier in front of
-//! one origin (`edge_core::host::OriginProxy`), served over HTTP/1.1 by `edge_core::server`, on its default
+//! one origin (`edge_core::host::OriginProxy`), served over HTTP/1.1 by `edge_core::host::tokio`, on its default
 //! settings.
 //!
 //! ```text
@@ -13,10 +13,10 @@ use std::process::ExitCode;
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
 use edge_core::SystemClock;
-use edge_core::fetch::hyper::HyperFetcher;
 use edge_core::host::OriginProxy;
-use edge_core::server::{ServerLimits, serve};
-use edge_core::wait_until::TokioWaitUntil;
+use edge_core::host::tokio::HyperFetcher;
+use edge_core::host::tokio::TokioWaitUntil;
+use edge_core::host::tokio::{ServerLimits, serve};
 use http::uri::Uri;
 use tower::Layer;
 

@@ -59,7 +59,7 @@ use crate::memory::MemoryCache;
 use crate::policy::CachePolicy;
 use crate::tiered::{CacheOutcome, Settings, TieredCache};
 
-/// Builds [`CacheService`]s. See the [module docs](self).
+/// Builds [`Cache`]s. See the [module docs](self).
 pub struct CacheLayer<C> {
     clock: C,
     background: Arc<dyn DynWaitUntil>,
@@ -186,9 +186,9 @@ where
     ServiceFetcher<S>: Fetcher + 'static,
     C: Clock + Clone + 'static,
 {
-    type Service = CacheService<C>;
+    type Service = Cache<C>;
 
-    fn layer(&self, inner: S) -> CacheService<C> {
+    fn layer(&self, inner: S) -> Cache<C> {
         // The wrapped service is the origin; one that fails, or answers `Unreachable`, is an outage.
         let mut builder = TieredCache::builder(
             ServiceFetcher::new(inner),
@@ -206,7 +206,7 @@ where
         if let Some(kv) = &self.kv {
             builder = builder.kv(Arc::clone(kv));
         }
-        CacheService {
+        Cache {
             cache: builder.build(),
             purge: self.purge.clone(),
             responder: self.responder.clone(),
@@ -215,13 +215,13 @@ where
 }
 
 /// The cache in front of a service. Cheap to clone.
-pub struct CacheService<C> {
+pub struct Cache<C> {
     cache: TieredCache<C>,
     purge: Option<Arc<(String, String)>>,
     responder: Option<Responder<Error>>,
 }
 
-impl<C> Clone for CacheService<C> {
+impl<C> Clone for Cache<C> {
     fn clone(&self) -> Self {
         Self {
             cache: self.cache.clone(),
@@ -231,13 +231,13 @@ impl<C> Clone for CacheService<C> {
     }
 }
 
-impl<C> std::fmt::Debug for CacheService<C> {
+impl<C> std::fmt::Debug for Cache<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheService").finish_non_exhaustive()
+        f.debug_struct("Cache").finish_non_exhaustive()
     }
 }
 
-impl<C: Clock + Clone + 'static> CacheService<C> {
+impl<C: Clock + Clone + 'static> Cache<C> {
     /// The cache itself (statistics, purges).
     #[must_use]
     pub fn cache(&self) -> &TieredCache<C> {
@@ -348,7 +348,7 @@ fn ring_free_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl<C, ReqBody> Service<Request<ReqBody>> for CacheService<C>
+impl<C, ReqBody> Service<Request<ReqBody>> for Cache<C>
 where
     C: Clock + Clone + 'static,
     ReqBody: http_body::Body<Data = Bytes> + MaybeSend + 'static,

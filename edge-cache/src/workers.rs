@@ -28,7 +28,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use edge_core::cache::{CacheLimits, CachedResponse};
-use edge_core::workers::js_error;
+use edge_core::host::workers::js_error;
 use edge_core::{CacheStore, Clock, Error, ErrorKind, SystemClock};
 use futures_util::future::join_all;
 use js_sys::{Reflect, Uint8Array};

@@ -12,7 +12,7 @@ use edge_core::{Body, ManualClock};
 use http::{Method, Request, Response, header};
 use tower::{Layer, ServiceExt};
 
-fn cached_origin() -> edge_cache::layer::CacheService<ManualClock> {
+fn cached_origin() -> edge_cache::layer::Cache<ManualClock> {
     let clock = ManualClock::new();
     let origin = tower::service_fn(|_req: Request<Body>| async {
         let mut response = Response::new(Body::from("page"));

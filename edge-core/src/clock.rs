@@ -433,29 +433,6 @@ impl<T: Timer + ?Sized> Timer for Arc<T> {
     }
 }
 
-/// (feature `tokio`) [`Timer`] on tokio's timer; must be used inside a tokio runtime with time enabled.
-#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-#[derive(Clone, Copy, Debug, Default)]
-#[non_exhaustive]
-pub struct TokioTimer;
-
-#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
-impl TokioTimer {
-    /// The timer of the current tokio runtime.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self
-    }
-}
-
-#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
-impl Timer for TokioTimer {
-    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep(duration))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 
 /// The client's address, as the host saw the connection, in the request's extensions: per-client rate
-/// limits and the WAF's penalties key on it. [`server::serve`](crate::server) inserts it from the
+/// limits and the WAF's penalties key on it. `host::tokio::serve` inserts it from the
 /// accepted stream's peer address; a Worker from `CF-Connecting-IP` (which Cloudflare sets and a client
 /// cannot); an axum app served by `axum::serve` from `ConnectInfo<SocketAddr>`. Behind a proxy of your
 /// own, key on the forwarded address instead (edge-auth's `KeyExtractor::client_ip_behind`).

@@ -13,20 +13,18 @@
 //! | [`clock`] | [`Clock`], [`SystemClock`] (reads `Date.now()` in a Worker), [`ManualClock`] for tests; [`Timer`] for sleeping |
 //! | [`kv`] | [`KvStore`]: get, metadata, TTL, list by prefix with a cursor |
 //! | [`cache`] | [`CacheStore`]: stored HTTP responses by key, purge by tag |
-//! | [`fetch`] | [`Fetcher`]: outbound HTTP; [`HyperFetcher`](fetch::hyper::HyperFetcher) with feature `hyper` |
-//! | [`wait_until`] | [`WaitUntil`]: work after the response; `TokioWaitUntil` with feature `tokio` |
+//! | [`fetch`] | [`Fetcher`]: outbound HTTP |
+//! | [`wait_until`] | [`WaitUntil`]: work after the response |
 //! | [`body`] | [`Body`]: buffered or streamed, an `http_body::Body` for axum and hyper |
 //! | [`durable`] | [`DurableObject`](durable::DurableObject), its [`Storage`](durable::Storage) and [`ObjectNamespace`](durable::ObjectNamespace): one writer per key, hosted in process (`edge-do`) or on Cloudflare |
 //! | [`coalesce`] | [`Coalescer`]: one load per key for any number of concurrent callers |
 //! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
-//! | [`host`] | host wiring: `OriginProxy`, `ServiceFetcher`, `ClientIpLayer` (feature `tower`), `TokioHost` (features `tokio` + `hyper`) |
+//! | [`host`] | every host part in one place: `OriginProxy`, `ServiceFetcher`, `SetClientIpLayer` (feature `tower`); `host::tokio` (`TokioTimer`, `TokioWaitUntil`, `HyperFetcher`, `TokioHost`, `serve`); `host::workers` (the Cloudflare Workers adapters) |
 //! | [`hop`] | hop-by-hop fields (RFC 9110 §7.6.1): the list, `Connection`'s options, their removal |
 //! | [`respond`] | [`Responder`](respond::Responder): a layer's typed refusal turned into a response, replaceable |
 //! | [`geo`] | [`ClientIp`]; [`RequestGeo`]: country, region, city, colo, from CDN headers (or `cf` on Workers) |
 //! | [`trace`] | W3C Trace Context, ids, sampling, spans, the exporter trait; [`RequestSpan`](trace::RequestSpan), the request's span every layer records into; the attribute names ([`trace::attr`]) |
 //! | [`testing`] | conformance kits and [`TestFetcher`](testing::TestFetcher) (feature `testing`) |
-//! | `server` | [`serve`](server::serve): HTTP/1.1 on tokio for any tower service, with header-read and request timeouts, a connection cap, a body cap and `Host` checks (feature `server`) |
-//! | `workers` | the Cloudflare Workers adapters (feature `workers`, wasm32 only): `WorkersFetcher`, `WorkersWaitUntil` with `in_request`, `WorkersTimer`, `cf` → `RequestGeo`, streaming request and response glue |
 //!
 //! # Writing against the contracts
 //!
@@ -62,7 +60,7 @@
 //! # futures::executor::block_on(async {
 //! use axum::{Router, routing::get};
 //! use edge_core::ClientIp;
-//! use edge_core::host::{ClientIpLayer, OriginProxy, TrustedProxies};
+//! use edge_core::host::{SetClientIpLayer, OriginProxy, TrustedProxies};
 //! use edge_core::testing::{Reply, TestFetcher};
 //! use tower::ServiceExt;
 //!
@@ -71,7 +69,7 @@
 //! let app = Router::new()
 //!     .route("/whoami", get(|axum::Extension(ip): axum::Extension<ClientIp>| async move { ip.0.to_string() }))
 //!     .fallback_service(OriginProxy::new(origin.clone(), "http://origin.internal".parse()?))
-//!     .layer(ClientIpLayer::new().trust(TrustedProxies::private_networks()));
+//!     .layer(SetClientIpLayer::new().trust(TrustedProxies::private_networks()));
 //!
 //! // Behind a load balancer at 10.0.0.2 (axum's ConnectInfo gives the same with feature `axum`).
 //! let request = |uri: &str| {
@@ -94,13 +92,13 @@
 //!
 //! | feature | adds |
 //! |---|---|
-//! | `hyper` | [`fetch::hyper::HyperFetcher`] (native only) |
-//! | `tokio` | `wait_until::TokioWaitUntil`, `clock::TokioTimer` (native only) |
-//! | `server` | `server::serve`, the hardened HTTP/1.1 accept loop (native only) |
-//! | `tower` | [`host`]: `OriginProxy`, `ServiceFetcher`, `ClientIpLayer` (every target) |
-//! | `axum` | `ClientIpLayer` reads axum's `ConnectInfo<SocketAddr>` (native only) |
+//! | `hyper` | `host::tokio::HyperFetcher` (native only) |
+//! | `tokio` | `host::tokio::{TokioWaitUntil, TokioTimer}`; with `hyper`, `TokioHost` (native only) |
+//! | `server` | `host::tokio::serve`, the hardened HTTP/1.1 accept loop (native only) |
+//! | `tower` | [`host`]: `OriginProxy`, `ServiceFetcher`, `SetClientIpLayer` (every target) |
+//! | `axum` | `SetClientIpLayer` reads axum's `ConnectInfo<SocketAddr>` (native only) |
 //! | `testing` | [`testing`]: conformance kits, `TestFetcher` |
-//! | `workers` | `workers`: the Cloudflare Workers adapters (wasm32 only; nothing elsewhere) |
+//! | `workers` | `host::workers`: the Cloudflare Workers adapters (wasm32 only; nothing elsewhere) |
 //! | `full` | all of the above |
 //!
 //! Features are additive and never change behaviour. The default build has no runtime dependency and builds
@@ -123,18 +121,12 @@ pub mod hop;
 pub mod host;
 pub mod kv;
 pub mod respond;
-#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub mod server;
 pub mod sync;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod trace;
 pub mod wait_until;
-#[cfg(all(feature = "workers", target_arch = "wasm32"))]
-#[cfg_attr(docsrs, doc(cfg(feature = "workers")))]
-pub mod workers;
 
 pub use body::Body;
 pub use cache::CacheStore;

@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use edge_core::cache::{CacheLimits, CachedResponse};
-use edge_core::fetch::hyper::HyperFetcher;
+use edge_core::host::tokio::HyperFetcher;
+use edge_core::host::tokio::TokioWaitUntil;
 use edge_core::kv::{KvEntry, KvLimits, ListKey, ListOptions, ListPage, PutOptions};
-use edge_core::wait_until::TokioWaitUntil;
 use edge_core::{
     Body, CacheStore, Clock, Error, ErrorKind, Fetcher, KvStore, ManualClock, WaitUntil,
 };

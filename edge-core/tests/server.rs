@@ -1,4 +1,4 @@
-//! `server::serve` over loopback with raw sockets: every limit holds against a peer that breaks it, and
+//! `host::tokio::serve` over loopback with raw sockets: every limit holds against a peer that breaks it, and
 //! well-behaved requests are unaffected.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edge_core::server::{ServerLimits, serve};
+use edge_core::host::tokio::{ServerLimits, serve};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;

@@ -331,7 +331,7 @@ async fn a_disconnect_storm_fails_no_healthy_client() {
         storage: state.storage,
         started: Arc::clone(&counter),
     })
-    .with_wait_until(edge_core::wait_until::TokioWaitUntil::current().unwrap());
+    .with_wait_until(edge_core::host::tokio::TokioWaitUntil::current().unwrap());
     let id = namespace.id_from_name("storm");
     let healthy_done = Arc::new(AtomicBool::new(false));
 

@@ -141,7 +141,7 @@ fn harness<P: StorageProvider + Clone>(provider: P, clock: ManualClock) -> Harne
     .with_clock(clock.clone())
     .with_time_limit(
         Duration::from_millis(200),
-        edge_core::clock::TokioTimer::new(),
+        edge_core::host::tokio::TokioTimer::new(),
     );
     Harness {
         namespace,
@@ -613,7 +613,7 @@ async fn the_alarm_driver_fires_alarms_on_the_real_clock() {
         async move {
             namespace
                 .drive_alarms(
-                    &edge_core::clock::TokioTimer::new(),
+                    &edge_core::host::tokio::TokioTimer::new(),
                     Duration::from_millis(20),
                 )
                 .await;

@@ -31,8 +31,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use edge_core::host::workers::js_message;
 use edge_core::kv::{KvEntry, KvLimits, ListKey, ListOptions, ListPage, PutOptions};
-use edge_core::workers::js_message;
 use edge_core::{Clock, Error, ErrorKind, KvStore, SystemClock};
 use serde_json::{Map, Value};
 use worker::kv::KvError;

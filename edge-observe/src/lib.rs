@@ -5,10 +5,10 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | `layer` (feature `tower`) | `TraceLayer`: the request's server span, stages into `Server-Timing`, export and log lines after the response; `MetricsLayer`: counts and latency by route, status class, cache status and colo, a `/metrics` endpoint |
+//! | `trace` (feature `tower`) | `TraceLayer`: the request's server span, stages into `Server-Timing`, export and log lines after the response |
 //! | [`otlp`] | [`OtlpExporter`](otlp::OtlpExporter): spans and metrics over OTLP/HTTP, protobuf or JSON, batched, retried, bounded |
 //! | [`propagate`] | [`TracedFetcher`](propagate::TracedFetcher): the trace carried into outgoing requests, a client span per fetch |
-//! | [`metrics`] | counters, gauges and latency histograms (edge latency buckets, 10 ms … 10 s) with bounded label sets, and the Prometheus text exposition |
+//! | [`metrics`] | counters, gauges and latency histograms (edge latency buckets, 10 ms … 10 s) with bounded label sets, and the Prometheus text exposition; `MetricsLayer` (feature `tower`): counts and latency by route, status class, cache status and colo, a `/metrics` endpoint |
 //! | [`routes`] | [`Routes`]: paths reduced to a fixed set of route names |
 //! | [`server_timing`] | the `Server-Timing` header |
 //!
@@ -24,7 +24,7 @@
 //! use edge_core::trace::SplitMix;
 //! use edge_core::wait_until::QueuedWaitUntil;
 //! use edge_core::{Body, ManualClock};
-//! use edge_observe::layer::{MetricsLayer, TraceLayer};
+//! use edge_observe::{metrics::MetricsLayer, trace::TraceLayer};
 //! use edge_observe::otlp::OtlpExporter;
 //! use edge_observe::{Registry, Routes};
 //! use tower::{Layer, ServiceExt};
@@ -69,7 +69,7 @@
 //! use axum::{Router, routing::get};
 //! use edge_core::{SystemClock, trace::SplitMix, wait_until::QueuedWaitUntil};
 //! use edge_observe::Registry;
-//! use edge_observe::layer::{MetricsLayer, TraceLayer};
+//! use edge_observe::{metrics::MetricsLayer, trace::TraceLayer};
 //! use tower::ServiceExt;
 //!
 //! let registry = Registry::new();
@@ -90,7 +90,7 @@
 //!
 //! | feature | adds |
 //! |---|---|
-//! | `tower` | `layer`: `TraceLayer`, `MetricsLayer` |
+//! | `tower` | `trace::TraceLayer`, `metrics::MetricsLayer` |
 //! | `tracing` | `TraceLayer` runs each request inside a `tracing` span (`http.server`, with `trace_id`, `span_id` and the HTTP attributes), so `tracing` subscribers see it |
 //!
 //! Without features the crate has no runtime dependency and builds for `wasm32-unknown-unknown`.
@@ -101,8 +101,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tower")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub mod layer;
+mod labels;
 pub mod metrics;
 pub mod otlp;
 pub mod propagate;
@@ -111,6 +110,9 @@ pub mod server_timing;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod subscriber;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod trace;
 
 pub use metrics::{Counter, Gauge, Histogram, Registry};
 pub use routes::Routes;

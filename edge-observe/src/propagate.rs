@@ -1,7 +1,7 @@
 //! [`TracedFetcher`]: the trace carried into outgoing requests, with a client span per fetch.
 //!
 //! Wrap the fetcher the pipeline reaches its origin (or fragments, or a shield) with. For a request whose
-//! extensions hold a [`RequestSpan`] (the [`TraceLayer`](crate::layer::TraceLayer) puts one there, and the
+//! extensions hold a [`RequestSpan`] (the [`TraceLayer`](crate::trace::TraceLayer) puts one there, and the
 //! SDK's layers keep extensions when they forward), it starts a client span, sends that span's
 //! `traceparent` and the `tracestate` upstream, records the outcome on it, and, when asked, a
 //! `Server-Timing` stage. With only a [`TraceContext`] in the extensions it propagates that; with neither

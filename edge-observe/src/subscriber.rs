@@ -1,12 +1,12 @@
 //! (feature `tracing`) [`SpanExportLayer`]: the application's own `tracing` spans, exported through the
 //! SDK's exporter as children of the request's server span.
 //!
-//! [`TraceLayer`](crate::layer::TraceLayer) (with feature `tracing`) runs each request inside an
+//! [`TraceLayer`](crate::trace::TraceLayer) (with feature `tracing`) runs each request inside an
 //! `http.server` span whose `traceparent` field names the request's server span. Installed in the
 //! application's subscriber, this layer gives every span opened inside it (an `#[instrument]`ed handler,
 //! a database call) an id in the same trace, times it, keeps its fields as attributes and its events as
 //! span events, and hands it on when it closes. Made by
-//! [`TraceLayer::span_export_layer`](crate::layer::TraceLayer::span_export_layer), it hands the spans to
+//! [`TraceLayer::span_export_layer`](crate::trace::TraceLayer::span_export_layer), it hands the spans to
 //! the trace layer, which sends them to its [`OtlpExporter`] with the next request's spans, after the
 //! response: on every target, a Worker included. Made by [`SpanExportLayer::new`], it hands them
 //! straight to a `Send + Sync` [`SpanSink`]. Either way no
@@ -18,12 +18,12 @@
 //!
 //! ```
 //! use edge_core::SystemClock;
-//! use edge_core::fetch::hyper::HyperFetcher;
-//! use edge_core::clock::TokioTimer;
+//! use edge_core::host::tokio::HyperFetcher;
+//! use edge_core::host::tokio::TokioTimer;
 //! use edge_core::trace::SplitMix;
 //! use edge_observe::otlp::OtlpExporter;
 //! use edge_core::wait_until::QueuedWaitUntil;
-//! use edge_observe::layer::TraceLayer;
+//! use edge_observe::trace::TraceLayer;
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
 //! # fn main() -> Result<(), edge_core::Error> {
@@ -51,7 +51,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::layer::SpanSink;
+use crate::trace::SpanSink;
 
 /// Exports `tracing` spans inside a request as children of its server span. See the [module docs](self).
 pub struct SpanExportLayer {
@@ -64,7 +64,7 @@ pub struct SpanExportLayer {
 const MAX_BUFFERED: usize = 4096;
 
 /// Ended application spans waiting for the next finishing request of a
-/// [`TraceLayer`](crate::layer::TraceLayer) to hand them to its sink. `Send + Sync` on every target, so
+/// [`TraceLayer`](crate::trace::TraceLayer) to hand them to its sink. `Send + Sync` on every target, so
 /// the `tracing` layer can hold it where the exporter itself is not (a Worker's).
 #[derive(Debug, Default)]
 pub(crate) struct SpanBuffer {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use edge_core::trace::SplitMix;
 use edge_core::wait_until::QueuedWaitUntil;
 use edge_core::{Body, ManualClock};
-use edge_observe::layer::TraceLayer;
+use edge_observe::trace::TraceLayer;
 use http::{Request, Response};
 use tower::{Layer, ServiceExt};
 use tracing::field::{Field, Visit};
@@ -130,7 +130,7 @@ fn subscribers_see_the_request_span_and_what_happens_inside() {
 #[derive(Clone, Default)]
 struct Collected(Arc<Mutex<Vec<edge_core::trace::Span>>>);
 
-impl edge_observe::layer::SpanSink for Collected {
+impl edge_observe::trace::SpanSink for Collected {
     fn record_spans(&self, spans: Vec<edge_core::trace::Span>) {
         self.0.lock().unwrap().extend(spans);
     }

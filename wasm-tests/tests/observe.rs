@@ -13,8 +13,8 @@ use edge_core::testing::{Reply, TestFetcher};
 use edge_core::trace::{RequestSpan, Sampler, Span, SpanKind, SplitMix, Status, TraceContext};
 use edge_core::wait_until::QueuedWaitUntil;
 use edge_core::{Body, ManualClock};
-use edge_observe::layer::TraceLayer;
 use edge_observe::otlp::{Encoding, OtlpExporter, Resource, encode_spans};
+use edge_observe::trace::TraceLayer;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
 #[cfg(target_arch = "wasm32")]

@@ -28,10 +28,6 @@
 //! }
 //! ```
 
-#[cfg(all(feature = "hyper", not(target_arch = "wasm32")))]
-#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
-pub mod hyper;
-
 use http::{Request, Response};
 
 use crate::body::Body;

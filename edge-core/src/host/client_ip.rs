@@ -1,4 +1,4 @@
-//! [`ClientIpLayer`]: the client's address as [`ClientIp`], from the connection and the proxies you trust.
+//! [`SetClientIpLayer`]: the client's address as [`ClientIp`], from the connection and the proxies you trust.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -124,7 +124,7 @@ fn in_block(ip: IpAddr, network: IpAddr, bits: u8) -> bool {
 /// Puts the client's address in each request's extensions as [`ClientIp`], for per-client rate limits,
 /// the WAF's penalties and [`OriginProxy`](super::OriginProxy)'s `Forwarded`.
 ///
-/// The connection's address comes from the host: `edge_core::server::serve` and the Workers
+/// The connection's address comes from the host: `edge_core::host::tokio::serve` and the Workers
 /// adapter insert [`ClientIp`] themselves; an axum app served with
 /// `into_make_service_with_connect_info::<SocketAddr>()` has `ConnectInfo<SocketAddr>`, read with feature
 /// `axum`; a bare hyper server inserts [`ClientIp`] from its accept loop's remote address.
@@ -138,13 +138,13 @@ fn in_block(ip: IpAddr, network: IpAddr, bits: u8) -> bool {
 /// ```
 /// use std::convert::Infallible;
 /// use edge_core::ClientIp;
-/// use edge_core::host::{ClientIpLayer, TrustedProxies};
+/// use edge_core::host::{SetClientIpLayer, TrustedProxies};
 /// use tower::{Layer, ServiceExt};
 ///
 /// let app = tower::service_fn(|request: http::Request<()>| async move {
 ///     Ok::<_, Infallible>(request.extensions().get::<ClientIp>().copied())
 /// });
-/// let app = ClientIpLayer::new()
+/// let app = SetClientIpLayer::new()
 ///     .trust(TrustedProxies::new(["10.0.0.0/8"]).unwrap())
 ///     .layer(app);
 /// let mut request = http::Request::get("/")
@@ -158,7 +158,7 @@ fn in_block(ip: IpAddr, network: IpAddr, bits: u8) -> bool {
 /// # });
 /// ```
 #[derive(Clone, Debug)]
-pub struct ClientIpLayer {
+pub struct SetClientIpLayer {
     shared: Arc<Shared>,
 }
 
@@ -168,13 +168,13 @@ struct Shared {
     header: HeaderName,
 }
 
-impl Default for ClientIpLayer {
+impl Default for SetClientIpLayer {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl ClientIpLayer {
+impl SetClientIpLayer {
     /// The connection's address, trusting no proxy.
     #[must_use]
     pub fn new() -> Self {
@@ -276,25 +276,25 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
         })
 }
 
-impl<S> tower_layer::Layer<S> for ClientIpLayer {
-    type Service = ClientIpService<S>;
+impl<S> tower_layer::Layer<S> for SetClientIpLayer {
+    type Service = SetClientIp<S>;
 
-    fn layer(&self, inner: S) -> ClientIpService<S> {
-        ClientIpService {
+    fn layer(&self, inner: S) -> SetClientIp<S> {
+        SetClientIp {
             inner,
             layer: self.clone(),
         }
     }
 }
 
-/// The service [`ClientIpLayer`] makes.
+/// The service [`SetClientIpLayer`] makes.
 #[derive(Clone, Debug)]
-pub struct ClientIpService<S> {
+pub struct SetClientIp<S> {
     inner: S,
-    layer: ClientIpLayer,
+    layer: SetClientIpLayer,
 }
 
-impl<S, B> tower_service::Service<Request<B>> for ClientIpService<S>
+impl<S, B> tower_service::Service<Request<B>> for SetClientIp<S>
 where
     S: tower_service::Service<Request<B>>,
 {
@@ -331,7 +331,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn resolve(layer: &ClientIpLayer, peer: &str, xff: &[&str]) -> IpAddr {
+    fn resolve(layer: &SetClientIpLayer, peer: &str, xff: &[&str]) -> IpAddr {
         let mut headers = HeaderMap::new();
         for value in xff {
             headers.append("x-forwarded-for", value.parse().unwrap());
@@ -341,12 +341,12 @@ mod tests {
 
     #[test]
     fn walks_forwarded_for_from_the_right_through_trusted_hops_only() {
-        let none = ClientIpLayer::new();
+        let none = SetClientIpLayer::new();
         assert_eq!(
             resolve(&none, "10.0.0.1", &["1.2.3.4"]).to_string(),
             "10.0.0.1"
         );
-        let layer = ClientIpLayer::new().trust(TrustedProxies::private_networks());
+        let layer = SetClientIpLayer::new().trust(TrustedProxies::private_networks());
         let cases: &[(&str, &[&str], &str)] = &[
             ("10.0.0.1", &["1.2.3.4"], "1.2.3.4"),
             ("10.0.0.1", &["6.6.6.6, 1.2.3.4, 192.168.0.9"], "1.2.3.4"),
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn reads_rfc_7239_forwarded_too() {
-        let layer = ClientIpLayer::new()
+        let layer = SetClientIpLayer::new()
             .trust(TrustedProxies::private_networks())
             .header(http::header::FORWARDED);
         let resolve = |values: &[&str]| {
@@ -431,7 +431,7 @@ mod tests {
         /// first untrusted hop: the result is the peer or one of the entries a trusted proxy appended.
         #[test]
         fn clients_cannot_pick_their_own_address(spoofed in "[ -~]{0,64}", real in any::<[u8; 4]>()) {
-            let layer = ClientIpLayer::new().trust(TrustedProxies::new(["10.0.0.0/8"]).unwrap());
+            let layer = SetClientIpLayer::new().trust(TrustedProxies::new(["10.0.0.0/8"]).unwrap());
             let real = IpAddr::from(real);
             let header = format!("{spoofed}, {real}");
             let mut headers = HeaderMap::new();

@@ -5,11 +5,9 @@
 //! |---|---|---|
 //! | [`OriginProxy`] | the innermost service of an edge in front of an origin: forwards through a [`Fetcher`](crate::Fetcher), strips hop-by-hop fields, adds `Via` and `Forwarded`, turns failures into 400/502/504 | `tower` |
 //! | [`ServiceFetcher`] | any tower service as a [`Fetcher`](crate::Fetcher): ESI fragments, or a shield, served by the same app | `tower` |
-//! | [`ClientIpLayer`] | the client's address as [`ClientIp`](crate::ClientIp): from the connection (hyper, `edge_core::server`, axum's `ConnectInfo`), through the proxies you trust | `tower` (+ `axum`) |
-//! | [`TokioHost`] | the tokio host bundle: clock, post-response work, timer and outbound HTTP, one constructor, every part replaceable | `tokio` + `hyper` |
-//!
-//! The Worker's counterparts (the `fetch` API as a `Fetcher`, `waitUntil`, `setTimeout`, the `cf` object)
-//! are in `edge_core::workers`.
+//! | [`SetClientIpLayer`] | the client's address as [`ClientIp`](crate::ClientIp): from the connection (hyper, `edge_core::host::tokio`, axum's `ConnectInfo`), through the proxies you trust | `tower` (+ `axum`) |
+//! | `tokio` | the tokio host: [`TokioTimer`](self::tokio::TokioTimer), [`TokioWaitUntil`](self::tokio::TokioWaitUntil), [`HyperFetcher`](self::tokio::HyperFetcher), the [`TokioHost`](self::tokio::TokioHost) bundle of them, and [`serve`](self::tokio::serve), the hardened HTTP/1.1 accept loop | `tokio`, `hyper`, `server` (native only) |
+//! | `workers` | the Cloudflare Workers host: the `fetch` API as a `Fetcher`, `waitUntil`, `setTimeout`, the `cf` object as `RequestGeo`, request and response glue | `workers` (wasm32 only) |
 
 #[cfg(feature = "tower")]
 mod client_ip;
@@ -17,18 +15,25 @@ mod client_ip;
 mod proxy;
 #[cfg(feature = "tower")]
 mod service_fetcher;
-#[cfg(all(feature = "tokio", feature = "hyper", not(target_arch = "wasm32")))]
-mod tokio_host;
+#[cfg(all(
+    any(feature = "tokio", feature = "hyper", feature = "server"),
+    not(target_arch = "wasm32")
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "tokio", feature = "hyper", feature = "server")))
+)]
+pub mod tokio;
+#[cfg(all(feature = "workers", target_arch = "wasm32"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "workers")))]
+pub mod workers;
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use client_ip::{ClientIpLayer, ClientIpService, TrustedProxies};
+pub use client_ip::{SetClientIp, SetClientIpLayer, TrustedProxies};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use proxy::{OriginProxy, ProxyFailure};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use service_fetcher::ServiceFetcher;
-#[cfg(all(feature = "tokio", feature = "hyper", not(target_arch = "wasm32")))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "tokio", feature = "hyper"))))]
-pub use tokio_host::TokioHost;

@@ -23,7 +23,7 @@ const VIA: HeaderValue = HeaderValue::from_static("1.1 edge");
 ///
 /// Hop-by-hop headers (RFC 9110 §7.6.1, including those named in `Connection`) are removed in both
 /// directions and `Via` is added. The client's `Host` travels as `X-Forwarded-Host`, and when the request
-/// carries a [`ClientIp`] (see [`ClientIpLayer`](super::ClientIpLayer)) the client is named in `Forwarded`
+/// carries a [`ClientIp`] (see [`SetClientIpLayer`](super::SetClientIpLayer)) the client is named in `Forwarded`
 /// (RFC 7239: `for`, `host`, `proto`) and `X-Forwarded-For`, after what earlier proxies wrote there. A
 /// failure to get a response becomes `400 Bad Request` if it was the client's body that broke (a
 /// malformed chunked body, a connection cut mid-upload), else `504 Gateway Timeout` (deadline passed) or

@@ -22,15 +22,9 @@
 //! # }).unwrap();
 //! ```
 
-#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
-mod tokio;
-
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-#[cfg(all(feature = "tokio", not(target_arch = "wasm32")))]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use self::tokio::TokioWaitUntil;
 use crate::sync::{BoxFuture, MaybeSend, MaybeSync, lock};
 
 /// Runs work after the response. See the [module docs](self).

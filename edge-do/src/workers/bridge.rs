@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use edge_core::durable::{AlarmInfo, DurableObject, ObjectId, SocketId, SocketMessage};
-use edge_core::workers::{js_error, request_from_worker, response_to_worker};
+use edge_core::host::workers::{js_error, request_from_worker, response_to_worker};
 use edge_core::{Body, Error, ErrorKind};
 use futures_util::lock::Mutex as AsyncMutex;
 use http::{Request, Response, StatusCode, header};

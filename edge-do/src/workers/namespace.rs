@@ -1,7 +1,7 @@
 //! [`WorkersNamespace`]: a Durable Object namespace binding as an [`ObjectNamespace`](edge_core::durable::ObjectNamespace).
 
 use edge_core::durable::{LocationHint, ObjectId, ObjectNamespace};
-use edge_core::workers::{request_to_web_sys, response_from_web_sys};
+use edge_core::host::workers::{request_to_web_sys, response_from_web_sys};
 use edge_core::{Body, Error, ErrorKind};
 use http::{Request, Response};
 

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use edge_core::durable::{ListRange, Storage, WriteBatch, check_write};
-use edge_core::workers::js_error;
+use edge_core::host::workers::js_error;
 use edge_core::{Error, ErrorKind};
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};

@@ -18,7 +18,7 @@ use tower::{Layer, Service};
 
 use super::{Assembler, Variables};
 
-/// Builds [`EsiService`]s. See the [module docs](self).
+/// Builds [`Esi`]s. See the [module docs](self).
 pub struct EsiLayer<F, S> {
     assembler: Assembler<F, S>,
     prefixes: Arc<Vec<String>>,
@@ -66,10 +66,10 @@ impl<F, S> EsiLayer<F, S> {
 }
 
 impl<I, F, S> Layer<I> for EsiLayer<F, S> {
-    type Service = EsiService<I, F, S>;
+    type Service = Esi<I, F, S>;
 
     fn layer(&self, inner: I) -> Self::Service {
-        EsiService {
+        Esi {
             inner,
             layer: self.clone(),
         }
@@ -77,12 +77,12 @@ impl<I, F, S> Layer<I> for EsiLayer<F, S> {
 }
 
 /// The service [`EsiLayer`] makes.
-pub struct EsiService<I, F, S> {
+pub struct Esi<I, F, S> {
     inner: I,
     layer: EsiLayer<F, S>,
 }
 
-impl<I: Clone, F, S> Clone for EsiService<I, F, S> {
+impl<I: Clone, F, S> Clone for Esi<I, F, S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -91,9 +91,9 @@ impl<I: Clone, F, S> Clone for EsiService<I, F, S> {
     }
 }
 
-impl<I: std::fmt::Debug, F, S> std::fmt::Debug for EsiService<I, F, S> {
+impl<I: std::fmt::Debug, F, S> std::fmt::Debug for Esi<I, F, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EsiService")
+        f.debug_struct("Esi")
             .field("inner", &self.inner)
             .field("layer", &self.layer)
             .finish()
@@ -135,7 +135,7 @@ fn page_url<B>(request: &Request<B>, base: Option<&Uri>) -> Uri {
         .unwrap_or_else(|_| Uri::from_static("http://localhost/"))
 }
 
-impl<I, F, S, ReqBody, ResBody> Service<Request<ReqBody>> for EsiService<I, F, S>
+impl<I, F, S, ReqBody, ResBody> Service<Request<ReqBody>> for Esi<I, F, S>
 where
     I: Service<Request<ReqBody>, Response = Response<ResBody>>,
     I::Future: MaybeSend + 'static,

@@ -36,13 +36,14 @@ use edge_auth::waf::{WafLayer, WafRules};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
 use edge_core::SystemClock;
-use edge_core::fetch::hyper::HyperFetcher;
-use edge_core::host::{ClientIpLayer, ServiceFetcher, TokioHost, TrustedProxies};
+use edge_core::host::tokio::HyperFetcher;
+use edge_core::host::tokio::TokioHost;
+use edge_core::host::{ServiceFetcher, SetClientIpLayer, TrustedProxies};
 use edge_core::trace::SplitMix;
 use edge_observe::Registry;
-use edge_observe::layer::{MetricsLayer, TraceLayer};
 use edge_observe::otlp::OtlpExporter;
 use edge_observe::subscriber::SpanExportLayer;
+use edge_observe::{metrics::MetricsLayer, trace::TraceLayer};
 use edge_render::esi::Assembler;
 use edge_render::esi::layer::EsiLayer;
 use tower_http::compression::CompressionLayer;
@@ -188,7 +189,7 @@ pub fn router(
             KeyExtractor::client_ip(),
         ))
         .layer(WafLayer::new(WafRules::new()))
-        .layer(ClientIpLayer::new().trust(config.trusted_proxies))
+        .layer(SetClientIpLayer::new().trust(config.trusted_proxies))
         .layer(cors)
         .layer(trace)
         .layer(MetricsLayer::new(Registry::new(), clock).endpoint("/metrics"))

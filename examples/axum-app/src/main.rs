@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use edge_core::host::TokioHost;
+use edge_core::host::tokio::TokioHost;
 use edge_example_axum_app::app::AppState;
 use edge_example_axum_app::{EdgeConfig, Telemetry, demo_token, router};
 use tracing_subscriber::layer::SubscriberExt;

@@ -18,13 +18,13 @@ use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer};
 use edge_auth::waf::{WafLayer, WafRules};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
-use edge_core::host::{ClientIpLayer, ServiceFetcher};
+use edge_core::host::{ServiceFetcher, SetClientIpLayer};
 use edge_core::trace::SplitMix;
 use edge_core::wait_until::QueuedWaitUntil;
 use edge_core::{ClientIp, ManualClock, SystemClock};
 use edge_example_axum_app::{EdgeConfig, demo_token};
 use edge_observe::Registry;
-use edge_observe::layer::{MetricsLayer, TraceLayer};
+use edge_observe::{metrics::MetricsLayer, trace::TraceLayer};
 use edge_render::esi::Assembler;
 use edge_render::esi::layer::EsiLayer;
 use edge_render::hints::BundleManifest;
@@ -155,7 +155,7 @@ async fn cache() {
 async fn esi() {
     let assembler = Assembler::builder(
         ServiceFetcher::new(app()),
-        edge_core::clock::TokioTimer::new(),
+        edge_core::host::tokio::TokioTimer::new(),
     )
     .build();
     assert_composes!(
@@ -189,5 +189,5 @@ async fn metrics() {
 
 #[tokio::test]
 async fn client_ip() {
-    assert_composes!(ClientIpLayer::new(), PAGE);
+    assert_composes!(SetClientIpLayer::new(), PAGE);
 }

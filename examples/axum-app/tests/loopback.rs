@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use edge_auth::ratelimit::Quota;
-use edge_core::host::TokioHost;
+use edge_core::host::tokio::TokioHost;
 use edge_example_axum_app::app::AppState;
 use edge_example_axum_app::{EdgeConfig, demo_token, router};
 use http::{HeaderMap, Method, Request, StatusCode, header};

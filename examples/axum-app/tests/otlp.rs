@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge_core::host::TokioHost;
+use edge_core::host::tokio::TokioHost;
 use edge_example_axum_app::app::AppState;
 use edge_example_axum_app::{EdgeConfig, Telemetry, router};
 use http::{Request, Response, StatusCode};

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use edge_core::durable::{ObjectNamespace, SocketMessage};
-use edge_core::host::ClientIpLayer;
+use edge_core::host::SetClientIpLayer;
 use edge_do::{Outgoing, Session, SqliteStore};
 use edge_example_pipeline::Edge;
 use edge_example_pipeline::objects::{RoomObject, Rooms, valid_name};
@@ -65,7 +65,7 @@ pub fn app(edge: &Edge) -> Router {
         )
         .fallback_service(service)
         // The connection's address (axum's `ConnectInfo`), for per-client rate limits.
-        .layer(ClientIpLayer::new())
+        .layer(SetClientIpLayer::new())
 }
 
 /// Upgrades into the room named by the path, as the user named by `?user=` (a guest without one).
@@ -184,7 +184,7 @@ async fn pump(mut socket: WebSocket, mut session: Session<RoomObject, SqliteStor
 /// Serves `edge` on `listener` until `shutdown` resolves, then finishes the requests in flight. The app
 /// is built at once; the returned future owns everything it needs (so it can be spawned).
 ///
-/// The connections are served by [`edge_core::server::serve`] rather than `axum::serve`, which has no
+/// The connections are served by [`edge_core::host::tokio::serve`] rather than `axum::serve`, which has no
 /// header-read timeout, request timeout or connection cap: the edge's
 /// [`server_limits`](Edge::server_limits) hold against slow and broken clients. Each request carries
 /// its peer's address as axum's [`ConnectInfo`], as `into_make_service_with_connect_info` would give.
@@ -200,7 +200,7 @@ pub fn serve(
     let app = app(edge);
     let limits = edge.server_limits();
     async move {
-        edge_core::server::serve(
+        edge_core::host::tokio::serve(
             listener,
             limits,
             move |peer: SocketAddr| {

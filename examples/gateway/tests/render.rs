@@ -8,7 +8,7 @@ use support::start;
 
 use std::time::{Duration, Instant};
 
-use edge_core::fetch::hyper::HyperFetcher;
+use edge_core::host::tokio::HyperFetcher;
 use edge_core::{Body, Fetcher};
 use edge_example_pipeline::GatewayConfig;
 use futures_util::StreamExt;

@@ -6,14 +6,14 @@
 use std::future::Future;
 use std::io;
 
-use edge_core::server::serve as serve_http1;
+use edge_core::host::tokio::serve as serve_http1;
 use edge_example_pipeline::Edge;
 use tokio::net::TcpListener;
 
 /// Serves `edge` on `listener` with HTTP/1.1 until `shutdown` resolves, then waits for the connections in
 /// flight to finish their current request. The connections are held to the edge's
 /// [`server_limits`](Edge::server_limits) (header-read and request timeouts, a connection cap, a body
-/// cap, `Host` checks) by [`edge_core::server::serve`], which also gives each request its peer's address
+/// cap, `Host` checks) by [`edge_core::host::tokio::serve`], which also gives each request its peer's address
 /// as [`ClientIp`](edge_core::ClientIp) for the rate limits.
 ///
 /// The returned future owns everything it needs (so it can be spawned).

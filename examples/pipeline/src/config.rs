@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use edge_auth::ratelimit::Quota;
-use edge_core::server::ServerLimits;
+use edge_core::host::tokio::ServerLimits;
 use http::Uri;
 
 use crate::pipeline::RateLimits;

@@ -7,19 +7,19 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_core::clock::TokioTimer;
-use edge_core::fetch::hyper::HyperFetcher;
-use edge_core::host::TokioHost;
+use edge_core::host::tokio::HyperFetcher;
+use edge_core::host::tokio::ServerLimits;
+use edge_core::host::tokio::TokioHost;
+use edge_core::host::tokio::TokioTimer;
+use edge_core::host::tokio::TokioWaitUntil;
 use edge_core::kv::DynKvStore;
-use edge_core::server::ServerLimits;
 use edge_core::trace::SplitMix;
-use edge_core::wait_until::TokioWaitUntil;
 use edge_core::{Body, SystemClock};
 use edge_kv::MemoryKv;
 use edge_kv::redis::RedisKv;
 use edge_observe::Registry;
-use edge_observe::layer::TraceLayer;
 use edge_observe::otlp::{Encoding, OtlpExporter};
+use edge_observe::trace::TraceLayer;
 use http::{Request, Response, Uri};
 use tower::util::BoxCloneSyncService;
 
@@ -278,7 +278,7 @@ impl Edge {
         &self.origin_url
     }
 
-    /// The limits on client connections the host should serve with (`edge_core::server::serve`).
+    /// The limits on client connections the host should serve with (`edge_core::host::tokio::serve`).
     #[must_use]
     pub fn server_limits(&self) -> ServerLimits {
         self.server_limits

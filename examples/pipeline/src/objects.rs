@@ -58,8 +58,8 @@ mod native {
     use std::path::Path;
     use std::time::Duration;
 
-    use edge_core::clock::TokioTimer;
-    use edge_core::wait_until::TokioWaitUntil;
+    use edge_core::host::tokio::TokioTimer;
+    use edge_core::host::tokio::TokioWaitUntil;
     use edge_do::{
         Namespace, ObjectState, ObjectStorage, Room, Sockets, SqliteStorage, SqliteStore,
     };

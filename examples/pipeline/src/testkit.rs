@@ -2,7 +2,7 @@
 //! hold with the same answers.
 
 use bytes::Bytes;
-use edge_core::fetch::hyper::HyperFetcher;
+use edge_core::host::tokio::HyperFetcher;
 use edge_core::{Body, Fetcher};
 use http::{HeaderMap, Method, Request, StatusCode};
 

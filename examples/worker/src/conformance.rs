@@ -16,9 +16,9 @@
 use bytes::Bytes;
 use edge_cache::workers::WorkersCache;
 use edge_core::durable::{ObjectNamespace, Storage};
+use edge_core::host::workers::WorkersFetcher;
 use edge_core::kv::{ListOptions, PutOptions};
 use edge_core::testing::{cache as cache_kit, durable as durable_kit, kv as kv_kit};
-use edge_core::workers::WorkersFetcher;
 use edge_core::{Body, CacheStore, Error, ErrorKind, Fetcher, KvStore, ManualClock};
 use edge_do::workers::{WorkersNamespace, WorkersStorage};
 use edge_example_pipeline::objects::json_response;

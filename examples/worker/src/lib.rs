@@ -28,12 +28,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use edge_cache::workers::WorkersCache;
-use edge_core::kv::DynKvStore;
-use edge_core::trace::SplitMix;
-use edge_core::workers::{
+use edge_core::host::workers::{
     WorkersFetcher, WorkersTimer, WorkersWaitUntil, in_request, request_from_worker,
     response_to_worker,
 };
+use edge_core::kv::DynKvStore;
+use edge_core::trace::SplitMix;
 use edge_core::{Body, Error, ErrorKind, SystemClock, WaitUntil};
 use edge_do::workers::{SOCKET_ATTACHMENT_HEADER, WorkersNamespace};
 use edge_example_pipeline::auth::DemoIssuer;
@@ -45,8 +45,8 @@ use edge_example_pipeline::pipeline::{
 use edge_example_pipeline::render::demo_manifest;
 use edge_kv::workers::WorkersKv;
 use edge_observe::Registry;
-use edge_observe::layer::TraceLayer;
 use edge_observe::otlp::OtlpExporter;
+use edge_observe::trace::TraceLayer;
 use http::{Request, Response, StatusCode, Uri};
 use tower::ServiceExt;
 use worker::{Context, Env, event};

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edge_core::fetch::hyper::HyperFetcher;
+use edge_core::host::tokio::HyperFetcher;
 use edge_core::{Body, Fetcher};
 use edge_example_pipeline::testkit::{
     Exchange, RoomClient, exchange_with_headers, next_frame, room_opening, standard_conversation,

@@ -68,7 +68,7 @@ async fn the_layers_go_into_an_axum_router() {
     use axum::routing::get;
     use tower::ServiceExt;
 
-    let host = edge_core::host::TokioHost::new().unwrap();
+    let host = edge_core::host::tokio::TokioHost::new().unwrap();
     let clock = host.clock();
     let cache = edge_cache::layer::CacheLayer::new(clock, host.background())
         .memory(edge_cache::MemoryCache::new(1 << 20, clock));
@@ -76,8 +76,8 @@ async fn the_layers_go_into_an_axum_router() {
         .route("/", get(|| async { ([("cache-control", "public, max-age=60")], "hello") }))
         .route_layer(cache)
         .layer(edge_auth::waf::WafLayer::new(edge_auth::waf::WafRules::new()))
-        .layer(edge_core::host::ClientIpLayer::new())
-        .layer(edge_observe::layer::TraceLayer::new(clock, host.background(), edge_core::trace::SplitMix::from_os()));
+        .layer(edge_core::host::SetClientIpLayer::new())
+        .layer(edge_observe::trace::TraceLayer::new(clock, host.background(), edge_core::trace::SplitMix::from_os()));
     let get = || http::Request::get("http://shop.example/").body(axum::body::Body::empty()).unwrap();
     app.clone().oneshot(get()).await.unwrap();
     let hit = app.oneshot(get()).await.unwrap();

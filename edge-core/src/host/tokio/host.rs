@@ -1,8 +1,6 @@
 //! [`TokioHost`]: the parts a tokio server (axum, hyper) hands the SDK, made once.
 
-use crate::clock::TokioTimer;
-use crate::fetch::hyper::HyperFetcher;
-use crate::wait_until::TokioWaitUntil;
+use super::{HyperFetcher, TokioTimer, TokioWaitUntil};
 use crate::{Clock, Error, SystemClock};
 
 /// The host services of a tokio server in one value: the [clock](SystemClock), post-response work
@@ -13,7 +11,7 @@ use crate::{Clock, Error, SystemClock};
 /// [`ManualClock`](crate::ManualClock) in tests.
 ///
 /// ```
-/// use edge_core::host::TokioHost;
+/// use edge_core::host::tokio::TokioHost;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), edge_core::Error> {

@@ -12,7 +12,7 @@ use edge_core::{BoxFuture, Clock, Fetcher, MaybeSend, MaybeSync, WaitUntil};
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use tower::{Layer, Service};
 
-use super::cache_status;
+use crate::labels::cache_status;
 use crate::otlp::OtlpExporter;
 use crate::routes::Routes;
 use crate::server_timing::ServerTiming;
@@ -189,10 +189,10 @@ impl TraceLayer {
 }
 
 impl<S> Layer<S> for TraceLayer {
-    type Service = TraceService<S>;
+    type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TraceService {
+        Trace {
             inner,
             layer: Arc::new(self.clone()),
         }
@@ -201,7 +201,7 @@ impl<S> Layer<S> for TraceLayer {
 
 /// The service [`TraceLayer`] makes.
 #[derive(Clone, Debug)]
-pub struct TraceService<S> {
+pub struct Trace<S> {
     inner: S,
     // Shared, so a request costs one reference count, not a copy of the settings.
     layer: Arc<TraceLayer>,
@@ -223,7 +223,7 @@ impl TraceLayer {
             &self.sampler,
         );
         let method = attr::method_value(request.method());
-        let route = super::matched_path(request).or_else(|| {
+        let route = crate::labels::matched_path(request).or_else(|| {
             (!self.routes.is_empty()).then(|| self.routes.classify(request.uri().path()))
         });
         let name: Cow<'static, str> = match route {
@@ -267,7 +267,7 @@ impl TraceLayer {
             {
                 s.set(attr::USER_AGENT_ORIGINAL, bounded(agent));
             }
-            let colo = super::colo(request);
+            let colo = crate::labels::colo(request);
             if !colo.is_none() {
                 s.set(attr::EDGE_COLO, colo.as_str().to_owned());
             }
@@ -366,7 +366,7 @@ fn log_line(finished: &FinishedRequest, clock: &dyn Clock) -> String {
     serde_json::Value::Object(line).to_string()
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Trace<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Future: MaybeSend + 'static,
@@ -463,7 +463,7 @@ mod tests {
         background: &QueuedWaitUntil,
         sink: &Collected,
         lines: &Arc<Mutex<Vec<String>>>,
-    ) -> TraceService<
+    ) -> Trace<
         impl Service<
             Request<Body>,
             Response = Response<Body>,

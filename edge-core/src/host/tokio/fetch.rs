@@ -22,7 +22,7 @@ use crate::fetch::Fetcher;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use edge_core::{Body, Fetcher, fetch::hyper::HyperFetcher};
+/// use edge_core::{Body, Fetcher, host::tokio::HyperFetcher};
 ///
 /// # async fn demo() -> Result<(), edge_core::Error> {
 /// let fetcher = HyperFetcher::new().with_timeout(Duration::from_secs(5));

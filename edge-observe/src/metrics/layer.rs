@@ -14,12 +14,12 @@ use edge_core::{Body, BoxError, BoxFuture, Clock, MaybeSend};
 use http::{HeaderValue, Method, Request, Response, header};
 use tower::{Layer, Service};
 
-use super::{cache_status, colo};
+use crate::labels::{cache_status, colo};
 use crate::metrics::{Counter, Histogram, Registry};
 use crate::routes::Routes;
 use crate::server_timing::ServerTiming;
 
-/// Builds [`MetricsService`]s over one registry.
+/// Builds [`Metrics`]s over one registry.
 #[derive(Clone, Debug)]
 pub struct MetricsLayer<C> {
     registry: Registry,
@@ -69,10 +69,10 @@ impl<C: Clock + Clone> MetricsLayer<C> {
 }
 
 impl<S, C: Clock + Clone> Layer<S> for MetricsLayer<C> {
-    type Service = MetricsService<S, C>;
+    type Service = Metrics<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
+        Metrics {
             inner,
             layer: self.clone(),
         }
@@ -81,7 +81,7 @@ impl<S, C: Clock + Clone> Layer<S> for MetricsLayer<C> {
 
 /// The service [`MetricsLayer`] makes.
 #[derive(Clone, Debug)]
-pub struct MetricsService<S, C> {
+pub struct Metrics<S, C> {
     inner: S,
     layer: MetricsLayer<C>,
 }
@@ -110,7 +110,7 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for MetricsService<S, C>
+impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for Metrics<S, C>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Future: MaybeSend + 'static,

@@ -24,9 +24,9 @@
 //! ```ignore
 //! #[worker::event(fetch)]
 //! async fn fetch(req: worker::Request, env: worker::Env, ctx: worker::Context) -> worker::Result<worker::Response> {
-//!     let request = edge_core::workers::request_from_worker(req)?;
-//!     let response = edge_core::workers::in_request(ctx, service().oneshot(request)).await?;
-//!     Ok(edge_core::workers::response_to_worker(response)?)
+//!     let request = edge_core::host::workers::request_from_worker(req)?;
+//!     let response = edge_core::host::workers::in_request(ctx, service().oneshot(request)).await?;
+//!     Ok(edge_core::host::workers::response_to_worker(response)?)
 //! }
 //! ```
 

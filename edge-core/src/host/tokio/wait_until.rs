@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
-use super::WaitUntil;
+use crate::WaitUntil;
 use crate::error::{Error, ErrorKind};
 
 /// Spawns post-response work on a tokio runtime and keeps count, so a server can
 /// [`drain`](Self::drain) it before exiting. Cheap to clone; clones share the count.
 ///
 /// ```
-/// use edge_core::{WaitUntil, wait_until::TokioWaitUntil};
+/// use edge_core::{WaitUntil, host::tokio::TokioWaitUntil};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let background = TokioWaitUntil::current().unwrap();

@@ -1,22 +1,5 @@
-//! (feature `tower`) The observability layers, for axum, hyper (through hyper-util) and any tower stack.
-//!
-//! | layer | what it does |
-//! |---|---|
-//! | [`TraceLayer`] | starts the request's server span from its `traceparent`, hands it to the layers inside ([`RequestSpan`](edge_core::trace::RequestSpan)), adds their stages to `Server-Timing`, exports the span after the response, writes a JSON log line, and (feature `tracing`) enters a `tracing` span so users' subscribers see it |
-//! | [`MetricsLayer`] | request counts and latency by route, status class, cache status and colo; `Server-Timing: edge`; a Prometheus endpoint |
-//!
-//! Put [`MetricsLayer`] outside [`TraceLayer`]: the metrics then time everything, the trace included.
-//!
-//! Route names come from the [`Routes`](crate::routes::Routes) you list, or (feature `axum`) from the
-//! route template axum matched (`MatchedPath`, e.g. `/users/{id}`), which axum puts in the request before
-//! the layers added with `Router::layer` or `route_layer` run. A template is bounded by your route
-//! table, so it is safe as a metric label.
-
-mod metrics;
-mod trace;
-
-pub use self::metrics::{MetricsLayer, MetricsService};
-pub use self::trace::{LogSink, SpanSink, TraceLayer, TraceService};
+//! What the layers label requests by: the route (axum's matched template), the cache status, the PoP. Each
+//! comes from a fixed or bounded set, so a label set cannot grow from request data.
 
 /// The route template axum matched (feature `axum`), when the layer runs inside the router.
 pub(crate) fn matched_path<B>(request: &http::Request<B>) -> Option<&str> {

@@ -18,7 +18,7 @@
 //!
 //! ```no_run
 //! use std::convert::Infallible;
-//! use edge_core::server::{ServerLimits, serve};
+//! use edge_core::host::tokio::{ServerLimits, serve};
 //! use http::{Request, Response};
 //!
 //! # async fn run() -> std::io::Result<()> {

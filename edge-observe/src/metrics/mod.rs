@@ -19,6 +19,13 @@
 //! assert!(text.contains(r#"edge_request_duration_seconds_bucket{route="/api/products",status_class="2xx",le="0.05"} 1"#));
 //! ```
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod layer;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use layer::{Metrics, MetricsLayer};
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

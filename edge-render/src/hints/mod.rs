@@ -4,14 +4,14 @@
 //!
 //! | host | `103 Early Hints` | what this module does there |
 //! |---|---|---|
-//! | hyper 1.x, axum | no: hyper's server has no API to send an informational response | `Link` on the final response ([`Hints::apply`]) |
+//! | hyper 1.x, axum | no: hyper's server has no API to send an informational response | `Link` on the final response ([`LinkHints::apply`]) |
 //! | Cloudflare Workers | yes, by the platform: with Early Hints on, Cloudflare sends a 103 built from the `Link` fields of HTML responses it has seen | `Link` on the final response, which is what Cloudflare learns from |
-//! | a host that can write informational responses | yes | [`Hints::early_hints`] builds the 103 to send first |
+//! | a host that can write informational responses | yes | [`LinkHints::early_hints`] builds the 103 to send first |
 //!
 //! ```
-//! use edge_render::hints::{As, Ect, Hints, Link};
+//! use edge_render::hints::{As, Ect, LinkHints, Link};
 //!
-//! let hints = Hints::new()
+//! let hints = LinkHints::new()
 //!     .with(Link::preload("/assets/app.css", As::Style))
 //!     .with(Link::preload("/fonts/inter.woff2", As::Font).mime_type("font/woff2").crossorigin())
 //!     .with(Link::prefetch("/assets/next-page.js").non_critical());
@@ -228,14 +228,14 @@ pub fn save_data(headers: &HeaderMap) -> bool {
 
 /// The hints of one response. See the [module docs](self).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Hints {
+pub struct LinkHints {
     links: Vec<Link>,
 }
 
 /// Most links a `Link` field carries; more are dropped (a header has to stay small).
 pub const MAX_LINKS: usize = 32;
 
-impl Hints {
+impl LinkHints {
     /// No hints.
     #[must_use]
     pub fn new() -> Self {
@@ -390,15 +390,15 @@ impl BundleManifest {
     /// `modulepreload`, their stylesheets as `preload`, and what they import dynamically as non-critical
     /// `prefetch`. No route, no hints.
     #[must_use]
-    pub fn hints_for(&self, path: &str) -> Hints {
+    pub fn hints_for(&self, path: &str) -> LinkHints {
         let Some((_, entry)) = self
             .routes
             .iter()
             .find(|(prefix, _)| path.starts_with(prefix.as_str()))
         else {
-            return Hints::new();
+            return LinkHints::new();
         };
-        let mut hints = Hints::new();
+        let mut hints = LinkHints::new();
         let mut seen = Vec::new();
         let mut stack = vec![entry.clone()];
         let mut dynamic = Vec::new();
@@ -427,91 +427,9 @@ impl BundleManifest {
     }
 }
 
-/// (feature `tower`) `HintsLayer`: `Link` hints from a [`BundleManifest`] on every HTML response,
-/// chosen for the client's connection.
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub mod layer {
-    use std::sync::Arc;
-    use std::task::{Context, Poll};
-
-    use edge_core::{BoxFuture, MaybeSend};
-    use http::{Request, Response, header};
-    use tower::{Layer, Service};
-
-    use super::{BundleManifest, Ect, save_data};
-
-    /// Adds the manifest's hints for the request's path to HTML responses.
-    #[derive(Clone, Debug)]
-    pub struct HintsLayer {
-        manifest: Arc<BundleManifest>,
-    }
-
-    impl HintsLayer {
-        /// Hints from `manifest`.
-        #[must_use]
-        pub fn new(manifest: BundleManifest) -> Self {
-            Self {
-                manifest: Arc::new(manifest),
-            }
-        }
-    }
-
-    impl<S> Layer<S> for HintsLayer {
-        type Service = HintsService<S>;
-
-        fn layer(&self, inner: S) -> Self::Service {
-            HintsService {
-                inner,
-                manifest: Arc::clone(&self.manifest),
-            }
-        }
-    }
-
-    /// The service [`HintsLayer`] makes.
-    #[derive(Clone, Debug)]
-    pub struct HintsService<S> {
-        inner: S,
-        manifest: Arc<BundleManifest>,
-    }
-
-    impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HintsService<S>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-        S::Future: MaybeSend + 'static,
-    {
-        type Response = Response<ResBody>;
-        type Error = S::Error;
-        type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-            self.inner.poll_ready(cx)
-        }
-
-        fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-            let hints = self
-                .manifest
-                .hints_for(request.uri().path())
-                .for_connection(
-                    Ect::from_headers(request.headers()),
-                    save_data(request.headers()),
-                );
-            let future = self.inner.call(request);
-            Box::pin(async move {
-                let mut response = future.await?;
-                let html = response
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|t| t.starts_with("text/html"));
-                if html {
-                    hints.apply(&mut response);
-                }
-                Ok(response)
-            })
-        }
-    }
-}
+pub mod layer;
 
 #[cfg(test)]
 mod tests {
@@ -542,7 +460,7 @@ mod tests {
 
     #[test]
     fn headers_stay_one_line_of_ascii_and_bounded() {
-        let hints = Hints::new()
+        let hints = LinkHints::new()
             .with(Link::preload(
                 "/a.css>; rel=preload; as=script, </evil.js",
                 As::Style,
@@ -551,7 +469,7 @@ mod tests {
             .with(Link::preload("/ünïcode.css", As::Style))
             .with(Link::preconnect("https://cdn.example"));
         assert_eq!(hints.links().len(), 1);
-        let many = (0..100).fold(Hints::new(), |h, i| {
+        let many = (0..100).fold(LinkHints::new(), |h, i| {
             h.with(Link::preload(format!("/{i}.js"), As::Script))
         });
         assert_eq!(many.links().len(), MAX_LINKS);
@@ -564,7 +482,7 @@ mod tests {
         headers.insert("save-data", HeaderValue::from_static("on"));
         assert_eq!(Ect::from_headers(&headers), Some(Ect::G3));
         assert!(save_data(&headers));
-        let hints = Hints::new()
+        let hints = LinkHints::new()
             .with(Link::preload("/a.css", As::Style))
             .with(Link::prefetch("/b.js"));
         assert_eq!(
