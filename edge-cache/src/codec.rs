@@ -160,10 +160,7 @@ pub fn decode(bytes: &Bytes) -> Result<CachedResponse, Error> {
 
 /// A list of keys as bytes (each a big-endian `u32` length and its bytes): the tag index of stores that
 /// cannot enumerate their keys (the Workers Cache API).
-#[cfg_attr(
-    not(all(feature = "workers", target_arch = "wasm32")),
-    allow(dead_code)
-)]
+#[cfg(any(test, all(feature = "workers", target_arch = "wasm32")))]
 pub(crate) fn encode_keys(keys: &[String]) -> Vec<u8> {
     let mut out = Vec::with_capacity(keys.iter().map(|k| k.len() + 4).sum());
     for key in keys {
@@ -179,10 +176,7 @@ pub(crate) fn encode_keys(keys: &[String]) -> Vec<u8> {
 /// # Errors
 ///
 /// [`ErrorKind::Corrupt`] for anything else (truncated, overlong, not UTF-8).
-#[cfg_attr(
-    not(all(feature = "workers", target_arch = "wasm32")),
-    allow(dead_code)
-)]
+#[cfg(any(test, all(feature = "workers", target_arch = "wasm32")))]
 pub(crate) fn decode_keys(raw: &[u8]) -> Result<Vec<String>, Error> {
     let corrupt = || Error::new(ErrorKind::Corrupt, "a key list not written by edge-cache");
     let mut keys = Vec::new();

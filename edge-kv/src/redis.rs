@@ -242,7 +242,12 @@ impl Envelope {
     }
 }
 
-fn redis_error(e: ::redis::RedisError) -> Error {
+/// A `redis` error as an [`Error`] of the right kind: [`ErrorKind::Timeout`] for a timeout,
+/// [`ErrorKind::Unavailable`] when the connection failed or dropped (the manager reconnects; a later call
+/// may succeed), [`ErrorKind::Backend`] for anything Redis itself answered. Every Redis backend of the SDK
+/// (this store, `edge-auth`'s Redis limiters) maps errors through it.
+#[must_use]
+pub fn redis_error(e: ::redis::RedisError) -> Error {
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {

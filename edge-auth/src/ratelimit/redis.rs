@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use edge_core::{Error, ErrorKind};
+use edge_kv::redis::redis_error;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -171,17 +172,6 @@ async fn connect(url: &str) -> Result<ConnectionManager, Error> {
     ConnectionManager::new_with_config(client, config)
         .await
         .map_err(redis_error)
-}
-
-fn redis_error(e: redis::RedisError) -> Error {
-    let kind = if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        ErrorKind::Unavailable
-    } else {
-        ErrorKind::Backend
-    };
-    Error::with_source(kind, "redis rate-limit script failed", e)
 }
 
 /// KEYS[1]: the key. ARGV: window (µs), limit. Returns {admitted 0|1, hits in window, µs until the oldest
