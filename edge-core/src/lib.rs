@@ -18,6 +18,7 @@
 //! | [`body`] | [`Body`]: buffered or streamed, an `http_body::Body` for axum and hyper |
 //! | [`durable`] | [`DurableObject`](durable::DurableObject), its [`Storage`](durable::Storage) and [`ObjectNamespace`](durable::ObjectNamespace): one writer per key, hosted in process (`edge-do`) or on Cloudflare |
 //! | [`coalesce`] | [`Coalescer`]: one load per key for any number of concurrent callers |
+//! | [`refresh`] | [`Refresh`](refresh::Refresh): a value loaded on first use, kept for a TTL, refreshed in the background, the last good one kept through failures (JWKS, flags, configuration) |
 //! | [`error`] | [`Error`] and [`ErrorKind`], shared by every contract |
 //! | [`host`] | every host part in one place: `OriginProxy`, `ServiceFetcher`, `SetClientIpLayer` (feature `tower`); `host::tokio` (`TokioTimer`, `TokioWaitUntil`, `HyperFetcher`, `TokioHost`, `serve`); `host::workers` (the Cloudflare Workers adapters) |
 //! | [`hop`] | hop-by-hop fields (RFC 9110 §7.6.1): the list, `Connection`'s options, their removal |
@@ -120,6 +121,7 @@ pub mod geo;
 pub mod hop;
 pub mod host;
 pub mod kv;
+pub mod refresh;
 pub mod respond;
 pub mod sync;
 #[cfg(feature = "testing")]

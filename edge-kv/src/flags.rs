@@ -312,7 +312,7 @@ pub fn bucket(flag: &str, user: &str) -> u32 {
 /// assert_eq!(flags.variant("no-such-flag", &kiwi, "off").await, "off");
 /// # Ok::<_, edge_core::Error>(()) }).unwrap();
 /// ```
-pub struct FlagClient<S, C, W> {
+pub struct FlagClient<S: KvStore, C, W> {
     document: LazyDocument<S, RawFlagSet, C, W>,
 }
 
@@ -374,7 +374,7 @@ where
     }
 }
 
-impl<S, C, W> Clone for FlagClient<S, C, W> {
+impl<S: KvStore, C, W> Clone for FlagClient<S, C, W> {
     fn clone(&self) -> Self {
         Self {
             document: self.document.clone(),
@@ -382,7 +382,7 @@ impl<S, C, W> Clone for FlagClient<S, C, W> {
     }
 }
 
-impl<S, C, W> fmt::Debug for FlagClient<S, C, W> {
+impl<S: KvStore, C, W> fmt::Debug for FlagClient<S, C, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FlagClient")
             .field("document", &self.document)

@@ -15,16 +15,14 @@
 //! Keys are never taken from a token (`jku`, `x5u`, `jwk` headers are ignored by the verifier).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use edge_core::clock::Instant;
 use edge_core::kv::{DynKvStore, PutOptions};
-use edge_core::{
-    Body, Clock, Coalescer, ErrorKind, Fetcher, KvStore, MaybeSend, MaybeSync, WaitUntil,
-};
+use edge_core::refresh::{Load, Refresh};
+use edge_core::{Body, Clock, ErrorKind, Fetcher, KvStore, MaybeSend, MaybeSync, WaitUntil};
 use serde::de::DeserializeOwned;
 
 use crate::jwt::Error;
@@ -190,27 +188,23 @@ impl<F: Fetcher> KeySource for OriginKeySource<F> {
 /// assert!(rejected.is_err());
 /// # Ok::<_, edge_core::Error>(()) }).unwrap();
 /// ```
-pub struct JwksProvider<K, C, W> {
-    inner: Arc<Inner<K, C, W>>,
+pub struct JwksProvider<K: KeySource, C: Clock, W> {
+    keys: Refresh<KeyLoader<K, C>, Arc<C>, W>,
 }
 
-struct Inner<K, C, W> {
+/// One load of the key set (the [`Refresh`] keeps it fresh), with what the provider remembers between
+/// loads: the algorithms to bind, the unknown-`kid` cooldown, and how the source is doing.
+struct KeyLoader<K, C> {
     source: K,
-    clock: C,
-    background: W,
-    ttl: Duration,
+    clock: Arc<C>,
     cooldown: Duration,
-    state: Mutex<State>,
-    loads: Coalescer<(), Result<Arc<KeySet>, Error>>,
-    refreshing: AtomicBool,
     /// Algorithms keys without `alg` are bound to ([`JwksProvider::with_algorithms`]).
     bind: Mutex<Arc<[Algorithm]>>,
+    health: Mutex<Health>,
 }
 
 #[derive(Default)]
-struct State {
-    keys: Option<Arc<KeySet>>,
-    fresh_until: Instant,
+struct Health {
     /// When a reload for an unknown `kid` last ran.
     last_forced: Option<Instant>,
     /// Loads that failed since the last one that succeeded, and the latest failure.
@@ -218,6 +212,8 @@ struct State {
     last_error: Option<Error>,
     /// When a failure was last logged (failures are logged at most once per cooldown).
     last_warned: Option<Instant>,
+    /// Whether a key set is being served (for the log line of a failure).
+    serving: bool,
 }
 
 /// How the provider's key source is doing ([`JwksProvider::health`]): for a readiness check, or a metric.
@@ -232,9 +228,9 @@ pub struct JwksHealth {
     pub last_error: Option<Error>,
 }
 
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Critical sections are plain field reads and writes: poisoning carries no broken invariant.
-    state
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -265,18 +261,16 @@ where
         ttl: Duration,
         cooldown: Duration,
     ) -> Self {
+        let clock = Arc::new(clock);
+        let loader = KeyLoader {
+            source,
+            clock: Arc::clone(&clock),
+            cooldown,
+            bind: Mutex::new(Arc::from([])),
+            health: Mutex::new(Health::default()),
+        };
         Self {
-            inner: Arc::new(Inner {
-                source,
-                clock,
-                background,
-                ttl,
-                cooldown,
-                state: Mutex::new(State::default()),
-                loads: Coalescer::new(),
-                refreshing: AtomicBool::new(false),
-                bind: Mutex::new(Arc::from([])),
-            }),
+            keys: Refresh::new(loader, ttl, clock, background),
         }
     }
 
@@ -287,15 +281,8 @@ where
     /// every clone of this provider.
     #[must_use]
     pub fn with_algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        let algorithms: Arc<[Algorithm]> = algorithms.into_iter().collect();
-        *self
-            .inner
-            .bind
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = algorithms;
-        let mut state = lock(&self.inner.state);
-        state.keys = None;
-        drop(state);
+        *lock(&self.keys.loader().bind) = algorithms.into_iter().collect();
+        self.keys.invalidate();
         self
     }
 
@@ -305,22 +292,7 @@ where
     ///
     /// [`Error::KeySource`] if the set has never been loaded and cannot be now.
     pub async fn keys(&self) -> Result<Arc<KeySet>, Error> {
-        let now = self.inner.clock.now();
-        let cached = {
-            let state = lock(&self.inner.state);
-            state
-                .keys
-                .as_ref()
-                .map(|keys| (Arc::clone(keys), state.fresh_until > now))
-        };
-        match cached {
-            Some((keys, true)) => Ok(keys),
-            Some((keys, false)) => {
-                self.refresh_in_background();
-                Ok(keys)
-            }
-            None => self.reload().await,
-        }
+        self.keys.get().await
     }
 
     /// Verifies `token` with the current keys; a token naming an unknown `kid` reloads them (at most once per
@@ -334,11 +306,11 @@ where
         verifier: &Verifier,
         token: &str,
     ) -> Result<Verified<T>, Error> {
-        let now = self.inner.clock.unix_time();
+        let now = self.keys.loader().clock.unix_time();
         let keys = self.keys().await?;
         match verifier.verify(token, &*keys, now) {
-            Err(Error::UnknownKey) if self.may_force_reload() => {
-                let keys = self.reload().await?;
+            Err(Error::UnknownKey) if self.keys.loader().may_force_reload() => {
+                let keys = self.keys.reload().await?;
                 verifier.verify(token, &*keys, now)
             }
             result => result,
@@ -348,95 +320,73 @@ where
     /// How the key source is doing: a source that cannot be reached shows here, and as a `tracing`
     /// warning (at most one per cooldown), not only in the verdicts of the tokens.
     pub fn health(&self) -> JwksHealth {
-        let state = lock(&self.inner.state);
+        let health = lock(&self.keys.loader().health);
         JwksHealth {
-            has_keys: state.keys.is_some(),
-            consecutive_failures: state.failures,
-            last_error: state.last_error.clone(),
+            has_keys: self.keys.current().is_some(),
+            consecutive_failures: health.failures,
+            last_error: health.last_error.clone(),
         }
-    }
-
-    /// `true` (and the cooldown restarted) if a forced reload is allowed now.
-    fn may_force_reload(&self) -> bool {
-        let now = self.inner.clock.now();
-        let mut state = lock(&self.inner.state);
-        let allowed = state
-            .last_forced
-            .is_none_or(|at| now.duration_since(at) >= self.inner.cooldown);
-        if allowed {
-            state.last_forced = Some(now);
-        }
-        allowed
-    }
-
-    async fn reload(&self) -> Result<Arc<KeySet>, Error> {
-        let inner = Arc::clone(&self.inner);
-        self.inner
-            .loads
-            .run((), move || async move { inner.load().await })
-            .await
-    }
-
-    fn refresh_in_background(&self) {
-        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let inner = Arc::clone(&self.inner);
-        self.inner.background.wait_until(async move {
-            if inner.load().await.is_err() {
-                // Keep the last good keys; try again after a quarter of the TTL.
-                let retry_at = inner.clock.now() + inner.ttl / 4;
-                lock(&inner.state).fresh_until = retry_at;
-            }
-            inner.refreshing.store(false, Ordering::Release);
-        });
     }
 }
 
-impl<K: KeySource, C: Clock, W> Inner<K, C, W> {
+impl<K: KeySource, C: Clock> Load for KeyLoader<K, C> {
+    type Value = KeySet;
+    type Error = Error;
+
     /// One load of the key set, its outcome recorded for [`JwksProvider::health`] and the logs.
-    async fn load(&self) -> Result<Arc<KeySet>, Error> {
+    async fn load(&self) -> Result<KeySet, Error> {
         let result = self.load_once().await;
         let now = self.clock.now();
-        let mut state = lock(&self.state);
+        let mut health = lock(&self.health);
         match &result {
-            Ok(_) if state.failures > 0 => {
+            Ok(_) if health.failures > 0 => {
                 tracing::info!(
-                    edge.jwks.failures = state.failures,
+                    edge.jwks.failures = health.failures,
                     "the JWK Set loads again"
                 );
-                state.failures = 0;
-                state.last_error = None;
+                health.failures = 0;
+                health.last_error = None;
             }
             Ok(_) => {}
             Err(error) => {
-                state.failures = state.failures.saturating_add(1);
-                state.last_error = Some(error.clone());
-                let quiet = state
+                health.failures = health.failures.saturating_add(1);
+                health.last_error = Some(error.clone());
+                let quiet = health
                     .last_warned
                     .is_some_and(|at| now.duration_since(at) < self.cooldown);
                 if !quiet {
-                    state.last_warned = Some(now);
+                    health.last_warned = Some(now);
                     tracing::warn!(
-                        edge.jwks.failures = state.failures,
-                        edge.jwks.serving_last_good = state.keys.is_some(),
+                        edge.jwks.failures = health.failures,
+                        edge.jwks.serving_last_good = health.serving,
                         error = %error,
                         "the JWK Set could not be loaded"
                     );
                 }
             }
         }
+        health.serving |= result.is_ok();
         result
     }
+}
 
-    async fn load_once(&self) -> Result<Arc<KeySet>, Error> {
+impl<K: KeySource, C: Clock> KeyLoader<K, C> {
+    /// `true` (and the cooldown restarted) if a forced reload is allowed now.
+    fn may_force_reload(&self) -> bool {
+        let now = self.clock.now();
+        let mut health = lock(&self.health);
+        let allowed = health
+            .last_forced
+            .is_none_or(|at| now.duration_since(at) >= self.cooldown);
+        if allowed {
+            health.last_forced = Some(now);
+        }
+        allowed
+    }
+
+    async fn load_once(&self) -> Result<KeySet, Error> {
         let document = self.source.load().await.map_err(Error::KeySource)?;
-        let bind = Arc::clone(
-            &self
-                .bind
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let bind = Arc::clone(&lock(&self.bind));
         let (keys, skipped) = JwkSet::from_json(&document)?.verifying_keys_with(&bind);
         for (kid, why) in &skipped {
             // Loads happen at most once per TTL or cooldown, so this cannot flood the logs.
@@ -446,27 +396,23 @@ impl<K: KeySource, C: Clock, W> Inner<K, C, W> {
                 "a key of the JWK Set was skipped"
             );
         }
-        let keys = Arc::new(keys);
-        let mut state = lock(&self.state);
-        state.keys = Some(Arc::clone(&keys));
-        state.fresh_until = self.clock.now() + self.ttl;
         Ok(keys)
     }
 }
 
-impl<K, C, W> Clone for JwksProvider<K, C, W> {
+impl<K: KeySource, C: Clock, W> Clone for JwksProvider<K, C, W> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            keys: self.keys.clone(),
         }
     }
 }
 
-impl<K, C, W> fmt::Debug for JwksProvider<K, C, W> {
+impl<K: KeySource, C: Clock, W> fmt::Debug for JwksProvider<K, C, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwksProvider")
-            .field("ttl", &self.inner.ttl)
-            .field("cooldown", &self.inner.cooldown)
+            .field("keys", &self.keys)
+            .field("cooldown", &self.keys.loader().cooldown)
             .finish_non_exhaustive()
     }
 }

@@ -52,7 +52,7 @@ trait VerifyToken<T>: MaybeSend + MaybeSync {
     fn verify(&self, token: String) -> BoxFuture<'static, Result<Verified<T>, Error>>;
 }
 
-struct ProviderVerify<K, C, W> {
+struct ProviderVerify<K: KeySource, C: Clock, W> {
     provider: Arc<JwksProvider<K, C, W>>,
     verifier: Arc<Verifier>,
 }

@@ -311,6 +311,8 @@ async fn an_unreachable_source_shows_in_health_and_warns_once_per_cooldown() {
     assert!(!health.has_keys && health.consecutive_failures == 0);
 
     for _ in 0..5 {
+        // Again before each call: a test on another thread may hit the callsite first, with no subscriber.
+        tracing::callsite::rebuild_interest_cache();
         let err = provider.keys().await.unwrap_err();
         assert!(matches!(err, Error::KeySource(_)), "{err}");
     }
@@ -323,6 +325,7 @@ async fn an_unreachable_source_shows_in_health_and_warns_once_per_cooldown() {
         "one warning per cooldown"
     );
     clock.advance(Duration::from_secs(30));
+    tracing::callsite::rebuild_interest_cache();
     provider.keys().await.unwrap_err();
     assert_eq!(warnings.load(Ordering::Relaxed), 2, "and again after it");
 
@@ -339,6 +342,7 @@ async fn an_unreachable_source_shows_in_health_and_warns_once_per_cooldown() {
         .unwrap();
     clock.advance(Duration::from_secs(300));
     provider.keys().await.unwrap();
+    tracing::callsite::rebuild_interest_cache();
     background.run_all().await;
     assert_eq!(provider.health().consecutive_failures, 1);
     assert_eq!(warnings.load(Ordering::Relaxed), 3);

@@ -1,12 +1,12 @@
 //! A JSON document read from KV on first use, kept in memory, refreshed in the background.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
-use edge_core::clock::Instant;
-use edge_core::{Clock, Coalescer, Error, ErrorKind, KvStore, MaybeSend, MaybeSync, WaitUntil};
+use edge_core::refresh::{Load, Refresh};
+use edge_core::{Clock, Error, ErrorKind, KvStore, MaybeSend, MaybeSync, WaitUntil};
 use serde::de::DeserializeOwned;
 
 /// A document (configuration, a flag set, a key set) stored as JSON under one KV key.
@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 /// the parsed value is kept in memory for `ttl`. After that, a call past the TTL returns the value it has at
 /// once and refreshes it in the background through [`WaitUntil`], one refresh at a time. If a refresh fails
 /// (KV down, the document deleted or corrupted), the last good value keeps being served and the refresh is
-/// retried after a quarter of the TTL.
+/// retried after a quarter of the TTL. (All of that is [`Refresh`]; this type is its KV reader.)
 ///
 /// ```
 /// use std::time::Duration;
@@ -35,25 +35,44 @@ use serde::de::DeserializeOwned;
 /// assert_eq!(config.get().await?.banner, "hello");
 /// # Ok::<_, edge_core::Error>(()) }).unwrap();
 /// ```
-pub struct LazyDocument<S, T, C, W> {
-    inner: Arc<Inner<S, T, C, W>>,
+pub struct LazyDocument<S, T, C, W>
+where
+    S: KvStore,
+    T: DeserializeOwned + MaybeSend + MaybeSync + 'static,
+{
+    document: Refresh<Reader<S, T>, C, W>,
 }
 
-struct Inner<S, T, C, W> {
+/// One read of the document: get the key, parse the JSON.
+struct Reader<S, T> {
     store: S,
     key: String,
-    ttl: Duration,
-    clock: C,
-    background: W,
-    cached: Mutex<Option<Cached<T>>>,
-    first_load: Coalescer<(), Result<Arc<T>, Error>>,
-    refreshing: AtomicBool,
+    parses_into: PhantomData<fn() -> T>,
 }
 
-struct Cached<T> {
-    value: Arc<T>,
-    /// When the value stops being fresh.
-    fresh_until: Instant,
+impl<S, T> Load for Reader<S, T>
+where
+    S: KvStore,
+    T: DeserializeOwned + MaybeSend + MaybeSync + 'static,
+{
+    type Value = T;
+    type Error = Error;
+
+    async fn load(&self) -> Result<T, Error> {
+        let raw = self.store.get(&self.key).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no document at `{}`", self.key),
+            )
+        })?;
+        serde_json::from_slice(&raw).map_err(|e| {
+            Error::with_source(
+                ErrorKind::Corrupt,
+                format!("document at `{}` is not valid", self.key),
+                e,
+            )
+        })
+    }
 }
 
 impl<S, T, C, W> LazyDocument<S, T, C, W>
@@ -65,26 +84,20 @@ where
 {
     /// The document at `key` in `store`, fresh for 60 s by `clock`, refreshed through `background`.
     pub fn new(store: S, key: impl Into<String>, clock: C, background: W) -> Self {
+        let reader = Reader {
+            store,
+            key: key.into(),
+            parses_into: PhantomData,
+        };
         Self {
-            inner: Arc::new(Inner {
-                store,
-                key: key.into(),
-                ttl: Duration::from_secs(60),
-                clock,
-                background,
-                cached: Mutex::new(None),
-                first_load: Coalescer::new(),
-                refreshing: AtomicBool::new(false),
-            }),
+            document: Refresh::new(reader, Duration::from_secs(60), clock, background),
         }
     }
 
     /// How long a read value is served without asking KV again (default 60 s).
     #[must_use]
-    pub fn with_ttl(mut self, ttl: Duration) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.ttl = ttl;
-        }
+    pub fn with_ttl(self, ttl: Duration) -> Self {
+        self.document.set_ttl(ttl);
         self
     }
 
@@ -96,92 +109,31 @@ where
     /// [`ErrorKind::Corrupt`] if it is not the expected JSON, or the store's error. Once a value has been
     /// read, failures to refresh it are absorbed (the last good value is served).
     pub async fn get(&self) -> Result<Arc<T>, Error> {
-        let now = self.inner.clock.now();
-        let cached = {
-            let cached = lock(&self.inner.cached);
-            cached
-                .as_ref()
-                .map(|c| (Arc::clone(&c.value), c.fresh_until > now))
-        };
-        match cached {
-            Some((value, true)) => Ok(value),
-            Some((value, false)) => {
-                self.refresh_in_background();
-                Ok(value)
-            }
-            None => {
-                let inner = Arc::clone(&self.inner);
-                self.inner
-                    .first_load
-                    .run((), move || async move { inner.load().await })
-                    .await
-            }
-        }
-    }
-
-    fn refresh_in_background(&self) {
-        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let inner = Arc::clone(&self.inner);
-        self.inner.background.wait_until(async move {
-            if inner.load().await.is_err() {
-                // Keep serving the last good value; try again after a quarter of the TTL.
-                let retry_at = inner.clock.now() + inner.ttl / 4;
-                if let Some(cached) = lock(&inner.cached).as_mut() {
-                    cached.fresh_until = retry_at;
-                }
-            }
-            inner.refreshing.store(false, Ordering::Release);
-        });
+        self.document.get().await
     }
 }
 
-impl<S: KvStore, T: DeserializeOwned, C: Clock, W> Inner<S, T, C, W> {
-    /// Reads and parses the document, and caches it on success.
-    async fn load(&self) -> Result<Arc<T>, Error> {
-        let raw = self.store.get(&self.key).await?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("no document at `{}`", self.key),
-            )
-        })?;
-        let value: T = serde_json::from_slice(&raw).map_err(|e| {
-            Error::with_source(
-                ErrorKind::Corrupt,
-                format!("document at `{}` is not valid", self.key),
-                e,
-            )
-        })?;
-        let value = Arc::new(value);
-        *lock(&self.cached) = Some(Cached {
-            value: Arc::clone(&value),
-            fresh_until: self.clock.now() + self.ttl,
-        });
-        Ok(value)
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section here is a plain assignment or read: poisoning carries no broken invariant.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl<S, T, C, W> Clone for LazyDocument<S, T, C, W> {
+impl<S, T, C, W> Clone for LazyDocument<S, T, C, W>
+where
+    S: KvStore,
+    T: DeserializeOwned + MaybeSend + MaybeSync + 'static,
+{
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            document: self.document.clone(),
         }
     }
 }
 
-impl<S, T, C, W> fmt::Debug for LazyDocument<S, T, C, W> {
+impl<S, T, C, W> fmt::Debug for LazyDocument<S, T, C, W>
+where
+    S: KvStore,
+    T: DeserializeOwned + MaybeSend + MaybeSync + 'static,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LazyDocument")
-            .field("key", &self.inner.key)
-            .field("ttl", &self.inner.ttl)
-            .finish_non_exhaustive()
+            .field("key", &self.document.loader().key)
+            .field("document", &self.document)
+            .finish()
     }
 }
