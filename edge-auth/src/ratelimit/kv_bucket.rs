@@ -22,7 +22,7 @@
 //! so at each replica the PoP's own newest write outranks the older remote writes arriving behind it
 //! (last writer wins by timestamp), and each PoP ends up acting on its own bucket alone. A client that
 //! saturates `M` PoPs gets `M · (C + r·w)` through: the test `over_admission_across_pops_…` in
-//! `edge-auth/tests/ratelimit.rs` measures 59 of an exact 60 per PoP for `M` = 1, 2, 4 and 8 at 50 ms and
+//! `edge-auth/tests/ratelimit/` measures 59 of an exact 60 per PoP for `M` = 1, 2, 4 and 8 at 50 ms and
 //! 250 ms lag. Sharing helps only traffic that moves between PoPs slower than the lag (a user whose
 //! requests land on one PoP, then another). For exact limits across servers use Redis or a durable
 //! object; for a lag-dependent bound, counters that *add up* across PoPs instead of overwriting each
