@@ -400,21 +400,14 @@ where
 /// event, under the SDK's attribute names.
 fn record(span: Option<&RequestSpan>, started: Option<Instant>, response: &Response<Body>) {
     let outcome = response.extensions().get::<CacheOutcome>();
-    let status = outcome.map_or("", |o| o.status).to_owned();
-    let tier = outcome
-        .and_then(|o| o.tier)
-        .map_or("", |t| t.name())
-        .to_owned();
-    tracing::debug!(
-        edge.cache.status = status.as_str(),
-        edge.cache.tier = tier.as_str(),
-        "cache"
-    );
+    let status = outcome.map_or("", |o| o.status);
+    let tier = outcome.and_then(|o| o.tier).map_or("", |t| t.name());
+    tracing::debug!(edge.cache.status = status, edge.cache.tier = tier, "cache");
     if let (Some(span), Some(started)) = (span, started) {
         if !tier.is_empty() {
             span.set(attr::EDGE_CACHE_TIER, tier);
         }
-        span.set(attr::EDGE_CACHE_STATUS, status.clone());
+        span.set(attr::EDGE_CACHE_STATUS, status);
         span.stage_since("cache", started, Some(status));
     }
 }

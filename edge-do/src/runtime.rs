@@ -516,7 +516,7 @@ where
                 child.set_status(Status::Error(Cow::Borrowed(outcome)));
             }
             parent.end_child(child);
-            parent.stage_since("do", started, None::<&'static str>);
+            parent.stage_since("do", started, None);
         }
         result
     }

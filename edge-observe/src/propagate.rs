@@ -104,7 +104,7 @@ impl<F: Fetcher> Fetcher for TracedFetcher<F> {
         }
         parent.end_child(child);
         if let Some(stage) = &self.stage {
-            parent.stage_since(stage.clone(), started, None::<&'static str>);
+            parent.stage_since(stage.clone(), started, None);
         }
         result
     }

@@ -162,7 +162,7 @@ impl RequestSpan {
         &self,
         name: impl Into<Cow<'static, str>>,
         started: Instant,
-        description: Option<impl Into<Cow<'static, str>>>,
+        description: Option<&'static str>,
     ) {
         let duration = self.clock.now().duration_since(started);
         self.stage(name, duration, description);
@@ -173,14 +173,14 @@ impl RequestSpan {
         &self,
         name: impl Into<Cow<'static, str>>,
         duration: Duration,
-        description: Option<impl Into<Cow<'static, str>>>,
+        description: Option<&'static str>,
     ) {
         let mut inner = lock(&self.inner);
         if inner.stages.len() < MAX_STAGES {
             inner.stages.push(Stage {
                 name: name.into(),
                 duration,
-                description: description.map(Into::into),
+                description: description.map(Cow::Borrowed),
             });
         } else {
             inner.count_dropped();
@@ -273,7 +273,7 @@ mod tests {
         let clock = ManualClock::new();
         let span = started(&clock);
         for _ in 0..MAX_STAGES + 3 {
-            span.stage("s", Duration::ZERO, None::<&'static str>);
+            span.stage("s", Duration::ZERO, None);
         }
         for _ in 0..MAX_CHILDREN + 2 {
             let child = span.child("c", SpanKind::Internal);
