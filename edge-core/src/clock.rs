@@ -414,7 +414,7 @@ fn add_saturating(cell: &AtomicU64, by: u64) {
 
 /// Sleeps: the host's timer, for work that waits on its own (retry backoff, export deadlines).
 ///
-/// Hosts provide one: [`TokioTimer`] under tokio (feature `tokio`), a `setTimeout` promise in a Worker,
+/// Hosts provide one: [`TokioTimer`](crate::host::tokio::TokioTimer) under tokio (feature `tokio`), a `setTimeout` promise in a Worker,
 /// and [`ManualClock`] in tests, whose sleeps end when the test advances it.
 pub trait Timer: MaybeSend + MaybeSync {
     /// A future that completes `duration` from now.

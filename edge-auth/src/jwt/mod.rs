@@ -5,7 +5,7 @@
 //! | [`VerifyingKey`] | one key, one [`Algorithm`]; weak keys refused at construction |
 //! | [`Jwk`], [`JwkSet`] | RFC 7517 keys, RFC 7638 thumbprints |
 //! | [`KeySet`], [`KeyLookup`] | find the key a token names by `kid` |
-//! | [`Verifier`], [`Validation`] | compact JWS in, [`Verified`] claims or a typed [`Error`](crate::jwt::Error) out |
+//! | [`Verifier`], [`Validation`] | compact JWS in, [`Verified`] claims or a typed [`Error`] out |
 //!
 //! What is refused, always: `alg: none`; a header `alg` other than the key's; `crit` extensions; keys from
 //! `jku`/`x5u`/`jwk`/`x5c` headers (ignored, never fetched); non-canonical base64url; duplicate JSON member

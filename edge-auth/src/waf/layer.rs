@@ -25,7 +25,7 @@ use super::{BodyKind, Verdict, WafRules};
 use crate::ratelimit::{Backend, KeyExtractor, RequestView, Unkeyed};
 use crate::refusal::json_refusal;
 
-/// Runs [`WafRules`](super::WafRules) in front of a service. See the [module docs](self).
+/// Runs [`WafRules`] in front of a service. See the [module docs](self).
 #[derive(Clone)]
 pub struct WafLayer {
     shared: Arc<Shared>,

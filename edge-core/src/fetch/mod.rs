@@ -5,7 +5,7 @@
 //!
 //! | implementation | where | feature |
 //! |---|---|---|
-//! | [`HyperFetcher`](hyper::HyperFetcher) | native hosts, pooled connections over hyper-util | `hyper` |
+//! | [`HyperFetcher`](crate::host::tokio::HyperFetcher) | native hosts, pooled connections over hyper-util | `hyper` |
 //! | [`TestFetcher`](crate::testing::TestFetcher) | tests: canned replies, latency on a `ManualClock`, failures | `testing` |
 //! | `WorkersFetcher` | Cloudflare Workers (`fetch`) | `workers` (planned) |
 //!

@@ -1,6 +1,6 @@
 //! Work that runs after the response has been sent: span export, cache writes, background revalidation.
 //!
-//! The host decides how such work is kept alive. On tokio it is a spawned task ([`TokioWaitUntil`], feature
+//! The host decides how such work is kept alive. On tokio it is a spawned task ([`TokioWaitUntil`](crate::host::tokio::TokioWaitUntil), feature
 //! `tokio`); in a Worker it is handed to the execution context's `waitUntil`, which keeps the isolate alive
 //! until it settles (the `workers` adapter). Tests use [`QueuedWaitUntil`] and run the queued work when they
 //! choose.

@@ -20,6 +20,11 @@ use crate::fetch::Fetcher;
 ///
 /// Requests are made on the tokio runtime of the task that awaits them.
 ///
+/// hyper-util rather than reqwest: hyper is already in every axum or hyper host's dependency tree, so this
+/// adds almost nothing to build, and it leaves the TLS choice to the user, who passes any connector
+/// (`hyper-rustls`, `hyper-tls`) to [`HyperFetcher::with_connector`]. The default connector speaks plain
+/// HTTP, which is what an origin on a private network or on loopback needs.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use edge_core::{Body, Fetcher, host::tokio::HyperFetcher};

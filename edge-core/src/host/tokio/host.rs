@@ -7,7 +7,7 @@ use crate::{Clock, Error, SystemClock};
 /// ([`TokioWaitUntil`], spawned on the runtime and drained at shutdown), a [timer](TokioTimer) and
 /// outbound HTTP ([`HyperFetcher`], pooled). Every layer's constructor takes some of these; build them
 /// once here and hand out clones (all are cheap to clone and share their state). Each part can be
-/// replaced: another fetcher (TLS, a proxy, a [`ServiceFetcher`](super::ServiceFetcher)), a
+/// replaced: another fetcher (TLS, a proxy, a [`ServiceFetcher`](crate::host::ServiceFetcher)), a
 /// [`ManualClock`](crate::ManualClock) in tests.
 ///
 /// ```

@@ -1,35 +1,4 @@
-//! Serving HTTP/1.1 on tokio with the limits an edge needs against slow and broken peers (feature
-//! `server`): the accept loop both example hosts share, usable with any tower service (an axum `Router`
-//! included).
-//!
-//! [`serve`] owns the listener and the connections; the host owns the runtime and says when to stop. On
-//! top of hyper's HTTP/1.1 server it adds:
-//!
-//! | protection | setting ([`ServerLimits`]) | default | what happens |
-//! |---|---|---|---|
-//! | slowloris, idle keep-alive | `header_read_timeout` | 15 s | a connection whose next request head has not fully arrived this long after it began waiting for one is closed. hyper starts that timer as soon as a connection waits for a head, so it is also the **idle timeout** of a kept-alive connection |
-//! | handlers that never answer | `request_timeout` | 30 s | no response head this long after the request head: `408 Request Timeout`, and the handler's future is dropped |
-//! | descriptor exhaustion | `max_connections` | 1024 | past it, new connections wait in the kernel's backlog until one closes; on Linux never more than three quarters of the process's open-file limit, so the origin, storage and logs keep descriptors to work with |
-//! | endless uploads | `max_request_body` | 16 MiB | a larger `Content-Length` is answered `413` at once, without reading the body, and the connection closed |
-//! | malformed heads | — | — | an HTTP/1.1 request without exactly one `Host` is answered `400` (RFC 9112 §3.2); hyper answers heads it cannot parse with `400` itself |
-//!
-//! Shutdown is graceful: once `shutdown` resolves no connection is accepted, each open one finishes the
-//! request it is serving and closes, and [`serve`] returns when the last has.
-//!
-//! ```no_run
-//! use std::convert::Infallible;
-//! use edge_core::host::tokio::{ServerLimits, serve};
-//! use http::{Request, Response};
-//!
-//! # async fn run() -> std::io::Result<()> {
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
-//! let hello = tower::service_fn(|_request: Request<hyper::body::Incoming>| async {
-//!     Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from("hello\n"))))
-//! });
-//! let limits = ServerLimits::default().with_max_connections(512);
-//! serve(listener, limits, move |_peer| hello.clone(), std::future::pending()).await
-//! # }
-//! ```
+//! The hardened HTTP/1.1 accept loop ([`serve`]) both example hosts share.
 
 use std::future::Future;
 use std::io;
@@ -53,7 +22,7 @@ use tower_service::Service;
 
 use crate::BoxError;
 
-/// The limits [`serve`] enforces. See the [module docs](self) for what each guards against.
+/// The limits [`serve`] enforces. See [`serve`] for what each guards against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerLimits {
@@ -116,6 +85,35 @@ pub type ServedBody<B> = Either<B, Full<Bytes>>;
 /// current request. Each connection gets its service from `make_service`, called with the peer's
 /// address; every request carries it as [`ClientIp`](crate::ClientIp) in its extensions, for per-client
 /// limits. WebSocket and other upgrades work.
+///
+/// It owns the listener and the connections; the host owns the runtime and says when to stop. On
+/// top of hyper's HTTP/1.1 server it adds:
+///
+/// | protection | setting ([`ServerLimits`]) | default | what happens |
+/// |---|---|---|---|
+/// | slowloris, idle keep-alive | `header_read_timeout` | 15 s | a connection whose next request head has not fully arrived this long after it began waiting for one is closed. hyper starts that timer as soon as a connection waits for a head, so it is also the **idle timeout** of a kept-alive connection |
+/// | handlers that never answer | `request_timeout` | 30 s | no response head this long after the request head: `408 Request Timeout`, and the handler's future is dropped |
+/// | descriptor exhaustion | `max_connections` | 1024 | past it, new connections wait in the kernel's backlog until one closes; on Linux never more than three quarters of the process's open-file limit, so the origin, storage and logs keep descriptors to work with |
+/// | endless uploads | `max_request_body` | 16 MiB | a larger `Content-Length` is answered `413` at once, without reading the body, and the connection closed |
+/// | malformed heads | — | — | an HTTP/1.1 request without exactly one `Host` is answered `400` (RFC 9112 §3.2); hyper answers heads it cannot parse with `400` itself |
+///
+/// Shutdown is graceful: once `shutdown` resolves no connection is accepted, each open one finishes the
+/// request it is serving and closes, and [`serve`] returns when the last has.
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use edge_core::host::tokio::{ServerLimits, serve};
+/// use http::{Request, Response};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
+/// let hello = tower::service_fn(|_request: Request<hyper::body::Incoming>| async {
+///     Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from("hello\n"))))
+/// });
+/// let limits = ServerLimits::default().with_max_connections(512);
+/// serve(listener, limits, move |_peer| hello.clone(), std::future::pending()).await
+/// # }
+/// ```
 ///
 /// # Errors
 ///
