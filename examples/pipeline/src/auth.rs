@@ -17,13 +17,14 @@
 //! provider and has no issuer at the edge.
 
 use std::convert::Infallible;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use edge_auth::jwt::base64url::encode as b64;
 use edge_core::{Body, BoxFuture, Clock, SystemClock};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use ring::signature::{Ed25519KeyPair, KeyPair};
+use ring::signature::Ed25519KeyPair;
 
 /// Where the JWK Set lives in the edge's KV.
 pub const JWKS_KEY: &str = "jwks";
@@ -45,36 +46,44 @@ const DEMO_SEED: &[u8; 32] = b"edge-demo-issuer-ed25519-seed-01";
 
 const DEMO_KID: &str = "demo-ed25519-1";
 
-/// The demo issuer: signs short-lived EdDSA tokens for any `sub`.
-#[derive(Debug)]
+/// The public key of [`DEMO_SEED`], base64url: the published key set needs no Ed25519 arithmetic (a
+/// Worker's first request would pay for compiling it). A test checks it against the seed.
+const DEMO_PUBLIC_KEY: &str = "Aj5mZPu-6tBTza-mVgYpuOWL8wtoNdStzUrENU8Flks";
+
+/// The demo issuer: signs short-lived EdDSA tokens for any `sub`. The key pair is made on the first
+/// token, not at start-up.
+#[derive(Debug, Default)]
 pub struct DemoIssuer {
-    pair: Ed25519KeyPair,
+    pair: OnceLock<Ed25519KeyPair>,
 }
 
 impl DemoIssuer {
     /// The demo issuer.
-    ///
-    /// # Errors
-    ///
-    /// Never in practice (the seed is a valid Ed25519 seed); typed to keep `expect` out of the example.
-    pub fn new() -> Result<Self, ring::error::KeyRejected> {
-        Ok(Self {
-            pair: Ed25519KeyPair::from_seed_unchecked(DEMO_SEED)?,
-        })
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// The JWK Set publishing the demo key.
     #[must_use]
     pub fn jwks(&self) -> String {
-        let x = b64(self.pair.public_key().as_ref());
         format!(
-            r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"{DEMO_KID}","x":"{x}"}}]}}"#
+            r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"{DEMO_KID}","x":"{DEMO_PUBLIC_KEY}"}}]}}"#
         )
+    }
+
+    /// The key pair, made once (`None` only if ring refused the seed, which it does not).
+    fn pair(&self) -> Option<&Ed25519KeyPair> {
+        if self.pair.get().is_none() {
+            let pair = Ed25519KeyPair::from_seed_unchecked(DEMO_SEED).ok()?;
+            let _ = self.pair.set(pair);
+        }
+        self.pair.get()
     }
 
     /// A token for `sub`, valid for `ttl` from `now` (seconds since the epoch).
     #[must_use]
-    pub fn mint(&self, sub: &str, now: Duration, ttl: Duration) -> String {
+    pub fn mint(&self, sub: &str, now: Duration, ttl: Duration) -> Option<String> {
         let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": DEMO_KID });
         let claims = serde_json::json!({
             "iss": ISSUER,
@@ -88,8 +97,8 @@ impl DemoIssuer {
             b64(header.to_string().as_bytes()),
             b64(claims.to_string().as_bytes())
         );
-        let signature = self.pair.sign(input.as_bytes());
-        format!("{input}.{}", b64(signature.as_ref()))
+        let signature = self.pair()?.sign(input.as_bytes());
+        Some(format!("{input}.{}", b64(signature.as_ref())))
     }
 }
 
@@ -138,7 +147,11 @@ where
             .unwrap_or("demo-user")
             .to_owned();
         let ttl = Duration::from_secs(3600);
-        let token = self.issuer.mint(&sub, SystemClock::new().unix_time(), ttl);
+        let Some(token) = self.issuer.mint(&sub, SystemClock::new().unix_time(), ttl) else {
+            let mut refused = Response::new(Body::from("the demo key is unavailable"));
+            *refused.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return Box::pin(async move { Ok(refused) });
+        };
         let body = serde_json::json!({ "token": token, "token_type": "Bearer", "expires_in": ttl.as_secs(), "sub": sub });
         let mut response = Response::new(Body::from(body.to_string()));
         *response.status_mut() = StatusCode::OK;
@@ -165,4 +178,17 @@ pub fn forward_identity(mut request: Request<Body>) -> Request<Body> {
         request.headers_mut().insert(USER_HEADER, subject);
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use ring::signature::KeyPair as _;
+
+    use super::*;
+
+    #[test]
+    fn the_published_key_is_the_seed_s() {
+        let pair = Ed25519KeyPair::from_seed_unchecked(DEMO_SEED).unwrap();
+        assert_eq!(b64(pair.public_key().as_ref()), DEMO_PUBLIC_KEY);
+    }
 }

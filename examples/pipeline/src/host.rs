@@ -215,7 +215,7 @@ impl Edge {
             }
             None => Arc::new(MemoryKv::new()),
         };
-        let issuer = Arc::new(DemoIssuer::new().map_err(|e| io::Error::other(e.to_string()))?);
+        let issuer = Arc::new(DemoIssuer::new());
         seed_kv(kv.as_ref(), &issuer)
             .await
             .map_err(io::Error::other)?;

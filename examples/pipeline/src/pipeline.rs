@@ -402,7 +402,7 @@ mod tests {
 
     #[tokio::test]
     async fn demo_documents_are_there_until_an_operator_writes_their_own() {
-        let issuer = DemoIssuer::new().unwrap();
+        let issuer = DemoIssuer::new();
         let kv = WithDemoDocuments::new(Arc::new(edge_kv::MemoryKv::new()), &issuer);
         assert_eq!(
             kv.get(FLAGS_KEY).await.unwrap().unwrap(),

@@ -118,8 +118,7 @@ fn var(env: &Env, name: &str) -> Option<String> {
 }
 
 async fn build(env: &Env) -> Result<Edge, Error> {
-    let issuer =
-        Arc::new(DemoIssuer::new().map_err(|e| Error::new(ErrorKind::Backend, e.to_string()))?);
+    let issuer = Arc::new(DemoIssuer::new());
     // Nothing is read from KV on start-up: the keys and flags are read when a request needs them, and a
     // document nobody wrote yet reads as the demo's (where the native hosts seed KV before serving).
     let kv: Arc<dyn DynKvStore> = Arc::new(WithDemoDocuments::new(
