@@ -2,8 +2,8 @@
 //! every level (RFC 7515 §4 lets a parser refuse them; accepting them lets two parsers disagree on what a
 //! token says), nesting bounded, no trailing data, valid UTF-8.
 //!
-//! It reads with serde_json's grammar and keeps only the top-level members, borrowed from the input and
-//! classified as far as the verifier cares. Values a caller wants in its own type are then deserialized by
+//! It reads with serde_json's grammar and keeps only the top-level members the caller names, borrowed from
+//! the input and classified as far as the verifier cares. Values a caller wants in its own type are then deserialized by
 //! serde_json from the same bytes: the grammar is serde_json's in both passes, and this pass only adds
 //! refusals, so the two cannot disagree on what the document says.
 
@@ -37,27 +37,34 @@ impl<'a> Members<'a> {
     }
 }
 
-/// Reads `bytes` strictly as a JSON object.
-pub(crate) fn object(bytes: &[u8]) -> Result<Members<'_>, serde_json::Error> {
+/// Reads `bytes` strictly as a JSON object, keeping the top-level members `wanted` names (every member is
+/// checked all the same).
+pub(crate) fn object(
+    bytes: &[u8],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Members<'_>, serde_json::Error> {
     fn read<'de, R: serde_json::de::Read<'de>>(
         mut deserializer: serde_json::Deserializer<R>,
+        wanted: impl Fn(&str) -> bool,
     ) -> Result<Members<'de>, serde_json::Error> {
-        let members = (&mut deserializer).deserialize_map(Top)?;
+        let members = (&mut deserializer).deserialize_map(Top { wanted })?;
         deserializer.end()?;
         Ok(members)
     }
     // UTF-8 checked once up front (the usual case) lets the parser skip it string by string; anything
     // else goes to the byte reader, which refuses it where it breaks.
     match std::str::from_utf8(bytes) {
-        Ok(text) => read(serde_json::Deserializer::from_str(text)),
-        Err(_) => read(serde_json::Deserializer::from_slice(bytes)),
+        Ok(text) => read(serde_json::Deserializer::from_str(text), wanted),
+        Err(_) => read(serde_json::Deserializer::from_slice(bytes), wanted),
     }
 }
 
-/// The top-level object: members kept.
-struct Top;
+/// The top-level object: the wanted members kept.
+struct Top<F> {
+    wanted: F,
+}
 
-impl<'de> Visitor<'de> for Top {
+impl<'de, F: Fn(&str) -> bool> Visitor<'de> for Top<F> {
     type Value = Members<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,14 +72,18 @@ impl<'de> Visitor<'de> for Top {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-        let mut members = Vec::with_capacity(16);
+        let mut members = Vec::new();
         let mut seen = Seen::default();
         while let Some(Name(name)) = map.next_key()? {
             seen.insert(name.clone())?;
+            let keep = (self.wanted)(&name);
             let value = map.next_value_seed(Classify {
                 depth: MAX_DEPTH - 1,
+                keep,
             })?;
-            members.push((name, value));
+            if keep {
+                members.push((name, value));
+            }
         }
         Ok(Members(members))
     }
@@ -83,7 +94,10 @@ struct Name<'a>(Cow<'a, str>);
 
 impl<'de> de::Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_str(Classify { depth: 0 })? {
+        match deserializer.deserialize_str(Classify {
+            depth: 0,
+            keep: true,
+        })? {
             Field::Str(name) => Ok(Name(name)),
             _ => Err(de::Error::custom("a member name is a string")),
         }
@@ -93,6 +107,8 @@ impl<'de> de::Deserialize<'de> for Name<'de> {
 /// Checks a value for duplicate names and depth, and classifies it.
 struct Classify {
     depth: usize,
+    /// Whether the value is kept: an unwanted one is only checked (no list of strings is built for it).
+    keep: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Classify {
@@ -107,7 +123,10 @@ impl Classify {
     fn nested<E: de::Error>(&self) -> Result<Self, E> {
         let depth = self.depth.checked_sub(1);
         depth
-            .map(|depth| Self { depth })
+            .map(|depth| Self {
+                depth,
+                keep: self.keep,
+            })
             .ok_or_else(|| E::custom("nested too deeply"))
     }
 }
@@ -139,13 +158,21 @@ impl<'de> Visitor<'de> for Classify {
         Ok(Field::Str(Cow::Borrowed(v)))
     }
     fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
-        Ok(Field::Str(Cow::Owned(v.to_owned())))
+        // An escaped string is copied only if it is kept.
+        Ok(if self.keep {
+            Field::Str(Cow::Owned(v.to_owned()))
+        } else {
+            Field::Other
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
         let inner = self.nested()?;
-        let mut strings = Some(Vec::new());
-        while let Some(item) = seq.next_element_seed(Classify { depth: inner.depth })? {
+        let mut strings = self.keep.then(Vec::new);
+        while let Some(item) = seq.next_element_seed(Classify {
+            depth: inner.depth,
+            keep: inner.keep,
+        })? {
             match (item, &mut strings) {
                 (Field::Str(s), Some(list)) => list.push(s),
                 _ => strings = None,
@@ -159,7 +186,10 @@ impl<'de> Visitor<'de> for Classify {
         let mut seen = Seen::default();
         while let Some(Name(name)) = map.next_key()? {
             seen.insert(name)?;
-            map.next_value_seed(Classify { depth: inner.depth })?;
+            map.next_value_seed(Classify {
+                depth: inner.depth,
+                keep: false,
+            })?;
         }
         Ok(Field::Other)
     }

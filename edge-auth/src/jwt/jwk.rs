@@ -27,7 +27,7 @@ fn bad(why: impl Into<String>) -> Error {
 
 /// A JSON object read by the strict reader, then as a `serde_json` map.
 fn strict_object(bytes: &[u8]) -> Option<Map<String, Value>> {
-    json::object(bytes).ok()?;
+    json::object(bytes, |_| false).ok()?;
     serde_json::from_slice(bytes).ok()
 }
 

@@ -300,16 +300,22 @@ impl Verifier {
         keys: &impl KeyLookup,
         now: Duration,
     ) -> Result<Verified<C>, Error> {
-        let (header, payload) = self.verify_jws(token, keys)?;
-        let members =
-            json::object(&payload).map_err(|_| Error::Malformed("claims are not a JSON object"))?;
-        let claims = self.check_claims(&members, now)?;
-        let custom =
-            serde_json::from_slice(&payload).map_err(|e| Error::CustomClaims(e.to_string()))?;
-        Ok(Verified {
-            header,
-            claims,
-            custom,
+        self.verify_signed(token, keys, |header, payload| {
+            let members = json::object(payload, |name| self.wants_claim(name))
+                .map_err(|_| Error::Malformed("claims are not a JSON object"))?;
+            let claims = self.check_claims(&members, now)?;
+            // The strict read passed, so the payload is UTF-8: serde_json need not check it string by
+            // string.
+            let custom = match std::str::from_utf8(payload) {
+                Ok(text) => serde_json::from_str(text),
+                Err(_) => serde_json::from_slice(payload),
+            }
+            .map_err(|e| Error::CustomClaims(e.to_string()))?;
+            Ok(Verified {
+                header,
+                claims,
+                custom,
+            })
         })
     }
 
@@ -324,6 +330,18 @@ impl Verifier {
         token: &str,
         keys: &impl KeyLookup,
     ) -> Result<(Header, Vec<u8>), Error> {
+        self.verify_signed(token, keys, |header, payload| {
+            Ok((header, payload.to_vec()))
+        })
+    }
+
+    /// Checks the token's signature, then hands its header and decoded payload to `then`.
+    fn verify_signed<R>(
+        &self,
+        token: &str,
+        keys: &impl KeyLookup,
+        then: impl FnOnce(Header, &[u8]) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let limits = &self.validation.limits;
         if token.len() > limits.max_token_len {
             return Err(Error::TooLarge("token"));
@@ -357,9 +375,15 @@ impl Verifier {
         if decoded_len(payload_b64) > limits.max_claims_len {
             return Err(Error::TooLarge("claims"));
         }
-        let payload = base64url::decode(payload_b64)
-            .map_err(|_| Error::Malformed("claims are not base64url"))?;
-        Ok((header, payload))
+        let mut stack = [0u8; 2048];
+        with_decoded(payload_b64, &mut stack, |payload| then(header, payload))
+            .map_err(|_| Error::Malformed("claims are not base64url"))?
+    }
+
+    /// Whether the claims check reads member `name`: a registered claim, or one required to be present.
+    fn wants_claim(&self, name: &str) -> bool {
+        matches!(name, "iss" | "sub" | "aud" | "exp" | "nbf" | "iat" | "jti")
+            || self.validation.required.iter().any(|r| r == name)
     }
 
     /// Checks the registered claims (types, required ones, times, issuer, audience) and keeps them.
@@ -461,6 +485,20 @@ fn split(token: &str) -> Result<(&str, &str, &str), Error> {
     }
 }
 
+/// Decodes `encoded` into `stack` when it fits (the usual case: no allocation), else onto the heap, and
+/// hands the bytes to `then`.
+fn with_decoded<R>(
+    encoded: &str,
+    stack: &mut [u8],
+    then: impl FnOnce(&[u8]) -> R,
+) -> Result<R, Error> {
+    let room = encoded.len() / 4 * 3 + 2;
+    if room <= stack.len() {
+        return Ok(then(base64url::decode_into(encoded, stack)?));
+    }
+    Ok(then(&base64url::decode(encoded)?))
+}
+
 /// The length `encoded` decodes to (for the size limits, before decoding).
 fn decoded_len(encoded: &str) -> usize {
     encoded.len() / 4 * 3 + (encoded.len() % 4).saturating_sub(1)
@@ -476,10 +514,15 @@ fn parse_header(encoded: &str, limits: &Limits) -> Result<Header, Error> {
     if decoded_len(encoded) > limits.max_header_len {
         return Err(Error::TooLarge("header"));
     }
-    let bytes =
-        base64url::decode(encoded).map_err(|_| Error::Malformed("header is not base64url"))?;
-    let params =
-        json::object(&bytes).map_err(|_| Error::Malformed("header is not a JSON object"))?;
+    let mut stack = [0u8; 512];
+    with_decoded(encoded, &mut stack, parse_header_json)
+        .map_err(|_| Error::Malformed("header is not base64url"))?
+}
+
+/// The header's parameters, from its decoded JSON.
+fn parse_header_json(bytes: &[u8]) -> Result<Header, Error> {
+    let params = json::object(bytes, |name| matches!(name, "alg" | "kid" | "typ" | "crit"))
+        .map_err(|_| Error::Malformed("header is not a JSON object"))?;
     let alg = match params.get("alg") {
         Some(Field::Str(name)) => Algorithm::from_name(name).ok_or(Error::UnsupportedAlgorithm)?,
         Some(_) => return Err(Error::Malformed("`alg` is not a string")),
