@@ -514,11 +514,13 @@ impl<C: Clock + Clone + 'static> TieredCache<C> {
             outcome.forward_status = Some(response.status().as_u16());
             return Ok(inner.finish(response, outcome));
         }
+        // A GET or HEAD has no body to keep: the request's parts are taken, not copied.
+        let (parts, _) = request.into_parts();
         let asked = Asked {
-            method: method.clone(),
-            uri: request.uri().clone(),
-            headers: request.headers().clone(),
-            extensions: request.extensions().clone(),
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            extensions: parts.extensions,
         };
         let now = inner.clock.wall_time();
         let mut candidate: Option<(Arc<CachedResponse>, Revalidation, Tier)> = None;

@@ -28,7 +28,11 @@ pub(crate) fn detect(text: &str, overlong: bool) -> Option<&'static str> {
     if !text.contains(['.', '/', '\\']) {
         return None;
     }
-    let unified = text.replace('\\', "/");
+    let unified = if text.contains('\\') {
+        std::borrow::Cow::Owned(text.replace('\\', "/"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     // `..` as a whole segment (Tomcat also accepts `..;`).
     if unified
         .split('/')
@@ -36,12 +40,14 @@ pub(crate) fn detect(text: &str, overlong: bool) -> Option<&'static str> {
     {
         return Some("traversal-dot-dot");
     }
-    let rooted = if unified.starts_with('/') {
-        std::borrow::Cow::Borrowed(unified.as_str())
-    } else {
-        std::borrow::Cow::Owned(format!("/{unified}"))
+    // Each name as the value holds it, or at its start as if the value were rooted (`etc/passwd`).
+    let names = |name: &&str| {
+        unified.contains(name)
+            || name
+                .strip_prefix('/')
+                .is_some_and(|rest| unified.starts_with(rest))
     };
-    if SENSITIVE.iter().any(|s| rooted.contains(s)) {
+    if SENSITIVE.iter().any(names) {
         return Some("traversal-sensitive-file");
     }
     None
