@@ -395,7 +395,7 @@ impl Span {
             duration: std::time::Duration::ZERO,
             // A request's span collects a score of attributes (HTTP, route, cache, auth, limits): room
             // for them up front, rather than four reallocations on every request.
-            attributes: Vec::with_capacity(24),
+            attributes: Vec::with_capacity(16),
             events: Vec::new(),
             status: Status::Unset,
             dropped: 0,
