@@ -50,9 +50,13 @@ pub(crate) fn detect(text: &str) -> Option<&'static str> {
     if has_event_handler(text) && known_event(text) {
         return Some("xss-event-handler");
     }
-    // Breaking out of a script string: `";alert(1);//`.
-    if js_breakout(text) {
+    // Breaking out of a script string: `";alert(1);//` (every sink is a call).
+    if text.contains('(') && js_breakout(text) {
         return Some("xss-script-breakout");
+    }
+    // Every script URL has a scheme: without a `:` the rest cannot match.
+    if !text.contains(':') {
+        return None;
     }
     // An attribute assignment to a script URL outside a tag: `src=javascript:…`.
     if SCRIPT_SCHEMES.iter().any(|scheme| {
