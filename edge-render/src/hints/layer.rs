@@ -1,7 +1,7 @@
 //! (feature `tower`) `HintsLayer`: `Link` hints from a [`BundleManifest`] on every HTML response,
 //! chosen for the client's connection.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use edge_core::{BoxFuture, MaybeSend};
@@ -13,15 +13,57 @@ use super::{BundleManifest, Ect, save_data};
 /// Adds the manifest's hints for the request's path to HTML responses.
 #[derive(Clone, Debug)]
 pub struct HintsLayer {
-    manifest: Arc<BundleManifest>,
+    manifest: Arc<Manifest>,
+}
+
+/// The manifest, read at construction or on the first request that needs it.
+#[derive(Debug)]
+struct Manifest {
+    read: OnceLock<BundleManifest>,
+    make: Option<fn() -> BundleManifest>,
+}
+
+impl Manifest {
+    fn get(&self) -> &BundleManifest {
+        self.read
+            .get_or_init(|| self.make.map(|make| make()).unwrap_or_default())
+    }
 }
 
 impl HintsLayer {
     /// Hints from `manifest`.
     #[must_use]
     pub fn new(manifest: BundleManifest) -> Self {
+        let read = OnceLock::new();
+        let _ = read.set(manifest);
         Self {
-            manifest: Arc::new(manifest),
+            manifest: Arc::new(Manifest { read, make: None }),
+        }
+    }
+
+    /// Hints from the manifest `make` builds, on the first request that reaches the layer: for hosts
+    /// where start-up time counts (a Worker's first request compiles whatever it runs, a manifest's JSON
+    /// reader included). `make` decides what a manifest that cannot be read becomes (no hints, say).
+    ///
+    /// ```
+    /// use edge_render::hints::BundleManifest;
+    /// use edge_render::hints::layer::HintsLayer;
+    ///
+    /// const MANIFEST: &str = r#"{"src/main.ts":{"file":"assets/main.js","isEntry":true}}"#;
+    /// let layer = HintsLayer::lazy(|| {
+    ///     BundleManifest::from_json(MANIFEST.as_bytes(), "/")
+    ///         .map(|manifest| manifest.route("/", "src/main.ts"))
+    ///         .unwrap_or_default()
+    /// });
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn lazy(make: fn() -> BundleManifest) -> Self {
+        Self {
+            manifest: Arc::new(Manifest {
+                read: OnceLock::new(),
+                make: Some(make),
+            }),
         }
     }
 }
@@ -41,7 +83,7 @@ impl<S> Layer<S> for HintsLayer {
 #[derive(Clone, Debug)]
 pub struct Hints<S> {
     inner: S,
-    manifest: Arc<BundleManifest>,
+    manifest: Arc<Manifest>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Hints<S>
@@ -60,6 +102,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let hints = self
             .manifest
+            .get()
             .hints_for(request.uri().path())
             .for_connection(
                 Ect::from_headers(request.headers()),
@@ -78,5 +121,41 @@ where
             }
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    fn manifest() -> BundleManifest {
+        let json =
+            r#"{"src/main.ts":{"file":"assets/main.js","isEntry":true,"css":["assets/main.css"]}}"#;
+        BundleManifest::from_json(json.as_bytes(), "/")
+            .map(|manifest| manifest.route("/", "src/main.ts"))
+            .unwrap_or_default()
+    }
+
+    fn link(layer: &HintsLayer) -> Option<http::HeaderValue> {
+        let mut service = layer.layer(tower::service_fn(|_request: Request<()>| async {
+            let mut response = Response::new(());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
+            Ok::<_, Infallible>(response)
+        }));
+        let response = futures::executor::block_on(service.call(Request::new(()))).unwrap();
+        response.headers().get(header::LINK).cloned()
+    }
+
+    #[test]
+    fn a_lazy_manifest_gives_the_hints_an_eager_one_does() {
+        let eager = link(&HintsLayer::new(manifest()));
+        assert!(eager.is_some());
+        assert_eq!(link(&HintsLayer::lazy(manifest)), eager);
+        // A manifest `make` cannot read becomes what it says: here, no hints.
+        assert_eq!(link(&HintsLayer::lazy(BundleManifest::default)), None);
     }
 }

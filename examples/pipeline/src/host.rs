@@ -20,6 +20,7 @@ use edge_kv::redis::RedisKv;
 use edge_observe::Registry;
 use edge_observe::otlp::{Encoding, OtlpExporter};
 use edge_observe::trace::TraceLayer;
+use edge_render::hints::layer::HintsLayer;
 use http::{Request, Response, Uri};
 use tower::util::BoxCloneSyncService;
 
@@ -230,8 +231,10 @@ impl Edge {
             counters: objects.counters.clone(),
             rooms: objects.rooms.clone(),
             cache,
-            manifest: crate::render::demo_manifest()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            hints: HintsLayer::new(
+                crate::render::demo_manifest()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            ),
             timer: host.timer(),
             limits: config.limits,
         };

@@ -33,7 +33,6 @@ use edge_observe::{Registry, Routes};
 use edge_observe::{metrics::MetricsLayer, trace::TraceLayer};
 use edge_render::esi::Assembler;
 use edge_render::esi::layer::EsiLayer;
-use edge_render::hints::BundleManifest;
 use edge_render::hints::layer::HintsLayer;
 use http::{Request, Response, Uri};
 
@@ -179,8 +178,8 @@ pub struct Parts<W, T, C, R> {
     pub rooms: R,
     /// The HTTP cache.
     pub cache: CacheLayer<SystemClock>,
-    /// The bundle manifest `Link` hints come from.
-    pub manifest: BundleManifest,
+    /// `Link` hints from the bundle manifest (read at start-up, or lazily where start-up time counts).
+    pub hints: HintsLayer,
     /// What ESI's fragment time limits sleep on.
     pub timer: T,
     /// The per-client quotas (each can be off).
@@ -286,7 +285,7 @@ where
         counters,
         rooms,
         cache,
-        manifest,
+        hints,
         timer,
         limits,
     } = parts;
@@ -301,7 +300,6 @@ where
     let waf = waf_layer(limits.waf_penalty);
     let fetcher = Arc::new(TracedFetcher::new(fetcher).with_stage("origin"));
     let esi = esi_layer(Arc::clone(&fetcher), origin.clone(), timer);
-    let hints = HintsLayer::new(manifest);
     let shell_origin = origin.clone();
     let shell_fetcher = Arc::clone(&fetcher);
     tower::ServiceBuilder::new()

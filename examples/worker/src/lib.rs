@@ -47,6 +47,7 @@ use edge_kv::workers::WorkersKv;
 use edge_observe::Registry;
 use edge_observe::otlp::OtlpExporter;
 use edge_observe::trace::TraceLayer;
+use edge_render::hints::layer::HintsLayer;
 use http::{Request, Response, StatusCode, Uri};
 use tower::ServiceExt;
 use worker::{Context, Env, event};
@@ -141,8 +142,10 @@ async fn build(env: &Env) -> Result<Edge, Error> {
         counters: WorkersNamespace::from_env(env, "COUNTERS")?,
         rooms: WorkersNamespace::from_env(env, "ROOMS")?,
         cache,
-        manifest: demo_manifest()
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?,
+        // Read on the first page that needs hints, not on the isolate's first request (the JSON reader
+        // would be compiled and run before any answer); the manifest is a constant the native hosts and
+        // the tests read eagerly.
+        hints: HintsLayer::lazy(|| demo_manifest().unwrap_or_default()),
         timer: WorkersTimer::new(),
         limits: RateLimits::default(),
     };
