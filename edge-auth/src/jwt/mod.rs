@@ -56,14 +56,22 @@ pub mod base64url {
     ///
     /// [`Error::Malformed`] for anything but the one canonical encoding of some bytes.
     pub fn decode(text: &str) -> Result<Vec<u8>, Error> {
-        let mut out = vec![0; text.len() / 4 * 3 + 2];
-        let len = decode_into(text, &mut out)?.len();
-        out.truncate(len);
+        let mut out = vec![0; decoded_len(text)?];
+        decode_into(text, &mut out)?;
         Ok(out)
     }
 
-    /// Decodes strictly into `out`, which needs room for `len / 4 * 3 + 2` bytes; returns the decoded part.
+    /// How many bytes `text` decodes to (base64-simd's count, the one its decoder checks `out` against).
+    pub(crate) fn decoded_len(text: &str) -> Result<usize, Error> {
+        base64_simd::URL_SAFE_NO_PAD
+            .decoded_length(text.as_bytes())
+            .map_err(|_| Error::Malformed("not strict base64url"))
+    }
+
+    /// Decodes strictly into the front of `out`, returning the decoded part; `out` shorter than
+    /// [`decoded_len`] is refused, never a panic.
     pub(crate) fn decode_into<'o>(text: &str, out: &'o mut [u8]) -> Result<&'o mut [u8], Error> {
+        let not_strict = || Error::Malformed("not strict base64url");
         // A last group of 2 characters carries 4 unused bits, one of 3 carries 2.
         let unused = match text.len() % 4 {
             2 => 0b1111,
@@ -76,13 +84,12 @@ pub mod base64url {
                 .position(|&c| c == last)
                 .is_some_and(|value| value & unused == 0)
         });
-        if out.len() < text.len() / 4 * 3 + 2 {
-            return Err(Error::Malformed("not strict base64url"));
-        }
-        let out = base64_simd::Out::from_slice(out);
-        match base64_simd::URL_SAFE_NO_PAD.decode(text.as_bytes(), out) {
+        let out = out.get_mut(..decoded_len(text)?).ok_or_else(not_strict)?;
+        match base64_simd::URL_SAFE_NO_PAD
+            .decode(text.as_bytes(), base64_simd::Out::from_slice(out))
+        {
             Ok(bytes) if canonical => Ok(bytes),
-            _ => Err(Error::Malformed("not strict base64url")),
+            _ => Err(not_strict()),
         }
     }
 }
@@ -91,3 +98,18 @@ pub use key::{Algorithm, VerifyingKey};
 pub use verify::{
     Header, KeyLookup, KeySet, Limits, RegisteredClaims, Validation, Verified, Verifier,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::base64url::decode_into;
+
+    #[test]
+    fn a_short_buffer_is_refused_not_a_panic() {
+        assert!(decode_into("AAAA", &mut [0u8; 2]).is_err());
+        assert_eq!(decode_into("AAAA", &mut [9u8; 4]).unwrap(), &[0, 0, 0]);
+        assert!(
+            decode_into("AAAAA", &mut [0u8; 8]).is_err(),
+            "no length 1 mod 4"
+        );
+    }
+}

@@ -366,8 +366,8 @@ impl Verifier {
         if signature_b64.len() > 1366 {
             return Err(Error::BadSignature);
         }
-        // On the stack: 1,366 characters decode to at most 1,025 bytes.
-        let mut signature = [0u8; 1025];
+        // On the stack: 1,366 characters decode to at most 1,024 bytes.
+        let mut signature = [0u8; 1024];
         let signature = base64url::decode_into(signature_b64, &mut signature)
             .map_err(|_| Error::Malformed("signature is not base64url"))?;
         let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
@@ -492,16 +492,16 @@ fn with_decoded<R>(
     stack: &mut [u8],
     then: impl FnOnce(&[u8]) -> R,
 ) -> Result<R, Error> {
-    let room = encoded.len() / 4 * 3 + 2;
-    if room <= stack.len() {
+    if base64url::decoded_len(encoded)? <= stack.len() {
         return Ok(then(base64url::decode_into(encoded, stack)?));
     }
     Ok(then(&base64url::decode(encoded)?))
 }
 
-/// The length `encoded` decodes to (for the size limits, before decoding).
+/// The length `encoded` decodes to, for the size limits before decoding (a length no encoding has counts
+/// as zero here; decoding then refuses it).
 fn decoded_len(encoded: &str) -> usize {
-    encoded.len() / 4 * 3 + (encoded.len() % 4).saturating_sub(1)
+    base64url::decoded_len(encoded).unwrap_or(0)
 }
 
 /// Header parameters this verifier understands when listed in `crit`: none. RFC 7515 §4.1.11 requires
