@@ -148,8 +148,9 @@ impl<L: Load + 'static, C: Clock + 'static, W: WaitUntil + 'static> Refresh<L, C
         self.inner.background.wait_until(async move {
             if inner.coalesced_load().await.is_err() {
                 // Keep serving the last good value; try again after a quarter of the TTL.
-                let retry_at = inner.clock.now() + lock(&inner.state).ttl / 4;
-                lock(&inner.state).fresh_until = retry_at;
+                let now = inner.clock.now();
+                let mut state = lock(&inner.state);
+                state.fresh_until = now + state.ttl / 4;
             }
             inner.refreshing.store(false, Ordering::Release);
         });

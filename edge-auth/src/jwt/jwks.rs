@@ -283,6 +283,7 @@ where
     pub fn with_algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         *lock(&self.keys.loader().bind) = algorithms.into_iter().collect();
         self.keys.invalidate();
+        lock(&self.keys.loader().health).serving = false;
         self
     }
 
