@@ -16,17 +16,28 @@ pub struct HintsLayer {
     manifest: Arc<Manifest>,
 }
 
+/// Builds a manifest on first use.
+type MakeManifest = Box<dyn Fn() -> BundleManifest + Send + Sync>;
+
 /// The manifest, read at construction or on the first request that needs it.
-#[derive(Debug)]
 struct Manifest {
     read: OnceLock<BundleManifest>,
-    make: Option<fn() -> BundleManifest>,
+    make: Option<MakeManifest>,
+}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifest")
+            .field("read", &self.read)
+            .field("lazy", &self.make.is_some())
+            .finish()
+    }
 }
 
 impl Manifest {
     fn get(&self) -> &BundleManifest {
         self.read
-            .get_or_init(|| self.make.map(|make| make()).unwrap_or_default())
+            .get_or_init(|| self.make.as_ref().map(|make| make()).unwrap_or_default())
     }
 }
 
@@ -41,9 +52,10 @@ impl HintsLayer {
         }
     }
 
-    /// Hints from the manifest `make` builds, on the first request that reaches the layer: for hosts
-    /// where start-up time counts (a Worker's first request compiles whatever it runs, a manifest's JSON
-    /// reader included). `make` decides what a manifest that cannot be read becomes (no hints, say).
+    /// Hints from the manifest `make` builds (from a constant, a file, a KV value it captured), on the
+    /// first request that reaches the layer: for hosts where start-up time counts (a Worker's first request
+    /// compiles whatever it runs, a manifest's JSON reader included). `make` runs once and decides what a
+    /// manifest that cannot be read becomes (no hints, say).
     ///
     /// ```
     /// use edge_render::hints::BundleManifest;
@@ -58,11 +70,11 @@ impl HintsLayer {
     /// # let _ = layer;
     /// ```
     #[must_use]
-    pub fn lazy(make: fn() -> BundleManifest) -> Self {
+    pub fn lazy(make: impl Fn() -> BundleManifest + Send + Sync + 'static) -> Self {
         Self {
             manifest: Arc::new(Manifest {
                 read: OnceLock::new(),
-                make: Some(make),
+                make: Some(Box::new(make)),
             }),
         }
     }
@@ -155,6 +167,18 @@ mod tests {
         let eager = link(&HintsLayer::new(manifest()));
         assert!(eager.is_some());
         assert_eq!(link(&HintsLayer::lazy(manifest)), eager);
+        let base = String::from("/");
+        let captured = HintsLayer::lazy(move || {
+            let json = r#"{"src/main.ts":{"file":"assets/main.js","isEntry":true,"css":["assets/main.css"]}}"#;
+            BundleManifest::from_json(json.as_bytes(), &base)
+                .map(|manifest| manifest.route("/", "src/main.ts"))
+                .unwrap_or_default()
+        });
+        assert_eq!(
+            link(&captured),
+            eager,
+            "a closure may capture what it reads"
+        );
         // A manifest `make` cannot read becomes what it says: here, no hints.
         assert_eq!(link(&HintsLayer::lazy(BundleManifest::default)), None);
     }
