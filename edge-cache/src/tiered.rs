@@ -353,7 +353,17 @@ pub fn cache_key(uri: &Uri, headers: &HeaderMap) -> String {
         .unwrap_or("");
     let scheme = uri.scheme_str().unwrap_or("http");
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("{scheme}://{}{path}", authority.to_ascii_lowercase())
+    // One buffer of the final size; the authority lowercased in place.
+    let mut key = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+    key.push_str(scheme);
+    key.push_str("://");
+    let start = key.len();
+    key.push_str(authority);
+    if let Some(authority) = key.get_mut(start..) {
+        authority.make_ascii_lowercase();
+    }
+    key.push_str(path);
+    key
 }
 
 /// The cache key of `reference` (a `Location` or `Content-Location` value) resolved against the request,

@@ -112,22 +112,26 @@ impl<L: Load + 'static, C: Clock + 'static, W: WaitUntil + 'static> Refresh<L, C
     ///
     /// Only while no value has ever been loaded: the load's error.
     pub async fn get(&self) -> Result<Arc<L::Value>, L::Error> {
-        let now = self.inner.clock.now();
-        let cached = {
-            let state = lock(&self.inner.state);
-            state
-                .value
-                .as_ref()
-                .map(|value| (Arc::clone(value), state.fresh_until > now))
-        };
-        match cached {
-            Some((value, true)) => Ok(value),
-            Some((value, false)) => {
-                self.refresh_in_background();
-                Ok(value)
-            }
+        match self.get_now() {
+            Some(value) => Ok(value),
             None => self.reload().await,
         }
+    }
+
+    /// [`get`](Self::get) without waiting: the value kept (refreshing it in the background once stale),
+    /// or `None` while none has ever been loaded. For callers on a synchronous fast path that fall back to
+    /// `get` when this says `None`.
+    pub fn get_now(&self) -> Option<Arc<L::Value>> {
+        let now = self.inner.clock.now();
+        let (value, fresh) = {
+            let state = lock(&self.inner.state);
+            let value = Arc::clone(state.value.as_ref()?);
+            (value, state.fresh_until > now)
+        };
+        if !fresh {
+            self.refresh_in_background();
+        }
+        Some(value)
     }
 
     /// Loads the value now (joining a load already in flight) and keeps it.

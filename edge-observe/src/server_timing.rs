@@ -15,10 +15,13 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 /// Most entries kept (later ones are dropped).
 pub const MAX_ENTRIES: usize = 32;
+
+/// The `Server-Timing` field name, made once (a `&str` name is parsed on every use).
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// The entries of one request's `Server-Timing` header.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -96,7 +99,7 @@ impl ServerTiming {
         if self.entries.is_empty() {
             return None;
         }
-        let mut out = String::new();
+        let mut out = String::with_capacity(48 * self.entries.len());
         for (i, (name, duration, description)) in self.entries.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");

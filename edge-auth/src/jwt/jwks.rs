@@ -318,6 +318,22 @@ where
         }
     }
 
+    /// [`verify`](Self::verify) without waiting, when no I/O can be needed: keys are in memory (fresh,
+    /// or stale and refreshing in the background) and the token's key is among them. `None` means "call
+    /// `verify`": no keys yet, or an unknown `kid`, which `verify` may answer with a reload.
+    pub fn verify_now<T: DeserializeOwned>(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+    ) -> Option<Result<Verified<T>, Error>> {
+        let keys = self.keys.get_now()?;
+        let now = self.keys.loader().clock.unix_time();
+        match verifier.verify(token, &*keys, now) {
+            Err(Error::UnknownKey) => None,
+            result => Some(result),
+        }
+    }
+
     /// How the key source is doing: a source that cannot be reached shows here, and as a `tracing`
     /// warning (at most one per cooldown), not only in the verdicts of the tokens.
     pub fn health(&self) -> JwksHealth {

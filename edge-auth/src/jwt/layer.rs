@@ -50,6 +50,8 @@ pub struct JwtAuthLayer<T = serde_json::Value> {
 /// Verifies one token with the layer's provider and verifier.
 trait VerifyToken<T>: MaybeSend + MaybeSync {
     fn verify(&self, token: String) -> BoxFuture<'static, Result<Verified<T>, Error>>;
+    /// The verdict without waiting, when the keys are at hand ([`JwksProvider::verify_now`]).
+    fn verify_now(&self, token: &str) -> Option<Result<Verified<T>, Error>>;
 }
 
 struct ProviderVerify<K: KeySource, C: Clock, W> {
@@ -67,6 +69,10 @@ where
     fn verify(&self, token: String) -> BoxFuture<'static, Result<Verified<T>, Error>> {
         let (provider, verifier) = (Arc::clone(&self.provider), Arc::clone(&self.verifier));
         Box::pin(async move { provider.verify::<T>(&verifier, &token).await })
+    }
+
+    fn verify_now(&self, token: &str) -> Option<Result<Verified<T>, Error>> {
+        self.provider.verify_now(&self.verifier, token)
     }
 }
 
@@ -350,10 +356,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        // Keep the service that was polled ready; give the clone to the next call (tower's usual swap).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
+        let shared = &self.shared;
         let path = request.uri().path();
         if !shared.protected.is_empty()
             && !shared
@@ -361,12 +364,12 @@ where
                 .iter()
                 .any(|p| path.starts_with(p.as_str()))
         {
-            let future = inner.call(request);
+            let future = self.inner.call(request);
             return Box::pin(async move { Ok(future.await?.map(Body::from_http_body)) });
         }
         let span = RequestSpan::from_extensions(request.extensions()).cloned();
         let started = span.as_ref().map(RequestSpan::now);
-        let token = match credential(request.headers()) {
+        let verdict = match credential(request.headers()) {
             Credential::Missing => {
                 record_outcome(span.as_ref(), started, "missing");
                 let response = shared.refuse(&AuthRejection::MissingToken);
@@ -377,29 +380,51 @@ where
                 let response = shared.refuse(&AuthRejection::MalformedCredentials);
                 return Box::pin(async move { Ok(response) });
             }
-            Credential::Bearer(token) => token.to_owned(),
+            // With the keys in memory, the verdict is reached here and the service behind is called
+            // here: nothing to clone. Otherwise the token goes into the future that waits for the keys.
+            Credential::Bearer(token) => shared
+                .verify
+                .verify_now(token)
+                .ok_or_else(|| token.to_owned()),
         };
-        Box::pin(async move {
-            match shared.verify.verify(token).await {
-                Ok(verified) => {
-                    record_outcome(span.as_ref(), started, "verified");
-                    request.extensions_mut().insert(verified.claims.clone());
-                    request.extensions_mut().insert(verified.custom.clone());
-                    request.extensions_mut().insert(verified);
-                    Ok(inner.call(request).await?.map(Body::from_http_body))
-                }
-                Err(e) => {
-                    record_outcome(span.as_ref(), started, e.code());
-                    let rejection = if e.is_server_side() {
-                        AuthRejection::KeysUnavailable(e)
-                    } else {
-                        AuthRejection::InvalidToken(e)
-                    };
-                    Ok(shared.refuse(&rejection))
-                }
+        match verdict {
+            Ok(Ok(verified)) => {
+                record_outcome(span.as_ref(), started, "verified");
+                admit(&mut request, verified);
+                let future = self.inner.call(request);
+                Box::pin(async move { Ok(future.await?.map(Body::from_http_body)) })
             }
-        })
+            Ok(Err(e)) => {
+                let response = shared.reject(e, span.as_ref(), started);
+                Box::pin(async move { Ok(response) })
+            }
+            Err(token) => {
+                // Tower's swap: keep the service that was polled ready, leave a clone for the next call.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let shared = Arc::clone(shared);
+                Box::pin(async move {
+                    match shared.verify.verify(token).await {
+                        Ok(verified) => {
+                            record_outcome(span.as_ref(), started, "verified");
+                            admit(&mut request, verified);
+                            Ok(inner.call(request).await?.map(Body::from_http_body))
+                        }
+                        Err(e) => Ok(shared.reject(e, span.as_ref(), started)),
+                    }
+                })
+            }
+        }
     }
+}
+
+/// Puts what was verified where handlers read it: the registered claims, the caller's type, and both with
+/// the header as [`Verified`].
+fn admit<B, T: Clone + Send + Sync + 'static>(request: &mut Request<B>, verified: Verified<T>) {
+    let extensions = request.extensions_mut();
+    extensions.insert(verified.claims.clone());
+    extensions.insert(verified.custom.clone());
+    extensions.insert(verified);
 }
 
 /// Records the verification's outcome on the request's span (attribute and `auth` stage) and as a
@@ -413,6 +438,22 @@ fn record_outcome(span: Option<&RequestSpan>, started: Option<Instant>, outcome:
 }
 
 impl<T> Shared<T> {
+    /// The answer to a token that failed verification (503 when the keys, not the token, are at fault).
+    fn reject(
+        &self,
+        e: Error,
+        span: Option<&RequestSpan>,
+        started: Option<Instant>,
+    ) -> Response<Body> {
+        record_outcome(span, started, e.code());
+        let rejection = if e.is_server_side() {
+            AuthRejection::KeysUnavailable(e)
+        } else {
+            AuthRejection::InvalidToken(e)
+        };
+        self.refuse(&rejection)
+    }
+
     fn refuse(&self, rejection: &AuthRejection) -> Response<Body> {
         match &self.responder {
             Some(responder) => responder.respond(rejection),

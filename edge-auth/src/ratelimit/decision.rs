@@ -2,6 +2,7 @@
 //! `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-09, March 2025, as RFC 9651 Structured
 //! Fields) and `Retry-After` (RFC 9110 §10.2.3); [`Decision`] says exactly what they carry.
 
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -161,13 +162,10 @@ impl Decision {
     /// `"name";r=<remaining>;t=<seconds>` (see [`Decision`]).
     #[must_use]
     pub fn ratelimit_value(&self) -> HeaderValue {
-        let value = format!(
-            "\"{}\";r={};t={}",
-            escaped(self.quota.name()),
-            self.remaining(),
-            self.t_seconds()
-        );
-        header_value(&value)
+        named_value(
+            self.quota.name(),
+            format_args!(";r={};t={}", self.remaining(), self.t_seconds()),
+        )
     }
 
     /// `"name";q=<burst>;w=<burst × interval, seconds, rounded up>`: the quota's exact rate and burst
@@ -175,13 +173,10 @@ impl Decision {
     #[must_use]
     pub fn policy_value(&self) -> HeaderValue {
         let window = Duration::from_nanos(self.quota.capacity_nanos());
-        let value = format!(
-            "\"{}\";q={};w={}",
-            escaped(self.quota.name()),
-            self.quota.burst(),
-            ceil_secs(window).max(1),
-        );
-        header_value(&value)
+        named_value(
+            self.quota.name(),
+            format_args!(";q={};w={}", self.quota.burst(), ceil_secs(window).max(1)),
+        )
     }
 
     /// Appends this limiter's members to `RateLimit` and `RateLimit-Policy` (after any another limiter
@@ -210,21 +205,21 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-/// A Structured Fields string body: `"` and `\` escaped (names are printable ASCII, checked by [`Quota`]).
-fn escaped(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
+/// `name` as a Structured Fields string (`"` and `\` escaped; names are printable ASCII, checked by
+/// [`Quota`]) followed by `parameters`, written into one buffer that becomes the value without a copy.
+fn named_value(name: &str, parameters: fmt::Arguments<'_>) -> HeaderValue {
+    let mut out = String::with_capacity(name.len() + 32);
+    out.push('"');
     for c in name.chars() {
         if matches!(c, '"' | '\\') {
             out.push('\\');
         }
         out.push(c);
     }
-    out
-}
-
-fn header_value(value: &str) -> HeaderValue {
+    out.push('"');
+    let _ = out.write_fmt(parameters);
     // Printable ASCII by construction; the fallback keeps a bug from becoming a panic.
-    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
+    HeaderValue::try_from(out).unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
 }
 
 #[cfg(test)]

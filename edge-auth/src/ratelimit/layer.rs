@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
-use edge_core::{Body, BoxError, BoxFuture, Clock, KvStore, MaybeSend, MaybeSync};
+use edge_core::{Body, BoxError, BoxFuture, Clock, Instant, KvStore, MaybeSend, MaybeSync};
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri};
 
@@ -24,12 +24,23 @@ use crate::refusal::json_refusal;
 pub trait Backend: MaybeSend + MaybeSync + 'static {
     /// Decides one request for `key` (store failures are the backend's policy to resolve).
     fn check<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Decision>;
+
+    /// Decides one request for `key` without waiting, for a backend that decides in memory; `None` (the
+    /// default) when the decision needs I/O. With `Some`, the layer calls the service behind it at once
+    /// rather than from a future: no per-request clone of the services behind it.
+    fn check_now(&self, key: &str) -> Option<Decision> {
+        let _ = key;
+        None
+    }
 }
 
 impl<C: Clock + 'static> Backend for KeyedLimiter<String, C> {
     fn check<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Decision> {
-        let decision = self.check(&key.to_owned());
-        Box::pin(std::future::ready(decision))
+        Box::pin(std::future::ready(self.check(key)))
+    }
+
+    fn check_now(&self, key: &str) -> Option<Decision> {
+        Some(self.check(key))
     }
 }
 
@@ -390,18 +401,16 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
+        let shared = &self.shared;
         let path = request.uri().path();
         let route = shared
             .routes
             .iter()
             .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-            .map(|(prefix, backend)| (prefix.as_str(), Arc::clone(backend)))
-            .or_else(|| shared.default.as_ref().map(|b| ("*", Arc::clone(b))));
+            .map(|(prefix, backend)| (prefix.as_str(), backend))
+            .or_else(|| shared.default.as_ref().map(|b| ("*", b)));
         let Some((route, backend)) = route else {
-            let future = inner.call(request);
+            let future = self.inner.call(request);
             return Box::pin(async move { Ok(future.await?.map(Body::from_http_body)) });
         };
         let view = RequestView {
@@ -425,28 +434,32 @@ where
                 return Box::pin(std::future::ready(Ok(response)));
             }
         };
-        let span = RequestSpan::from_extensions(request.extensions()).cloned();
-        Box::pin(async move {
-            let started = span.as_ref().map(RequestSpan::now);
-            let decision = backend.check(&key).await;
-            let outcome = if decision.is_allowed() {
-                "allowed"
-            } else {
-                "limited"
-            };
-            tracing::debug!(
-                edge.ratelimit.decision = outcome,
-                edge.ratelimit.remaining = decision.remaining(),
-                "rate limit"
-            );
-            if let (Some(span), Some(started)) = (&span, started) {
-                span.set(attr::EDGE_RATELIMIT_DECISION, outcome);
-                span.set(
-                    attr::EDGE_RATELIMIT_REMAINING,
-                    i64::from(decision.remaining()),
-                );
-                span.stage_since("ratelimit", started, Some(outcome));
+        let span = RequestSpan::from_extensions(request.extensions());
+        let started = span.map(RequestSpan::now);
+        // An in-memory backend decides here, and the service behind is called here: nothing to clone.
+        if let Some(decision) = backend.check_now(&key) {
+            record(span, started, &decision);
+            if !decision.is_allowed() {
+                let response = shared.refuse(&RateLimitRejection::Limited(decision));
+                return Box::pin(std::future::ready(Ok(response)));
             }
+            let future = self.inner.call(request);
+            return Box::pin(async move {
+                let mut response = future.await?.map(Body::from_http_body);
+                decision.write_headers(response.headers_mut());
+                Ok(response)
+            });
+        }
+        // The decision needs I/O: the service is called from the future, so it goes with it (tower's swap:
+        // keep the one that was polled ready, leave a clone for the next call).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(shared);
+        let backend = Arc::clone(backend);
+        let span = span.cloned();
+        Box::pin(async move {
+            let decision = backend.check(&key).await;
+            record(span.as_ref(), started, &decision);
             if !decision.is_allowed() {
                 return Ok(shared.refuse(&RateLimitRejection::Limited(decision)));
             }
@@ -454,6 +467,28 @@ where
             decision.write_headers(response.headers_mut());
             Ok(response)
         })
+    }
+}
+
+/// Records a decision as a `tracing` event and on the request's span (attributes and `ratelimit` stage).
+fn record(span: Option<&RequestSpan>, started: Option<Instant>, decision: &Decision) {
+    let outcome = if decision.is_allowed() {
+        "allowed"
+    } else {
+        "limited"
+    };
+    tracing::debug!(
+        edge.ratelimit.decision = outcome,
+        edge.ratelimit.remaining = decision.remaining(),
+        "rate limit"
+    );
+    if let (Some(span), Some(started)) = (span, started) {
+        span.set(attr::EDGE_RATELIMIT_DECISION, outcome);
+        span.set(
+            attr::EDGE_RATELIMIT_REMAINING,
+            i64::from(decision.remaining()),
+        );
+        span.stage_since("ratelimit", started, Some(outcome));
     }
 }
 

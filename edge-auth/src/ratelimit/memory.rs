@@ -6,6 +6,7 @@
 //! swept by the inserting thread whenever a shard doubles in size: no background task to run, amortised
 //! O(1) per insert, and memory bounded by the keys active within one period.
 
+use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -159,26 +160,35 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedLimiter<K, C> {
         &self.quota
     }
 
-    /// Decides one request for `key` now.
-    pub fn check(&self, key: &K) -> Decision {
+    /// Decides one request for `key` now (a `&str` for `String` keys: no key is allocated unless it is
+    /// new).
+    pub fn check<Q>(&self, key: &Q) -> Decision
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.check_n(key, 1)
     }
 
     /// Decides a request costing `cost` units for `key` now.
-    pub fn check_n(&self, key: &K, cost: u32) -> Decision {
+    pub fn check_n<Q>(&self, key: &Q, cost: u32) -> Decision
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let now = nanos(&self.clock);
         let hash = self.hasher.hash_one(key);
         // Bits 40–45 pick the shard: hashbrown uses the low bits (bucket) and the top seven (tag) itself.
         let shard = &self.shards[(hash >> 40) as usize % SHARDS];
         {
             let read = shard.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some((_, cell)) = read.table.find(hash, |(k, _)| k == key) {
+            if let Some((_, cell)) = read.table.find(hash, |(k, _)| k.borrow() == key) {
                 return check_cell(&self.quota, cell, now, cost);
             }
         }
         let mut write = shard.write().unwrap_or_else(PoisonError::into_inner);
         let shard = &mut *write;
-        if let Some((_, cell)) = shard.table.find(hash, |(k, _)| k == key) {
+        if let Some((_, cell)) = shard.table.find(hash, |(k, _)| k.borrow() == key) {
             return check_cell(&self.quota, cell, now, cost);
         }
         let s = schedule(&self.quota, 0, now, cost);
@@ -193,7 +203,7 @@ impl<K: Hash + Eq + Clone, C: Clock> KeyedLimiter<K, C> {
             let hasher = &self.hasher;
             shard.table.insert_unique(
                 hash,
-                (key.clone(), Arc::new(AtomicU64::new(tat))),
+                (key.to_owned(), Arc::new(AtomicU64::new(tat))),
                 |(k, _)| hasher.hash_one(k),
             );
         }

@@ -68,11 +68,26 @@ fn hex(b: &u8) -> Option<u8> {
 /// Decodes `input` until stable and normalises it for matching.
 #[must_use]
 pub fn decode(input: &[u8], plus_is_space: bool) -> Decoded {
+    let mut text = String::new();
+    let (double_encoded, overlong) = decode_into(input, plus_is_space, &mut text);
+    Decoded {
+        text,
+        double_encoded,
+        overlong,
+    }
+}
+
+/// [`decode`] into `text` (cleared first), so one buffer serves every value of a request; returns
+/// [`Decoded::double_encoded`] and [`Decoded::overlong`].
+pub(crate) fn decode_into(input: &[u8], plus_is_space: bool, text: &mut String) -> (bool, bool) {
     let mut current: Cow<'_, [u8]> = Cow::Borrowed(input);
     let mut rounds = 0;
     let mut overlong = false;
     while rounds < MAX_ROUNDS {
         let next = percent_decode_once(&current, plus_is_space && rounds == 0);
+        if let Cow::Borrowed(_) = next {
+            break; // nothing to decode: no `%` (nor `+` in the first round of a form)
+        }
         if next.as_ref() == current.as_ref() {
             break;
         }
@@ -80,13 +95,13 @@ pub fn decode(input: &[u8], plus_is_space: bool) -> Decoded {
         current = Cow::Owned(next.into_owned());
         rounds += 1;
     }
-    let mut text = String::from_utf8_lossy(&current).into_owned();
-    text.make_ascii_lowercase();
-    Decoded {
-        text,
-        double_encoded: rounds > 1,
-        overlong,
+    text.clear();
+    match std::str::from_utf8(&current) {
+        Ok(valid) => text.push_str(valid),
+        Err(_) => text.push_str(&String::from_utf8_lossy(&current)),
     }
+    text.make_ascii_lowercase();
+    (rounds > 1, overlong)
 }
 
 fn has_overlong(bytes: &[u8]) -> bool {

@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use edge_core::respond::Responder;
 use edge_core::trace::{RequestSpan, attr};
-use edge_core::{Body, BoxError, BoxFuture, MaybeSend};
+use edge_core::{Body, BoxError, BoxFuture, Instant, MaybeSend};
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 
@@ -151,82 +151,119 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let body = Body::from_http_body(body);
-            let span = RequestSpan::from_extensions(&parts.extensions).cloned();
-            let started = span.as_ref().map(RequestSpan::now);
-            let (prefix, body) = if inspectable(&parts.headers) {
-                read_ahead(body, shared.rules.limits().max_body_len).await
-            } else {
-                (None, body)
-            };
-            let verdict = shared
+        let (parts, body) = request.into_parts();
+        let body = Body::from_http_body(body);
+        let span = RequestSpan::from_extensions(&parts.extensions).cloned();
+        let started = span.as_ref().map(RequestSpan::now);
+        let inspect_body = inspectable(&parts.headers);
+        // Without a body still to read, the verdict is reached here.
+        let verdict = (!inspect_body || body.as_bytes().is_some()).then(|| {
+            let prefix = body.as_bytes().filter(|_| inspect_body);
+            self.shared
                 .rules
-                .inspect(&parts.uri, &parts.headers, prefix.as_deref());
-            let mut blocked = verdict.is_blocked();
-            if !verdict.matches.is_empty() {
-                if let Some((limiter, key)) = &shared.penalty {
-                    let view = RequestView {
-                        method: &parts.method,
-                        uri: &parts.uri,
-                        headers: &parts.headers,
-                        extensions: &parts.extensions,
-                    };
-                    let key = match (key.key(&view), &shared.unkeyed) {
-                        (Some(client), _) => Some(format!("waf|{client}")),
-                        (None, Unkeyed::SharedBucket(name)) => Some(format!("waf|unkeyed:{name}")),
-                        (None, _) => {
-                            tracing::warn!(
-                                "waf: a request with rule matches has no client key to charge \
-                                 (no ClientIp from the host?); blocked. WafLayer::unkeyed chooses \
-                                 otherwise"
-                            );
-                            blocked = true;
-                            None
+                .inspect(&parts.uri, &parts.headers, prefix.map(|b| &b[..]))
+        });
+        match verdict {
+            // The common case, nothing matched: the service behind is called here, nothing to clone.
+            Some(verdict) if verdict.matches.is_empty() && !verdict.is_blocked() => {
+                record(span.as_ref(), started, "pass", None);
+                let mut request = Request::from_parts(parts, body);
+                request.extensions_mut().insert(verdict);
+                let future = self.inner.call(request);
+                Box::pin(async move { Ok(future.await?.map(Body::from_http_body)) })
+            }
+            // A body to read, or matches to charge: the service goes with the future (tower's swap).
+            verdict => {
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let shared = Arc::clone(&self.shared);
+                Box::pin(async move {
+                    let (verdict, body) = match verdict {
+                        Some(verdict) => (verdict, body),
+                        None => {
+                            let limit = shared.rules.limits().max_body_len;
+                            let (prefix, body) = read_ahead(body, limit).await;
+                            let verdict =
+                                shared
+                                    .rules
+                                    .inspect(&parts.uri, &parts.headers, prefix.as_deref());
+                            (verdict, body)
                         }
                     };
-                    if let Some(key) = key {
-                        for _ in 0..verdict.penalty().min(8) {
-                            if !limiter.check(&key).await.is_allowed() {
-                                blocked = true;
-                                break;
+                    let mut blocked = verdict.is_blocked();
+                    if !verdict.matches.is_empty() {
+                        if let Some((limiter, key)) = &shared.penalty {
+                            let view = RequestView {
+                                method: &parts.method,
+                                uri: &parts.uri,
+                                headers: &parts.headers,
+                                extensions: &parts.extensions,
+                            };
+                            let key = match (key.key(&view), &shared.unkeyed) {
+                                (Some(client), _) => Some(format!("waf|{client}")),
+                                (None, Unkeyed::SharedBucket(name)) => {
+                                    Some(format!("waf|unkeyed:{name}"))
+                                }
+                                (None, _) => {
+                                    tracing::warn!(
+                                        "waf: a request with rule matches has no client key to charge \
+                                         (no ClientIp from the host?); blocked. WafLayer::unkeyed chooses \
+                                         otherwise"
+                                    );
+                                    blocked = true;
+                                    None
+                                }
+                            };
+                            if let Some(key) = key {
+                                for _ in 0..verdict.penalty().min(8) {
+                                    if !limiter.check(&key).await.is_allowed() {
+                                        blocked = true;
+                                        break;
+                                    }
+                                }
                             }
                         }
                     }
-                }
+                    let outcome = if blocked {
+                        "block"
+                    } else if verdict.matches.is_empty() {
+                        "pass"
+                    } else {
+                        "log"
+                    };
+                    let rule = verdict.matches.first().map(|m| m.rule);
+                    record(span.as_ref(), started, outcome, rule);
+                    if blocked {
+                        let mut response = match &shared.responder {
+                            Some(responder) => responder.respond(&verdict),
+                            None => default_response(&verdict),
+                        };
+                        response.extensions_mut().insert(verdict);
+                        return Ok(response);
+                    }
+                    let mut request = Request::from_parts(parts, body);
+                    request.extensions_mut().insert(verdict);
+                    Ok(inner.call(request).await?.map(Body::from_http_body))
+                })
             }
-            let outcome = if blocked {
-                "block"
-            } else if verdict.matches.is_empty() {
-                "pass"
-            } else {
-                "log"
-            };
-            let rule = verdict.matches.first().map(|m| m.rule);
-            tracing::debug!(edge.waf.verdict = outcome, edge.waf.rule = rule, "waf");
-            if let (Some(span), Some(started)) = (&span, started) {
-                span.set(attr::EDGE_WAF_VERDICT, outcome);
-                if let Some(rule) = rule {
-                    span.set(attr::EDGE_WAF_RULE, rule);
-                }
-                span.stage_since("waf", started, Some(outcome));
-            }
-            if blocked {
-                let mut response = match &shared.responder {
-                    Some(responder) => responder.respond(&verdict),
-                    None => default_response(&verdict),
-                };
-                response.extensions_mut().insert(verdict);
-                return Ok(response);
-            }
-            let mut request = Request::from_parts(parts, body);
-            request.extensions_mut().insert(verdict);
-            Ok(inner.call(request).await?.map(Body::from_http_body))
-        })
+        }
+    }
+}
+
+/// Records the verdict as a `tracing` event and on the request's span (attributes and `waf` stage).
+fn record(
+    span: Option<&RequestSpan>,
+    started: Option<Instant>,
+    outcome: &'static str,
+    rule: Option<&'static str>,
+) {
+    tracing::debug!(edge.waf.verdict = outcome, edge.waf.rule = rule, "waf");
+    if let (Some(span), Some(started)) = (span, started) {
+        span.set(attr::EDGE_WAF_VERDICT, outcome);
+        if let Some(rule) = rule {
+            span.set(attr::EDGE_WAF_RULE, rule);
+        }
+        span.stage_since("waf", started, Some(outcome));
     }
 }
 

@@ -319,13 +319,16 @@ impl WafRules {
     #[must_use]
     pub fn inspect(&self, uri: &http::Uri, headers: &HeaderMap, body: Option<&[u8]>) -> Verdict {
         let mut verdict = Verdict::default();
+        // One buffer for every decoded value of the request (a form's names get their own).
+        let buf = &mut String::with_capacity(256);
         let path = uri.path();
-        self.check_path(path, &mut verdict);
+        self.check_path(path, &mut verdict, buf);
         if let Some(query) = uri.query() {
             self.check_form(
                 query.as_bytes(),
                 self.limits.max_value_len,
                 &mut verdict,
+                buf,
                 |name| Location::Query(name.to_owned()),
             );
         }
@@ -338,10 +341,17 @@ impl WafRules {
                 continue;
             }
             let location = || Location::Header(name.as_str().to_owned());
-            self.check_value(value.as_bytes(), value_limit, false, &mut verdict, location);
+            self.check_value(
+                value.as_bytes(),
+                value_limit,
+                false,
+                &mut verdict,
+                buf,
+                location,
+            );
         }
         if let Some(body) = body {
-            self.check_body(headers, body, &mut verdict);
+            self.check_body(headers, body, &mut verdict, buf);
         }
         verdict
     }
@@ -381,17 +391,17 @@ impl WafRules {
         }
     }
 
-    fn check_path(&self, path: &str, verdict: &mut Verdict) {
+    fn check_path(&self, path: &str, verdict: &mut Verdict, buf: &mut String) {
         let raw = self.bounded(path.as_bytes(), self.limits.max_value_len, verdict);
-        let decoded = decode::decode(raw, false);
-        if decoded.double_encoded {
+        let (double_encoded, overlong) = decode::decode_into(raw, false, buf);
+        if double_encoded {
             self.record("double-encoding", Location::Path, verdict);
         }
-        if let Some(id) = traversal::detect(&decoded.text, decoded.overlong) {
+        if let Some(id) = traversal::detect(buf, overlong) {
             self.record(id, Location::Path, verdict);
         }
         // Injection in a path segment (`/products/1' or '1'='1`).
-        for segment in decoded.text.split('/').filter(|s| !s.is_empty()) {
+        for segment in buf.split('/').filter(|s| !s.is_empty()) {
             if let Some(id) = sqli::detect(segment).or_else(|| xss::detect(segment)) {
                 self.record(id, Location::Path, verdict);
                 break;
@@ -405,11 +415,12 @@ impl WafRules {
         limit: usize,
         plus_is_space: bool,
         verdict: &mut Verdict,
+        buf: &mut String,
         location: impl Fn() -> Location,
     ) {
         let raw = self.bounded(raw, limit, verdict);
-        let decoded = decode::decode(raw, plus_is_space);
-        self.check_text(&decoded.text, decoded.overlong, verdict, location);
+        let (_, overlong) = decode::decode_into(raw, plus_is_space, buf);
+        self.check_text(buf, overlong, verdict, location);
     }
 
     fn check_text(
@@ -433,25 +444,35 @@ impl WafRules {
         form: &[u8],
         limit: usize,
         verdict: &mut Verdict,
+        buf: &mut String,
         location: impl Fn(&str) -> Location,
     ) {
         let pairs = form.split(|&b| b == b'&').filter(|p| !p.is_empty());
         if pairs.clone().nth(self.limits.max_fields).is_some() {
             verdict.oversize |= self.block_oversize;
         }
+        let name = &mut String::new();
         for pair in pairs.take(self.limits.max_fields) {
-            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            let (raw_name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(eq) => (&pair[..eq], &pair[eq + 1..]),
                 None => (pair, &[][..]),
             };
-            let name = decode::decode(self.bounded(name, limit, verdict), true);
-            let label = || location(&name.text);
-            self.check_text(&name.text, name.overlong, verdict, label);
-            self.check_value(value, limit, true, verdict, label);
+            let (_, overlong) =
+                decode::decode_into(self.bounded(raw_name, limit, verdict), true, name);
+            let name = &*name;
+            let label = || location(name);
+            self.check_text(name, overlong, verdict, label);
+            self.check_value(value, limit, true, verdict, buf, label);
         }
     }
 
-    fn check_body(&self, headers: &HeaderMap, body: &[u8], verdict: &mut Verdict) {
+    fn check_body(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        verdict: &mut Verdict,
+        buf: &mut String,
+    ) {
         // Strings inside the body are bounded by the body's limit, not the per-value one.
         let limit = self.limits.max_body_len;
         let body = if body.len() > self.limits.max_body_len {
@@ -461,21 +482,27 @@ impl WafRules {
             body
         };
         match BodyKind::of(headers) {
-            BodyKind::Form => self.check_form(body, limit, verdict, |_| Location::Body),
+            BodyKind::Form => self.check_form(body, limit, verdict, buf, |_| Location::Body),
             BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(body) {
                 Ok(value) => {
                     let mut budget = self.limits.max_fields;
-                    self.check_json(&value, verdict, &mut budget);
+                    self.check_json(&value, verdict, buf, &mut budget);
                 }
                 // Cut off by the limit, or not JSON at all: read it as text.
-                Err(_) => self.check_value(body, limit, false, verdict, || Location::Body),
+                Err(_) => self.check_value(body, limit, false, verdict, buf, || Location::Body),
             },
-            BodyKind::Text => self.check_value(body, limit, false, verdict, || Location::Body),
+            BodyKind::Text => self.check_value(body, limit, false, verdict, buf, || Location::Body),
             BodyKind::Opaque => {}
         }
     }
 
-    fn check_json(&self, value: &serde_json::Value, verdict: &mut Verdict, budget: &mut usize) {
+    fn check_json(
+        &self,
+        value: &serde_json::Value,
+        verdict: &mut Verdict,
+        buf: &mut String,
+        budget: &mut usize,
+    ) {
         use serde_json::Value;
         let limit = self.limits.max_body_len;
         if *budget == 0 {
@@ -485,18 +512,20 @@ impl WafRules {
         match value {
             Value::String(s) => {
                 *budget -= 1;
-                self.check_value(s.as_bytes(), limit, false, verdict, || Location::Body);
+                self.check_value(s.as_bytes(), limit, false, verdict, buf, || Location::Body);
             }
             Value::Array(items) => {
                 for item in items {
-                    self.check_json(item, verdict, budget);
+                    self.check_json(item, verdict, buf, budget);
                 }
             }
             Value::Object(members) => {
                 for (key, item) in members {
                     *budget = budget.saturating_sub(1);
-                    self.check_value(key.as_bytes(), limit, false, verdict, || Location::Body);
-                    self.check_json(item, verdict, budget);
+                    self.check_value(key.as_bytes(), limit, false, verdict, buf, || {
+                        Location::Body
+                    });
+                    self.check_json(item, verdict, buf, budget);
                 }
             }
             _ => {}

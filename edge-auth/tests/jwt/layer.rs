@@ -369,3 +369,66 @@ async fn refusals_are_shaped_by_the_users_responders() {
     let body = blocked.into_body().collect(1024).await.unwrap();
     assert!(body.starts_with(b"{\"title\":\"blocked by "), "{body:?}");
 }
+
+/// Once the keys are in memory, a verdict needs no I/O: the layer calls the service behind it from `call`,
+/// without the per-request clone a future would need. Before that (the first request loads the keys), and
+/// for a `kid` the keys do not hold (which may reload them), it takes the service along into the future.
+#[tokio::test]
+async fn with_the_keys_in_memory_the_service_behind_is_not_cloned() {
+    use edge_core::testing::CountClones;
+    use tower::Service;
+
+    let clock = ManualClock::new();
+    let exp = clock.unix_time().as_secs() + 60;
+    let layer = JwtAuthLayer::<Value>::new(provider(&clock).await, Verifier::default());
+    let inner = CountClones::new();
+    let mut service = layer.layer(inner.clone());
+    let before = inner.clones();
+    let mut send = |authorization: String| {
+        let request = Request::get("/")
+            .header(header::AUTHORIZATION, authorization)
+            .body(Body::empty())
+            .unwrap();
+        service.call(request)
+    };
+    let good = format!("Bearer {}", token(&format!(r#"{{"exp":{exp}}}"#)));
+
+    assert_eq!(send(good.clone()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        inner.clones(),
+        before + 1,
+        "the first request waits for the keys"
+    );
+    for _ in 0..3 {
+        assert_eq!(send(good.clone()).await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        send("Bearer not.a.token".to_owned())
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        inner.clones(),
+        before + 1,
+        "verdicts from memory clone nothing"
+    );
+
+    let unknown_kid = {
+        let input = format!(
+            "{}.{}",
+            b64(br#"{"alg":"HS256","kid":"k2"}"#),
+            b64(format!(r#"{{"exp":{exp}}}"#).as_bytes())
+        );
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), input.as_bytes());
+        format!("Bearer {input}.{}", b64(tag.as_ref()))
+    };
+    let refused = send(unknown_kid).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        inner.clones(),
+        before + 2,
+        "an unknown kid may reload: the slow path"
+    );
+}

@@ -382,3 +382,39 @@ async fn a_route_added_after_a_clone_is_not_dropped() {
     ];
     assert_eq!(codes, [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
 }
+
+/// An in-memory limiter decides at once: the layer calls the service behind it from `call` and clones
+/// nothing, and its answers (the fields, the 429) are the same as on the path that waits.
+#[tokio::test]
+async fn an_in_memory_limiter_calls_the_service_behind_without_cloning_it() {
+    use edge_core::testing::CountClones;
+    use tower::Service;
+
+    let clock = ManualClock::new();
+    let inner = CountClones::new();
+    let mut service =
+        RateLimitLayer::new(limiter(2, &clock), KeyExtractor::client_ip()).layer(inner.clone());
+    let before = inner.clones();
+    let first = service
+        .call(request("/", [192, 0, 2, 9], &[]))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["ratelimit"], "\"default\";r=1;t=30");
+    assert_eq!(first.headers()["ratelimit-policy"], "\"default\";q=2;w=60");
+    assert_eq!(
+        service
+            .call(request("/", [192, 0, 2, 9], &[]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let refused = service
+        .call(request("/", [192, 0, 2, 9], &[]))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    assert_eq!(inner.clones(), before);
+}

@@ -222,3 +222,55 @@ proptest! {
         prop_assert!(verdict.matches.len() <= 1 + 2 + 256 * 2 + 256);
     }
 }
+
+/// A request without a body to read and without matches is decided in `call`: the layer calls the service
+/// behind it at once and clones nothing. A streamed form body (read first) and a match (charged to the
+/// penalty limiter) take the service along into the future.
+#[tokio::test]
+async fn clean_requests_without_a_body_to_read_clone_nothing() {
+    use edge_core::testing::CountClones;
+    use futures::stream;
+    use tower::Service;
+
+    let inner = CountClones::new();
+    let mut service = WafLayer::new(WafRules::new()).layer(inner.clone());
+    let before = inner.clones();
+    let clean = service
+        .call(request("/products?page=2&sort=price", None, Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(clean.status(), StatusCode::OK);
+    let buffered = Body::from("q=shoes&size=42");
+    let form = Some("application/x-www-form-urlencoded");
+    let status = service
+        .call(request("/search", form, buffered))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a body already in memory is read in `call`"
+    );
+    let blocked = service
+        .call(request("/?id=1'%20or%20'1'='1", None, Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), StatusCode::FORBIDDEN);
+    assert_eq!(inner.clones(), before + 1, "a match goes the slow way");
+
+    let streamed = Body::from_stream(stream::iter([Ok::<_, std::io::Error>(Bytes::from(
+        "q=shoes",
+    ))]));
+    let status = service
+        .call(request("/search", form, streamed))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        inner.clones(),
+        before + 2,
+        "a streamed body is read in the future"
+    );
+}

@@ -1,5 +1,6 @@
-//! Test support (feature `testing`): the conformance kits every store implementation must pass, and a
-//! scriptable [`TestFetcher`].
+//! Test support (feature `testing`): the conformance kits every store implementation must pass, a
+//! scriptable [`TestFetcher`], and (with `tower`) `CountClones`, the inner service that proves a layer's
+//! fast path clones nothing.
 //!
 //! A backend is done when its own tests run the whole kit for its contract:
 //!
@@ -18,8 +19,12 @@
 //! `assert!`, and are meant for test code only.
 
 pub mod cache;
+#[cfg(feature = "tower")]
+mod clones;
 pub mod durable;
 mod fetcher;
 pub mod kv;
 
+#[cfg(feature = "tower")]
+pub use clones::CountClones;
 pub use fetcher::{RecordedRequest, Reply, TestFetcher};

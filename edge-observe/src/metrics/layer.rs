@@ -17,7 +17,7 @@ use tower::{Layer, Service};
 use crate::labels::{cache_status, colo};
 use crate::metrics::{Counter, Histogram, Registry};
 use crate::routes::Routes;
-use crate::server_timing::ServerTiming;
+use crate::server_timing::{SERVER_TIMING, ServerTiming};
 
 /// Builds [`Metrics`]s over one registry.
 #[derive(Clone, Debug)]
@@ -186,7 +186,7 @@ where
                 .with(&[route, class, cache, colo])
                 .observe(elapsed);
             if let Some(value) = ServerTiming::single("edge", elapsed) {
-                response.headers_mut().append("server-timing", value);
+                response.headers_mut().append(SERVER_TIMING, value);
             }
             Ok(response)
         })

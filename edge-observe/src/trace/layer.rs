@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 use crate::labels::cache_status;
 use crate::otlp::OtlpExporter;
 use crate::routes::Routes;
-use crate::server_timing::ServerTiming;
+use crate::server_timing::{SERVER_TIMING, ServerTiming};
 
 /// Longest `url.path` and `user_agent.original` recorded, in bytes.
 const MAX_RECORDED_LEN: usize = 256;
@@ -299,7 +299,7 @@ impl TraceLayer {
                 timing.add(&stage.name, stage.duration, stage.description.as_deref());
             }
             if let Some(value) = timing.to_header_value() {
-                headers.append("server-timing", value);
+                headers.append(SERVER_TIMING, value);
             }
         }
         if let Some(log) = &self.log {

@@ -112,14 +112,11 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let hints = self
-            .manifest
-            .get()
-            .hints_for(request.uri().path())
-            .for_connection(
-                Ect::from_headers(request.headers()),
-                save_data(request.headers()),
-            );
+        let link = self.manifest.get().link_header(
+            request.uri().path(),
+            Ect::from_headers(request.headers()),
+            save_data(request.headers()),
+        );
         let future = self.inner.call(request);
         Box::pin(async move {
             let mut response = future.await?;
@@ -128,8 +125,8 @@ where
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|t| t.starts_with("text/html"));
-            if html {
-                hints.apply(&mut response);
+            if let (true, Some(link)) = (html, link) {
+                response.headers_mut().append(header::LINK, link);
             }
             Ok(response)
         })

@@ -348,7 +348,18 @@ impl std::error::Error for ManifestError {}
 pub struct BundleManifest {
     chunks: BTreeMap<String, Chunk>,
     base: String,
-    routes: Vec<(String, String)>,
+    routes: Vec<Route>,
+}
+
+/// A route, with its `Link` field values worked out once: every request to it sends one of the two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Route {
+    prefix: String,
+    entry: String,
+    /// All the hints.
+    all: Option<HeaderValue>,
+    /// Only the critical ones, for a slow connection or `Save-Data` ([`LinkHints::for_connection`]).
+    critical: Option<HeaderValue>,
 }
 
 /// Largest manifest read.
@@ -380,10 +391,42 @@ impl BundleManifest {
     /// Requests whose path starts with `prefix` render the entry `entry` (the longest prefix wins).
     #[must_use]
     pub fn route(mut self, prefix: impl Into<String>, entry: impl Into<String>) -> Self {
-        self.routes.push((prefix.into(), entry.into()));
+        let entry = entry.into();
+        let hints = self.hints_of(&entry);
+        self.routes.push(Route {
+            prefix: prefix.into(),
+            all: hints.header_value(),
+            critical: hints.for_connection(None, true).header_value(),
+            entry,
+        });
         self.routes
-            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+            .sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
         self
+    }
+
+    /// The route `path` takes, if any.
+    fn route_of(&self, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|route| path.starts_with(route.prefix.as_str()))
+    }
+
+    /// The `Link` field for a request to `path` from a client on `ect` that may ask to save data: what
+    /// [`hints_for`](Self::hints_for) and [`LinkHints::for_connection`] give, formatted when the route was
+    /// added rather than on every request.
+    #[must_use]
+    pub fn link_header(
+        &self,
+        path: &str,
+        ect: Option<Ect>,
+        save_data: bool,
+    ) -> Option<HeaderValue> {
+        let route = self.route_of(path)?;
+        if save_data || matches!(ect, Some(Ect::Slow2g | Ect::G2)) {
+            route.critical.clone()
+        } else {
+            route.all.clone()
+        }
     }
 
     /// The hints for a request to `path`: its entry's script and the scripts it imports statically as
@@ -391,16 +434,15 @@ impl BundleManifest {
     /// `prefetch`. No route, no hints.
     #[must_use]
     pub fn hints_for(&self, path: &str) -> LinkHints {
-        let Some((_, entry)) = self
-            .routes
-            .iter()
-            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-        else {
-            return LinkHints::new();
-        };
+        self.route_of(path)
+            .map_or_else(LinkHints::new, |route| self.hints_of(&route.entry))
+    }
+
+    /// The hints of the entry named `entry`.
+    fn hints_of(&self, entry: &str) -> LinkHints {
         let mut hints = LinkHints::new();
         let mut seen = Vec::new();
-        let mut stack = vec![entry.clone()];
+        let mut stack = vec![entry.to_owned()];
         let mut dynamic = Vec::new();
         // The static import graph, depth first; the seen list stops cycles.
         while let Some(name) = stack.pop() {
@@ -456,6 +498,41 @@ mod tests {
         assert_eq!(slow.links().len(), 3, "the prefetch is dropped on slow-2g");
         assert!(BundleManifest::from_json(b"[1,2]", "/").is_err());
         assert!(BundleManifest::default().hints_for("/").links().is_empty());
+    }
+
+    #[test]
+    fn the_precomputed_field_is_what_the_hints_format_to() {
+        let manifest = BundleManifest::from_json(MANIFEST.as_bytes(), "/")
+            .unwrap()
+            .route("/", "src/home.ts")
+            .route("/cart", "src/cart.ts")
+            .route("/missing", "src/nowhere.ts");
+        let ects = [
+            None,
+            Some(Ect::Slow2g),
+            Some(Ect::G2),
+            Some(Ect::G3),
+            Some(Ect::G4),
+        ];
+        for path in ["/", "/products", "/cart/1", "/missing", "/missing/x"] {
+            for ect in ects {
+                for save_data in [false, true] {
+                    let formatted = manifest
+                        .hints_for(path)
+                        .for_connection(ect, save_data)
+                        .header_value();
+                    assert_eq!(
+                        manifest.link_header(path, ect, save_data),
+                        formatted,
+                        "{path} {ect:?} {save_data}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            BundleManifest::default().link_header("/", None, false),
+            None
+        );
     }
 
     #[test]

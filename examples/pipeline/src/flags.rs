@@ -95,12 +95,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        // The clone is ready-less; keep the one that was polled ready (tower's usual swap).
+        if request.uri().path() != "/" {
+            return Box::pin(self.inner.call(request));
+        }
+        // The flag is read in the future, and the service called after it: the service goes with the
+        // future, the clone stays for the next call (tower's swap; the clone was not polled ready).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if request.uri().path() != "/" {
-            return Box::pin(inner.call(request));
-        }
         let flags = self.flags.clone();
         Box::pin(async move {
             // The host's geo (a Worker's `cf` object) when it put one in the request, else the CDN's headers.
