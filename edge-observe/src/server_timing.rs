@@ -96,19 +96,35 @@ impl ServerTiming {
     /// The header value; `None` without entries.
     #[must_use]
     pub fn to_header_value(&self) -> Option<HeaderValue> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        let mut out = String::with_capacity(48 * self.entries.len());
-        for (i, (name, duration, description)) in self.entries.iter().enumerate() {
+        Self::header_value_of(self.entries.iter().map(|(name, duration, description)| {
+            (name.as_str(), *duration, description.as_deref())
+        }))
+    }
+
+    /// The header value of `entries` (name, duration, description), the same as adding each to a
+    /// `ServerTiming` and calling [`to_header_value`](Self::to_header_value), written straight into the
+    /// value: for a caller that holds its stages already (the trace layer), one allocation in all.
+    #[must_use]
+    pub fn header_value_of<'a>(
+        entries: impl IntoIterator<Item = (&'a str, Duration, Option<&'a str>)>,
+    ) -> Option<HeaderValue> {
+        let mut out = String::new();
+        for (i, (name, duration, description)) in entries.into_iter().take(MAX_ENTRIES).enumerate()
+        {
             if i > 0 {
                 out.push_str(", ");
+            } else {
+                out.reserve(128);
             }
-            out.push_str(name);
-            write_duration(&mut out, *duration);
+            out.push_str(&token(name));
+            write_duration(&mut out, duration);
             if let Some(description) = description {
                 out.push_str(";desc=\"");
-                for c in description.chars() {
+                for c in description
+                    .chars()
+                    .filter(|c| (' '..='~').contains(c))
+                    .take(128)
+                {
                     if c == '\\' || c == '"' {
                         out.push('\\');
                     }
@@ -116,6 +132,9 @@ impl ServerTiming {
                 }
                 out.push('"');
             }
+        }
+        if out.is_empty() {
+            return None;
         }
         HeaderValue::try_from(out).ok()
     }

@@ -293,12 +293,15 @@ impl TraceLayer {
         let Some(finished) = span.finish() else {
             return;
         };
-        if self.server_timing && !finished.stages.is_empty() {
-            let mut timing = ServerTiming::new();
-            for stage in &finished.stages {
-                timing.add(&stage.name, stage.duration, stage.description.as_deref());
-            }
-            if let Some(value) = timing.to_header_value() {
+        if self.server_timing {
+            let stages = finished.stages.iter().map(|stage| {
+                (
+                    stage.name.as_ref(),
+                    stage.duration,
+                    stage.description.as_deref(),
+                )
+            });
+            if let Some(value) = ServerTiming::header_value_of(stages) {
                 headers.append(SERVER_TIMING, value);
             }
         }
@@ -415,6 +418,10 @@ where
 /// The `tracing` twin of the request span: same name, same attribute names, the W3C ids as fields.
 #[cfg(feature = "tracing")]
 fn tracing_span<B>(span: &RequestSpan, request: &Request<B>) -> tracing::Span {
+    // Nothing listens (no subscriber, or one that filters out `info`): skip the name and ids too.
+    if !tracing::span_enabled!(tracing::Level::INFO) {
+        return tracing::Span::none();
+    }
     let context = span.context();
     let name = span.with_span(|s| s.name.clone()).unwrap_or_default();
     tracing::info_span!(

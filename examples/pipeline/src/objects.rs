@@ -265,12 +265,8 @@ where
                 let rooms = self.rooms.clone();
                 Box::pin(async move { Ok(answer(&rooms, &name, request, &[Method::GET]).await) })
             }
-            Route::Elsewhere => {
-                // The clone that was made ready is the one that serves (tower's usual dance).
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { inner.call(request).await })
-            }
+            // Called here, not from a future: nothing behind needs cloning.
+            Route::Elsewhere => Box::pin(self.inner.call(request)),
         }
     }
 }
