@@ -45,6 +45,28 @@ use std::fmt;
 
 use http::HeaderMap;
 
+/// Whether `text` holds any of `needles` (each non-empty).
+///
+/// The rules ask this of every value with a dozen names at a time, and most values are short (a header, a
+/// query parameter): there, one pass comparing at each position only the needles that start with the byte
+/// there is several times cheaper than a substring search per needle, each with its own set-up. Past
+/// [`SCAN_UP_TO`] bytes the searches' linear-time skipping wins, so long values take them.
+pub(crate) fn contains_any(text: &str, needles: &[&str]) -> bool {
+    if text.len() > SCAN_UP_TO {
+        return needles.iter().any(|needle| text.contains(needle));
+    }
+    let bytes = text.as_bytes();
+    (0..bytes.len()).any(|at| {
+        let rest = bytes.get(at..).unwrap_or_default();
+        needles.iter().any(|needle| {
+            rest.first() == needle.as_bytes().first() && rest.starts_with(needle.as_bytes())
+        })
+    })
+}
+
+/// The longest value [`contains_any`] scans byte by byte.
+const SCAN_UP_TO: usize = 256;
+
 #[cfg(feature = "tower")]
 pub use layer::{Waf, WafLayer};
 
@@ -536,6 +558,21 @@ impl WafRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The scan answers what a substring search per needle would, short values and long.
+        #[test]
+        fn contains_any_is_any_contains(
+            text in "[a-c/.é ]{0,300}",
+            needles in proptest::collection::vec("[a-c/.é]{1,4}", 1..6),
+        ) {
+            let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+            proptest::prop_assert_eq!(
+                contains_any(&text, &needles),
+                needles.iter().any(|needle| text.contains(needle))
+            );
+        }
+    }
 
     fn verdict(uri: &str, headers: &[(&str, &str)], body: Option<&str>) -> Verdict {
         let mut map = HeaderMap::new();

@@ -368,7 +368,7 @@ fn might_inject(text: &str) -> bool {
         "pg_catalog",
         "sqlite_master",
     ];
-    text.bytes().any(|b| PUNCTUATION.contains(&b)) || BARE_KEYWORDS.iter().any(|k| text.contains(k))
+    text.bytes().any(|b| PUNCTUATION.contains(&b)) || super::contains_any(text, &BARE_KEYWORDS)
 }
 
 /// The first SQL injection rule `text` (decoded, lowercased) trips, if any.

@@ -124,11 +124,15 @@ const SINKS: [&str; 8] = [
 ];
 
 fn js_breakout(text: &str) -> bool {
-    SINKS.iter().any(|sink| {
-        text.match_indices(sink).any(|(at, _)| {
-            let before = text.get(..at).unwrap_or_default().trim_end();
-            before.is_empty()
-                || before.ends_with([';', '\'', '"', '+', '(', '{', '}', ',', '`', '|', '&'])
+    // Every sink ends with `(`: look back from each `(` rather than search for each sink.
+    text.match_indices('(').any(|(open, _)| {
+        let upto = text.get(..=open).unwrap_or_default();
+        SINKS.iter().any(|sink| {
+            upto.strip_suffix(sink).is_some_and(|before| {
+                let before = before.trim_end();
+                before.is_empty()
+                    || before.ends_with([';', '\'', '"', '+', '(', '{', '}', ',', '`', '|', '&'])
+            })
         })
     })
 }
