@@ -12,7 +12,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -50,16 +49,31 @@ fn token(name: &str) -> Cow<'_, str> {
 /// trailing zeros dropped.
 fn write_duration(out: &mut String, duration: Duration) {
     let micros = duration.as_micros() + u128::from(duration.subsec_nanos() % 1000 >= 500);
-    let _ = write!(out, ";dur={}", micros / 1000);
-    let mut fraction = micros % 1000;
+    out.push_str(";dur=");
+    push_decimal(out, u64::try_from(micros / 1000).unwrap_or(u64::MAX), 1);
+    let mut fraction = u64::try_from(micros % 1000).unwrap_or(0);
     if fraction > 0 {
         let mut digits = 3;
         while fraction % 10 == 0 {
             fraction /= 10;
             digits -= 1;
         }
-        let _ = write!(out, ".{fraction:0digits$}");
+        out.push('.');
+        push_decimal(out, fraction, digits);
     }
+}
+
+/// `n` in decimal, zero-padded to `min_digits`: what `write!` gives, without its formatting machinery
+/// (this runs for every stage of every request).
+fn push_decimal(out: &mut String, mut n: u64, min_digits: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while n > 0 || digits.len() - start < min_digits {
+        start -= 1;
+        digits[start] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+    }
+    out.extend(digits[start..].iter().map(|&digit| char::from(digit)));
 }
 
 impl ServerTiming {

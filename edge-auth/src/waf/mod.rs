@@ -55,12 +55,21 @@ pub(crate) fn contains_any(text: &str, needles: &[&str]) -> bool {
     if text.len() > SCAN_UP_TO {
         return needles.iter().any(|needle| text.contains(needle));
     }
+    // The bytes some needle starts with: most positions are ruled out by one lookup.
+    let mut starts = [false; 256];
+    for needle in needles {
+        if let Some(&first) = needle.as_bytes().first() {
+            starts[usize::from(first)] = true;
+        }
+    }
     let bytes = text.as_bytes();
-    (0..bytes.len()).any(|at| {
-        let rest = bytes.get(at..).unwrap_or_default();
-        needles.iter().any(|needle| {
-            rest.first() == needle.as_bytes().first() && rest.starts_with(needle.as_bytes())
-        })
+    bytes.iter().enumerate().any(|(at, &byte)| {
+        starts[usize::from(byte)] && {
+            let rest = bytes.get(at..).unwrap_or_default();
+            needles
+                .iter()
+                .any(|needle| rest.starts_with(needle.as_bytes()))
+        }
     })
 }
 

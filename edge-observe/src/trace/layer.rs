@@ -237,6 +237,11 @@ impl TraceLayer {
             Arc::clone(&self.ids),
             Arc::clone(&self.clock),
         );
+        // The attributes serve export and the log line only: a span neither will read goes without
+        // (the common case for unsampled requests, and for a host that exports nothing).
+        if !self.records(span.is_sampled()) {
+            return span;
+        }
         span.with_span(|s| {
             s.attributes.reserve(12);
             s.set(attr::HTTP_REQUEST_METHOD, method);
@@ -275,21 +280,28 @@ impl TraceLayer {
         span
     }
 
+    /// Whether a request's span is read once it ends: written to the log, or exported (when sampled).
+    fn records(&self, sampled: bool) -> bool {
+        self.log.is_some() || (sampled && self.sink.is_some())
+    }
+
     /// Ends `span` with the response's status and headers (Server-Timing is added to them).
     fn finish(&self, span: &RequestSpan, status: StatusCode, headers: &mut HeaderMap) {
-        let cache = cache_status(headers);
-        span.with_span(|s| {
-            s.set(attr::HTTP_RESPONSE_STATUS_CODE, status.as_u16());
-            if cache != "NONE" {
-                s.set(attr::EDGE_CACHE_STATUS, cache);
-            }
-            // The tier is the cache layer's to record (it does, on this span); the status is read here
-            // too, as a fixed label, for caches that are not the SDK's.
-            if status.is_server_error() {
-                s.set(attr::ERROR_TYPE, status.as_str().to_owned());
-                s.set_status(Status::Error(Cow::Borrowed("server error")));
-            }
-        });
+        if self.records(span.is_sampled()) {
+            let cache = cache_status(headers);
+            span.with_span(|s| {
+                s.set(attr::HTTP_RESPONSE_STATUS_CODE, status.as_u16());
+                if cache != "NONE" {
+                    s.set(attr::EDGE_CACHE_STATUS, cache);
+                }
+                // The tier is the cache layer's to record (it does, on this span); the status is read
+                // here too, as a fixed label, for caches that are not the SDK's.
+                if status.is_server_error() {
+                    s.set(attr::ERROR_TYPE, status.as_str().to_owned());
+                    s.set_status(Status::Error(Cow::Borrowed("server error")));
+                }
+            });
+        }
         let Some(finished) = span.finish() else {
             return;
         };
