@@ -7,6 +7,7 @@
 //! gets a `Server-Timing: edge;dur=…` entry (appended to any the inner service set). With
 //! [`MetricsLayer::endpoint`], `GET {path}` answers the Prometheus exposition of the registry.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -74,7 +75,7 @@ impl<S, C: Clock + Clone> Layer<S> for MetricsLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         Metrics {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -83,7 +84,9 @@ impl<S, C: Clock + Clone> Layer<S> for MetricsLayer<C> {
 #[derive(Clone, Debug)]
 pub struct Metrics<S, C> {
     inner: S,
-    layer: MetricsLayer<C>,
+    /// Shared: the service is cloned per request (by axum's router, by layers that await), the
+    /// configuration need not be.
+    layer: Arc<MetricsLayer<C>>,
 }
 
 fn status_class(status: http::StatusCode) -> &'static str {
@@ -147,7 +150,7 @@ where
             .cloned();
         let route = self.layer.routes.position(request.uri().path());
         let colo = colo(&request);
-        let layer = self.layer.clone();
+        let layer = Arc::clone(&self.layer);
         let started = layer.clock.now();
         let future = self.inner.call(request);
         Box::pin(async move {

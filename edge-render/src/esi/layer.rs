@@ -71,7 +71,7 @@ impl<I, F, S> Layer<I> for EsiLayer<F, S> {
     fn layer(&self, inner: I) -> Self::Service {
         Esi {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -79,14 +79,15 @@ impl<I, F, S> Layer<I> for EsiLayer<F, S> {
 /// The service [`EsiLayer`] makes.
 pub struct Esi<I, F, S> {
     inner: I,
-    layer: EsiLayer<F, S>,
+    /// Shared: the service is cloned per request, its configuration need not be.
+    layer: Arc<EsiLayer<F, S>>,
 }
 
 impl<I: Clone, F, S> Clone for Esi<I, F, S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            layer: self.layer.clone(),
+            layer: Arc::clone(&self.layer),
         }
     }
 }

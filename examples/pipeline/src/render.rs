@@ -33,7 +33,8 @@ pub fn demo_manifest() -> Result<BundleManifest, edge_render::hints::ManifestErr
 pub struct ShellPage<S, F> {
     inner: S,
     fetcher: Arc<F>,
-    origin: Uri,
+    /// Shared: the service is cloned per request.
+    origin: Arc<Uri>,
 }
 
 impl<S: Clone, F> Clone for ShellPage<S, F> {
@@ -41,7 +42,7 @@ impl<S: Clone, F> Clone for ShellPage<S, F> {
         Self {
             inner: self.inner.clone(),
             fetcher: Arc::clone(&self.fetcher),
-            origin: self.origin.clone(),
+            origin: Arc::clone(&self.origin),
         }
     }
 }
@@ -60,7 +61,7 @@ impl<S, F> ShellPage<S, F> {
         Self {
             inner,
             fetcher,
-            origin,
+            origin: Arc::new(origin),
         }
     }
 }
