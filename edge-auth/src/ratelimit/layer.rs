@@ -175,16 +175,20 @@ impl fmt::Debug for KeyExtractor {
 }
 
 fn ip_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("ip:{v4}"),
+    use std::fmt::Write as _;
+    // Sized for the longest key, `ip:` and a /64 prefix: written once, never grown.
+    let mut key = String::with_capacity(32);
+    let _ = match ip {
+        IpAddr::V4(v4) => write!(key, "ip:{v4}"),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("ip:{v4}"),
+            Some(v4) => write!(key, "ip:{v4}"),
             None => {
                 let s = v6.segments();
-                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                write!(key, "ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
-    }
+    };
+    key
 }
 
 /// What the layer does with a request its [`KeyExtractor`] finds no key for (a host that did not insert
