@@ -27,7 +27,8 @@ const MAX_TOKENS: usize = 512;
 
 fn tokenize<'a>(text: &'a str, quote_context: Option<u8>) -> Vec<Token<'a>> {
     let bytes = text.as_bytes();
-    let mut tokens = Vec::new();
+    // Most values tokenize to a handful: one allocation, not a doubling from one.
+    let mut tokens = Vec::with_capacity(16);
     let mut i = 0;
     // Inside a quoted context, the text up to the first matching quote is the tail of a string.
     if let Some(q) = quote_context {
