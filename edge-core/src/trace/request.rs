@@ -113,7 +113,8 @@ impl RequestSpan {
             inner: Arc::new(Mutex::new(Inner {
                 span: Some(span),
                 children: Vec::new(),
-                stages: Vec::new(),
+                // A request usually records a few stages (waf, ratelimit, cache, origin): no regrowth.
+                stages: Vec::with_capacity(4),
             })),
         }
     }
