@@ -22,8 +22,9 @@
 //!
 //! Every value is decoded once, in [`decode`], before any rule sees it: percent-decoding until stable
 //! (double encoding included), `+` as space in queries and forms, HTML character references for the XSS
-//! rules. Rules run on the path (each segment), every query parameter name and value, header values
-//! (except `Authorization` and `Cookie`, whose opaque tokens are not text), and the body when it is a
+//! rules. Rules run on the path (each segment, then the whole path, so `/**/` between segments hides
+//! nothing), every query parameter name and value, header values (except `Authorization`, whose opaque
+//! token is not text), each cookie's name and value on its own, and the body when it is a
 //! form, JSON (each string, key or value) or text. Inspection is bounded ([`InspectLimits`]), and by
 //! default a request with a part beyond the limits (a query value past 8 KiB, a body past 256 KiB,
 //! more fields than are inspected) is refused rather than inspected only in part: otherwise padding a
@@ -115,6 +116,8 @@ pub enum Location {
     Query(String),
     /// A header (its name).
     Header(String),
+    /// A cookie (its name).
+    Cookie(String),
     /// The body.
     Body,
 }
@@ -368,7 +371,11 @@ impl WafRules {
         }
         let value_limit = self.limits.max_value_len;
         for (name, value) in headers.iter().take(self.limits.max_fields) {
-            if name == http::header::AUTHORIZATION || name == http::header::COOKIE {
+            if name == http::header::AUTHORIZATION {
+                continue;
+            }
+            if name == http::header::COOKIE {
+                self.check_cookies(value.as_bytes(), value_limit, &mut verdict, buf);
                 continue;
             }
             let location = || Location::Header(name.as_str().to_owned());
@@ -431,12 +438,36 @@ impl WafRules {
         if let Some(id) = traversal::detect(buf, overlong) {
             self.record(id, Location::Path, verdict);
         }
-        // Injection in a path segment (`/products/1' or '1'='1`).
-        for segment in buf.split('/').filter(|s| !s.is_empty()) {
-            if let Some(id) = sqli::detect(segment).or_else(|| xss::detect(segment)) {
-                self.record(id, Location::Path, verdict);
-                break;
-            }
+        // Injection in a path segment (`/products/1' or '1'='1`), or across segments
+        // (`/1/**/union/**/select/1`).
+        let found = buf
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .find_map(|segment| sqli::detect(segment).or_else(|| xss::detect(segment)))
+            .or_else(|| sqli::detect(buf).or_else(|| xss::detect(buf)));
+        if let Some(id) = found {
+            self.record(id, Location::Path, verdict);
+        }
+    }
+
+    /// `name=value; …`: each cookie's name and value decoded and checked on its own, under its name.
+    fn check_cookies(&self, header: &[u8], limit: usize, verdict: &mut Verdict, buf: &mut String) {
+        let name = &mut String::new();
+        let cookies = header.split(|&b| b == b';').map(<[u8]>::trim_ascii);
+        for cookie in cookies
+            .filter(|c| !c.is_empty())
+            .take(self.limits.max_fields)
+        {
+            let (raw_name, value) = match cookie.iter().position(|&b| b == b'=') {
+                Some(eq) => (&cookie[..eq], &cookie[eq + 1..]),
+                None => (&[][..], cookie),
+            };
+            let (_, overlong) =
+                decode::decode_into(self.bounded(raw_name, limit, verdict), false, name);
+            let name = &*name;
+            let label = || Location::Cookie(name.clone());
+            self.check_text(name, overlong, verdict, label);
+            self.check_value(value, limit, false, verdict, buf, label);
         }
     }
 
@@ -633,6 +664,39 @@ mod tests {
             None,
         );
         assert!(v.matches.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn cookies_are_read_one_by_one_and_the_path_as_a_whole() {
+        let cookie = |value: &str| verdict("/", &[("cookie", value)], None);
+        let attack = cookie("theme=dark; session=1%27%20or%20%271%27%3D%271");
+        assert!(attack.is_blocked());
+        assert_eq!(
+            attack.matches[0].location,
+            Location::Cookie("session".to_owned())
+        );
+        assert!(cookie("pref=<script>alert(1)</script>").is_blocked());
+        for benign in [
+            "session=abc123; theme=dark; _ga=GA1.2.1234567.1700000000",
+            "token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJl; lang=en-GB",
+            "cart=%7B%22items%22%3A%5B1%2C2%5D%7D; consent=yes",
+            "a=b==; flag; empty=",
+        ] {
+            let v = cookie(benign);
+            assert!(v.matches.is_empty(), "{benign}: {v:?}");
+        }
+        assert!(
+            verdict("/products/1/**/union/**/select/1,2", &[], None).is_blocked(),
+            "a comment between segments hides nothing"
+        );
+        for path in [
+            "/api/v1/items/42",
+            "/blog/2026/12/rock-n-roll",
+            "/a-b/c_d/e.f",
+        ] {
+            let v = verdict(path, &[], None);
+            assert!(v.matches.is_empty(), "{path}: {v:?}");
+        }
     }
 
     #[test]

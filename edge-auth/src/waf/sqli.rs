@@ -54,13 +54,15 @@ fn tokenize<'a>(text: &'a str, quote_context: Option<u8>) -> Vec<Token<'a>> {
                 tokens.push(Token::Str);
                 i = end;
             }
+            // `--` and `#` comment out the rest of the line, not of the value: SQL goes on after a
+            // newline (`1'--%0aunion select …`).
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
                 tokens.push(Token::Comment);
-                break;
+                i = next_line(bytes, i);
             }
             b'#' => {
                 tokens.push(Token::Comment);
-                break;
+                i = next_line(bytes, i);
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 // MySQL's `/*!50000 UNION*/` runs its contents: treat it as whitespace, not a comment.
@@ -142,6 +144,14 @@ fn tokenize<'a>(text: &'a str, quote_context: Option<u8>) -> Vec<Token<'a>> {
         }
     }
     tokens
+}
+
+/// Where tokenizing resumes after a line comment starting at `at`: past the next newline, or the end.
+fn next_line(bytes: &[u8], at: usize) -> usize {
+    bytes
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+        .map_or(bytes.len(), |newline| at + newline + 1)
 }
 
 fn is_literal(t: Option<&Token<'_>>) -> bool {
@@ -227,12 +237,14 @@ const STATEMENTS: [&str; 13] = [
 ];
 
 /// What one token stream shows. `quoted` says the stream was read as if inside a quoted string, so a
-/// leading string token is the input closing that string.
-fn rules_on(tokens: &[Token<'_>], quoted: bool) -> Option<&'static str> {
+/// leading string token is the input closing that string; `measurement`, that this closed string is a
+/// number and its quote an inch mark.
+fn rules_on(tokens: &[Token<'_>], quoted: bool, measurement: bool) -> Option<&'static str> {
     for (i, t) in tokens.iter().enumerate() {
         let next = |k: usize| tokens.get(i + k);
         match t {
-            Token::Word("union") => {
+            // `union(select …)` tokenizes as a call.
+            Token::Word("union") | Token::Call("union") => {
                 let mut k = 1;
                 while matches!(next(k), Some(Token::Word("all" | "distinct") | Token::Open)) {
                     k += 1;
@@ -243,9 +255,10 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool) -> Option<&'static str> {
             }
             Token::Semicolon => {
                 if let Some(Token::Word(w) | Token::Call(w)) = next(1) {
-                    if STATEMENTS.contains(w)
-                        || (*w == "select" && stacked_select(&tokens[i + 1..]))
-                    {
+                    // `; call proc(…)`, not `; call me later`.
+                    let statement = STATEMENTS.contains(w)
+                        && (*w != "call" || matches!(next(2), Some(Token::Call(_))));
+                    if statement || (*w == "select" && stacked_select(&tokens[i + 1..])) {
                         return Some("sqli-stacked-query");
                     }
                 }
@@ -266,7 +279,13 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool) -> Option<&'static str> {
                     return Some("sqli-attack-function");
                 }
             }
-            Token::Word("waitfor") if matches!(next(1), Some(Token::Word("delay" | "time"))) => {
+            // `waitfor delay '0:0:5'`: the time is a string or a variable (`@x`), not `waitfor delay in
+            // the airport`.
+            Token::Word("waitfor")
+                if matches!(next(1), Some(Token::Word("delay" | "time")))
+                    && (matches!(next(2), Some(Token::Str))
+                        || matches!(next(2), Some(Token::Word(w)) if w.starts_with('@'))) =>
+            {
                 return Some("sqli-attack-function");
             }
             Token::Word(w) if SCHEMA_WORDS.contains(w) || w.starts_with("information_schema.") => {
@@ -277,14 +296,16 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool) -> Option<&'static str> {
             }
             _ if is_boolean(Some(t)) => {
                 let mut k = 1;
+                // Also past a unary sign: `OR+1=1`, `AND -1=-1`.
                 while matches!(
                     next(k),
-                    Some(Token::Open | Token::Op("!") | Token::Word("not"))
+                    Some(Token::Open | Token::Op("!" | "+" | "-") | Token::Word("not"))
                 ) {
                     k += 1;
                 }
-                // `OR 1=1`, `AND 'a'='a'`, `OR 2>1`.
-                if is_literal(next(k)) && is_comparison(next(k + 1)) && is_literal(next(k + 2)) {
+                // `OR 1=1`, `AND 'a'='a'`, `OR 2>1`, `AND -1=-1`.
+                let right = k + 2 + usize::from(matches!(next(k + 2), Some(Token::Op("+" | "-"))));
+                if is_literal(next(k)) && is_comparison(next(k + 1)) && is_literal(next(right)) {
                     return Some("sqli-tautology");
                 }
                 // `AND ASCII(SUBSTRING(…))>64`, `OR EXISTS(SELECT …)`, `AND (SELECT …)`.
@@ -336,7 +357,9 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool) -> Option<&'static str> {
             }
             // A string closed by the input, then everything after it commented out: `admin'--`.
             Token::Str | Token::Number | Token::Close
-                if matches!(next(1), Some(Token::Comment)) && (i > 0 || quoted) =>
+                if matches!(next(1), Some(Token::Comment))
+                    && (i > 0 || quoted)
+                    && !(i == 0 && measurement) =>
             {
                 return Some("sqli-comment-breakout");
             }
@@ -377,9 +400,18 @@ pub(crate) fn detect(text: &str) -> Option<&'static str> {
     if !might_inject(text) {
         return None;
     }
+    // Inside a double-quoted string, a value whose text before the quote ends in a digit reads as a
+    // measurement (`a 7" #2 pencil`), not as a string closed and the query cut off.
+    let inch_mark = text
+        .split('"')
+        .next()
+        .is_some_and(|tail| tail.trim_end().ends_with(|c: char| c.is_ascii_digit()));
     [None, Some(b'\''), Some(b'"')]
         .into_iter()
-        .find_map(|context| rules_on(&tokenize(text, context), context.is_some()))
+        .find_map(|context| {
+            let measurement = context == Some(b'"') && inch_mark;
+            rules_on(&tokenize(text, context), context.is_some(), measurement)
+        })
 }
 
 #[cfg(test)]
@@ -411,6 +443,13 @@ mod tests {
             "select * from information_schema.tables",
             "' or ''='",
             "\" or \"\"=\"",
+            // Unary signs, `union(`, and SQL that goes on after a line comment.
+            "1 or+1=1",
+            "1 and -1=-1",
+            "1 union(select 1,2)",
+            "1--\nunion select 1,2",
+            "1#\nunion all select null",
+            "1; waitfor delay @x",
         ] {
             assert!(detect(attack).is_some(), "missed: {attack}");
         }
@@ -438,6 +477,11 @@ mod tests {
             "100% cotton; machine wash",
             "length (cm): 20",
             "{\"name\":\"o'brien\",\"size\":\"m\"}",
+            // Inch marks, an airport, a phone call.
+            "a 7\" #2 pencil",
+            "7\" #2",
+            "we had a waitfor delay in the airport",
+            "hi; call me later",
         ] {
             assert_eq!(detect(text), None, "false positive: {text}");
         }
