@@ -4,7 +4,7 @@
 //! told to the client; the [`Verdict`] is in the response's extensions for logging). Requests that pass
 //! carry their [`Verdict`] in the request extensions, so log-only matches reach handlers and loggers.
 //!
-//! Bodies are inspected when they are forms, JSON or text: up to
+//! Bodies are inspected when they are forms, JSON, XML, `multipart/form-data` or text: up to
 //! [`InspectLimits::max_body_len`](super::InspectLimits) bytes are read ahead, and the request goes on
 //! with the same bytes, the rest still streaming. The service behind the layer therefore gets a
 //! `Request<`[`edge_core::Body`]`>` whatever body came in (axum's router takes any body), and every

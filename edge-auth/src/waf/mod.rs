@@ -25,16 +25,22 @@
 //! rules. Rules run on the path (each segment, then the whole path, so `/**/` between segments hides
 //! nothing), every query parameter name and value, header values (except `Authorization`, whose opaque
 //! token is not text), each cookie's name and value on its own, and the body when it is a
-//! form, JSON (each string, key or value) or text. Inspection is bounded ([`InspectLimits`]), and by
+//! form, JSON (each string, key or value), XML (each text node, CDATA section and attribute value,
+//! entities decoded), `multipart/form-data` (each field's name and value, each file's name, and a file's
+//! content when its type is text) or text. Inspection is bounded ([`InspectLimits`]), and by
 //! default a request with a part beyond the limits (a query value past 8 KiB, a body past 256 KiB,
 //! more fields than are inspected) is refused rather than inspected only in part: otherwise padding a
 //! value past the limit would carry an injection through ([`WafRules::block_oversize`] turns that off).
+//! That holds for uploads too: a `multipart/form-data` body past `max_body_len` is refused by default, so
+//! a route that takes large files raises the limit, or turns the refusal off and accepts that what
+//! follows the first `max_body_len` bytes is not inspected.
 //! Strings inside a body are bounded by the body's limit, not the per-value one.
 //!
 //! Each rule blocks or only logs ([`Mode`]); a [`Verdict`] lists every match, and its
 //! [`penalty`](Verdict::penalty) can feed a rate limiter so repeat offenders are cut off (see
 //! `WafLayer::penalize` with feature `tower`).
 
+mod body;
 pub mod decode;
 #[cfg(feature = "tower")]
 pub mod layer;
@@ -267,6 +273,8 @@ impl fmt::Debug for WafRules {
 pub(crate) enum BodyKind {
     Form,
     Json,
+    Xml,
+    Multipart,
     Text,
     Opaque,
 }
@@ -283,6 +291,16 @@ impl BodyKind {
             Self::Form
         } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
             Self::Json
+        } else if content_type.starts_with("multipart/form-data") {
+            Self::Multipart
+        } else if content_type.starts_with("application/xml")
+            || content_type.starts_with("text/xml")
+            || content_type
+                .split(';')
+                .next()
+                .is_some_and(|t| t.trim_end().ends_with("+xml"))
+        {
+            Self::Xml
         } else if content_type.starts_with("text/") || content_type.is_empty() {
             Self::Text
         } else {
@@ -553,6 +571,41 @@ impl WafRules {
                 // Cut off by the limit, or not JSON at all: read it as text.
                 Err(_) => self.check_value(body, limit, false, verdict, buf, || Location::Body),
             },
+            BodyKind::Xml => match std::str::from_utf8(body) {
+                Ok(document) => {
+                    let strings = body::xml_strings(document);
+                    if strings.len() > self.limits.max_fields {
+                        verdict.oversize |= self.block_oversize;
+                    }
+                    for text in strings.iter().take(self.limits.max_fields) {
+                        self.check_value(text.as_bytes(), limit, false, verdict, buf, || {
+                            Location::Body
+                        });
+                    }
+                }
+                Err(_) => self.check_value(body, limit, false, verdict, buf, || Location::Body),
+            },
+            BodyKind::Multipart => {
+                let boundary = headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(body::boundary);
+                let Some(boundary) = boundary else {
+                    // No boundary to split on: read it as text.
+                    return self.check_value(body, limit, false, verdict, buf, || Location::Body);
+                };
+                // Each field's name and value, each file's name; a binary file's content is not text.
+                for part in body::multipart_parts(body, boundary, self.limits.max_fields) {
+                    let texts = [
+                        Some(part.name.as_bytes()),
+                        part.filename.map(str::as_bytes),
+                        part.value,
+                    ];
+                    for text in texts.into_iter().flatten() {
+                        self.check_value(text, limit, false, verdict, buf, || Location::Body);
+                    }
+                }
+            }
             BodyKind::Text => self.check_value(body, limit, false, verdict, buf, || Location::Body),
             BodyKind::Opaque => {}
         }
@@ -697,6 +750,45 @@ mod tests {
             let v = verdict(path, &[], None);
             assert!(v.matches.is_empty(), "{path}: {v:?}");
         }
+    }
+
+    #[test]
+    fn xml_and_multipart_bodies_are_read_string_by_string() {
+        let xml = [("content-type", "application/soap+xml; charset=utf-8")];
+        let attack = r#"<q><id>1' union select password from users--</id></q>"#;
+        assert!(verdict("/soap", &xml, Some(attack)).is_blocked());
+        let encoded = r#"<q note="&lt;script&gt;alert(1)&lt;/script&gt;"/>"#;
+        assert!(verdict("/x", &[("content-type", "text/xml")], Some(encoded)).is_blocked());
+        let benign = r#"<?xml version="1.0"?><order id="7"><name>O'Brien</name><note>select your size</note></order>"#;
+        let v = verdict("/x", &xml, Some(benign));
+        assert!(v.matches.is_empty(), "{v:?}");
+
+        let multipart = [("content-type", "multipart/form-data; boundary=b0undary")];
+        let form = |parts: &[(&str, &str)]| {
+            let mut body = String::new();
+            for (disposition, content) in parts {
+                body.push_str(&format!(
+                    "--b0undary\r\nContent-Disposition: form-data; {disposition}\r\n\r\n{content}\r\n"
+                ));
+            }
+            body + "--b0undary--\r\n"
+        };
+        let field = form(&[("name=\"q\"", "1' or '1'='1")]);
+        assert!(verdict("/up", &multipart, Some(&field)).is_blocked());
+        let file_name = form(&[("name=\"f\"; filename=\"../../etc/passwd\"", "x")]);
+        assert!(verdict("/up", &multipart, Some(&file_name)).is_blocked());
+        let ordinary = form(&[
+            ("name=\"title\"", "Rock 'n' roll"),
+            ("name=\"note\"", "select your size"),
+            ("name=\"photo\"; filename=\"holiday.jpg\"", "binary"),
+        ]);
+        let v = verdict("/up", &multipart, Some(&ordinary));
+        assert!(v.matches.is_empty(), "{v:?}");
+        // A binary upload's bytes are not text: only its name is read.
+        let upload = "--b0undary\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\n\
+                      Content-Type: application/octet-stream\r\n\r\n1' or '1'='1\r\n--b0undary--\r\n";
+        let v = verdict("/up", &multipart, Some(upload));
+        assert!(v.matches.is_empty(), "{v:?}");
     }
 
     #[test]

@@ -1,0 +1,290 @@
+//! The strings inside XML and `multipart/form-data` bodies, for the rules to read one by one.
+//!
+//! Both readers are forgiving scanners, not validating parsers: what they cannot make sense of (a tag
+//! that never closes, a part without headers) they hand over as text, so malformed input is inspected
+//! rather than waved through. Neither allocates for the document as a whole, and neither yields more than
+//! the caller's field limit.
+
+use std::borrow::Cow;
+
+/// The text nodes, CDATA sections and attribute values of an XML document, with the five predefined
+/// entities and character references decoded (what an XML parser hands the application). Comments,
+/// processing instructions and the DOCTYPE are skipped; element and attribute names are not values.
+pub(crate) fn xml_strings(document: &str) -> Vec<Cow<'_, str>> {
+    let mut strings = Vec::new();
+    let mut rest = document;
+    while !rest.is_empty() {
+        let Some(open) = rest.find('<') else {
+            push_text(&mut strings, rest);
+            break;
+        };
+        push_text(&mut strings, rest.get(..open).unwrap_or_default());
+        rest = rest.get(open..).unwrap_or_default();
+        let (skip_to, cdata) = if rest.starts_with("<!--") {
+            ("-->", false)
+        } else if rest.starts_with("<![CDATA[") {
+            ("]]>", true)
+        } else if rest.starts_with("<?") {
+            ("?>", false)
+        } else {
+            (">", false)
+        };
+        let Some(end) = rest.find(skip_to) else {
+            // Never closed: the rest is read as text.
+            push_text(&mut strings, rest);
+            break;
+        };
+        let inside = rest.get(..end).unwrap_or_default();
+        if cdata {
+            let text = inside.get("<![CDATA[".len()..).unwrap_or_default();
+            if !text.trim().is_empty() {
+                strings.push(Cow::Borrowed(text));
+            }
+        } else if !inside.starts_with("<!") && !inside.starts_with("<?") {
+            attribute_values(&mut strings, inside);
+        }
+        rest = rest.get(end + skip_to.len()..).unwrap_or_default();
+    }
+    strings
+}
+
+fn push_text<'a>(strings: &mut Vec<Cow<'a, str>>, text: &'a str) {
+    if !text.trim().is_empty() {
+        strings.push(unescape(text));
+    }
+}
+
+/// The quoted values inside a tag (`<a href="…" title='…'>`).
+fn attribute_values<'a>(strings: &mut Vec<Cow<'a, str>>, tag: &'a str) {
+    let mut rest = tag;
+    while let Some(eq) = rest.find('=') {
+        let after = rest.get(eq + 1..).unwrap_or_default().trim_start();
+        let Some(quote) = after.chars().next().filter(|c| matches!(c, '"' | '\'')) else {
+            rest = after;
+            continue;
+        };
+        let value = after.get(1..).unwrap_or_default();
+        let end = value.find(quote).unwrap_or(value.len());
+        push_text(strings, value.get(..end).unwrap_or_default());
+        rest = value.get(end + 1..).unwrap_or_default();
+    }
+}
+
+/// XML's predefined entities and character references, decoded; anything else is left as it is.
+fn unescape(text: &str) -> Cow<'_, str> {
+    if !text.contains('&') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(rest.get(..amp).unwrap_or_default());
+        rest = rest.get(amp..).unwrap_or_default();
+        let Some(semi) = rest.find(';').filter(|&semi| semi <= 10) else {
+            out.push('&');
+            rest = rest.get(1..).unwrap_or_default();
+            continue;
+        };
+        let name = rest.get(1..semi).unwrap_or_default();
+        let decoded = match name {
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => name.strip_prefix('#').and_then(|number| {
+                let value = match number.strip_prefix(['x', 'X']) {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                    None => number.parse().ok(),
+                };
+                value.and_then(char::from_u32)
+            }),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = rest.get(semi + 1..).unwrap_or_default();
+            }
+            None => {
+                out.push('&');
+                rest = rest.get(1..).unwrap_or_default();
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// One part of a `multipart/form-data` body.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Part<'a> {
+    /// The field's name (`Content-Disposition: form-data; name="…"`), empty without one.
+    pub(crate) name: &'a str,
+    /// The uploaded file's name, for a file part.
+    pub(crate) filename: Option<&'a str>,
+    /// The content, when it is text to read: a field, or a file whose type is text; `None` for a binary
+    /// upload (its name is still read).
+    pub(crate) value: Option<&'a [u8]>,
+}
+
+/// The `boundary` parameter of a `multipart/form-data` content type.
+pub(crate) fn boundary(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|parameter| {
+        let (name, value) = parameter.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"'))
+            .filter(|value| !value.is_empty() && value.len() <= 70)
+    })
+}
+
+/// The parts of a multipart body delimited by `boundary` (RFC 7578), at most `max` of them. A part that
+/// has no blank line after its headers is read whole, as a value.
+pub(crate) fn multipart_parts<'a>(body: &'a [u8], boundary: &str, max: usize) -> Vec<Part<'a>> {
+    let delimiter = format!("--{boundary}");
+    let delimiter = delimiter.as_bytes();
+    let mut parts = Vec::new();
+    let mut pieces = split_on(body, delimiter).skip(1);
+    while let (Some(piece), true) = (pieces.next(), parts.len() < max) {
+        // `--boundary--` ends the body.
+        if piece.starts_with(b"--") {
+            break;
+        }
+        let piece = piece
+            .strip_prefix(b"\r\n")
+            .or_else(|| piece.strip_prefix(b"\n"))
+            .unwrap_or(piece);
+        let piece = piece
+            .strip_suffix(b"\r\n")
+            .or_else(|| piece.strip_suffix(b"\n"))
+            .unwrap_or(piece);
+        let (head, content) = match find(piece, b"\r\n\r\n")
+            .map(|at| (at, 4))
+            .or_else(|| find(piece, b"\n\n").map(|at| (at, 2)))
+        {
+            Some((at, len)) => (&piece[..at], &piece[at + len..]),
+            None => (&[][..], piece),
+        };
+        let head = std::str::from_utf8(head).unwrap_or_default();
+        let mut part = Part {
+            name: "",
+            filename: None,
+            value: Some(content),
+        };
+        let mut binary = false;
+        for line in head.lines() {
+            let Some((field, value)) = line.split_once(':') else {
+                continue;
+            };
+            if field.trim().eq_ignore_ascii_case("content-disposition") {
+                part.name = parameter(value, "name").unwrap_or_default();
+                part.filename = parameter(value, "filename");
+            } else if field.trim().eq_ignore_ascii_case("content-type") {
+                let kind = value.trim().to_ascii_lowercase();
+                binary = !(kind.starts_with("text/")
+                    || kind.contains("json")
+                    || kind.contains("xml")
+                    || kind.starts_with("application/x-www-form-urlencoded"));
+            }
+        }
+        if part.filename.is_some() && binary {
+            part.value = None;
+        }
+        parts.push(part);
+    }
+    parts
+}
+
+/// A `name="value"` parameter of a header value (quotes optional).
+fn parameter<'a>(header: &'a str, wanted: &str) -> Option<&'a str> {
+    header.split(';').skip(1).find_map(|parameter| {
+        let (name, value) = parameter.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case(wanted)
+            .then(|| value.trim().trim_matches('"'))
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// `haystack` cut at each occurrence of `delimiter`.
+fn split_on<'a, 'd>(
+    haystack: &'a [u8],
+    delimiter: &'d [u8],
+) -> impl Iterator<Item = &'a [u8]> + use<'a, 'd> {
+    let mut rest = Some(haystack);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match find(current, delimiter) {
+            Some(at) => {
+                rest = current.get(at + delimiter.len()..);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_text_cdata_and_attributes_decoded() {
+        let document = r#"<?xml version="1.0"?><!DOCTYPE a><!-- <script>not this</script> -->
+<order id="7" note='it&apos;s &lt;b&gt;'><item>O&#39;Brien</item><![CDATA[<raw> & text]]><empty/></order>"#;
+        let strings: Vec<String> = xml_strings(document)
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect();
+        assert_eq!(strings, ["7", "it's <b>", "O'Brien", "<raw> & text"]);
+        assert_eq!(xml_strings("<a>unclosed <b"), ["unclosed ", "<b"]);
+        assert_eq!(
+            unescape("fish &amp chips &#x41;&bogus;"),
+            "fish &amp chips A&bogus;"
+        );
+    }
+
+    #[test]
+    fn multipart_fields_files_and_their_names() {
+        let body = b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\nhello there\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"../../etc/passwd\"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"notes\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nplain text\r\n--XyZ--\r\n";
+        assert_eq!(boundary("multipart/form-data; boundary=XyZ"), Some("XyZ"));
+        assert_eq!(
+            boundary("multipart/form-data; charset=utf-8; Boundary=\"a b\""),
+            Some("a b")
+        );
+        assert_eq!(boundary("multipart/form-data"), None);
+        let parts = multipart_parts(body, "XyZ", 10);
+        assert_eq!(
+            parts,
+            [
+                Part {
+                    name: "comment",
+                    filename: None,
+                    value: Some(&b"hello there"[..])
+                },
+                Part {
+                    name: "upload",
+                    filename: Some("../../etc/passwd"),
+                    value: None
+                },
+                Part {
+                    name: "notes",
+                    filename: Some("a.txt"),
+                    value: Some(&b"plain text"[..])
+                },
+            ]
+        );
+        assert_eq!(multipart_parts(body, "XyZ", 1).len(), 1, "bounded");
+        assert_eq!(multipart_parts(b"no delimiter at all", "XyZ", 10), []);
+    }
+}
