@@ -234,7 +234,39 @@ fn split_on<'a, 'd>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy as _;
+
     use super::*;
+
+    proptest::proptest! {
+        /// Any document, well-formed or not, is scanned without a panic, and nothing is yielded that was
+        /// not in it (less what unescaping shortens).
+        #[test]
+        fn any_xml_is_scanned(document in "[<>!?\\[\\]/=\"'&#;a-c0-9 -]{0,200}") {
+            let strings = xml_strings(&document);
+            let total: usize = strings.iter().map(|s| s.len()).sum();
+            proptest::prop_assert!(total <= document.len());
+        }
+
+        /// Any body is split without a panic, into at most `max` parts whose contents come from it.
+        #[test]
+        fn any_multipart_body_is_split(
+            body in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b"--b\r\n".to_vec()),
+                proptest::strategy::Just(b"Content-Disposition: form-data; name=\"x\"\r\n\r\n".to_vec()),
+                proptest::collection::vec(proptest::num::u8::ANY, 0..8),
+            ], 0..12).prop_map(|pieces: Vec<Vec<u8>>| pieces.concat()),
+            max in 0usize..5,
+        ) {
+            let parts = multipart_parts(&body, "b", max);
+            proptest::prop_assert!(parts.len() <= max);
+            for part in parts {
+                if let Some(value) = part.value {
+                    proptest::prop_assert!(value.len() <= body.len());
+                }
+            }
+        }
+    }
 
     #[test]
     fn xml_text_cdata_and_attributes_decoded() {
