@@ -453,7 +453,7 @@ impl WafRules {
         if double_encoded {
             self.record("double-encoding", Location::Path, verdict);
         }
-        if let Some(id) = traversal::detect(buf, overlong) {
+        if let Some(id) = traversal::detect(buf, overlong, true) {
             self.record(id, Location::Path, verdict);
         }
         // Injection in a path segment (`/products/1' or '1'='1`), or across segments
@@ -512,7 +512,7 @@ impl WafRules {
     ) {
         let found = sqli::detect(text)
             .or_else(|| xss::detect(text))
-            .or_else(|| traversal::detect(text, overlong));
+            .or_else(|| traversal::detect(text, overlong, false));
         if let Some(id) = found {
             self.record(id, location(), verdict);
         }
