@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use super::decode;
+
 /// The text nodes, CDATA sections and attribute values of an XML document, with the five predefined
 /// entities and character references decoded (what an XML parser hands the application). Comments,
 /// processing instructions and the DOCTYPE are skipped; element and attribute names are not values.
@@ -70,7 +72,9 @@ fn attribute_values<'a>(strings: &mut Vec<Cow<'a, str>>, tag: &'a str) {
     }
 }
 
-/// XML's predefined entities and character references, decoded; anything else is left as it is.
+/// XML's predefined entities and character references, decoded (by the one reference reader,
+/// [`decode::entity`], taking only references closed by `;`, as XML writes them); anything else is left
+/// as it is.
 fn unescape(text: &str) -> Cow<'_, str> {
     if !text.contains('&') {
         return Cow::Borrowed(text);
@@ -80,30 +84,12 @@ fn unescape(text: &str) -> Cow<'_, str> {
     while let Some(amp) = rest.find('&') {
         out.push_str(rest.get(..amp).unwrap_or_default());
         rest = rest.get(amp..).unwrap_or_default();
-        let Some(semi) = rest.find(';').filter(|&semi| semi <= 10) else {
-            out.push('&');
-            rest = rest.get(1..).unwrap_or_default();
-            continue;
-        };
-        let name = rest.get(1..semi).unwrap_or_default();
-        let decoded = match name {
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "amp" => Some('&'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => name.strip_prefix('#').and_then(|number| {
-                let value = match number.strip_prefix(['x', 'X']) {
-                    Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                    None => number.parse().ok(),
-                };
-                value.and_then(char::from_u32)
-            }),
-        };
-        match decoded {
-            Some(c) => {
+        let closed =
+            |&(_, used): &(char, usize)| rest.as_bytes().get(used.wrapping_sub(1)) == Some(&b';');
+        match decode::entity(rest).filter(closed) {
+            Some((c, used)) => {
                 out.push(c);
-                rest = rest.get(semi + 1..).unwrap_or_default();
+                rest = rest.get(used..).unwrap_or_default();
             }
             None => {
                 out.push('&');
@@ -127,15 +113,9 @@ pub(crate) struct Part<'a> {
     pub(crate) value: Option<&'a [u8]>,
 }
 
-/// The `boundary` parameter of a `multipart/form-data` content type.
+/// The `boundary` parameter of a `multipart/form-data` content type (RFC 2046: 1 to 70 characters).
 pub(crate) fn boundary(content_type: &str) -> Option<&str> {
-    content_type.split(';').skip(1).find_map(|parameter| {
-        let (name, value) = parameter.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| value.trim().trim_matches('"'))
-            .filter(|value| !value.is_empty() && value.len() <= 70)
-    })
+    parameter(content_type, "boundary").filter(|value| !value.is_empty() && value.len() <= 70)
 }
 
 /// The parts of a multipart body delimited by `boundary` (RFC 7578), at most `max` of them. A part that

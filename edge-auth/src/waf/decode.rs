@@ -146,7 +146,7 @@ pub fn html_normalize(text: &str) -> Cow<'_, str> {
 }
 
 /// One character reference at the start of `s` (which starts with `&`): the character and bytes used.
-fn entity(s: &str) -> Option<(char, usize)> {
+pub(crate) fn entity(s: &str) -> Option<(char, usize)> {
     let body = s.get(1..)?;
     if let Some(num) = body.strip_prefix('#') {
         let (digits, radix, skip) = match num.strip_prefix(['x', 'X']) {

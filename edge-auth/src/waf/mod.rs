@@ -393,7 +393,14 @@ impl WafRules {
                 continue;
             }
             if name == http::header::COOKIE {
-                self.check_cookies(value.as_bytes(), value_limit, &mut verdict, buf);
+                // `name=value; …`: each cookie on its own, under its name.
+                let cookies = value
+                    .as_bytes()
+                    .split(|&b| b == b';')
+                    .map(<[u8]>::trim_ascii);
+                self.check_pairs(cookies, false, value_limit, &mut verdict, buf, |name| {
+                    Location::Cookie(name.to_owned())
+                });
                 continue;
             }
             let location = || Location::Header(name.as_str().to_owned());
@@ -468,27 +475,6 @@ impl WafRules {
         }
     }
 
-    /// `name=value; …`: each cookie's name and value decoded and checked on its own, under its name.
-    fn check_cookies(&self, header: &[u8], limit: usize, verdict: &mut Verdict, buf: &mut String) {
-        let name = &mut String::new();
-        let cookies = header.split(|&b| b == b';').map(<[u8]>::trim_ascii);
-        for cookie in cookies
-            .filter(|c| !c.is_empty())
-            .take(self.limits.max_fields)
-        {
-            let (raw_name, value) = match cookie.iter().position(|&b| b == b'=') {
-                Some(eq) => (&cookie[..eq], &cookie[eq + 1..]),
-                None => (&[][..], cookie),
-            };
-            let (_, overlong) =
-                decode::decode_into(self.bounded(raw_name, limit, verdict), false, name);
-            let name = &*name;
-            let label = || Location::Cookie(name.clone());
-            self.check_text(name, overlong, verdict, label);
-            self.check_value(value, limit, false, verdict, buf, label);
-        }
-    }
-
     fn check_value(
         &self,
         raw: &[u8],
@@ -527,7 +513,22 @@ impl WafRules {
         buf: &mut String,
         location: impl Fn(&str) -> Location,
     ) {
-        let pairs = form.split(|&b| b == b'&').filter(|p| !p.is_empty());
+        let pairs = form.split(|&b| b == b'&');
+        self.check_pairs(pairs, true, limit, verdict, buf, location);
+    }
+
+    /// `name=value` pairs (a form's, a `Cookie` header's): each name and value decoded and checked on its
+    /// own, the match labelled by `location` of the name; at most `max_fields` of them.
+    fn check_pairs<'p>(
+        &self,
+        pairs: impl Iterator<Item = &'p [u8]> + Clone,
+        plus_is_space: bool,
+        limit: usize,
+        verdict: &mut Verdict,
+        buf: &mut String,
+        location: impl Fn(&str) -> Location,
+    ) {
+        let pairs = pairs.filter(|p| !p.is_empty());
         if pairs.clone().nth(self.limits.max_fields).is_some() {
             verdict.oversize |= self.block_oversize;
         }
@@ -538,11 +539,11 @@ impl WafRules {
                 None => (pair, &[][..]),
             };
             let (_, overlong) =
-                decode::decode_into(self.bounded(raw_name, limit, verdict), true, name);
+                decode::decode_into(self.bounded(raw_name, limit, verdict), plus_is_space, name);
             let name = &*name;
             let label = || location(name);
             self.check_text(name, overlong, verdict, label);
-            self.check_value(value, limit, true, verdict, buf, label);
+            self.check_value(value, limit, plus_is_space, verdict, buf, label);
         }
     }
 
