@@ -83,17 +83,12 @@ impl ServerTiming {
         Self::default()
     }
 
-    /// Adds a stage: `name` (cut to a token), its duration, an optional description.
+    /// Adds a stage: `name` (cut to a token), its duration, an optional description (both are made safe
+    /// for the header when it is written, in [`header_value_of`](Self::header_value_of)).
     pub fn add(&mut self, name: &str, duration: Duration, description: Option<&str>) {
         if self.entries.len() < MAX_ENTRIES {
-            let description = description.map(|d| {
-                d.chars()
-                    .filter(|c| (' '..='~').contains(c))
-                    .take(128)
-                    .collect()
-            });
             self.entries
-                .push((token(name).into_owned(), duration, description));
+                .push((name.to_owned(), duration, description.map(str::to_owned)));
         }
     }
 
@@ -101,10 +96,7 @@ impl ServerTiming {
     /// whole request adds, without building a list.
     #[must_use]
     pub fn single(name: &'static str, duration: Duration) -> Option<HeaderValue> {
-        let mut out = String::with_capacity(name.len() + 16);
-        out.push_str(&token(name));
-        write_duration(&mut out, duration);
-        HeaderValue::try_from(out).ok()
+        Self::header_value_of([(name, duration, None)])
     }
 
     /// The header value; `None` without entries.
