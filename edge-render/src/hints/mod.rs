@@ -268,7 +268,7 @@ impl LinkHints {
     /// only the critical ones; otherwise all.
     #[must_use]
     pub fn for_connection(mut self, ect: Option<Ect>, save_data: bool) -> Self {
-        if save_data || matches!(ect, Some(Ect::Slow2g | Ect::G2)) {
+        if critical_only(ect, save_data) {
             self.links.retain(|l| l.critical);
         }
         self
@@ -341,6 +341,12 @@ impl std::fmt::Display for ManifestError {
 }
 
 impl std::error::Error for ManifestError {}
+
+/// Whether a client on `ect` that may ask to save data gets only the critical hints: on `slow-2g`/`2g` or
+/// with `Save-Data`.
+fn critical_only(ect: Option<Ect>, save_data: bool) -> bool {
+    save_data || matches!(ect, Some(Ect::Slow2g | Ect::G2))
+}
 
 /// A bundler's manifest (Vite's `manifest.json` format: entries by source path, each with its `file`,
 /// `css`, static `imports` and `dynamicImports`) and the routes that start at each entry.
@@ -422,7 +428,7 @@ impl BundleManifest {
         save_data: bool,
     ) -> Option<HeaderValue> {
         let route = self.route_of(path)?;
-        if save_data || matches!(ect, Some(Ect::Slow2g | Ect::G2)) {
+        if critical_only(ect, save_data) {
             route.critical.clone()
         } else {
             route.all.clone()
