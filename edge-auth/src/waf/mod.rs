@@ -41,6 +41,9 @@
 //! `WafLayer::penalize` with feature `tower`).
 
 mod body;
+#[cfg(feature = "crs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "crs")))]
+pub mod crs;
 pub mod decode;
 #[cfg(feature = "tower")]
 pub mod layer;

@@ -1,0 +1,452 @@
+//! One transaction through the compiled rules: phase 1 on the request line and headers, the body read by
+//! the processor phase 1 chose, phase 2 on everything.
+//!
+//! The semantics are ModSecurity 3's, which CRS is written against: a rule's `setvar`s run once for each
+//! value that matches (so a rule matching two arguments adds its score twice), the `setvar`s of a chain's
+//! links run as each link matches, and the chain starter's message, `ctl`s, `skipAfter` and disruptive
+//! action run when the whole chain has matched.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::operator::{self, Compare, Operator};
+use super::request::RequestData;
+use super::rule::{Collection, Compiled, Ctl, Disruptive, Exclusion, Member, Rule, SetOp, Step, Target};
+use super::{Outcome, RuleMatch};
+
+/// The state of one request's evaluation.
+pub(crate) struct Transaction<'r> {
+    rules: &'r Compiled,
+    pub(crate) request: RequestData,
+    tx: HashMap<String, Vec<u8>>,
+    matched_var: Option<(Vec<u8>, Vec<u8>)>,
+    matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
+    removed_ids: Vec<(u32, u32)>,
+    removed_tags: Vec<String>,
+    removed_targets: Vec<(Which, Exclusion)>,
+    pub(crate) body_processor: Option<String>,
+    pub(crate) matches: Vec<RuleMatch>,
+}
+
+/// Which rules a run-time target removal applies to.
+enum Which {
+    Ids(Vec<(u32, u32)>),
+    Tag(String),
+}
+
+impl Which {
+    fn covers(&self, rule: &Rule) -> bool {
+        match self {
+            Self::Ids(ranges) => ranges.iter().any(|(l, h)| (*l..=*h).contains(&rule.id)),
+            Self::Tag(tag) => rule.tags.iter().any(|t| t == tag),
+        }
+    }
+}
+
+impl<'r> Transaction<'r> {
+    pub(crate) fn new(rules: &'r Compiled, request: RequestData, tx: &[(String, String)]) -> Self {
+        Self {
+            rules,
+            request,
+            tx: tx
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
+                .collect(),
+            matched_var: None,
+            matched_vars: Vec::new(),
+            removed_ids: Vec::new(),
+            removed_tags: Vec::new(),
+            removed_targets: Vec::new(),
+            body_processor: None,
+            matches: Vec::new(),
+        }
+    }
+
+    /// A TX variable, as text.
+    pub(crate) fn tx(&self, name: &str) -> Option<&[u8]> {
+        self.tx.get(&name.to_ascii_lowercase()).map(Vec::as_slice)
+    }
+
+    /// Runs one request phase (1 or 2); `Some` when a rule ended the transaction.
+    pub(crate) fn run_phase(&mut self, phase: u8) -> Option<Outcome> {
+        let rules = self.rules;
+        let steps = if phase == 1 { &rules.phase1 } else { &rules.phase2 };
+        let block_denies = rules.block_denies.get(usize::from(phase) - 1).copied().unwrap_or(false);
+        let mut skip_to: Option<&str> = None;
+        for step in steps {
+            let rule = match step {
+                Step::Marker(name) => {
+                    if skip_to == Some(name.as_str()) {
+                        skip_to = None;
+                    }
+                    continue;
+                }
+                Step::Rule(rule) => rule,
+            };
+            if skip_to.is_some() || self.is_removed(rule) {
+                continue;
+            }
+            self.matched_vars.clear();
+            if !self.run_chain(rule, rule) {
+                continue;
+            }
+            for ctl in &rule.ctls {
+                self.apply_ctl(ctl);
+            }
+            if rule.log {
+                let message = |e: &Option<super::macros::Expand>| {
+                    e.as_ref().map(|e| {
+                        String::from_utf8_lossy(&e.expand(&|c, m| self.lookup(rule, c, m))).into_owned()
+                    })
+                };
+                self.matches.push(RuleMatch {
+                    id: rule.id,
+                    message: message(&rule.msg).unwrap_or_default(),
+                    data: message(&rule.logdata).unwrap_or_default(),
+                    severity: rule.severity,
+                    tags: rule.tags.clone(),
+                });
+            }
+            if let Some(marker) = &rule.skip_after {
+                skip_to = Some(marker);
+            }
+            let disruptive = match rule.disruptive {
+                Disruptive::Block if block_denies => Disruptive::Deny,
+                other => other,
+            };
+            match disruptive {
+                Disruptive::Deny | Disruptive::Drop => {
+                    return Some(Outcome::Blocked {
+                        rule: rule.id,
+                        status: rule.status.unwrap_or(403),
+                    });
+                }
+                Disruptive::Allow => return Some(Outcome::Allowed { rule: rule.id }),
+                Disruptive::Pass | Disruptive::Block => {}
+            }
+        }
+        None
+    }
+
+    fn is_removed(&self, rule: &Rule) -> bool {
+        self.removed_ids.iter().any(|(l, h)| (*l..=*h).contains(&rule.id))
+            || rule.tags.iter().any(|t| self.removed_tags.contains(t))
+    }
+
+    /// Runs a rule and, while its links match, the rest of its chain.
+    fn run_chain(&mut self, link: &Rule, top: &Rule) -> bool {
+        if !self.run_link(link, top) {
+            return false;
+        }
+        match &link.chain {
+            Some(next) => self.run_chain(next, top),
+            None => true,
+        }
+    }
+
+    /// One link: its operator on each of its targets' values.
+    fn run_link(&mut self, link: &Rule, top: &Rule) -> bool {
+        if link.unconditional && link.targets.is_empty() {
+            self.set_vars(link, top);
+            return true;
+        }
+        let values = self.values(link, top);
+        let mut matched = false;
+        for (name, value) in values {
+            let mut candidates: Vec<Cow<'_, [u8]>> = Vec::new();
+            if link.multi_match {
+                let mut current = Cow::Borrowed(value.as_slice());
+                candidates.push(current.clone());
+                for t in &link.transforms {
+                    let next = t.apply(current.clone());
+                    if next != current {
+                        candidates.push(next.clone());
+                    }
+                    current = next;
+                }
+            } else {
+                let mut current = Cow::Borrowed(value.as_slice());
+                for t in &link.transforms {
+                    current = t.apply(current);
+                }
+                candidates.push(current);
+            }
+            for candidate in candidates {
+                let captures = self.test(&link.operator, &candidate, top, link.capture);
+                let hit = captures.is_some() != link.negated;
+                if !hit {
+                    continue;
+                }
+                matched = true;
+                if link.capture {
+                    if let Some(groups) = captures.filter(|_| !link.negated) {
+                        for (i, group) in groups.into_iter().take(10).enumerate() {
+                            self.tx.insert(i.to_string(), group);
+                        }
+                    }
+                }
+                self.matched_var = Some((name.clone(), candidate.to_vec()));
+                self.matched_vars.push((name.clone(), candidate.to_vec()));
+                self.set_vars(link, top);
+            }
+        }
+        matched
+    }
+
+    /// The operator on one value: `Some` (with captures for `capture`) when it matches.
+    fn test(&self, op: &Operator, value: &[u8], top: &Rule, capture: bool) -> Option<Vec<Vec<u8>>> {
+        let expand = |e: &super::macros::Expand| e.expand(&|c, m| self.lookup(top, c, m)).into_owned();
+        let found = |yes: bool| yes.then(Vec::new);
+        match op {
+            Operator::Rx(pattern) if capture => pattern.captures(value),
+            Operator::Rx(pattern) => found(pattern.is_match(value)),
+            Operator::Pm(automaton) => automaton
+                .find(value)
+                .map(|m| vec![value[m.start()..m.end()].to_vec()]),
+            Operator::Contains(arg) => found(memchr::memmem::find(value, &expand(arg)).is_some()),
+            Operator::BeginsWith(arg) => found(value.starts_with(&expand(arg))),
+            Operator::EndsWith(arg) => found(value.ends_with(&expand(arg))),
+            Operator::StrEq(arg) => found(value == expand(arg).as_slice()),
+            Operator::Within(arg) => {
+                found(memchr::memmem::find(&expand(arg), value).is_some())
+            }
+            Operator::Compare(compare, arg) => {
+                let (a, b) = (operator::atoi(value), operator::atoi(&expand(arg)));
+                found(match compare {
+                    Compare::Eq => a == b,
+                    Compare::Ge => a >= b,
+                    Compare::Gt => a > b,
+                    Compare::Le => a <= b,
+                    Compare::Lt => a < b,
+                })
+            }
+            Operator::ValidateByteRange(allowed) => {
+                found(value.iter().any(|&b| !allowed[usize::from(b)]))
+            }
+            Operator::ValidateUrlEncoding => found(operator::bad_url_encoding(value)),
+            Operator::ValidateUtf8Encoding => found(std::str::from_utf8(value).is_err()),
+            Operator::IpMatch(networks) => {
+                let addr = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok());
+                found(addr.is_some_and(|addr| networks.iter().any(|n| operator::in_network(addr, *n))))
+            }
+            Operator::DetectSqli => {
+                let result = libinjectionrs::detect_sqli(value);
+                result.is_injection().then(|| {
+                    vec![result
+                        .fingerprint
+                        .map(|f| f.as_bytes().to_vec())
+                        .unwrap_or_default()]
+                })
+            }
+            Operator::DetectXss => found(libinjectionrs::detect_xss(value).is_injection()),
+            Operator::Unconditional => Some(Vec::new()),
+            Operator::NoMatch => None,
+        }
+    }
+
+    /// The `(name, value)` pairs a link's targets yield, exclusions applied.
+    fn values(&self, link: &Rule, top: &Rule) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for target in &link.targets {
+            let excluded = |name: &[u8]| {
+                link.exclusions.iter().any(|e| e.covers(target.collection, name))
+                    || self
+                        .removed_targets
+                        .iter()
+                        .any(|(which, e)| which.covers(top) && e.covers(target.collection, name))
+            };
+            let mut values = Vec::new();
+            self.collect(target, &mut values);
+            values.retain(|(member, _)| !excluded(member));
+            let prefix = target.collection.name().as_bytes();
+            if target.count {
+                out.push((prefix.to_vec(), values.len().to_string().into_bytes()));
+                continue;
+            }
+            for (member, value) in values {
+                let mut name = prefix.to_vec();
+                if !member.is_empty() {
+                    name.push(b':');
+                    name.extend_from_slice(&member);
+                }
+                out.push((name, value));
+            }
+        }
+        out
+    }
+
+    /// The members of a target's collection, as `(member name, value)`; scalars have an empty name.
+    fn collect(&self, target: &Target, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        let r = &self.request;
+        let member = &target.member;
+        let pairs = |list: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<(Vec<u8>, Vec<u8>)>| {
+            out.extend(
+                list.iter()
+                    .filter(|(n, _)| member.matches(n))
+                    .map(|(n, v)| (n.clone(), v.clone())),
+            );
+        };
+        let names = |list: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<(Vec<u8>, Vec<u8>)>| {
+            out.extend(
+                list.iter()
+                    .filter(|(n, _)| member.matches(n))
+                    .map(|(n, _)| (n.clone(), n.clone())),
+            );
+        };
+        let scalar = |value: &[u8], out: &mut Vec<(Vec<u8>, Vec<u8>)>| out.push((Vec::new(), value.to_vec()));
+        let size = |n: usize, out: &mut Vec<(Vec<u8>, Vec<u8>)>| out.push((Vec::new(), n.to_string().into_bytes()));
+        match target.collection {
+            Collection::Args => {
+                pairs(&r.args_get, out);
+                pairs(&r.args_post, out);
+            }
+            Collection::ArgsNames => {
+                names(&r.args_get, out);
+                names(&r.args_post, out);
+            }
+            Collection::ArgsGet => pairs(&r.args_get, out),
+            Collection::ArgsGetNames => names(&r.args_get, out),
+            Collection::ArgsPost => pairs(&r.args_post, out),
+            Collection::ArgsPostNames => names(&r.args_post, out),
+            Collection::ArgsCombinedSize => size(
+                r.args_get
+                    .iter()
+                    .chain(&r.args_post)
+                    .map(|(n, v)| n.len() + v.len())
+                    .sum(),
+                out,
+            ),
+            Collection::RequestHeaders => pairs(&r.headers, out),
+            Collection::RequestHeadersNames => names(&r.headers, out),
+            Collection::RequestCookies => pairs(&r.cookies, out),
+            Collection::RequestCookiesNames => names(&r.cookies, out),
+            Collection::RequestUri => scalar(&r.uri, out),
+            Collection::RequestUriRaw => scalar(&r.uri_raw, out),
+            Collection::RequestFilename => scalar(&r.filename, out),
+            Collection::RequestBasename => scalar(&r.basename, out),
+            Collection::RequestLine => scalar(&r.line, out),
+            Collection::RequestMethod => scalar(&r.method, out),
+            Collection::RequestProtocol => scalar(&r.protocol, out),
+            Collection::QueryString => scalar(&r.query, out),
+            Collection::RequestBody => {
+                if !r.body.is_empty() {
+                    scalar(&r.body, out);
+                }
+            }
+            Collection::RequestBodyLength => size(r.body.len(), out),
+            Collection::ReqbodyProcessor => {
+                if let Some(p) = r.body_processor {
+                    scalar(p.as_bytes(), out);
+                }
+            }
+            Collection::ReqbodyError => scalar(if r.body_error { b"1" } else { b"0" }, out),
+            Collection::Files => out.extend(
+                r.files
+                    .iter()
+                    .filter(|(n, _)| member.matches(n))
+                    .map(|(n, f)| (n.clone(), f.clone())),
+            ),
+            Collection::FilesNames => names(&r.files, out),
+            Collection::FilesCombinedSize => size(0, out),
+            Collection::MultipartPartHeaders => {}
+            Collection::Xml => match target.xpath.as_deref() {
+                Some("/*") => {
+                    if let Some(text) = &r.xml_text {
+                        scalar(text, out);
+                    }
+                }
+                _ => out.extend(r.xml_attributes.iter().map(|v| (Vec::new(), v.clone()))),
+            },
+            Collection::Tx => {
+                for (name, value) in &self.tx {
+                    if member.matches(name.as_bytes()) {
+                        out.push((name.as_bytes().to_vec(), value.clone()));
+                    }
+                }
+            }
+            Collection::MatchedVar => {
+                if let Some((_, value)) = &self.matched_var {
+                    scalar(value, out);
+                }
+            }
+            Collection::MatchedVarName => {
+                if let Some((name, _)) = &self.matched_var {
+                    scalar(name, out);
+                }
+            }
+            Collection::MatchedVars => pairs(&self.matched_vars, out),
+            Collection::MatchedVarsNames => names(&self.matched_vars, out),
+            Collection::RemoteAddr => scalar(&r.remote_addr, out),
+            Collection::UniqueId => {}
+        }
+    }
+
+    /// What `%{collection.member}` holds.
+    fn lookup(&self, rule: &Rule, collection: &str, member: Option<&str>) -> Option<Vec<u8>> {
+        match (collection, member) {
+            ("TX", Some(name)) => self.tx.get(name).cloned(),
+            ("RULE", Some("id")) => Some(rule.id.to_string().into_bytes()),
+            ("RULE", Some("msg")) => rule
+                .msg
+                .as_ref()
+                .and_then(|m| m.literal().map(|s| s.as_bytes().to_vec())),
+            ("RULE", Some("severity")) => rule.severity.map(|s| s.to_string().into_bytes()),
+            (name, member) => {
+                let collection = Collection::from_name(name)?;
+                let target = Target {
+                    collection,
+                    member: member.map_or(Member::All, |m| Member::Name(m.to_owned())),
+                    count: false,
+                    xpath: None,
+                };
+                let mut values = Vec::new();
+                self.collect(&target, &mut values);
+                values.into_iter().next().map(|(_, v)| v)
+            }
+        }
+    }
+
+    fn set_vars(&mut self, link: &Rule, top: &Rule) {
+        for setvar in &link.setvars {
+            let lookup = |c: &str, m: Option<&str>| self.lookup(top, c, m);
+            let name = String::from_utf8_lossy(&setvar.name.expand(&lookup)).to_ascii_lowercase();
+            let value = match &setvar.op {
+                SetOp::Delete => None,
+                SetOp::Set(v) => Some(v.expand(&lookup).into_owned()),
+                SetOp::Add(v) | SetOp::Sub(v) => {
+                    let current = self.tx.get(&name).map_or(0, |c| operator::atoi(c));
+                    let delta = operator::atoi(&v.expand(&lookup));
+                    let sum = if matches!(setvar.op, SetOp::Add(_)) {
+                        current.saturating_add(delta)
+                    } else {
+                        current.saturating_sub(delta)
+                    };
+                    Some(sum.to_string().into_bytes())
+                }
+            };
+            match value {
+                Some(value) => {
+                    self.tx.insert(name, value);
+                }
+                None => {
+                    self.tx.remove(&name);
+                }
+            }
+        }
+    }
+
+    fn apply_ctl(&mut self, ctl: &Ctl) {
+        match ctl {
+            Ctl::RemoveById(ranges) => self.removed_ids.extend(ranges.iter().copied()),
+            Ctl::RemoveByTag(tag) => self.removed_tags.push(tag.clone()),
+            Ctl::RemoveTargetById(ranges, target) => {
+                self.removed_targets.push((Which::Ids(ranges.clone()), target.clone()));
+            }
+            Ctl::RemoveTargetByTag(tag, target) => {
+                self.removed_targets.push((Which::Tag(tag.clone()), target.clone()));
+            }
+            Ctl::BodyProcessor(name) => self.body_processor = Some(name.clone()),
+            Ctl::Other => {}
+        }
+    }
+}

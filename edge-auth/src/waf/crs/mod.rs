@@ -1,0 +1,297 @@
+//! The OWASP Core Rule Set on a SecLang engine of our own (feature `crs`): CRS 4 as published, loaded from
+//! its `.conf` files, evaluated per request with ModSecurity 3's semantics and anomaly scoring.
+//!
+//! | file | role |
+//! |---|---|
+//! | `seclang.rs` | the rule language as text: directives, action lists, variable lists |
+//! | `rule.rs` | rules compiled from directives: targets, transformations, operator, actions, chains |
+//! | `transform.rs` | `t:urlDecodeUni`, `t:htmlEntityDecode`, `t:cmdLine`, … on bytes |
+//! | `operator.rs` | `@rx` (linear-time where the pattern allows), `@pm`, `@detectSQLi`, `@within`, … |
+//! | `macros.rs` | `%{tx.score}` and friends in action values and operator arguments |
+//! | `request.rs` | the request as ModSecurity's collections (`ARGS`, `REQUEST_HEADERS`, `FILES`, …) |
+//! | `engine.rs` | one transaction: phases 1 and 2, `setvar`, chains, `skipAfter`, `ctl` |
+//!
+//! The edge sees requests, so the request phases (1 and 2) run; response rules are read and counted, not
+//! run. Users bring their own copy of CRS (a release of the CRS project) and point the builder at it;
+//! on wasm32, where there are no files, the rules and data files are given as strings.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), edge_auth::waf::crs::LoadError> {
+//! use edge_auth::waf::crs::RuleSet;
+//!
+//! let crs = RuleSet::builder().crs_dir("/etc/crs4")?.paranoia(1).build()?;
+//! let (parts, ()) = http::Request::get("/search?q=1'+or+'1'='1").body(()).unwrap().into_parts();
+//! let verdict = crs.evaluate(&parts, b"", None);
+//! assert!(verdict.is_blocked());
+//! # Ok(()) }
+//! ```
+
+mod engine;
+mod macros;
+mod operator;
+mod request;
+mod rule;
+mod seclang;
+mod transform;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use http::request::Parts;
+
+/// A rule file that could not be loaded: where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError {
+    source: String,
+    line: usize,
+    message: String,
+}
+
+impl LoadError {
+    pub(crate) fn at(source: &str, line: usize, message: impl Into<String>) -> Self {
+        Self {
+            source: source.to_owned(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self::at("", 0, message)
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.source.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.source, self.line, self.message)
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// How a transaction ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// No rule stopped it.
+    Passed,
+    /// A rule denied it (`deny`, `drop`, or `block` where the phase's default denies).
+    Blocked {
+        /// The rule that denied it (CRS: 949110, inbound anomaly score exceeded).
+        rule: u32,
+        /// The status the rule asks for (403 unless it says otherwise).
+        status: u16,
+    },
+    /// A rule allowed it (`allow`): no later rule ran.
+    Allowed {
+        /// The rule that allowed it.
+        rule: u32,
+    },
+}
+
+/// A rule that matched and logs (`nolog` rules are not listed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuleMatch {
+    /// The rule's id.
+    pub id: u32,
+    /// Its `msg`, macros expanded.
+    pub message: String,
+    /// Its `logdata`, macros expanded.
+    pub data: String,
+    /// Its severity (0 emergency … 7 debug).
+    pub severity: Option<u8>,
+    /// Its tags.
+    pub tags: Vec<String>,
+}
+
+/// The result of evaluating one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Evaluation {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The rules that matched, in order.
+    pub matches: Vec<RuleMatch>,
+    /// CRS's inbound anomaly score at the blocking paranoia level (`tx.blocking_inbound_anomaly_score`).
+    pub anomaly_score: i64,
+}
+
+impl Evaluation {
+    /// Whether a rule denied the request.
+    #[must_use]
+    pub fn is_blocked(&self) -> bool {
+        matches!(self.outcome, Outcome::Blocked { .. })
+    }
+}
+
+/// A compiled rule set. Build it once ([`RuleSet::builder`]) and share it: evaluation takes `&self`.
+#[derive(Debug)]
+pub struct RuleSet {
+    compiled: rule::Compiled,
+    tx: Vec<(String, String)>,
+}
+
+impl RuleSet {
+    /// A builder.
+    #[must_use]
+    pub fn builder() -> RuleSetBuilder {
+        RuleSetBuilder::default()
+    }
+
+    /// The number of request rules (chains count once), and of response rules read but not run.
+    #[must_use]
+    pub fn rule_counts(&self) -> (usize, usize) {
+        let rules = |steps: &[rule::Step]| {
+            steps
+                .iter()
+                .filter(|s| matches!(s, rule::Step::Rule(_)))
+                .count()
+        };
+        (
+            rules(&self.compiled.phase1) + rules(&self.compiled.phase2),
+            self.compiled.response_rules,
+        )
+    }
+
+    /// Evaluates a request: phase 1 on its line and headers, then its `body` (as read by the body
+    /// processor the content type, or a rule's `ctl:requestBodyProcessor`, chose) and phase 2.
+    #[must_use]
+    pub fn evaluate(&self, parts: &Parts, body: &[u8], remote_addr: Option<IpAddr>) -> Evaluation {
+        let request = request::RequestData::from_parts(parts, remote_addr);
+        let mut transaction = engine::Transaction::new(&self.compiled, request, &self.tx);
+        let mut outcome = transaction.run_phase(1);
+        if outcome.is_none() {
+            let processor = transaction.body_processor.clone();
+            transaction.request.read_body(body, processor.as_deref());
+            outcome = transaction.run_phase(2);
+        }
+        Evaluation {
+            outcome: outcome.unwrap_or(Outcome::Passed),
+            anomaly_score: transaction
+                .tx("blocking_inbound_anomaly_score")
+                .map_or(0, operator::atoi),
+            matches: std::mem::take(&mut transaction.matches),
+        }
+    }
+}
+
+/// Builds a [`RuleSet`] from configuration texts, in the order given (as ModSecurity's `Include`s).
+#[derive(Debug, Default)]
+pub struct RuleSetBuilder {
+    texts: Vec<(String, String)>,
+    data: HashMap<String, String>,
+    tx: Vec<(String, String)>,
+}
+
+impl RuleSetBuilder {
+    /// Adds a configuration text (`name` is for error messages).
+    #[must_use]
+    pub fn rules(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
+        self.texts.push((name.into(), text.into()));
+        self
+    }
+
+    /// Provides a data file that `@pmFromFile` names (by its file name).
+    #[must_use]
+    pub fn data_file(mut self, name: impl Into<String>, contents: impl Into<String>) -> Self {
+        self.data.insert(name.into(), contents.into());
+        self
+    }
+
+    /// Sets a TX variable before the first rule runs, as a `SecAction` in `crs-setup.conf` would.
+    #[must_use]
+    pub fn tx(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tx.push((name.into(), value.into()));
+        self
+    }
+
+    /// CRS's blocking paranoia level (1 to 4; CRS's default is 1).
+    #[must_use]
+    pub fn paranoia(self, level: u8) -> Self {
+        self.tx("blocking_paranoia_level", level.clamp(1, 4).to_string())
+    }
+
+    /// Adds a configuration file, and makes the data files beside it available to `@pmFromFile`.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] if a file cannot be read.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {
+        let path = path.as_ref();
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| LoadError::new(format!("{}: {e}", p.display())))
+        };
+        self.texts.push((path.display().to_string(), read(path)?));
+        if let Some(dir) = path.parent() {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| LoadError::new(format!("{}: {e}", dir.display())))?;
+            for entry in entries.flatten() {
+                let p = entry.path();
+                let name = p.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+                if let Some(name) = name.filter(|n| n.ends_with(".data")) {
+                    if !self.data.contains_key(&name) {
+                        self.data.insert(name, read(&p)?);
+                    }
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Adds a CRS installation as published: `crs-setup.conf` (or, without one, `crs-setup.conf.example`)
+    /// and then every `rules/*.conf` in name order, with the `rules/*.data` files.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] if the directory or a file cannot be read.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn crs_dir(mut self, dir: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {
+        let dir = dir.as_ref();
+        let setup = dir.join("crs-setup.conf");
+        let setup = if setup.exists() {
+            setup
+        } else {
+            dir.join("crs-setup.conf.example")
+        };
+        self = self.file(setup)?;
+        let rules = dir.join("rules");
+        let mut files: Vec<_> = std::fs::read_dir(&rules)
+            .map_err(|e| LoadError::new(format!("{}: {e}", rules.display())))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            .collect();
+        files.sort();
+        for file in files {
+            self = self.file(file)?;
+        }
+        Ok(self)
+    }
+
+    /// Compiles the rules.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] naming the file and line of the first directive, operator, transformation, action
+    /// or variable this engine does not support, or a regex that does not compile.
+    pub fn build(self) -> Result<RuleSet, LoadError> {
+        let mut files = Vec::with_capacity(self.texts.len());
+        for (name, text) in &self.texts {
+            files.push((name.clone(), seclang::directives(name, text)?));
+        }
+        let data = |name: &str| self.data.get(name).cloned();
+        let compiled = rule::compile(&files, &data)?;
+        Ok(RuleSet {
+            compiled,
+            tx: self.tx,
+        })
+    }
+}

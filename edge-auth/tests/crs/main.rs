@@ -1,0 +1,63 @@
+//! The CRS engine on the OWASP Core Rule Set 4 as published (`../shared/crs`, or `EDGE_CRS_DIR`).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use edge_auth::waf::crs::{Evaluation, RuleSet};
+
+/// Where CRS is: `EDGE_CRS_DIR`, else `shared/crs` beside the project. Missing is a failure, not a skip.
+fn crs_dir() -> PathBuf {
+    std::env::var_os("EDGE_CRS_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/crs"),
+        PathBuf::from,
+    )
+}
+
+fn crs() -> &'static RuleSet {
+    static CRS: OnceLock<RuleSet> = OnceLock::new();
+    CRS.get_or_init(|| {
+        RuleSet::builder()
+            .crs_dir(crs_dir())
+            .unwrap()
+            .paranoia(1)
+            .build()
+            .unwrap_or_else(|e| panic!("CRS does not load: {e}"))
+    })
+}
+
+fn get(uri: &str) -> Evaluation {
+    let (parts, ()) = http::Request::get(uri)
+        .header("host", "example.com")
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64)")
+        .header("accept", "text/html")
+        .body(())
+        .unwrap()
+        .into_parts();
+    crs().evaluate(&parts, b"", None)
+}
+
+fn ids(e: &Evaluation) -> Vec<u32> {
+    e.matches.iter().map(|m| m.id).collect()
+}
+
+#[test]
+fn the_whole_rule_set_loads() {
+    let (request, response) = crs().rule_counts();
+    assert!(request > 300, "{request} request rules");
+    assert!(response > 0);
+}
+
+#[test]
+fn attacks_are_blocked_and_benign_requests_pass() {
+    let benign = get("/search?q=hello+world&page=2");
+    assert!(!benign.is_blocked(), "{:?}", benign);
+    assert_eq!(benign.anomaly_score, 0, "{:?}", ids(&benign));
+    let sqli = get("/search?q=1%27%20or%20%271%27%3D%271");
+    assert!(sqli.is_blocked(), "{:?}", ids(&sqli));
+    assert!(ids(&sqli).contains(&942100), "{:?}", ids(&sqli));
+    let xss = get("/search?q=%3Cscript%3Ealert(1)%3C/script%3E");
+    assert!(xss.is_blocked(), "{:?}", ids(&xss));
+    let lfi = get("/download?file=../../../../etc/passwd");
+    assert!(lfi.is_blocked(), "{:?}", ids(&lfi));
+}
