@@ -11,7 +11,9 @@ use std::collections::HashMap;
 
 use super::operator::{self, Compare, Operator};
 use super::request::RequestData;
-use super::rule::{Collection, Compiled, Ctl, Disruptive, Exclusion, Member, Rule, SetOp, Step, Target};
+use super::rule::{
+    Collection, Compiled, Ctl, Disruptive, Exclusion, Member, Rule, SetOp, Step, Target,
+};
 use super::{Outcome, RuleMatch};
 
 /// The state of one request's evaluation.
@@ -70,8 +72,16 @@ impl<'r> Transaction<'r> {
     /// Runs one request phase (1 or 2); `Some` when a rule ended the transaction.
     pub(crate) fn run_phase(&mut self, phase: u8) -> Option<Outcome> {
         let rules = self.rules;
-        let steps = if phase == 1 { &rules.phase1 } else { &rules.phase2 };
-        let block_denies = rules.block_denies.get(usize::from(phase) - 1).copied().unwrap_or(false);
+        let steps = if phase == 1 {
+            &rules.phase1
+        } else {
+            &rules.phase2
+        };
+        let block_denies = rules
+            .block_denies
+            .get(usize::from(phase) - 1)
+            .copied()
+            .unwrap_or(false);
         let mut skip_to: Option<&str> = None;
         for step in steps {
             let rule = match step {
@@ -96,7 +106,8 @@ impl<'r> Transaction<'r> {
             if rule.log {
                 let message = |e: &Option<super::macros::Expand>| {
                     e.as_ref().map(|e| {
-                        String::from_utf8_lossy(&e.expand(&|c, m| self.lookup(rule, c, m))).into_owned()
+                        String::from_utf8_lossy(&e.expand(&|c, m| self.lookup(rule, c, m)))
+                            .into_owned()
                     })
                 };
                 self.matches.push(RuleMatch {
@@ -129,7 +140,9 @@ impl<'r> Transaction<'r> {
     }
 
     fn is_removed(&self, rule: &Rule) -> bool {
-        self.removed_ids.iter().any(|(l, h)| (*l..=*h).contains(&rule.id))
+        self.removed_ids
+            .iter()
+            .any(|(l, h)| (*l..=*h).contains(&rule.id))
             || rule.tags.iter().any(|t| self.removed_tags.contains(t))
     }
 
@@ -195,7 +208,8 @@ impl<'r> Transaction<'r> {
 
     /// The operator on one value: `Some` (with captures for `capture`) when it matches.
     fn test(&self, op: &Operator, value: &[u8], top: &Rule, capture: bool) -> Option<Vec<Vec<u8>>> {
-        let expand = |e: &super::macros::Expand| e.expand(&|c, m| self.lookup(top, c, m)).into_owned();
+        let expand =
+            |e: &super::macros::Expand| e.expand(&|c, m| self.lookup(top, c, m)).into_owned();
         let found = |yes: bool| yes.then(Vec::new);
         match op {
             Operator::Rx(pattern) if capture => pattern.captures(value),
@@ -207,9 +221,7 @@ impl<'r> Transaction<'r> {
             Operator::BeginsWith(arg) => found(value.starts_with(&expand(arg))),
             Operator::EndsWith(arg) => found(value.ends_with(&expand(arg))),
             Operator::StrEq(arg) => found(value == expand(arg).as_slice()),
-            Operator::Within(arg) => {
-                found(memchr::memmem::find(&expand(arg), value).is_some())
-            }
+            Operator::Within(arg) => found(memchr::memmem::find(&expand(arg), value).is_some()),
             Operator::Compare(compare, arg) => {
                 let (a, b) = (operator::atoi(value), operator::atoi(&expand(arg)));
                 found(match compare {
@@ -226,16 +238,24 @@ impl<'r> Transaction<'r> {
             Operator::ValidateUrlEncoding => found(operator::bad_url_encoding(value)),
             Operator::ValidateUtf8Encoding => found(std::str::from_utf8(value).is_err()),
             Operator::IpMatch(networks) => {
-                let addr = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok());
-                found(addr.is_some_and(|addr| networks.iter().any(|n| operator::in_network(addr, *n))))
+                let addr = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+                found(
+                    addr.is_some_and(|addr| {
+                        networks.iter().any(|n| operator::in_network(addr, *n))
+                    }),
+                )
             }
             Operator::DetectSqli => {
                 let result = libinjectionrs::detect_sqli(value);
                 result.is_injection().then(|| {
-                    vec![result
-                        .fingerprint
-                        .map(|f| f.as_bytes().to_vec())
-                        .unwrap_or_default()]
+                    vec![
+                        result
+                            .fingerprint
+                            .map(|f| f.as_bytes().to_vec())
+                            .unwrap_or_default(),
+                    ]
                 })
             }
             Operator::DetectXss => found(libinjectionrs::detect_xss(value).is_injection()),
@@ -249,7 +269,9 @@ impl<'r> Transaction<'r> {
         let mut out = Vec::new();
         for target in &link.targets {
             let excluded = |name: &[u8]| {
-                link.exclusions.iter().any(|e| e.covers(target.collection, name))
+                link.exclusions
+                    .iter()
+                    .any(|e| e.covers(target.collection, name))
                     || self
                         .removed_targets
                         .iter()
@@ -293,8 +315,12 @@ impl<'r> Transaction<'r> {
                     .map(|(n, _)| (n.clone(), n.clone())),
             );
         };
-        let scalar = |value: &[u8], out: &mut Vec<(Vec<u8>, Vec<u8>)>| out.push((Vec::new(), value.to_vec()));
-        let size = |n: usize, out: &mut Vec<(Vec<u8>, Vec<u8>)>| out.push((Vec::new(), n.to_string().into_bytes()));
+        let scalar = |value: &[u8], out: &mut Vec<(Vec<u8>, Vec<u8>)>| {
+            out.push((Vec::new(), value.to_vec()))
+        };
+        let size = |n: usize, out: &mut Vec<(Vec<u8>, Vec<u8>)>| {
+            out.push((Vec::new(), n.to_string().into_bytes()))
+        };
         match target.collection {
             Collection::Args => {
                 pairs(&r.args_get, out);
@@ -440,10 +466,12 @@ impl<'r> Transaction<'r> {
             Ctl::RemoveById(ranges) => self.removed_ids.extend(ranges.iter().copied()),
             Ctl::RemoveByTag(tag) => self.removed_tags.push(tag.clone()),
             Ctl::RemoveTargetById(ranges, target) => {
-                self.removed_targets.push((Which::Ids(ranges.clone()), target.clone()));
+                self.removed_targets
+                    .push((Which::Ids(ranges.clone()), target.clone()));
             }
             Ctl::RemoveTargetByTag(tag, target) => {
-                self.removed_targets.push((Which::Tag(tag.clone()), target.clone()));
+                self.removed_targets
+                    .push((Which::Tag(tag.clone()), target.clone()));
             }
             Ctl::BodyProcessor(name) => self.body_processor = Some(name.clone()),
             Ctl::Other => {}

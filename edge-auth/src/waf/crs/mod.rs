@@ -186,7 +186,10 @@ impl RuleSet {
 pub struct RuleSetBuilder {
     texts: Vec<(String, String)>,
     data: HashMap<String, String>,
+    /// Directories of the files added, where data files not given as strings are looked for.
+    dirs: Vec<std::path::PathBuf>,
     tx: Vec<(String, String)>,
+    modsecurity_css_decode: bool,
 }
 
 impl RuleSetBuilder {
@@ -211,36 +214,36 @@ impl RuleSetBuilder {
         self
     }
 
+    /// Decodes `t:cssDecode` as ModSecurity 3 does, ending the value at the first NUL byte. Off by
+    /// default: a `\0` in a value then hides what follows from every rule that decodes CSS, which is a
+    /// ModSecurity defect, not CRS's intent. The differential oracle turns it on to show that this is the
+    /// reason for the verdicts that differ on such values.
+    #[must_use]
+    pub fn modsecurity_css_decode(mut self, on: bool) -> Self {
+        self.modsecurity_css_decode = on;
+        self
+    }
+
     /// CRS's blocking paranoia level (1 to 4; CRS's default is 1).
     #[must_use]
     pub fn paranoia(self, level: u8) -> Self {
         self.tx("blocking_paranoia_level", level.clamp(1, 4).to_string())
     }
 
-    /// Adds a configuration file, and makes the data files beside it available to `@pmFromFile`.
+    /// Adds a configuration file; `@pmFromFile` data files are then also looked for beside it.
     ///
     /// # Errors
     ///
-    /// A [`LoadError`] if a file cannot be read.
+    /// A [`LoadError`] if the file cannot be read.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {
         let path = path.as_ref();
-        let read = |p: &std::path::Path| {
-            std::fs::read_to_string(p)
-                .map_err(|e| LoadError::new(format!("{}: {e}", p.display())))
-        };
-        self.texts.push((path.display().to_string(), read(path)?));
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LoadError::new(format!("{}: {e}", path.display())))?;
+        self.texts.push((path.display().to_string(), text));
         if let Some(dir) = path.parent() {
-            let entries = std::fs::read_dir(dir)
-                .map_err(|e| LoadError::new(format!("{}: {e}", dir.display())))?;
-            for entry in entries.flatten() {
-                let p = entry.path();
-                let name = p.file_name().and_then(|n| n.to_str()).map(str::to_owned);
-                if let Some(name) = name.filter(|n| n.ends_with(".data")) {
-                    if !self.data.contains_key(&name) {
-                        self.data.insert(name, read(&p)?);
-                    }
-                }
+            if !self.dirs.iter().any(|d| d == dir) {
+                self.dirs.push(dir.to_owned());
             }
         }
         Ok(self)
@@ -287,8 +290,14 @@ impl RuleSetBuilder {
         for (name, text) in &self.texts {
             files.push((name.clone(), seclang::directives(name, text)?));
         }
-        let data = |name: &str| self.data.get(name).cloned();
-        let compiled = rule::compile(&files, &data)?;
+        let data = |name: &str| {
+            self.data.get(name).cloned().or_else(|| {
+                self.dirs
+                    .iter()
+                    .find_map(|dir| std::fs::read_to_string(dir.join(name)).ok())
+            })
+        };
+        let compiled = rule::compile(&files, &data, self.modsecurity_css_decode)?;
         Ok(RuleSet {
             compiled,
             tx: self.tx,

@@ -49,7 +49,7 @@ pub(crate) enum Pattern {
 impl Pattern {
     /// Compiles `pattern` as ModSecurity does (PCRE with `DOTALL` and `MULTILINE`, bytes not text).
     pub(crate) fn new(pattern: &str) -> Result<Self, String> {
-        match regex::bytes::RegexBuilder::new(pattern)
+        match regex::bytes::RegexBuilder::new(&byte_escapes(pattern))
             .unicode(false)
             .dot_matches_new_line(true)
             .multi_line(true)
@@ -77,7 +77,10 @@ impl Pattern {
                 // match limit does the same).
                 regex.captures(&text).ok().flatten().map(|c| {
                     c.iter()
-                        .map(|m| m.map(|m| m.as_str().as_bytes().to_vec()).unwrap_or_default())
+                        .map(|m| {
+                            m.map(|m| m.as_str().as_bytes().to_vec())
+                                .unwrap_or_default()
+                        })
                         .collect()
                 })
             }
@@ -93,6 +96,41 @@ impl Pattern {
                 .unwrap_or(false),
         }
     }
+}
+
+/// PCRE without UTF mode reads `\x{ff}` as the byte 0xFF; `regex` without Unicode reads only `\xff` so.
+fn byte_escapes(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains("\\x{") {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at..];
+        let short = escape.strip_prefix("\\x{").and_then(|tail| {
+            let close = tail.find('}')?;
+            let digits = &tail[..close];
+            (!digits.is_empty()
+                && digits.len() <= 2
+                && digits.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some((digits, close))
+        });
+        match short {
+            Some((digits, close)) => {
+                out.push_str(&format!("\\x{digits:0>2}"));
+                rest = &escape[4 + close..];
+            }
+            None => {
+                // Any other escape is copied whole, so `\\x{` (a backslash, then text) stays as it is.
+                let len = escape.chars().nth(1).map_or(1, |c| 1 + c.len_utf8());
+                out.push_str(&escape[..len]);
+                rest = &escape[len..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// The phrases of `@pm` (separated by spaces) or of a `@pmFromFile` data file (one per line, `#` lines
@@ -129,7 +167,9 @@ pub(crate) fn networks(spec: &str) -> Result<Vec<(IpAddr, u8)>, String> {
         .filter(|p| !p.is_empty())
         .map(|part| {
             let (addr, bits) = part.split_once('/').unwrap_or((part, ""));
-            let addr: IpAddr = addr.parse().map_err(|_| format!("`{part}` is not an address"))?;
+            let addr: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("`{part}` is not an address"))?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
             let bits = if bits.is_empty() {
                 max
@@ -179,7 +219,9 @@ pub(crate) fn atoi(value: &[u8]) -> i64 {
     let magnitude = rest
         .iter()
         .take_while(|b| b.is_ascii_digit())
-        .fold(0i64, |acc, &d| acc.saturating_mul(10).saturating_add(i64::from(d - b'0')));
+        .fold(0i64, |acc, &d| {
+            acc.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        });
     if negative { -magnitude } else { magnitude }
 }
 
@@ -194,4 +236,26 @@ pub(crate) fn bad_url_encoding(value: &[u8]) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcre_byte_escapes() {
+        assert_eq!(
+            byte_escapes(r"[\x7f-\x{ff}]\\x{41}\x{e2}"),
+            r"[\x7f-\xff]\\x{41}\xe2"
+        );
+        assert!(matches!(
+            Pattern::new(r"[\x{bc}]").unwrap(),
+            Pattern::Linear(_)
+        ));
+        assert!(Pattern::new(r"(?<=a)b").unwrap().is_match(b"ab"));
+        assert_eq!(atoi(b"  -12abc"), -12);
+        assert_eq!(atoi(b"x"), 0);
+        assert!(bad_url_encoding(b"a%2"));
+        assert!(!bad_url_encoding(b"a%20b"));
+    }
 }

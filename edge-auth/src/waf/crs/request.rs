@@ -85,12 +85,15 @@ impl RequestData {
             line,
             headers,
             cookies,
-            remote_addr: remote_addr.map(|a| a.to_string().into_bytes()).unwrap_or_default(),
+            remote_addr: remote_addr
+                .map(|a| a.to_string().into_bytes())
+                .unwrap_or_default(),
             ..Self::default()
         }
     }
 
-    /// Phase 2's view: the body read by `processor` (or by the content type's, when no rule chose one).
+    /// Phase 2's view: the body read by `processor`, or, when no rule chose one, by the content type's:
+    /// forms, multipart, JSON and XML.
     pub(crate) fn read_body(&mut self, body: &[u8], processor: Option<&str>) {
         self.body = body.to_vec();
         if body.is_empty() {
@@ -102,8 +105,14 @@ impl RequestData {
             .unwrap_or_default();
         let processor = match processor {
             Some(p) => p.to_owned(),
-            None if content_type.starts_with("application/x-www-form-urlencoded") => "URLENCODED".into(),
+            None if content_type.starts_with("application/x-www-form-urlencoded") => {
+                "URLENCODED".into()
+            }
             None if content_type.starts_with("multipart/form-data") => "MULTIPART".into(),
+            // What ModSecurity's recommended configuration selects by rule (ids 200000 and 200001): a
+            // JSON or XML body is read as such without the user having to add those rules.
+            None if content_type.starts_with("application/json") => "JSON".into(),
+            None if content_type.contains("xml") => "XML".into(),
             None => return,
         };
         match processor.as_str() {
@@ -121,9 +130,10 @@ impl RequestData {
                     Some(boundary) => {
                         for part in body::multipart_parts(body, boundary, 1024) {
                             match part.filename {
-                                Some(file) => self
-                                    .files
-                                    .push((part.name.as_bytes().to_vec(), file.as_bytes().to_vec())),
+                                Some(file) => self.files.push((
+                                    part.name.as_bytes().to_vec(),
+                                    file.as_bytes().to_vec(),
+                                )),
                                 None => self.args_post.push((
                                     part.name.as_bytes().to_vec(),
                                     part.value.unwrap_or_default().to_vec(),
@@ -220,7 +230,10 @@ fn cookies(header: &[u8]) -> Vec<Pair> {
         .map(<[u8]>::trim_ascii)
         .filter(|c| !c.is_empty())
         .map(|cookie| match memchr::memchr(b'=', cookie) {
-            Some(at) => (cookie[..at].trim_ascii().to_vec(), cookie[at + 1..].to_vec()),
+            Some(at) => (
+                cookie[..at].trim_ascii().to_vec(),
+                cookie[at + 1..].to_vec(),
+            ),
             None => (cookie.to_vec(), Vec::new()),
         })
         .collect()
@@ -247,7 +260,12 @@ fn json_arguments(value: &serde_json::Value, prefix: &[u8], out: &mut Vec<Pair>,
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                json_arguments(item, &child(format!("array_{i}").as_bytes()), out, depth + 1);
+                json_arguments(
+                    item,
+                    &child(format!("array_{i}").as_bytes()),
+                    out,
+                    depth + 1,
+                );
             }
         }
         Value::String(s) => out.push((prefix.to_vec(), s.as_bytes().to_vec())),

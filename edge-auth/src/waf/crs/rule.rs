@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
+use super::LoadError;
 use super::macros::Expand;
 use super::operator::{self, Compare, Operator, Pattern};
 use super::seclang::{self, Directive, Selector, VariableText};
 use super::transform::Transform;
-use super::LoadError;
 
 /// The request collections and variables the engine provides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -252,7 +252,7 @@ pub(crate) struct Rule {
 /// An entry of a phase's rule list.
 #[derive(Debug)]
 pub(crate) enum Step {
-    Rule(Rule),
+    Rule(Box<Rule>),
     Marker(String),
 }
 
@@ -274,6 +274,7 @@ pub(crate) type DataFiles<'a> = dyn Fn(&str) -> Option<String> + 'a;
 pub(crate) fn compile(
     files: &[(String, Vec<Directive>)],
     data: &DataFiles<'_>,
+    modsecurity_css_decode: bool,
 ) -> Result<Compiled, LoadError> {
     let mut compiled = Compiled::default();
     let mut defaults: HashMap<u8, Vec<(String, Option<String>)>> = HashMap::new();
@@ -293,14 +294,26 @@ pub(crate) fn compile(
             match d.name.as_str() {
                 "SecRule" | "SecAction" => {
                     let (vars, op, actions) = if d.name == "SecRule" {
-                        (Some(arg(0)?), Some(arg(1)?), d.args.get(2).map(String::as_str))
+                        (
+                            Some(arg(0)?),
+                            Some(arg(1)?),
+                            d.args.get(2).map(String::as_str),
+                        )
                     } else {
                         (None, None, Some(arg(0)?))
                     };
                     let actions = seclang::actions(actions.unwrap_or("")).map_err(&at)?;
                     let in_chain = !pending_chain.is_empty();
                     let inherited = pending_chain.last().map(|r| r.phase);
-                    let rule = rule(vars, op, &actions, &defaults, inherited, data).map_err(&at)?;
+                    let mut rule =
+                        rule(vars, op, &actions, &defaults, inherited, data).map_err(&at)?;
+                    if modsecurity_css_decode {
+                        for t in &mut rule.transforms {
+                            if *t == Transform::CssDecode {
+                                *t = Transform::CssDecodeToNul;
+                            }
+                        }
+                    }
                     let chains = actions.iter().any(|(n, _)| n.eq_ignore_ascii_case("chain"));
                     if !in_chain && rule.id == 0 {
                         return Err(at("a rule without an id".into()));
@@ -330,7 +343,10 @@ pub(crate) fn compile(
                         .and_then(|(_, v)| v.as_deref())
                         .map_or(Ok(2), parse_phase)
                         .map_err(&at)?;
-                    if let Some(slot) = compiled.block_denies.get_mut(usize::from(phase).wrapping_sub(1)) {
+                    if let Some(slot) = compiled
+                        .block_denies
+                        .get_mut(usize::from(phase).wrapping_sub(1))
+                    {
                         *slot = actions.iter().any(|(n, _)| n == "deny" || n == "drop");
                     }
                     defaults.insert(phase, actions);
@@ -356,7 +372,9 @@ pub(crate) fn compile(
         }
     }
     if !pending_chain.is_empty() {
-        return Err(LoadError::new("the last rule says `chain` but no rule follows"));
+        return Err(LoadError::new(
+            "the last rule says `chain` but no rule follows",
+        ));
     }
     for list in [&mut compiled.phase1, &mut compiled.phase2] {
         list.retain(|step| match step {
@@ -422,8 +440,8 @@ const ACCEPTED_CONFIG: &[&str] = &[
 
 fn add(compiled: &mut Compiled, rule: Rule) {
     match rule.phase {
-        1 => compiled.phase1.push(Step::Rule(rule)),
-        2 => compiled.phase2.push(Step::Rule(rule)),
+        1 => compiled.phase1.push(Step::Rule(Box::new(rule))),
+        2 => compiled.phase2.push(Step::Rule(Box::new(rule))),
         _ => compiled.response_rules += 1,
     }
 }
@@ -558,8 +576,7 @@ fn update_targets(rule: &mut Rule, vars: &[VariableText]) -> Result<(), String> 
             (Some(Selector::Name(name)), _) => (Member::Name(name.to_ascii_lowercase()), None),
             (Some(Selector::Regex(pattern)), _) => (
                 Member::Regex(
-                    selector_regex(pattern)
-                        .map_err(|e| format!("selector /{pattern}/: {e}"))?,
+                    selector_regex(pattern).map_err(|e| format!("selector /{pattern}/: {e}"))?,
                 ),
                 None,
             ),
@@ -578,9 +595,11 @@ fn update_targets(rule: &mut Rule, vars: &[VariableText]) -> Result<(), String> 
     // An exclusion naming exactly a target removes it (`SecRuleUpdateTargetById 1 !ARGS:x` on `ARGS:x`).
     let exclusions = &rule.exclusions;
     rule.targets.retain(|t| {
-        !exclusions
-            .iter()
-            .any(|e| e.collection == t.collection && !matches!(t.member, Member::All) && e.member.same(&t.member))
+        !exclusions.iter().any(|e| {
+            e.collection == t.collection
+                && !matches!(t.member, Member::All)
+                && e.member.same(&t.member)
+        })
     });
     Ok(())
 }
@@ -656,9 +675,10 @@ fn apply_action(rule: &mut Rule, name: &str, value: Option<&str>) -> Result<(), 
         | "setsid" | "xmlns" => {}
         "t" => match value_of()? {
             v if v.eq_ignore_ascii_case("none") => rule.transforms.clear(),
-            v => rule
-                .transforms
-                .push(Transform::from_name(v).ok_or_else(|| format!("unsupported transformation `{v}`"))?),
+            v => rule.transforms.push(
+                Transform::from_name(v)
+                    .ok_or_else(|| format!("unsupported transformation `{v}`"))?,
+            ),
         },
         "pass" => rule.disruptive = Disruptive::Pass,
         "block" => rule.disruptive = Disruptive::Block,
@@ -684,7 +704,14 @@ fn apply_action(rule: &mut Rule, name: &str, value: Option<&str>) -> Result<(), 
 
 fn severity(text: &str) -> Result<u8, String> {
     const NAMES: [&str; 8] = [
-        "EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG",
+        "EMERGENCY",
+        "ALERT",
+        "CRITICAL",
+        "ERROR",
+        "WARNING",
+        "NOTICE",
+        "INFO",
+        "DEBUG",
     ];
     let text = text.trim();
     text.parse::<u8>()
@@ -716,7 +743,9 @@ fn setvar(text: &str) -> Result<SetVar, String> {
         },
     };
     if !name.to_ascii_lowercase().starts_with("tx.") {
-        return Err(format!("setvar on `{name}`: only the TX collection is supported"));
+        return Err(format!(
+            "setvar on `{name}`: only the TX collection is supported"
+        ));
     }
     Ok(SetVar {
         name: Expand::parse(&name[3..]),
@@ -736,9 +765,9 @@ fn ctl(text: &str) -> Result<Ctl, String> {
         let member = match &var.selector {
             None => Member::All,
             Some(Selector::Name(n)) => Member::Name(n.to_ascii_lowercase()),
-            Some(Selector::Regex(p)) => Member::Regex(
-                selector_regex(p).map_err(|e| e.to_string())?,
-            ),
+            Some(Selector::Regex(p)) => {
+                Member::Regex(selector_regex(p).map_err(|e| e.to_string())?)
+            }
         };
         Ok(Exclusion { collection, member })
     };
@@ -756,8 +785,9 @@ fn ctl(text: &str) -> Result<Ctl, String> {
             }
         }
         "requestBodyProcessor" => Ctl::BodyProcessor(value.trim().to_ascii_uppercase()),
-        "auditEngine" | "auditLogParts" | "forceRequestBodyVariable"
-        | "debugLogLevel" => Ctl::Other,
+        "auditEngine" | "auditLogParts" | "forceRequestBodyVariable" | "debugLogLevel" => {
+            Ctl::Other
+        }
         other => return Err(format!("unsupported ctl `{other}`")),
     })
 }

@@ -257,11 +257,16 @@ mod tests {
 
     #[test]
     fn variable_lists() {
-        let v = variables("ARGS|!REQUEST_COOKIES:/^_ga(?:_\\w+)?$/|&TX:x|XML://@*|REQUEST_HEADERS:User-Agent")
-            .unwrap();
+        let v = variables(
+            "ARGS|!REQUEST_COOKIES:/^_ga(?:_\\w+)?$/|&TX:x|XML://@*|REQUEST_HEADERS:User-Agent",
+        )
+        .unwrap();
         assert_eq!(v.len(), 5);
         assert!(v[1].exclude);
-        assert_eq!(v[1].selector, Some(Selector::Regex("^_ga(?:_\\w+)?$".into())));
+        assert_eq!(
+            v[1].selector,
+            Some(Selector::Regex("^_ga(?:_\\w+)?$".into()))
+        );
         assert!(v[2].count);
         assert_eq!(v[3].selector, Some(Selector::Name("//@*".into())));
         assert_eq!(v[4].selector, Some(Selector::Name("User-Agent".into())));

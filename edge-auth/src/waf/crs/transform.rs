@@ -15,6 +15,10 @@ pub(crate) enum Transform {
     HtmlEntityDecode,
     JsDecode,
     CssDecode,
+    /// ModSecurity 3's `cssDecode`, whose result ends at the first NUL byte (it copies a C string): a
+    /// `\0` hides the rest of the value from the rule. Only for comparing verdicts with ModSecurity
+    /// ([`RuleSetBuilder::modsecurity_css_decode`](super::RuleSetBuilder::modsecurity_css_decode)).
+    CssDecodeToNul,
     Utf8ToUnicode,
     RemoveNulls,
     RemoveWhitespace,
@@ -79,6 +83,14 @@ impl Transform {
             Self::HtmlEntityDecode => html_entity_decode(&value),
             Self::JsDecode => js_decode(&value),
             Self::CssDecode => css_decode(&value),
+            Self::CssDecodeToNul => {
+                let decoded = css_decode(&value);
+                let bytes: &[u8] = decoded.as_deref().unwrap_or(&value);
+                match memchr::memchr(0, bytes) {
+                    Some(nul) => Some(bytes[..nul].to_vec()),
+                    None => decoded,
+                }
+            }
             Self::Utf8ToUnicode => utf8_to_unicode(&value),
             Self::RemoveNulls => remove(&value, |b| b == 0),
             Self::RemoveWhitespace => remove(&value, is_space),
@@ -156,9 +168,8 @@ fn url_decode(value: &[u8], uni: bool) -> Option<Vec<u8>> {
                         i += 6;
                         continue;
                     }
-                } else if let Some(byte) = value
-                    .get(i + 1..i + 3)
-                    .and_then(|h| hex_byte(h[0], h[1]))
+                } else if let Some(byte) =
+                    value.get(i + 1..i + 3).and_then(|h| hex_byte(h[0], h[1]))
                 {
                     out.push(byte);
                     i += 3;
@@ -206,14 +217,21 @@ fn html_entity(rest: &[u8]) -> Option<(u8, usize)> {
         };
         let len = digits
             .iter()
-            .take_while(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
+            .take_while(|b| {
+                if hex {
+                    b.is_ascii_hexdigit()
+                } else {
+                    b.is_ascii_digit()
+                }
+            })
             .count();
         if len == 0 {
             return None;
         }
         let radix = if hex { 16 } else { 10 };
         let value = digits[..len].iter().fold(0u32, |acc, &d| {
-            acc.wrapping_mul(radix).wrapping_add((d as char).to_digit(16).unwrap_or(0))
+            acc.wrapping_mul(radix)
+                .wrapping_add((d as char).to_digit(16).unwrap_or(0))
         });
         let used = 1 + usize::from(hex) + len;
         return Some((value.to_le_bytes()[0], used + semicolon(used)));
@@ -314,7 +332,11 @@ fn css_decode(value: &[u8]) -> Option<Vec<u8>> {
             continue;
         }
         let rest = &value[i + 1..];
-        let digits = rest.iter().take(6).take_while(|d| d.is_ascii_hexdigit()).count();
+        let digits = rest
+            .iter()
+            .take(6)
+            .take_while(|d| d.is_ascii_hexdigit())
+            .count();
         if digits > 0 {
             let hex = &rest[..digits];
             let mut byte = if digits >= 2 {
@@ -375,9 +397,7 @@ fn remove(value: &[u8], drop: impl Fn(u8) -> bool) -> Option<Vec<u8>> {
 }
 
 fn compress_whitespace(value: &[u8]) -> Option<Vec<u8>> {
-    let needed = value
-        .windows(2)
-        .any(|w| is_space(w[0]) && is_space(w[1]))
+    let needed = value.windows(2).any(|w| is_space(w[0]) && is_space(w[1]))
         || value.iter().any(|&b| is_space(b) && b != b' ');
     if !needed {
         return None;
@@ -466,7 +486,12 @@ fn cmd_line(value: &[u8]) -> Vec<u8> {
 /// `.` and `..` segments resolved and repeated `/` collapsed (with `win`, `\` read as `/` first).
 fn normalize_path(value: &[u8], win: bool) -> Option<Vec<u8>> {
     let converted: Cow<'_, [u8]> = if win && value.contains(&b'\\') {
-        Cow::Owned(value.iter().map(|&b| if b == b'\\' { b'/' } else { b }).collect())
+        Cow::Owned(
+            value
+                .iter()
+                .map(|&b| if b == b'\\' { b'/' } else { b })
+                .collect(),
+        )
     } else {
         Cow::Borrowed(value)
     };
@@ -519,7 +544,9 @@ fn escape_seq_decode(value: &[u8]) -> Option<Vec<u8>> {
             continue;
         }
         match value.get(i + 1).copied() {
-            Some(c @ (b'a' | b'b' | b'f' | b'n' | b'r' | b't' | b'v' | b'\\' | b'?' | b'\'' | b'"')) => {
+            Some(
+                c @ (b'a' | b'b' | b'f' | b'n' | b'r' | b't' | b'v' | b'\\' | b'?' | b'\'' | b'"'),
+            ) => {
                 out.push(simple_escape(c));
                 i += 2;
             }
@@ -587,9 +614,18 @@ fn hex_encode(value: &[u8]) -> Vec<u8> {
 }
 
 fn trim(value: &[u8], left: bool, right: bool) -> Option<Vec<u8>> {
-    let start = if left { value.iter().take_while(|&&b| is_space(b)).count() } else { 0 };
+    let start = if left {
+        value.iter().take_while(|&&b| is_space(b)).count()
+    } else {
+        0
+    };
     let end = if right {
-        value.len() - value[start..].iter().rev().take_while(|&&b| is_space(b)).count()
+        value.len()
+            - value[start..]
+                .iter()
+                .rev()
+                .take_while(|&&b| is_space(b))
+                .count()
     } else {
         value.len()
     };
@@ -601,14 +637,22 @@ mod tests {
     use super::*;
 
     fn t(transform: Transform, input: &str) -> Vec<u8> {
-        transform.apply(Cow::Borrowed(input.as_bytes())).into_owned()
+        transform
+            .apply(Cow::Borrowed(input.as_bytes()))
+            .into_owned()
     }
 
     #[test]
     fn decoders() {
-        assert_eq!(t(Transform::UrlDecodeUni, "a%27+%u0041%uff1c%zz%"), b"a' A<%zz%");
+        assert_eq!(
+            t(Transform::UrlDecodeUni, "a%27+%u0041%uff1c%zz%"),
+            b"a' A<%zz%"
+        );
         assert_eq!(t(Transform::UrlDecode, "%u0041"), b"%u0041");
-        assert_eq!(t(Transform::HtmlEntityDecode, "&lt;&#x3c;&#60&QUOT;&bogus;"), b"<<<\"&bogus;");
+        assert_eq!(
+            t(Transform::HtmlEntityDecode, "&lt;&#x3c;&#60&QUOT;&bogus;"),
+            b"<<<\"&bogus;"
+        );
         assert_eq!(t(Transform::JsDecode, r"\x3c\u003c\74\n\q"), b"<<<\nq");
         assert_eq!(t(Transform::CssDecode, "\\3c \\6a\\\nx"), b"<jx");
         assert_eq!(t(Transform::Utf8ToUnicode, "a\u{e9}"), b"a%u00e9");
@@ -618,16 +662,28 @@ mod tests {
 
     #[test]
     fn shapers() {
-        assert_eq!(t(Transform::CmdLine, "C^a\"t ,/etc/pa'ss;wd"), b"cat/etc/passwd");
+        assert_eq!(
+            t(Transform::CmdLine, "C^a\"t ,/etc/pa'ss;wd"),
+            b"cat/etc/pass wd"
+        );
         assert_eq!(t(Transform::CmdLine, "ls  ;  -la"), b"ls -la");
         assert_eq!(t(Transform::CompressWhitespace, "a \t\n b"), b"a b");
         assert_eq!(t(Transform::ReplaceComments, "un/**/ion/* x"), b"un ion ");
         assert_eq!(t(Transform::RemoveCommentsChar, "a/*b*/--#c"), b"abc");
-        assert_eq!(t(Transform::NormalizePath, "/a/./b/../../../etc//passwd"), b"/etc/passwd");
-        assert_eq!(t(Transform::NormalizePathWin, "..\\..\\win.ini"), b"../../win.ini");
+        assert_eq!(
+            t(Transform::NormalizePath, "/a/./b/../../../etc//passwd"),
+            b"/etc/passwd"
+        );
+        assert_eq!(
+            t(Transform::NormalizePathWin, "..\\..\\win.ini"),
+            b"../../win.ini"
+        );
         assert_eq!(t(Transform::Length, "abc"), b"3");
         assert_eq!(t(Transform::HexEncode, "A\x01"), b"4101");
         assert_eq!(t(Transform::Trim, " a "), b"a");
-        assert!(matches!(Transform::Lowercase.apply(Cow::Borrowed(b"abc")), Cow::Borrowed(_)));
+        assert!(matches!(
+            Transform::Lowercase.apply(Cow::Borrowed(b"abc")),
+            Cow::Borrowed(_)
+        ));
     }
 }
