@@ -15,12 +15,11 @@ mkdir -p "$out"
 cc -O2 -Wall -Werror -o "$out/modsec_driver" scripts/crs-oracle/modsec_driver.c -lmodsecurity
 corpora=$(bash scripts/waf-corpora.sh)
 crs="${EDGE_CRS_DIR:-../shared/crs}"
-# Paranoia 1 is held to the bar (99.5% the same once the explained differences are set apart);
-# paranoia 2 is measured and printed.
-for level in "1 0.995" "2 0"; do
-  set -- $level
+# Both paranoia levels are held to 99.5% of requests with the same verdict, logged rules and score, once
+# the differences ModSecurity's own defects explain are set apart (see the example's docs).
+for level in 1 2; do
   cargo run --release -q -p edge-auth --features crs --example crs_oracle -- \
     --driver "$out/modsec_driver" --crs "$crs" --conf-dir scripts/crs-oracle \
     --blns "$corpora/blns/package/blns.txt" --sqlmap "$corpora/sqlmap-1.10.10/sqlmap/data" \
-    --paranoia "$1" --min-agreement "$2" --show 12
+    --paranoia "$level" --min-agreement 0.995 --show 12
 done

@@ -3,8 +3,9 @@
 //!
 //! The semantics are ModSecurity 3's, which CRS is written against: a rule's `setvar`s run once for each
 //! value that matches (so a rule matching two arguments adds its score twice), the `setvar`s of a chain's
-//! links run as each link matches, and the chain starter's message, `ctl`s, `skipAfter` and disruptive
-//! action run when the whole chain has matched.
+//! links run as each link matches, the chain starter's message, `ctl`s, `skipAfter` and disruptive
+//! action run when the whole chain has matched, and `MATCHED_VARS` is emptied only by a rule that does
+//! not match.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -96,7 +97,6 @@ impl<'r> Transaction<'r> {
             if skip_to.is_some() || self.is_removed(rule) {
                 continue;
             }
-            self.matched_vars.clear();
             if !self.run_chain(rule, rule) {
                 continue;
             }
@@ -104,19 +104,7 @@ impl<'r> Transaction<'r> {
                 self.apply_ctl(ctl);
             }
             if rule.log {
-                let message = |e: &Option<super::macros::Expand>| {
-                    e.as_ref().map(|e| {
-                        String::from_utf8_lossy(&e.expand(&|c, m| self.lookup(rule, c, m)))
-                            .into_owned()
-                    })
-                };
-                self.matches.push(RuleMatch {
-                    id: rule.id,
-                    message: message(&rule.msg).unwrap_or_default(),
-                    data: message(&rule.logdata).unwrap_or_default(),
-                    severity: rule.severity,
-                    tags: rule.tags.clone(),
-                });
+                self.log_match(rule);
             }
             if let Some(marker) = &rule.skip_after {
                 skip_to = Some(marker);
@@ -137,6 +125,25 @@ impl<'r> Transaction<'r> {
             }
         }
         None
+    }
+
+    /// Reports `rule` as matched, its message and data expanded now.
+    fn log_match(&mut self, rule: &Rule) {
+        let message = |e: &Option<super::macros::Expand>| {
+            e.as_ref()
+                .map(|e| {
+                    String::from_utf8_lossy(&e.expand(&|c, m| self.lookup(rule, c, m))).into_owned()
+                })
+                .unwrap_or_default()
+        };
+        let (message, data) = (message(&rule.msg), message(&rule.logdata));
+        self.matches.push(RuleMatch {
+            id: rule.id,
+            message,
+            data,
+            severity: rule.severity,
+            tags: rule.tags.clone(),
+        });
     }
 
     fn is_removed(&self, rule: &Rule) -> bool {
@@ -202,6 +209,20 @@ impl<'r> Transaction<'r> {
                 self.matched_vars.push((name.clone(), candidate.to_vec()));
                 self.set_vars(link, top);
             }
+        }
+        // As ModSecurity 3 does: the matched variables are forgotten when a rule (or a link) does not
+        // match, and kept, accumulating, while rules match, so a chain reading `MATCHED_VARS` sees the
+        // matches of the rules that matched just before it too.
+        if !matched {
+            self.matched_var = None;
+            self.matched_vars.clear();
+        } else if self.rules.modsecurity_quirks
+            && link.multi_match
+            && link.chain.is_some()
+            && top.log
+            && std::ptr::eq(link, top)
+        {
+            self.log_match(top);
         }
         matched
     }

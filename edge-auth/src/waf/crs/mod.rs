@@ -189,7 +189,7 @@ pub struct RuleSetBuilder {
     /// Directories of the files added, where data files not given as strings are looked for.
     dirs: Vec<std::path::PathBuf>,
     tx: Vec<(String, String)>,
-    modsecurity_css_decode: bool,
+    modsecurity_quirks: bool,
 }
 
 impl RuleSetBuilder {
@@ -214,13 +214,17 @@ impl RuleSetBuilder {
         self
     }
 
-    /// Decodes `t:cssDecode` as ModSecurity 3 does, ending the value at the first NUL byte. Off by
-    /// default: a `\0` in a value then hides what follows from every rule that decodes CSS, which is a
-    /// ModSecurity defect, not CRS's intent. The differential oracle turns it on to show that this is the
-    /// reason for the verdicts that differ on such values.
+    /// Reproduces two defects of ModSecurity 3 that CRS does not intend, for comparing verdicts with it
+    /// (the differential oracle turns this on to show they are the reason for the differences left).
+    /// Off by default:
+    ///
+    /// - `t:cssDecode` ends the value at the first NUL byte (ModSecurity copies a C string), so a `\0`
+    ///   hides what follows from every rule that decodes CSS;
+    /// - a `multiMatch` rule whose first link matched is reported as matched (logged, not scored) even
+    ///   when the rest of its chain did not match.
     #[must_use]
-    pub fn modsecurity_css_decode(mut self, on: bool) -> Self {
-        self.modsecurity_css_decode = on;
+    pub fn modsecurity_quirks(mut self, on: bool) -> Self {
+        self.modsecurity_quirks = on;
         self
     }
 
@@ -297,7 +301,7 @@ impl RuleSetBuilder {
                     .find_map(|dir| std::fs::read_to_string(dir.join(name)).ok())
             })
         };
-        let compiled = rule::compile(&files, &data, self.modsecurity_css_decode)?;
+        let compiled = rule::compile(&files, &data, self.modsecurity_quirks)?;
         Ok(RuleSet {
             compiled,
             tx: self.tx,

@@ -265,6 +265,8 @@ pub(crate) struct Compiled {
     pub(crate) response_rules: usize,
     /// The `block` action of each request phase: `deny` or `pass` (CRS's anomaly mode).
     pub(crate) block_denies: [bool; 2],
+    /// [`RuleSetBuilder::modsecurity_quirks`](super::RuleSetBuilder::modsecurity_quirks).
+    pub(crate) modsecurity_quirks: bool,
 }
 
 /// Where data files (`@pmFromFile`) come from.
@@ -274,9 +276,12 @@ pub(crate) type DataFiles<'a> = dyn Fn(&str) -> Option<String> + 'a;
 pub(crate) fn compile(
     files: &[(String, Vec<Directive>)],
     data: &DataFiles<'_>,
-    modsecurity_css_decode: bool,
+    modsecurity_quirks: bool,
 ) -> Result<Compiled, LoadError> {
-    let mut compiled = Compiled::default();
+    let mut compiled = Compiled {
+        modsecurity_quirks,
+        ..Compiled::default()
+    };
     let mut defaults: HashMap<u8, Vec<(String, Option<String>)>> = HashMap::new();
     let mut pending_chain: Vec<Rule> = Vec::new();
     let mut removed: Vec<(u32, u32)> = Vec::new();
@@ -307,7 +312,7 @@ pub(crate) fn compile(
                     let inherited = pending_chain.last().map(|r| r.phase);
                     let mut rule =
                         rule(vars, op, &actions, &defaults, inherited, data).map_err(&at)?;
-                    if modsecurity_css_decode {
+                    if modsecurity_quirks {
                         for t in &mut rule.transforms {
                             if *t == Transform::CssDecode {
                                 *t = Transform::CssDecodeToNul;

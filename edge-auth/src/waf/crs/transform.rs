@@ -17,7 +17,7 @@ pub(crate) enum Transform {
     CssDecode,
     /// ModSecurity 3's `cssDecode`, whose result ends at the first NUL byte (it copies a C string): a
     /// `\0` hides the rest of the value from the rule. Only for comparing verdicts with ModSecurity
-    /// ([`RuleSetBuilder::modsecurity_css_decode`](super::RuleSetBuilder::modsecurity_css_decode)).
+    /// ([`RuleSetBuilder::modsecurity_quirks`](super::RuleSetBuilder::modsecurity_quirks)).
     CssDecodeToNul,
     Utf8ToUnicode,
     RemoveNulls,
