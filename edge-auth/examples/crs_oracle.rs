@@ -177,12 +177,18 @@ fn corpus(blns_path: &Path, sqlmap: &Path) -> Result<Vec<Case>, String> {
     Ok(cases)
 }
 
-/// The driver's verdicts: status (0 passed), logged rule ids, last message.
-fn modsecurity(
-    driver: &str,
-    confs: &[PathBuf],
-    cases: &[Case],
-) -> Result<Vec<(u16, Vec<u32>, String)>, String> {
+/// One verdict of the driver.
+struct Theirs {
+    /// The status of a blocked request, 0 for one that passed.
+    status: u16,
+    ids: Vec<u32>,
+    message: String,
+    /// ModSecurity's time for the transaction.
+    nanos: u64,
+}
+
+/// The driver's verdicts.
+fn modsecurity(driver: &str, confs: &[PathBuf], cases: &[Case]) -> Result<Vec<Theirs>, String> {
     let mut child = Command::new(driver)
         .args(confs)
         .stdin(Stdio::piped())
@@ -213,16 +219,24 @@ fn modsecurity(
     let mut verdicts = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| e.to_string())?;
-        let mut fields = line.splitn(4, '\t');
-        let (_, status, ids, message) =
-            (fields.next(), fields.next(), fields.next(), fields.next());
-        let status = status.and_then(|s| s.parse().ok()).unwrap_or(0);
-        let ids = ids
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|id| id.parse().ok())
-            .collect();
-        verdicts.push((status, ids, message.unwrap_or_default().to_owned()));
+        let mut fields = line.splitn(5, '\t');
+        let (_, status, ids, nanos, message) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        );
+        verdicts.push(Theirs {
+            status: status.and_then(|s| s.parse().ok()).unwrap_or(0),
+            ids: ids
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|id| id.parse().ok())
+                .collect(),
+            nanos: nanos.and_then(|n| n.parse().ok()).unwrap_or(0),
+            message: message.unwrap_or_default().to_owned(),
+        });
     }
     writer
         .join()
@@ -327,10 +341,25 @@ fn run() -> Result<bool, String> {
     let theirs = modsecurity(&driver, &confs, &cases)?;
     let (mut same_verdict, mut same_all, mut explained, mut blocked_theirs, mut shown) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
-    for (case, (status, their_ids, their_message)) in cases.iter().zip(&theirs) {
+    let (mut our_nanos, mut their_nanos) = (Vec::new(), Vec::new());
+    for (case, theirs) in cases.iter().zip(&theirs) {
+        let Theirs {
+            status,
+            ids: their_ids,
+            message: their_message,
+            nanos,
+        } = theirs;
+        their_nanos.push(*nanos);
         blocked_theirs += usize::from(*status != 0);
-        let agrees = |crs: &RuleSet| -> Result<(bool, bool, String), String> {
-            let ours = ours(crs, case)?;
+        let started = std::time::Instant::now();
+        let first = ours(&crs, case)?;
+        our_nanos.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let mut first = Some(first);
+        let mut agrees = |crs: &RuleSet| -> Result<(bool, bool, String), String> {
+            let ours = match first.take() {
+                Some(evaluation) => evaluation,
+                None => ours(crs, case)?,
+            };
             let our_status = match ours.outcome {
                 Outcome::Blocked { status, .. } => status,
                 _ => 0,
@@ -379,6 +408,24 @@ fn run() -> Result<bool, String> {
         100.0 * ratio(same_verdict),
         100.0 * ratio(same_all),
         100.0 * ratio(same_all + explained),
+    );
+    let stats = |nanos: &mut Vec<u64>| {
+        nanos.sort_unstable();
+        let mean = nanos.iter().sum::<u64>() as f64 / nanos.len().max(1) as f64 / 1000.0;
+        let at = |q: f64| {
+            nanos
+                .get(((nanos.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(0) as f64
+                / 1000.0
+        };
+        (mean, at(0.5), at(0.99))
+    };
+    let (ours_mean, ours_p50, ours_p99) = stats(&mut our_nanos);
+    let (theirs_mean, theirs_p50, theirs_p99) = stats(&mut their_nanos);
+    println!(
+        "time per request, same requests, one run: ModSecurity 3 mean {theirs_mean:.1} µs, p50 {theirs_p50:.1}, p99 {theirs_p99:.1}; edge mean {ours_mean:.1} µs, p50 {ours_p50:.1}, p99 {ours_p99:.1}; edge takes {:.2}× ModSecurity's time",
+        ours_mean / theirs_mean,
     );
     Ok(ratio(same_all + explained) >= min_agreement)
 }

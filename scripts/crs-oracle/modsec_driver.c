@@ -10,11 +10,13 @@
  *   <name>: <value>\n          (that many)
  *   <body length>\n<body bytes>\n
  * One verdict per request on stdout:
- *   <index>\t<status: 0 when passed>\t<logged rule ids, comma-separated>\t<last logged message>\n
+ *   <index>\t<status: 0 when passed>\t<logged rule ids, comma-separated>\t<nanoseconds>\t<last message>\n
+ * where the time is that of the transaction: created, request line, headers, body, intervention.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <modsecurity/intervention.h>
 #include <modsecurity/modsecurity.h>
@@ -48,6 +50,12 @@ static void on_log(void *data, const void *message) {
     }
 }
 
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 static int read_line(char *buf, size_t size) {
     if (fgets(buf, (int)size, stdin) == NULL) return 0;
     buf[strcspn(buf, "\n")] = '\0';
@@ -74,37 +82,51 @@ int main(int argc, char **argv) {
         }
         ids[0] = '\0';
         last_message[0] = '\0';
-        Transaction *tx = msc_new_transaction(modsec, rules, NULL);
-        msc_process_connection(tx, "127.0.0.1", 40000, "127.0.0.1", 80);
-        const char *version = strncmp(protocol, "HTTP/", 5) == 0 ? protocol + 5 : protocol;
-        msc_process_uri(tx, uri, method, version);
         if (!read_line(line, sizeof(line))) return 2;
         long headers = strtol(line, NULL, 10);
+        if (headers < 0 || headers > 256) return 2;
+        char *names[256], *values[256];
         for (long h = 0; h < headers; h++) {
             if (!read_line(line, sizeof(line))) return 2;
             char *colon = strstr(line, ": ");
-            if (colon == NULL) continue;
+            if (colon == NULL) return 2;
             *colon = '\0';
-            msc_add_request_header(tx, (const unsigned char *)line, (const unsigned char *)(colon + 2));
+            names[h] = strdup(line);
+            values[h] = strdup(colon + 2);
+            if (names[h] == NULL || values[h] == NULL) return 2;
         }
-        msc_process_request_headers(tx);
         if (!read_line(line, sizeof(line))) return 2;
         size_t length = (size_t)strtoul(line, NULL, 10);
         unsigned char *body = malloc(length + 1);
         if (body == NULL || fread(body, 1, length, stdin) != length) return 2;
         fgetc(stdin); /* the newline after the body */
+
+        long long started = now_ns();
+        Transaction *tx = msc_new_transaction(modsec, rules, NULL);
+        msc_process_connection(tx, "127.0.0.1", 40000, "127.0.0.1", 80);
+        const char *version = strncmp(protocol, "HTTP/", 5) == 0 ? protocol + 5 : protocol;
+        msc_process_uri(tx, uri, method, version);
+        for (long h = 0; h < headers; h++) {
+            msc_add_request_header(tx, (const unsigned char *)names[h], (const unsigned char *)values[h]);
+        }
+        msc_process_request_headers(tx);
         ModSecurityIntervention it = {200, 0, NULL, NULL, 0};
         if (msc_intervention(tx, &it) == 0) {
             msc_append_request_body(tx, body, length);
             msc_process_request_body(tx);
             msc_intervention(tx, &it);
         }
+        long long elapsed = now_ns() - started;
         /* The rule that disrupted is reported in the intervention, not through the log callback. */
         if (it.disruptive && it.log != NULL) on_log(NULL, it.log);
-        printf("%ld\t%d\t%s\t%s\n", index, it.disruptive ? it.status : 0, ids, last_message);
+        printf("%ld\t%d\t%s\t%lld\t%s\n", index, it.disruptive ? it.status : 0, ids, elapsed, last_message);
         free(it.log);
         free(it.url);
         free(body);
+        for (long h = 0; h < headers; h++) {
+            free(names[h]);
+            free(values[h]);
+        }
         msc_process_logging(tx);
         msc_transaction_cleanup(tx);
     }

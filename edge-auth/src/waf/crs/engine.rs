@@ -9,18 +9,20 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::operator::{self, Compare, Operator};
 use super::request::RequestData;
 use super::rule::{
     Collection, Compiled, Ctl, Disruptive, Exclusion, Member, Rule, SetOp, Step, Target,
 };
+use super::transform::Transform;
 use super::{Outcome, RuleMatch};
 
-/// The state of one request's evaluation.
+/// The state of one request's evaluation. The request itself is passed to each phase (it is read, never
+/// written, while rules run), so values are borrowed from it, not copied.
 pub(crate) struct Transaction<'r> {
     rules: &'r Compiled,
-    pub(crate) request: RequestData,
     tx: HashMap<String, Vec<u8>>,
     matched_var: Option<(Vec<u8>, Vec<u8>)>,
     matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
@@ -29,6 +31,46 @@ pub(crate) struct Transaction<'r> {
     removed_targets: Vec<(Which, Exclusion)>,
     pub(crate) body_processor: Option<String>,
     pub(crate) matches: Vec<RuleMatch>,
+    /// Transformed request values, by the value's place in the request and the transformation list:
+    /// CRS runs the same few lists over the same values in hundreds of rules. `None`: unchanged.
+    transformed: HashMap<(usize, usize, u64), Option<Rc<[u8]>>>,
+}
+
+/// A value a target yields: its collection, its member name (empty for a scalar) and its bytes, borrowed
+/// from the request where they live there.
+struct Value<'a> {
+    collection: Collection,
+    member: Cow<'a, [u8]>,
+    bytes: Cow<'a, [u8]>,
+}
+
+impl Value<'_> {
+    /// `ARGS:q`, `REQUEST_URI`: the name `MATCHED_VAR_NAME` and logs show.
+    fn name(&self) -> Vec<u8> {
+        let mut name = self.collection.name().as_bytes().to_vec();
+        if !self.member.is_empty() {
+            name.push(b':');
+            name.extend_from_slice(&self.member);
+        }
+        name
+    }
+}
+
+/// A value after its rule's transformations: the value itself, or a new one (shared with the cache).
+enum Transformed<'a> {
+    Same(&'a [u8]),
+    New(Rc<[u8]>),
+}
+
+impl std::ops::Deref for Transformed<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Same(bytes) => bytes,
+            Self::New(bytes) => bytes,
+        }
+    }
 }
 
 /// Which rules a run-time target removal applies to.
@@ -46,11 +88,19 @@ impl Which {
     }
 }
 
+/// A transformation list as one number (5 bits per transformation), for the cache; `None` past 12.
+fn list_key(transforms: &[Transform]) -> Option<u64> {
+    (transforms.len() <= 12).then(|| {
+        transforms
+            .iter()
+            .fold(0u64, |key, t| key << 5 | (*t as u64 + 1))
+    })
+}
+
 impl<'r> Transaction<'r> {
-    pub(crate) fn new(rules: &'r Compiled, request: RequestData, tx: &[(String, String)]) -> Self {
+    pub(crate) fn new(rules: &'r Compiled, tx: &[(String, String)]) -> Self {
         Self {
             rules,
-            request,
             tx: tx
                 .iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
@@ -62,6 +112,7 @@ impl<'r> Transaction<'r> {
             removed_targets: Vec::new(),
             body_processor: None,
             matches: Vec::new(),
+            transformed: HashMap::new(),
         }
     }
 
@@ -70,8 +121,10 @@ impl<'r> Transaction<'r> {
         self.tx.get(&name.to_ascii_lowercase()).map(Vec::as_slice)
     }
 
-    /// Runs one request phase (1 or 2); `Some` when a rule ended the transaction.
-    pub(crate) fn run_phase(&mut self, phase: u8) -> Option<Outcome> {
+    /// Runs one request phase (1 or 2) over `request`; `Some` when a rule ended the transaction.
+    pub(crate) fn run_phase(&mut self, request: &RequestData, phase: u8) -> Option<Outcome> {
+        // The request grows between phases (the body is read): cached places may be reused.
+        self.transformed.clear();
         let rules = self.rules;
         let steps = if phase == 1 {
             &rules.phase1
@@ -97,14 +150,14 @@ impl<'r> Transaction<'r> {
             if skip_to.is_some() || self.is_removed(rule) {
                 continue;
             }
-            if !self.run_chain(rule, rule) {
+            if !self.run_chain(request, rule, rule) {
                 continue;
             }
             for ctl in &rule.ctls {
                 self.apply_ctl(ctl);
             }
             if rule.log {
-                self.log_match(rule);
+                self.log_match(request, rule);
             }
             if let Some(marker) = &rule.skip_after {
                 skip_to = Some(marker);
@@ -128,11 +181,12 @@ impl<'r> Transaction<'r> {
     }
 
     /// Reports `rule` as matched, its message and data expanded now.
-    fn log_match(&mut self, rule: &Rule) {
+    fn log_match(&mut self, request: &RequestData, rule: &Rule) {
         let message = |e: &Option<super::macros::Expand>| {
             e.as_ref()
                 .map(|e| {
-                    String::from_utf8_lossy(&e.expand(&|c, m| self.lookup(rule, c, m))).into_owned()
+                    String::from_utf8_lossy(&e.expand(&|c, m| self.lookup(request, rule, c, m)))
+                        .into_owned()
                 })
                 .unwrap_or_default()
         };
@@ -154,45 +208,76 @@ impl<'r> Transaction<'r> {
     }
 
     /// Runs a rule and, while its links match, the rest of its chain.
-    fn run_chain(&mut self, link: &Rule, top: &Rule) -> bool {
-        if !self.run_link(link, top) {
+    fn run_chain(&mut self, request: &RequestData, link: &Rule, top: &Rule) -> bool {
+        if !self.run_link(request, link, top) {
             return false;
         }
         match &link.chain {
-            Some(next) => self.run_chain(next, top),
+            Some(next) => self.run_chain(request, next, top),
             None => true,
         }
     }
 
+    /// `value` through `link`'s transformations, from the cache when another rule did the same.
+    fn transform<'v>(&mut self, link: &Rule, value: &'v Value<'_>) -> Transformed<'v> {
+        let apply = |bytes: &'v [u8]| -> Transformed<'v> {
+            let mut current = Cow::Borrowed(bytes);
+            for t in &link.transforms {
+                current = t.apply(current);
+            }
+            match current {
+                Cow::Borrowed(same) => Transformed::Same(same),
+                Cow::Owned(new) => Transformed::New(Rc::from(new)),
+            }
+        };
+        if link.transforms.is_empty() {
+            return Transformed::Same(&value.bytes);
+        }
+        let (Cow::Borrowed(bytes), Some(list)) = (&value.bytes, list_key(&link.transforms)) else {
+            return apply(&value.bytes);
+        };
+        let key = (bytes.as_ptr() as usize, bytes.len(), list);
+        match self.transformed.get(&key) {
+            Some(None) => Transformed::Same(bytes),
+            Some(Some(new)) => Transformed::New(Rc::clone(new)),
+            None => {
+                let result = apply(bytes);
+                let cached = match &result {
+                    Transformed::Same(_) => None,
+                    Transformed::New(new) => Some(Rc::clone(new)),
+                };
+                self.transformed.insert(key, cached);
+                result
+            }
+        }
+    }
+
     /// One link: its operator on each of its targets' values.
-    fn run_link(&mut self, link: &Rule, top: &Rule) -> bool {
+    fn run_link(&mut self, request: &RequestData, link: &Rule, top: &Rule) -> bool {
         if link.unconditional && link.targets.is_empty() {
-            self.set_vars(link, top);
+            self.set_vars(request, link, top);
             return true;
         }
-        let values = self.values(link, top);
+        let values = self.values(request, link, top);
         let mut matched = false;
-        for (name, value) in values {
-            let mut candidates: Vec<Cow<'_, [u8]>> = Vec::new();
+        for value in &values {
+            let mut candidates: Vec<Transformed<'_>> = Vec::with_capacity(1);
             if link.multi_match {
-                let mut current = Cow::Borrowed(value.as_slice());
-                candidates.push(current.clone());
+                // The value, then each transformation's result that differs from the one before.
+                candidates.push(Transformed::Same(&value.bytes));
+                let mut current = Cow::Borrowed(&*value.bytes);
                 for t in &link.transforms {
                     let next = t.apply(current.clone());
                     if next != current {
-                        candidates.push(next.clone());
+                        candidates.push(Transformed::New(Rc::from(&*next)));
                     }
                     current = next;
                 }
             } else {
-                let mut current = Cow::Borrowed(value.as_slice());
-                for t in &link.transforms {
-                    current = t.apply(current);
-                }
-                candidates.push(current);
+                candidates.push(self.transform(link, value));
             }
             for candidate in candidates {
-                let captures = self.test(&link.operator, &candidate, top, link.capture);
+                let captures = self.test(request, &link.operator, &candidate, top, link.capture);
                 let hit = captures.is_some() != link.negated;
                 if !hit {
                     continue;
@@ -205,9 +290,10 @@ impl<'r> Transaction<'r> {
                         }
                     }
                 }
+                let name = value.name();
                 self.matched_var = Some((name.clone(), candidate.to_vec()));
-                self.matched_vars.push((name.clone(), candidate.to_vec()));
-                self.set_vars(link, top);
+                self.matched_vars.push((name, candidate.to_vec()));
+                self.set_vars(request, link, top);
             }
         }
         // As ModSecurity 3 does: the matched variables are forgotten when a rule (or a link) does not
@@ -222,15 +308,24 @@ impl<'r> Transaction<'r> {
             && top.log
             && std::ptr::eq(link, top)
         {
-            self.log_match(top);
+            self.log_match(request, top);
         }
         matched
     }
 
     /// The operator on one value: `Some` (with captures for `capture`) when it matches.
-    fn test(&self, op: &Operator, value: &[u8], top: &Rule, capture: bool) -> Option<Vec<Vec<u8>>> {
-        let expand =
-            |e: &super::macros::Expand| e.expand(&|c, m| self.lookup(top, c, m)).into_owned();
+    fn test(
+        &self,
+        request: &RequestData,
+        op: &Operator,
+        value: &[u8],
+        top: &Rule,
+        capture: bool,
+    ) -> Option<Vec<Vec<u8>>> {
+        let expand = |e: &super::macros::Expand| {
+            e.expand(&|c, m| self.lookup(request, top, c, m))
+                .into_owned()
+        };
         let found = |yes: bool| yes.then(Vec::new);
         match op {
             Operator::Rx(pattern) if capture => pattern.captures(value),
@@ -285,8 +380,8 @@ impl<'r> Transaction<'r> {
         }
     }
 
-    /// The `(name, value)` pairs a link's targets yield, exclusions applied.
-    fn values(&self, link: &Rule, top: &Rule) -> Vec<(Vec<u8>, Vec<u8>)> {
+    /// The values a link's targets yield, exclusions applied.
+    fn values<'a>(&self, request: &'a RequestData, link: &Rule, top: &Rule) -> Vec<Value<'a>> {
         let mut out = Vec::new();
         for target in &link.targets {
             let excluded = |name: &[u8]| {
@@ -298,51 +393,71 @@ impl<'r> Transaction<'r> {
                         .iter()
                         .any(|(which, e)| which.covers(top) && e.covers(target.collection, name))
             };
-            let mut values = Vec::new();
-            self.collect(target, &mut values);
-            values.retain(|(member, _)| !excluded(member));
-            let prefix = target.collection.name().as_bytes();
+            let first = out.len();
+            self.collect(request, target, &mut out);
+            let mut index = 0;
+            out.retain(|v| {
+                let keep = index < first || !excluded(&v.member);
+                index += 1;
+                keep
+            });
             if target.count {
-                out.push((prefix.to_vec(), values.len().to_string().into_bytes()));
-                continue;
-            }
-            for (member, value) in values {
-                let mut name = prefix.to_vec();
-                if !member.is_empty() {
-                    name.push(b':');
-                    name.extend_from_slice(&member);
-                }
-                out.push((name, value));
+                let count = out.len() - first;
+                out.truncate(first);
+                out.push(Value {
+                    collection: target.collection,
+                    member: Cow::Borrowed(b""),
+                    bytes: Cow::Owned(count.to_string().into_bytes()),
+                });
             }
         }
         out
     }
 
-    /// The members of a target's collection, as `(member name, value)`; scalars have an empty name.
-    fn collect(&self, target: &Target, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-        let r = &self.request;
+    /// The members of a target's collection; scalars have an empty member name.
+    fn collect<'a>(&self, r: &'a RequestData, target: &Target, out: &mut Vec<Value<'a>>) {
+        let collection = target.collection;
         let member = &target.member;
-        let pairs = |list: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<(Vec<u8>, Vec<u8>)>| {
+        let value = |m: &'a [u8], v: &'a [u8]| Value {
+            collection,
+            member: Cow::Borrowed(m),
+            bytes: Cow::Borrowed(v),
+        };
+        let pairs = |list: &'a [(Vec<u8>, Vec<u8>)], out: &mut Vec<Value<'a>>| {
             out.extend(
                 list.iter()
                     .filter(|(n, _)| member.matches(n))
-                    .map(|(n, v)| (n.clone(), v.clone())),
+                    .map(|(n, v)| value(n, v)),
             );
         };
-        let names = |list: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<(Vec<u8>, Vec<u8>)>| {
+        let names = |list: &'a [(Vec<u8>, Vec<u8>)], out: &mut Vec<Value<'a>>| {
             out.extend(
                 list.iter()
                     .filter(|(n, _)| member.matches(n))
-                    .map(|(n, _)| (n.clone(), n.clone())),
+                    .map(|(n, _)| value(n, n)),
             );
         };
-        let scalar = |value: &[u8], out: &mut Vec<(Vec<u8>, Vec<u8>)>| {
-            out.push((Vec::new(), value.to_vec()))
+        let scalar = |v: &'a [u8], out: &mut Vec<Value<'a>>| out.push(value(b"", v));
+        let owned = |v: Vec<u8>, out: &mut Vec<Value<'a>>| {
+            out.push(Value {
+                collection,
+                member: Cow::Borrowed(b""),
+                bytes: Cow::Owned(v),
+            });
         };
-        let size = |n: usize, out: &mut Vec<(Vec<u8>, Vec<u8>)>| {
-            out.push((Vec::new(), n.to_string().into_bytes()))
+        let size = |n: usize, out: &mut Vec<Value<'a>>| owned(n.to_string().into_bytes(), out);
+        let state = |list: &[(Vec<u8>, Vec<u8>)], name_as_value: bool, out: &mut Vec<Value<'a>>| {
+            out.extend(
+                list.iter()
+                    .filter(|(n, _)| member.matches(n))
+                    .map(|(n, v)| Value {
+                        collection,
+                        member: Cow::Owned(n.clone()),
+                        bytes: Cow::Owned(if name_as_value { n.clone() } else { v.clone() }),
+                    }),
+            );
         };
-        match target.collection {
+        match collection {
             Collection::Args => {
                 pairs(&r.args_get, out);
                 pairs(&r.args_post, out);
@@ -387,12 +502,7 @@ impl<'r> Transaction<'r> {
                 }
             }
             Collection::ReqbodyError => scalar(if r.body_error { b"1" } else { b"0" }, out),
-            Collection::Files => out.extend(
-                r.files
-                    .iter()
-                    .filter(|(n, _)| member.matches(n))
-                    .map(|(n, f)| (n.clone(), f.clone())),
-            ),
+            Collection::Files => pairs(&r.files, out),
             Collection::FilesNames => names(&r.files, out),
             Collection::FilesCombinedSize => size(0, out),
             Collection::MultipartPartHeaders => {}
@@ -402,34 +512,44 @@ impl<'r> Transaction<'r> {
                         scalar(text, out);
                     }
                 }
-                _ => out.extend(r.xml_attributes.iter().map(|v| (Vec::new(), v.clone()))),
+                _ => out.extend(r.xml_attributes.iter().map(|v| value(b"", v))),
             },
             Collection::Tx => {
-                for (name, value) in &self.tx {
+                for (name, v) in &self.tx {
                     if member.matches(name.as_bytes()) {
-                        out.push((name.as_bytes().to_vec(), value.clone()));
+                        out.push(Value {
+                            collection,
+                            member: Cow::Owned(name.as_bytes().to_vec()),
+                            bytes: Cow::Owned(v.clone()),
+                        });
                     }
                 }
             }
             Collection::MatchedVar => {
-                if let Some((_, value)) = &self.matched_var {
-                    scalar(value, out);
+                if let Some((_, v)) = &self.matched_var {
+                    owned(v.clone(), out);
                 }
             }
             Collection::MatchedVarName => {
                 if let Some((name, _)) = &self.matched_var {
-                    scalar(name, out);
+                    owned(name.clone(), out);
                 }
             }
-            Collection::MatchedVars => pairs(&self.matched_vars, out),
-            Collection::MatchedVarsNames => names(&self.matched_vars, out),
+            Collection::MatchedVars => state(&self.matched_vars, false, out),
+            Collection::MatchedVarsNames => state(&self.matched_vars, true, out),
             Collection::RemoteAddr => scalar(&r.remote_addr, out),
             Collection::UniqueId => {}
         }
     }
 
     /// What `%{collection.member}` holds.
-    fn lookup(&self, rule: &Rule, collection: &str, member: Option<&str>) -> Option<Vec<u8>> {
+    fn lookup(
+        &self,
+        request: &RequestData,
+        rule: &Rule,
+        collection: &str,
+        member: Option<&str>,
+    ) -> Option<Vec<u8>> {
         match (collection, member) {
             ("TX", Some(name)) => self.tx.get(name).cloned(),
             ("RULE", Some("id")) => Some(rule.id.to_string().into_bytes()),
@@ -447,15 +567,15 @@ impl<'r> Transaction<'r> {
                     xpath: None,
                 };
                 let mut values = Vec::new();
-                self.collect(&target, &mut values);
-                values.into_iter().next().map(|(_, v)| v)
+                self.collect(request, &target, &mut values);
+                values.into_iter().next().map(|v| v.bytes.into_owned())
             }
         }
     }
 
-    fn set_vars(&mut self, link: &Rule, top: &Rule) {
+    fn set_vars(&mut self, request: &RequestData, link: &Rule, top: &Rule) {
         for setvar in &link.setvars {
-            let lookup = |c: &str, m: Option<&str>| self.lookup(top, c, m);
+            let lookup = |c: &str, m: Option<&str>| self.lookup(request, top, c, m);
             let name = String::from_utf8_lossy(&setvar.name.expand(&lookup)).to_ascii_lowercase();
             let value = match &setvar.op {
                 SetOp::Delete => None,

@@ -163,13 +163,12 @@ impl RuleSet {
     /// processor the content type, or a rule's `ctl:requestBodyProcessor`, chose) and phase 2.
     #[must_use]
     pub fn evaluate(&self, parts: &Parts, body: &[u8], remote_addr: Option<IpAddr>) -> Evaluation {
-        let request = request::RequestData::from_parts(parts, remote_addr);
-        let mut transaction = engine::Transaction::new(&self.compiled, request, &self.tx);
-        let mut outcome = transaction.run_phase(1);
+        let mut request = request::RequestData::from_parts(parts, remote_addr);
+        let mut transaction = engine::Transaction::new(&self.compiled, &self.tx);
+        let mut outcome = transaction.run_phase(&request, 1);
         if outcome.is_none() {
-            let processor = transaction.body_processor.clone();
-            transaction.request.read_body(body, processor.as_deref());
-            outcome = transaction.run_phase(2);
+            request.read_body(body, transaction.body_processor.as_deref());
+            outcome = transaction.run_phase(&request, 2);
         }
         Evaluation {
             outcome: outcome.unwrap_or(Outcome::Passed),
