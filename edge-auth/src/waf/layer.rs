@@ -21,11 +21,14 @@ use edge_core::{Body, BoxError, BoxFuture, Instant, MaybeSend};
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 
+#[cfg(feature = "crs")]
+use super::crs::RuleSet;
 use super::{BodyKind, Verdict, WafRules};
 use crate::ratelimit::{Backend, KeyExtractor, RequestView, Unkeyed};
 use crate::refusal::json_refusal;
 
-/// Runs [`WafRules`] in front of a service. See the [module docs](self).
+/// Runs the WAF in front of a service: the built-in rules ([`WafLayer::new`]) or the OWASP Core Rule Set
+/// ([`WafLayer::crs`], feature `crs`). See the [module docs](self).
 #[derive(Clone)]
 pub struct WafLayer {
     shared: Arc<Shared>,
@@ -33,7 +36,7 @@ pub struct WafLayer {
 
 #[derive(Clone)]
 struct Shared {
-    rules: Arc<WafRules>,
+    profile: Arc<Profile>,
     /// Charges offenders; once it refuses, their matching requests are blocked whatever the rule modes.
     penalty: Option<(Arc<dyn Backend>, KeyExtractor)>,
     /// What a penalized request without a client key is charged to.
@@ -42,13 +45,86 @@ struct Shared {
     responder: Option<Responder<Verdict>>,
 }
 
+/// Which rules run.
+#[derive(Debug)]
+enum Profile {
+    /// The built-in detectors: small, fast, wasm-friendly.
+    Lite(WafRules),
+    /// The OWASP Core Rule Set, and the largest body it reads.
+    #[cfg(feature = "crs")]
+    Crs(RuleSet, usize),
+}
+
+impl Profile {
+    fn max_body_len(&self) -> usize {
+        match self {
+            Self::Lite(rules) => rules.limits().max_body_len,
+            #[cfg(feature = "crs")]
+            Self::Crs(_, limit) => *limit,
+        }
+    }
+
+    /// The verdict on a request whose body (the first bytes of it, when it is long) is `body`.
+    fn inspect(
+        &self,
+        parts: &http::request::Parts,
+        body: Option<&[u8]>,
+        complete: bool,
+    ) -> Verdict {
+        match self {
+            // The built-in rules see a prefix past their limit as such and apply their own policy.
+            Self::Lite(rules) => {
+                let _ = complete;
+                rules.inspect(&parts.uri, &parts.headers, body)
+            }
+            #[cfg(feature = "crs")]
+            Self::Crs(rule_set, limit) => {
+                let body = body.unwrap_or_default();
+                // As ModSecurity's `SecRequestBodyLimitAction Reject`: a body past the limit is refused,
+                // not inspected in part (padding would otherwise carry an injection past the limit).
+                let oversize = !complete || body.len() > *limit;
+                let client = parts.extensions.get::<edge_core::ClientIp>().map(|ip| ip.0);
+                Verdict {
+                    matches: Vec::new(),
+                    oversize,
+                    crs: Some(rule_set.evaluate(parts, body, client)),
+                }
+            }
+        }
+    }
+}
+
 impl WafLayer {
-    /// Applies `rules`.
+    /// Applies the built-in `rules`.
     #[must_use]
     pub fn new(rules: WafRules) -> Self {
+        Self::with_profile(Profile::Lite(rules))
+    }
+
+    /// Applies the OWASP Core Rule Set (feature `crs`): `rules` decide, by CRS's anomaly scoring, and the
+    /// [`Verdict`]'s [`crs`](Verdict::crs) field carries the evaluation (matched rules, messages, score).
+    /// Bodies of the kinds the built-in rules read are read up to 128 KiB (ModSecurity's recommended
+    /// `SecRequestBodyNoFilesLimit`); a longer one is refused ([`Verdict::oversize`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), edge_auth::waf::crs::LoadError> {
+    /// use edge_auth::waf::{WafLayer, crs::RuleSet};
+    ///
+    /// let crs = RuleSet::builder().crs_dir("/etc/crs4")?.paranoia(2).build()?;
+    /// let layer = WafLayer::crs(crs);
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    #[cfg(feature = "crs")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "crs")))]
+    #[must_use]
+    pub fn crs(rules: RuleSet) -> Self {
+        Self::with_profile(Profile::Crs(rules, 128 * 1024))
+    }
+
+    fn with_profile(profile: Profile) -> Self {
         Self {
             shared: Arc::new(Shared {
-                rules: Arc::new(rules),
+                profile: Arc::new(profile),
                 penalty: None,
                 unkeyed: Unkeyed::Reject,
                 responder: None,
@@ -102,7 +178,7 @@ impl WafLayer {
 impl fmt::Debug for WafLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WafLayer")
-            .field("rules", &self.shared.rules)
+            .field("profile", &self.shared.profile)
             .field("penalty", &self.shared.penalty.is_some())
             .finish()
     }
@@ -160,12 +236,12 @@ where
         let verdict = (!inspect_body || body.as_bytes().is_some()).then(|| {
             let prefix = body.as_bytes().filter(|_| inspect_body);
             self.shared
-                .rules
-                .inspect(&parts.uri, &parts.headers, prefix.map(|b| &b[..]))
+                .profile
+                .inspect(&parts, prefix.map(|b| &b[..]), true)
         });
         match verdict {
             // The common case, nothing matched: the service behind is called here, nothing to clone.
-            Some(verdict) if verdict.matches.is_empty() && !verdict.is_blocked() => {
+            Some(verdict) if verdict.is_clean() && !verdict.is_blocked() => {
                 record(span.as_ref(), started, "pass", None);
                 let mut request = Request::from_parts(parts, body);
                 request.extensions_mut().insert(verdict);
@@ -181,17 +257,15 @@ where
                     let (verdict, body) = match verdict {
                         Some(verdict) => (verdict, body),
                         None => {
-                            let limit = shared.rules.limits().max_body_len;
-                            let (prefix, body) = read_ahead(body, limit).await;
+                            let limit = shared.profile.max_body_len();
+                            let (prefix, complete, body) = read_ahead(body, limit).await;
                             let verdict =
-                                shared
-                                    .rules
-                                    .inspect(&parts.uri, &parts.headers, prefix.as_deref());
+                                shared.profile.inspect(&parts, prefix.as_deref(), complete);
                             (verdict, body)
                         }
                     };
                     let mut blocked = verdict.is_blocked();
-                    if !verdict.matches.is_empty() {
+                    if !verdict.is_clean() {
                         if let Some((limiter, key)) = &shared.penalty {
                             let view = RequestView {
                                 method: &parts.method,
@@ -226,13 +300,12 @@ where
                     }
                     let outcome = if blocked {
                         "block"
-                    } else if verdict.matches.is_empty() {
+                    } else if verdict.is_clean() {
                         "pass"
                     } else {
                         "log"
                     };
-                    let rule = verdict.matches.first().map(|m| m.rule);
-                    record(span.as_ref(), started, outcome, rule);
+                    record(span.as_ref(), started, outcome, verdict.first_rule());
                     if blocked {
                         let mut response = match &shared.responder {
                             Some(responder) => responder.respond(&verdict),
@@ -255,13 +328,17 @@ fn record(
     span: Option<&RequestSpan>,
     started: Option<Instant>,
     outcome: &'static str,
-    rule: Option<&'static str>,
+    rule: Option<std::borrow::Cow<'static, str>>,
 ) {
-    tracing::debug!(edge.waf.verdict = outcome, edge.waf.rule = rule, "waf");
+    tracing::debug!(
+        edge.waf.verdict = outcome,
+        edge.waf.rule = rule.as_deref(),
+        "waf"
+    );
     if let (Some(span), Some(started)) = (span, started) {
         span.set(attr::EDGE_WAF_VERDICT, outcome);
         if let Some(rule) = rule {
-            span.set(attr::EDGE_WAF_RULE, rule);
+            span.set(attr::EDGE_WAF_RULE, rule.into_owned());
         }
         span.stage_since("waf", started, Some(outcome));
     }
@@ -272,10 +349,11 @@ fn inspectable(headers: &http::HeaderMap) -> bool {
     BodyKind::of(headers) != BodyKind::Opaque
 }
 
-/// Reads up to `limit` bytes of `body`; returns them and a body that yields the same bytes, then the rest.
-async fn read_ahead(body: Body, limit: usize) -> (Option<Bytes>, Body) {
+/// Reads up to `limit` bytes of `body`; returns them, whether that was the whole body, and a body that
+/// yields the same bytes, then the rest.
+async fn read_ahead(body: Body, limit: usize) -> (Option<Bytes>, bool, Body) {
     if let Some(bytes) = body.as_bytes() {
-        return (Some(bytes.clone()), body);
+        return (Some(bytes.clone()), true, body);
     }
     let mut body = body;
     let mut seen = BytesMut::new();
@@ -293,7 +371,7 @@ async fn read_ahead(body: Body, limit: usize) -> (Option<Bytes>, Body) {
             }
             None => {
                 let bytes = seen.freeze();
-                return (Some(bytes.clone()), Body::from(bytes));
+                return (Some(bytes.clone()), true, Body::from(bytes));
             }
         }
     }
@@ -302,11 +380,12 @@ async fn read_ahead(body: Body, limit: usize) -> (Option<Bytes>, Body) {
         chunks.push(Err(e));
         return (
             Some(seen.freeze()),
+            false,
             Body::from_stream(futures_util::stream::iter(chunks)),
         );
     }
     let replay = futures_util::stream::iter(chunks).chain(body);
-    (Some(seen.freeze()), Body::from_stream(replay))
+    (Some(seen.freeze()), false, Body::from_stream(replay))
 }
 
 /// The default answer to a blocked request: `403` with `{"error":"request_blocked"}` (which rule matched

@@ -147,23 +147,70 @@ pub struct Match {
 /// The WAF's findings for one request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
-    /// Every match, in inspection order.
+    /// Every match of the built-in rules, in inspection order.
     pub matches: Vec<Match>,
-    /// Some inspected part was larger than the limits allow and [`WafRules::block_oversize`] is on.
+    /// Some inspected part was larger than the limits allow and [`WafRules::block_oversize`] is on (with
+    /// the CRS profile: the body was larger than its limit).
     pub oversize: bool,
+    /// With the CRS profile ([`WafLayer::crs`](crate::waf::WafLayer::crs)): the rule set's evaluation,
+    /// the audit record (matched rule ids, messages, logged data, the anomaly score).
+    #[cfg(feature = "crs")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "crs")))]
+    pub crs: Option<crs::Evaluation>,
 }
 
 impl Verdict {
     /// Whether the request must be refused.
     #[must_use]
     pub fn is_blocked(&self) -> bool {
-        self.oversize || self.matches.iter().any(|m| m.mode == Mode::Block)
+        self.oversize || self.matches.iter().any(|m| m.mode == Mode::Block) || self.crs_blocked()
+    }
+
+    /// Whether no rule matched.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.matches.is_empty() && self.crs_matches() == 0
     }
 
     /// How many units a rate limiter for offenders should charge: one per match (log-only ones too).
     #[must_use]
     pub fn penalty(&self) -> u32 {
-        u32::try_from(self.matches.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.matches.len() + self.crs_matches()).unwrap_or(u32::MAX)
+    }
+
+    /// The first rule that matched, for logs and span attributes.
+    #[must_use]
+    pub fn first_rule(&self) -> Option<std::borrow::Cow<'static, str>> {
+        if let Some(m) = self.matches.first() {
+            return Some(std::borrow::Cow::Borrowed(m.rule));
+        }
+        #[cfg(feature = "crs")]
+        if let Some(m) = self.crs.as_ref().and_then(|e| e.matches.first()) {
+            return Some(std::borrow::Cow::Owned(m.id.to_string()));
+        }
+        None
+    }
+
+    #[cfg(feature = "crs")]
+    fn crs_blocked(&self) -> bool {
+        self.crs.as_ref().is_some_and(crs::Evaluation::is_blocked)
+    }
+
+    #[cfg(not(feature = "crs"))]
+    #[allow(clippy::unused_self)]
+    fn crs_blocked(&self) -> bool {
+        false
+    }
+
+    #[cfg(feature = "crs")]
+    fn crs_matches(&self) -> usize {
+        self.crs.as_ref().map_or(0, |e| e.matches.len())
+    }
+
+    #[cfg(not(feature = "crs"))]
+    #[allow(clippy::unused_self)]
+    fn crs_matches(&self) -> usize {
+        0
     }
 }
 
