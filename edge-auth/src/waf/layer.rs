@@ -52,7 +52,7 @@ enum Profile {
     Lite(WafRules),
     /// The OWASP Core Rule Set, and the largest body it reads.
     #[cfg(feature = "crs")]
-    Crs(RuleSet, usize),
+    Crs(Arc<RuleSet>, usize),
 }
 
 impl Profile {
@@ -117,8 +117,8 @@ impl WafLayer {
     #[cfg(feature = "crs")]
     #[cfg_attr(docsrs, doc(cfg(feature = "crs")))]
     #[must_use]
-    pub fn crs(rules: RuleSet) -> Self {
-        Self::with_profile(Profile::Crs(rules, 128 * 1024))
+    pub fn crs(rules: impl Into<Arc<RuleSet>>) -> Self {
+        Self::with_profile(Profile::Crs(rules.into(), 128 * 1024))
     }
 
     fn with_profile(profile: Profile) -> Self {

@@ -172,10 +172,13 @@ impl Verdict {
         self.matches.is_empty() && self.crs_matches() == 0
     }
 
-    /// How many units a rate limiter for offenders should charge: one per match (log-only ones too).
+    /// How many units a rate limiter for offenders should charge: one per match of the built-in rules
+    /// (log-only ones too); with CRS, whose rules also note what is merely unusual (a numeric `Host` is a
+    /// warning), one for a request with an attack signature (a match of severity critical or worse),
+    /// whether or not its score reached the threshold.
     #[must_use]
     pub fn penalty(&self) -> u32 {
-        u32::try_from(self.matches.len() + self.crs_matches()).unwrap_or(u32::MAX)
+        u32::try_from(self.matches.len()).unwrap_or(u32::MAX) + u32::from(self.crs_attack())
     }
 
     /// The first rule that matched, for logs and span attributes.
@@ -199,6 +202,19 @@ impl Verdict {
     #[cfg(not(feature = "crs"))]
     #[allow(clippy::unused_self)]
     fn crs_blocked(&self) -> bool {
+        false
+    }
+
+    #[cfg(feature = "crs")]
+    fn crs_attack(&self) -> bool {
+        self.crs
+            .as_ref()
+            .is_some_and(|e| e.matches.iter().any(|m| m.severity.is_some_and(|s| s <= 2)))
+    }
+
+    #[cfg(not(feature = "crs"))]
+    #[allow(clippy::unused_self)]
+    fn crs_attack(&self) -> bool {
         false
     }
 

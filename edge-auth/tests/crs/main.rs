@@ -213,3 +213,63 @@ mod layer {
         assert!(refused.extensions().get::<Verdict>().unwrap().oversize);
     }
 }
+
+/// With CRS, the offenders' limiter is charged by attack signatures, not by mere oddities: CRS in
+/// detection (a threshold nothing reaches) with a penalty of one offence an hour refuses a client's
+/// second attack, and never a request that only has a numeric `Host`.
+#[cfg(feature = "tower")]
+#[tokio::test]
+async fn repeat_offenders_are_refused_and_oddities_do_not_count() {
+    use std::time::Duration;
+
+    use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota};
+    use edge_auth::waf::WafLayer;
+    use edge_core::{Body, ManualClock};
+    use http::{Request, Response, StatusCode};
+    use tower::{Layer, ServiceExt};
+
+    let rules = RuleSet::builder()
+        .crs_dir(crs_dir())
+        .unwrap()
+        .tx("inbound_anomaly_score_threshold", "10000")
+        .build()
+        .unwrap();
+    let quota = Quota::new(1, Duration::from_secs(3600)).unwrap();
+    let service = WafLayer::crs(rules)
+        .penalize(
+            KeyedLimiter::<String, _>::with_clock(quota, ManualClock::new()),
+            KeyExtractor::client_ip(),
+        )
+        .layer(tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+        }));
+    let send = |uri: &str, host: &str| {
+        let mut request = Request::get(uri)
+            .header("host", host)
+            .header("user-agent", "Mozilla/5.0")
+            .header("accept", "*/*")
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(edge_core::ClientIp([192, 0, 2, 7].into()));
+        service.clone().oneshot(request)
+    };
+    for _ in 0..3 {
+        let odd = send("/", "192.0.2.1").await.unwrap();
+        assert_eq!(odd.status(), StatusCode::OK);
+    }
+    let attack = "/?q=1%27%20or%20%271%27%3D%271";
+    assert_eq!(
+        send(attack, "example.com").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(attack, "example.com").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send("/", "192.0.2.1").await.unwrap().status(),
+        StatusCode::OK
+    );
+}

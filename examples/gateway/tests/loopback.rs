@@ -414,6 +414,53 @@ async fn the_waf_refuses_injections_and_passes_ordinary_text() {
     gateway.stop().await;
 }
 
+/// With `--waf crs`, the OWASP Core Rule Set decides: an injection is refused by anomaly score, an
+/// ordinary page with a browser's headers passes.
+#[tokio::test]
+async fn the_core_rule_set_runs_when_chosen() {
+    let dir = std::env::var_os("EDGE_CRS_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs"),
+        std::path::PathBuf::from,
+    );
+    let config = GatewayConfig::parse(
+        |_| None,
+        ["--waf", "crs", "--paranoia", "1", "--crs-dir"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([dir.display().to_string()]),
+    )
+    .unwrap();
+    let gateway = start(config).await;
+    let browser = [
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        ("accept", "text/html,application/json"),
+    ];
+    let attack = exchange_with_headers(
+        &gateway.base,
+        Method::GET,
+        "/api/products?q=1%27%20UNION%20SELECT%20password%20FROM%20users--%20-",
+        &browser,
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(attack.status, StatusCode::FORBIDDEN);
+    let benign = exchange_with_headers(
+        &gateway.base,
+        Method::GET,
+        "/api/products?q=O%27Brien&size=select+your+size",
+        &browser,
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(benign.status, StatusCode::OK);
+    gateway.stop().await;
+}
+
 /// The exact counter object: concurrent increments over HTTP each get a distinct value, none is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counter_object_is_exact_under_concurrency() {

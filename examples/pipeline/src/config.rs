@@ -39,6 +39,25 @@ pub struct GatewayConfig {
     pub server: ServerLimits,
     /// The per-client quotas.
     pub limits: RateLimits,
+    /// Which WAF rules run.
+    pub waf: WafChoice,
+}
+
+/// Which WAF rules the gateway runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WafChoice {
+    /// The built-in detectors (the default).
+    #[default]
+    Lite,
+    /// The OWASP Core Rule Set from `dir` (a CRS 4 release: `crs-setup.conf` and `rules/`), at a
+    /// paranoia level from 1 to 4.
+    Crs {
+        /// The CRS directory.
+        dir: PathBuf,
+        /// The blocking paranoia level.
+        paranoia: u8,
+    },
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +75,7 @@ impl Default for GatewayConfig {
             request_log: false,
             server: ServerLimits::default(),
             limits: RateLimits::default(),
+            waf: WafChoice::Lite,
         }
     }
 }
@@ -84,7 +104,11 @@ per-client quotas, each <count>/<period>[,burst=<n>] with period s, min, h or <n
   --rate-pages <quota>     requests outside /api/                  [EDGE_RATE_PAGES, default 600/min,burst=120]
   --rate-api <quota>       requests under /api/                    [EDGE_RATE_API, default 120/min,burst=20]
   --waf-penalty <quota>    WAF offences before a client is refused [EDGE_WAF_PENALTY, default 5/600s]
-  --rate-limits off        turns all three off                     [EDGE_RATE_LIMITS]";
+  --rate-limits off        turns all three off                     [EDGE_RATE_LIMITS]
+web application firewall:
+  --waf <lite|crs>         built-in detectors, or the OWASP Core Rule Set [EDGE_WAF, default lite]
+  --crs-dir <dir>          the CRS 4 release to load (crs-setup.conf, rules/) [EDGE_CRS_DIR]
+  --paranoia <1-4>         CRS paranoia level                      [EDGE_WAF_PARANOIA, default 1]";
 
 impl GatewayConfig {
     /// Proxies to `origin` instead of starting the demo origin.
@@ -163,6 +187,9 @@ impl GatewayConfig {
             "EDGE_RATE_PAGES",
             "EDGE_RATE_API",
             "EDGE_WAF_PENALTY",
+            "EDGE_WAF",
+            "EDGE_CRS_DIR",
+            "EDGE_WAF_PARANOIA",
         ]
         .into_iter()
         .filter_map(|name| env(name).map(|value| (name.to_owned(), value)))
@@ -189,6 +216,9 @@ impl GatewayConfig {
                 "--rate-pages" => "EDGE_RATE_PAGES",
                 "--rate-api" => "EDGE_RATE_API",
                 "--waf-penalty" => "EDGE_WAF_PENALTY",
+                "--waf" => "EDGE_WAF",
+                "--crs-dir" => "EDGE_CRS_DIR",
+                "--paranoia" => "EDGE_WAF_PARANOIA",
                 other => return Err(format!("unknown option `{other}`\n{USAGE}")),
             };
             let value = args
@@ -196,8 +226,29 @@ impl GatewayConfig {
                 .ok_or_else(|| format!("`{flag}` needs a value"))?;
             settings.push((name.to_owned(), value));
         }
+        let (mut waf, mut crs_dir, mut paranoia) = (None, None, 1u8);
         for (name, value) in settings {
             match name.as_str() {
+                "EDGE_WAF" => {
+                    waf = match value.as_str() {
+                        "lite" | "" => None,
+                        "crs" => Some(()),
+                        other => return Err(format!("EDGE_WAF `{other}` is not lite or crs")),
+                    };
+                }
+                "EDGE_CRS_DIR" => {
+                    crs_dir = Some(PathBuf::from(value)).filter(|d| !d.as_os_str().is_empty())
+                }
+                "EDGE_WAF_PARANOIA" => {
+                    paranoia = value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|p| (1..=4).contains(p))
+                        .ok_or_else(|| {
+                            format!("EDGE_WAF_PARANOIA `{value}` is not 1, 2, 3 or 4")
+                        })?;
+                }
                 "EDGE_PORT" => {
                     let port = value
                         .parse()
@@ -281,6 +332,10 @@ impl GatewayConfig {
                 }
             }
         }
+        if waf.is_some() {
+            let dir = crs_dir.ok_or("--waf crs needs --crs-dir (EDGE_CRS_DIR): a CRS 4 release")?;
+            config.waf = WafChoice::Crs { dir, paranoia };
+        }
         Ok(config)
     }
 }
@@ -354,6 +409,30 @@ mod tests {
             |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
             args.iter().map(|a| (*a).to_owned()),
         )
+    }
+
+    #[test]
+    fn the_waf_is_chosen_by_flag_or_environment() {
+        assert_eq!(parse(&[], &[]).unwrap().waf, WafChoice::Lite);
+        let config = parse(
+            &[("EDGE_CRS_DIR", "/etc/crs4")],
+            &["--waf", "crs", "--paranoia", "2"],
+        )
+        .unwrap();
+        assert_eq!(
+            config.waf,
+            WafChoice::Crs {
+                dir: PathBuf::from("/etc/crs4"),
+                paranoia: 2
+            }
+        );
+        assert!(
+            parse(&[], &["--waf", "crs"])
+                .unwrap_err()
+                .contains("--crs-dir")
+        );
+        assert!(parse(&[("EDGE_WAF", "modsec")], &[]).is_err());
+        assert!(parse(&[], &["--paranoia", "5"]).is_err());
     }
 
     #[test]

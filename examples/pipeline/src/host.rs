@@ -26,10 +26,11 @@ use tower::util::BoxCloneSyncService;
 
 use crate::auth::DemoIssuer;
 use crate::config::GatewayConfig;
+use crate::config::WafChoice;
 use crate::objects::Objects;
 use crate::origin::DemoOrigin;
 use crate::pipeline::{
-    Parts, TelemetryLayers, cache_layer, keys_and_flags, routes, seed_kv, stack,
+    Parts, TelemetryLayers, WafProfile, cache_layer, keys_and_flags, routes, seed_kv, stack,
 };
 
 /// The pipeline as one cloneable, thread-safe service over any request body (hyper's `Incoming`, axum's
@@ -183,14 +184,28 @@ impl std::fmt::Debug for Telemetry {
     }
 }
 
+/// The WAF the configuration asks for: CRS is loaded (and compiled) here, once, from its directory.
+fn waf_profile(choice: &WafChoice) -> io::Result<WafProfile> {
+    match choice {
+        WafChoice::Lite => Ok(WafProfile::Lite),
+        WafChoice::Crs { dir, paranoia } => {
+            let rules = edge_auth::waf::crs::RuleSet::builder()
+                .crs_dir(dir)
+                .and_then(|builder| builder.paranoia(*paranoia).build())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            Ok(WafProfile::Crs(Arc::new(rules)))
+        }
+    }
+}
+
 impl Edge {
     /// Builds the pipeline for `config`, starting the embedded demo origin unless an origin is configured.
     /// Must be called inside a tokio runtime.
     ///
     /// # Errors
     ///
-    /// The demo origin's port could not be bound, there is no tokio runtime, or the configured Redis cannot
-    /// be reached.
+    /// The demo origin's port could not be bound, there is no tokio runtime, the configured Redis cannot
+    /// be reached, or the configured CRS does not load.
     pub async fn start(config: &GatewayConfig) -> io::Result<Self> {
         let (origin_url, demo_origin) = match &config.origin {
             Some(origin) => (origin.clone(), None),
@@ -237,6 +252,7 @@ impl Edge {
             ),
             timer: host.timer(),
             limits: config.limits,
+            waf: waf_profile(&config.waf)?,
         };
         let layers = TelemetryLayers::new(telemetry.registry.clone(), telemetry.trace.clone());
         let service = stack(host.fetcher().clone(), origin_url.clone(), parts, layers);

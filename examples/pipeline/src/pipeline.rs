@@ -22,6 +22,7 @@ use edge_auth::jwt::JwtAuthLayer;
 use edge_auth::jwt::{JwksProvider, KvKeySource};
 use edge_auth::jwt::{Validation, Verifier};
 use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, Unkeyed};
+use edge_auth::waf::crs::RuleSet;
 use edge_auth::waf::{WafLayer, WafRules};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
@@ -184,6 +185,19 @@ pub struct Parts<W, T, C, R> {
     pub timer: T,
     /// The per-client quotas (each can be off).
     pub limits: RateLimits,
+    /// Which WAF rules run.
+    pub waf: WafProfile,
+}
+
+/// Which rules the pipeline's WAF runs.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum WafProfile {
+    /// The built-in detectors (the default).
+    #[default]
+    Lite,
+    /// The OWASP Core Rule Set, as loaded by the host.
+    Crs(Arc<RuleSet>),
 }
 
 /// The pipeline's quotas, each per client: the verified token's subject when the request carries one,
@@ -288,6 +302,7 @@ where
         hints,
         timer,
         limits,
+        waf,
     } = parts;
     let verifier = Verifier::new(
         Validation::new()
@@ -297,7 +312,7 @@ where
     let auth =
         JwtAuthLayer::<serde_json::Value>::new(keys, verifier).protect_prefix("/api/account");
     let rate_limit = rate_limit_layer(limits);
-    let waf = waf_layer(limits.waf_penalty);
+    let waf = waf_layer(waf, limits.waf_penalty);
     let fetcher = Arc::new(TracedFetcher::new(fetcher).with_stage("origin"));
     let esi = esi_layer(Arc::clone(&fetcher), origin.clone(), timer);
     let shell_origin = origin.clone();
@@ -374,11 +389,14 @@ fn rate_limit_layer(limits: RateLimits) -> Option<RateLimitLayer> {
     })
 }
 
-/// The WAF's recommended rules, every one blocking; with a `penalty`, a client whose requests trip
-/// rules that often is refused outright after that, even by rules that only log. Requests without an
+/// The WAF: the built-in rules (every one blocking) or CRS; with a `penalty`, a client whose requests
+/// trip rules that often is refused outright after that, even by rules that only log. Requests without an
 /// address (a Worker run locally) share one penalty bucket, as they share one rate-limit bucket.
-fn waf_layer(penalty: Option<Quota>) -> WafLayer {
-    let waf = WafLayer::new(WafRules::new());
+fn waf_layer(profile: WafProfile, penalty: Option<Quota>) -> WafLayer {
+    let waf = match profile {
+        WafProfile::Lite => WafLayer::new(WafRules::new()),
+        WafProfile::Crs(rules) => WafLayer::crs(rules),
+    };
     match penalty {
         Some(quota) => waf
             .penalize(

@@ -39,8 +39,8 @@ use edge_do::workers::{SOCKET_ATTACHMENT_HEADER, WorkersNamespace};
 use edge_example_pipeline::auth::DemoIssuer;
 use edge_example_pipeline::objects::{json_response, valid_name};
 use edge_example_pipeline::pipeline::{
-    Parts, RateLimits, TelemetryLayers, WithDemoDocuments, cache_layer, keys_and_flags, routes,
-    stack,
+    Parts, RateLimits, TelemetryLayers, WafProfile, WithDemoDocuments, cache_layer, keys_and_flags,
+    routes, stack,
 };
 use edge_example_pipeline::render::demo_manifest;
 use edge_kv::workers::WorkersKv;
@@ -148,6 +148,7 @@ async fn build(env: &Env) -> Result<Edge, Error> {
         hints: HintsLayer::lazy(|| demo_manifest().unwrap_or_default()),
         timer: WorkersTimer::new(),
         limits: RateLimits::default(),
+        waf: WafProfile::Lite,
     };
     let mut seed = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
