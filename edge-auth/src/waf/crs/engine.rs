@@ -16,7 +16,7 @@ use super::request::RequestData;
 use super::rule::{
     Collection, Compiled, Ctl, Disruptive, Exclusion, Member, Rule, SetOp, Step, Target,
 };
-use super::transform::{self, Transform};
+use super::transform::Transform;
 use super::{Outcome, RuleMatch};
 
 /// The state of one request's evaluation. The request itself is passed to each phase (it is read, never
@@ -33,25 +33,8 @@ pub(crate) struct Transaction<'r> {
     pub(crate) matches: Vec<RuleMatch>,
     /// Transformed request values, by the value's place in the request and the transformation list:
     /// CRS runs the same few lists over the same values in hundreds of rules. `None`: unchanged.
-    transformed: FastMap<(usize, usize, u64), Option<Rc<[u8]>>>,
-    /// Which patterns of a transformation list's [`prefilter`] set match a value, by the same key.
-    /// (`None`: none matched.)
-    set_matches: FastMap<(usize, usize, u64), Option<regex::bytes::SetMatches>>,
-    /// Per [`prefilter`](super::prefilter) group, which patterns matched some value this phase.
-    unions: Vec<Union>,
+    transformed: HashMap<(usize, usize, u64), Option<Rc<[u8]>>>,
 }
-
-/// What a group's scan of this phase's values found.
-#[derive(Clone)]
-enum Union {
-    NotScanned,
-    /// The group cannot rule anything out (no set, or values it cannot cache).
-    Unknown,
-    /// Which patterns matched some value.
-    Known(Vec<bool>),
-}
-
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A value a target yields: its collection, its member name (empty for a scalar) and its bytes, borrowed
 /// from the request where they live there.
@@ -105,6 +88,15 @@ impl Which {
     }
 }
 
+/// A transformation list as one number (5 bits per transformation), for the cache; `None` past 12.
+fn list_key(transforms: &[Transform]) -> Option<u64> {
+    (transforms.len() <= 12).then(|| {
+        transforms
+            .iter()
+            .fold(0u64, |key, t| key << 5 | (*t as u64 + 1))
+    })
+}
+
 impl<'r> Transaction<'r> {
     pub(crate) fn new(rules: &'r Compiled, tx: &[(String, String)]) -> Self {
         Self {
@@ -120,9 +112,7 @@ impl<'r> Transaction<'r> {
             removed_targets: Vec::new(),
             body_processor: None,
             matches: Vec::new(),
-            transformed: FastMap::default(),
-            set_matches: FastMap::default(),
-            unions: Vec::new(),
+            transformed: HashMap::new(),
         }
     }
 
@@ -135,8 +125,6 @@ impl<'r> Transaction<'r> {
     pub(crate) fn run_phase(&mut self, request: &RequestData, phase: u8) -> Option<Outcome> {
         // The request grows between phases (the body is read): cached places may be reused.
         self.transformed.clear();
-        self.set_matches.clear();
-        self.unions.clear();
         let rules = self.rules;
         let steps = if phase == 1 {
             &rules.phase1
@@ -231,10 +219,10 @@ impl<'r> Transaction<'r> {
     }
 
     /// `value` through `link`'s transformations, from the cache when another rule did the same.
-    fn transform<'v>(&mut self, transforms: &[Transform], value: &'v Value<'_>) -> Transformed<'v> {
+    fn transform<'v>(&mut self, link: &Rule, value: &'v Value<'_>) -> Transformed<'v> {
         let apply = |bytes: &'v [u8]| -> Transformed<'v> {
             let mut current = Cow::Borrowed(bytes);
-            for t in transforms {
+            for t in &link.transforms {
                 current = t.apply(current);
             }
             match current {
@@ -242,11 +230,10 @@ impl<'r> Transaction<'r> {
                 Cow::Owned(new) => Transformed::New(Rc::from(new)),
             }
         };
-        if transforms.is_empty() {
+        if link.transforms.is_empty() {
             return Transformed::Same(&value.bytes);
         }
-        let (Cow::Borrowed(bytes), Some(list)) = (&value.bytes, transform::list_key(transforms))
-        else {
+        let (Cow::Borrowed(bytes), Some(list)) = (&value.bytes, list_key(&link.transforms)) else {
             return apply(&value.bytes);
         };
         let key = (bytes.as_ptr() as usize, bytes.len(), list);
@@ -265,97 +252,13 @@ impl<'r> Transaction<'r> {
         }
     }
 
-    /// `false` when `link`'s [`prefilter`](super::prefilter) group says its regex matches no value of the collections
-    /// the group reads; `true` when it may, or when the link has no group.
-    fn may_match_any(&mut self, request: &RequestData, link: &Rule) -> bool {
-        let Some((group, index)) = link.prefilter else {
-            return true;
-        };
-        if self.unions.len() <= group {
-            self.unions.resize(group + 1, Union::NotScanned);
-        }
-        if matches!(self.unions.get(group), Some(Union::NotScanned)) {
-            let union = match self.scan_group(request, group) {
-                Some(union) => Union::Known(union),
-                None => Union::Unknown,
-            };
-            if let Some(slot) = self.unions.get_mut(group) {
-                *slot = union;
-            }
-        }
-        match self.unions.get(group) {
-            Some(Union::Known(union)) => union.get(index).copied().unwrap_or(true),
-            _ => true,
-        }
-    }
-
-    /// Runs group `group`'s set over every value of the collections it reads, remembering each value's
-    /// matches; returns which patterns matched some value (`None`: the group has no set).
-    fn scan_group(&mut self, request: &RequestData, group: usize) -> Option<Vec<bool>> {
-        let rules = self.rules;
-        let group = rules.groups.get(group)?;
-        let set = group.set.as_ref()?;
-        let list = transform::list_key(&group.transforms)?;
-        let mut values = Vec::new();
-        for target in &group.targets {
-            self.collect(request, target, &mut values);
-        }
-        let mut union = vec![false; set.len()];
-        for value in &values {
-            let Cow::Borrowed(bytes) = &value.bytes else {
-                // Computed values (sizes, counts) are not cached by place: the rules run as usual.
-                return None;
-            };
-            let key = (bytes.as_ptr() as usize, bytes.len(), list);
-            if !self.set_matches.contains_key(&key) {
-                let candidate = self.transform(&group.transforms, value);
-                // Most values match no pattern: the set's plain search, which stops at the first match
-                // and uses its literal prefilters, answers that for less than listing the matches.
-                let matches = set.is_match(&candidate).then(|| set.matches(&candidate));
-                self.set_matches.insert(key, matches);
-            }
-            if let Some(Some(matches)) = self.set_matches.get(&key) {
-                for i in matches.iter() {
-                    if let Some(slot) = union.get_mut(i) {
-                        *slot = true;
-                    }
-                }
-            }
-        }
-        Some(union)
-    }
-
-    /// `false` when `link`'s [`prefilter`](super::prefilter) set says its regex cannot match `value` (transformed into
-    /// `candidate`); `true` when it may, or when the link has no set.
-    fn may_match(&mut self, link: &Rule, value: &Value<'_>, candidate: &[u8]) -> bool {
-        let Some((group, index)) = link.prefilter else {
-            return true;
-        };
-        let (Cow::Borrowed(bytes), Some(list), Some(set)) = (
-            &value.bytes,
-            transform::list_key(&link.transforms),
-            self.rules.groups.get(group).and_then(|g| g.set.as_ref()),
-        ) else {
-            return true;
-        };
-        self.set_matches
-            .entry((bytes.as_ptr() as usize, bytes.len(), list))
-            .or_insert_with(|| set.is_match(candidate).then(|| set.matches(candidate)))
-            .as_ref()
-            .is_some_and(|matches| matches.matched(index))
-    }
-
     /// One link: its operator on each of its targets' values.
     fn run_link(&mut self, request: &RequestData, link: &Rule, top: &Rule) -> bool {
         if link.unconditional && link.targets.is_empty() {
             self.set_vars(request, link, top);
             return true;
         }
-        let values = if self.may_match_any(request, link) {
-            self.values(request, link, top)
-        } else {
-            Vec::new()
-        };
+        let values = self.values(request, link, top);
         let mut matched = false;
         for value in &values {
             let mut candidates: Vec<Transformed<'_>> = Vec::with_capacity(1);
@@ -371,11 +274,7 @@ impl<'r> Transaction<'r> {
                     current = next;
                 }
             } else {
-                let candidate = self.transform(&link.transforms, value);
-                if !self.may_match(link, value, &candidate) {
-                    continue;
-                }
-                candidates.push(candidate);
+                candidates.push(self.transform(link, value));
             }
             for candidate in candidates {
                 let captures = self.test(request, &link.operator, &candidate, top, link.capture);

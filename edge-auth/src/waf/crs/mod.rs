@@ -7,7 +7,6 @@
 //! | `rule.rs` | rules compiled from directives: targets, transformations, operator, actions, chains |
 //! | `transform.rs` | `t:urlDecodeUni`, `t:htmlEntityDecode`, `t:cmdLine`, … on bytes |
 //! | `operator.rs` | `@rx` (linear-time where the pattern allows), `@pm`, `@detectSQLi`, `@within`, … |
-//! | `prefilter.rs` | the regexes of rules sharing a transformation list as one `RegexSet` per value |
 //! | `macros.rs` | `%{tx.score}` and friends in action values and operator arguments |
 //! | `request.rs` | the request as ModSecurity's collections (`ARGS`, `REQUEST_HEADERS`, `FILES`, …) |
 //! | `engine.rs` | one transaction: phases 1 and 2, `setvar`, chains, `skipAfter`, `ctl` |
@@ -30,7 +29,6 @@
 mod engine;
 mod macros;
 mod operator;
-mod prefilter;
 mod request;
 mod rule;
 mod seclang;

@@ -247,8 +247,6 @@ pub(crate) struct Rule {
     pub(crate) chain: Option<Box<Rule>>,
     /// `SecAction`: matches without looking at anything.
     pub(crate) unconditional: bool,
-    /// Its regex's place in a [`super::prefilter`] set: the group and the index in it.
-    pub(crate) prefilter: Option<(usize, usize)>,
 }
 
 /// An entry of a phase's rule list.
@@ -269,8 +267,6 @@ pub(crate) struct Compiled {
     pub(crate) block_denies: [bool; 2],
     /// [`RuleSetBuilder::modsecurity_quirks`](super::RuleSetBuilder::modsecurity_quirks).
     pub(crate) modsecurity_quirks: bool,
-    /// The rules' regexes grouped by transformation list ([`super::prefilter`]).
-    pub(crate) groups: Vec<super::prefilter::Group>,
 }
 
 /// Where data files (`@pmFromFile`) come from.
@@ -402,7 +398,6 @@ pub(crate) fn compile(
             }
         }
     }
-    super::prefilter::build(&mut compiled);
     Ok(compiled)
 }
 
@@ -535,7 +530,6 @@ fn rule(
         tags: Vec::new(),
         chain: None,
         unconditional,
-        prefilter: None,
     };
     if let Some(vars) = vars {
         update_targets(&mut rule, &seclang::variables(vars)?)?;
@@ -574,7 +568,6 @@ fn response_rule(id: u32, phase: u8) -> Rule {
         tags: Vec::new(),
         chain: None,
         unconditional: false,
-        prefilter: None,
     }
 }
 

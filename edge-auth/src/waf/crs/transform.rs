@@ -38,16 +38,6 @@ pub(crate) enum Transform {
     TrimRight,
 }
 
-/// A transformation list as one number (5 bits per transformation), for caches and grouping; `None`
-/// past 12 transformations.
-pub(crate) fn list_key(transforms: &[Transform]) -> Option<u64> {
-    (transforms.len() <= 12).then(|| {
-        transforms
-            .iter()
-            .fold(0u64, |key, t| key << 5 | (*t as u64 + 1))
-    })
-}
-
 impl Transform {
     /// The transformation named `name` (`t:name`); `none` is handled by the caller (it clears the list).
     pub(crate) fn from_name(name: &str) -> Option<Self> {
