@@ -33,7 +33,7 @@ pub(crate) struct Transaction<'r> {
     pub(crate) matches: Vec<RuleMatch>,
     /// Transformed request values, by the value's place in the request and the transformation list:
     /// CRS runs the same few lists over the same values in hundreds of rules. `None`: unchanged.
-    transformed: HashMap<(usize, usize, u64), Option<Rc<[u8]>>>,
+    transformed: HashMap<(usize, usize, u64), Option<Rc<[u8]>>, foldhash::fast::RandomState>,
 }
 
 /// A value a target yields: its collection, its member name (empty for a scalar) and its bytes, borrowed
@@ -112,7 +112,7 @@ impl<'r> Transaction<'r> {
             removed_targets: Vec::new(),
             body_processor: None,
             matches: Vec::new(),
-            transformed: HashMap::new(),
+            transformed: HashMap::default(),
         }
     }
 

@@ -10,6 +10,7 @@
 //! | `macros.rs` | `%{tx.score}` and friends in action values and operator arguments |
 //! | `request.rs` | the request as ModSecurity's collections (`ARGS`, `REQUEST_HEADERS`, `FILES`, …) |
 //! | `engine.rs` | one transaction: phases 1 and 2, `setvar`, chains, `skipAfter`, `ctl` |
+//! | [`exclusions`] | opt-in exclusion sets for benign shapes (free-text fields) |
 //!
 //! The edge sees requests, so the request phases (1 and 2) run; response rules are read and counted, not
 //! run. Users bring their own copy of CRS (a release of the CRS project) and point the builder at it;
@@ -27,6 +28,7 @@
 //! ```
 
 mod engine;
+pub mod exclusions;
 mod macros;
 mod operator;
 mod request;
