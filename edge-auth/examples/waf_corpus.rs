@@ -28,7 +28,7 @@ use edge_auth::waf::{Category, WafRules};
 
 #[path = "corpus/mod.rs"]
 mod corpus;
-use corpus::{blns, percent_encode, sqlmap_payloads};
+use corpus::{BENIGN_TEXT, blns, percent_encode, sqlmap_payloads};
 use http::{HeaderMap, HeaderValue, Uri};
 
 /// BLNS sections that hold attacks, and what kind.
@@ -158,6 +158,14 @@ fn main() -> ExitCode {
                 .entry("benign: BLNS ordinary text")
                 .or_default()
                 .add(blocked, line, true),
+        }
+    }
+    for line in BENIGN_TEXT {
+        if let Some(blocked) = blocked_as_query(&waf, line) {
+            tallies
+                .entry("benign: hand-written text")
+                .or_default()
+                .add(blocked, line, true);
         }
     }
     for payload in &payloads {

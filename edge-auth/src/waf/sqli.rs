@@ -355,10 +355,17 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool, measurement: bool) -> Option<&'s
             {
                 return Some("sqli-tautology");
             }
-            // A string closed by the input, then everything after it commented out: `admin'--`.
+            // A string closed by the input, then the rest commented out: `admin'--`, `admin') #`,
+            // `1' and 'a'=f(…)-- -`. Only where the input starts inside a string and closes it, with
+            // nothing or SQL between: prose that quotes a word or ends a number before a dash (`says
+            // 'expired' -- can you…`, `4/5 -- good`, `size=42#reviews`) is not breaking out of anything.
             Token::Str | Token::Number | Token::Close
                 if matches!(next(1), Some(Token::Comment))
-                    && (i > 0 || quoted)
+                    && quoted
+                    && tokens.first() == Some(&Token::Str)
+                    && tokens.get(1..=i).is_some_and(|between| {
+                        between.iter().all(|t| *t == Token::Close) || between.iter().any(is_sql)
+                    })
                     && !(i == 0 && measurement) =>
             {
                 return Some("sqli-comment-breakout");
@@ -367,6 +374,30 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool, measurement: bool) -> Option<&'s
         }
     }
     None
+}
+
+/// An operator, a function call or a clause keyword: what SQL between a closed string and a comment has
+/// and prose does not.
+fn is_sql(token: &Token<'_>) -> bool {
+    matches!(
+        token,
+        Token::Op(_)
+            | Token::Call(_)
+            | Token::Word(
+                "and"
+                    | "or"
+                    | "xor"
+                    | "union"
+                    | "select"
+                    | "having"
+                    | "where"
+                    | "order"
+                    | "group"
+                    | "like"
+                    | "rlike"
+                    | "regexp"
+            )
+    )
 }
 
 /// `; select …` is a stacked query when it reads like SQL (a `FROM` or a function call soon after).
@@ -425,6 +456,8 @@ mod tests {
             "1' or 1=1-- -",
             "admin'--",
             "admin' #",
+            "admin') --",
+            "1')) #",
             "1 and 5678=5678",
             "1) or (1=1",
             "' union select username, password from users--",
@@ -477,6 +510,10 @@ mod tests {
             "100% cotton; machine wash",
             "length (cm): 20",
             "{\"name\":\"o'brien\",\"size\":\"m\"}",
+            // Quoted words and numbers before a dash or a hash, in prose and URLs.
+            "my password reset link says 'expired' -- can you resend it?",
+            "rating: 4/5 -- good value, would buy again!!!",
+            "https://example.com/search?q=shoes&size=42#reviews",
             // Inch marks, an airport, a phone call.
             "a 7\" #2 pencil",
             "7\" #2",
