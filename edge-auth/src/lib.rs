@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`jwt`] | compact JWS verification on `ring` (HS/RS/PS 256–512, ES256/384, EdDSA; ES512 on RustCrypto `p521` with feature `es512`), algorithms pinned by the key, strict base64url and JSON, claims with leeway from the injected `Clock`, JWK / JWK Set with RFC 7638 thumbprints; [`jwt::jwks`], a JWKS provider over any `KvStore` (or an origin's `jwks_uri`) with cached keys, background refresh and an unknown-`kid` cooldown; `JwtAuthLayer` (feature `tower`): `Authorization: Bearer` → verified claims in request extensions, or 401/400/503 with RFC 6750 challenges |
 //! | [`ratelimit`] | one [`Decision`](ratelimit::Decision) for every limiter (→ `RateLimit`, `RateLimit-Policy`, `Retry-After`): in-memory GCRA, the KV token bucket, Redis GCRA and sliding windows (feature `redis`), sliding windows in durable objects, sharding; `RateLimitLayer` (feature `tower`) |
-//! | [`waf`] | SQL injection, XSS and path traversal rules over path, query, headers and body, decoded once; block or log per rule; `WafLayer` (feature `tower`) with a penalty limiter |
+//! | [`waf`] | SQL injection, XSS and path traversal rules over path, query, headers and body, decoded once; block or log per rule; `waf::crs` (feature `crs`): the OWASP Core Rule Set on a SecLang engine with ModSecurity's semantics; `WafLayer` (feature `tower`) runs either, with a penalty limiter |
 //!
 //! ```
 //! use std::time::Duration;

@@ -264,6 +264,21 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool, measurement: bool) -> Option<&'s
                 }
             }
             Token::Call(f) if f.ends_with(".sleep") => return Some("sqli-attack-function"),
+            // `and sleep (5)`: a timing call written with a space (PostgreSQL and MySQL's IGNORE_SPACE
+            // take it), a number alone between the parentheses, after a boolean operator or `=`, so
+            // prose (`sleep (8 hours)`, `i need sleep (5)`) is left alone.
+            Token::Word("sleep" | "pg_sleep" | "benchmark")
+                if i > 0
+                    && matches!(
+                        tokens.get(i - 1),
+                        Some(Token::Word("and" | "or" | "xor" | "select") | Token::Op(_))
+                    )
+                    && matches!(next(1), Some(Token::Open))
+                    && matches!(next(2), Some(Token::Number))
+                    && matches!(next(3), Some(Token::Close | Token::Comma)) =>
+            {
+                return Some("sqli-attack-function");
+            }
             Token::Word("having" | "where")
                 if is_literal(next(1)) && is_comparison(next(2)) && is_literal(next(3)) =>
             {
@@ -483,6 +498,9 @@ mod tests {
             "1--\nunion select 1,2",
             "1#\nunion all select null",
             "1; waitfor delay @x",
+            "1 and sleep (5)",
+            "1' or pg_sleep (5)--",
+            "1 and benchmark (5000000,md5(1))",
         ] {
             assert!(detect(attack).is_some(), "missed: {attack}");
         }
@@ -510,6 +528,8 @@ mod tests {
             "100% cotton; machine wash",
             "length (cm): 20",
             "{\"name\":\"o'brien\",\"size\":\"m\"}",
+            "i need sleep (8 hours at least)",
+            "i need sleep (5)",
             // Quoted words and numbers before a dash or a hash, in prose and URLs.
             "my password reset link says 'expired' -- can you resend it?",
             "rating: 4/5 -- good value, would buy again!!!",

@@ -22,7 +22,6 @@ use edge_auth::jwt::JwtAuthLayer;
 use edge_auth::jwt::{JwksProvider, KvKeySource};
 use edge_auth::jwt::{Validation, Verifier};
 use edge_auth::ratelimit::{KeyExtractor, KeyedLimiter, Quota, RateLimitLayer, Unkeyed};
-use edge_auth::waf::crs::RuleSet;
 use edge_auth::waf::{WafLayer, WafRules};
 use edge_cache::layer::CacheLayer;
 use edge_cache::memory::MemoryCache;
@@ -196,8 +195,9 @@ pub enum WafProfile {
     /// The built-in detectors (the default).
     #[default]
     Lite,
-    /// The OWASP Core Rule Set, as loaded by the host.
-    Crs(Arc<RuleSet>),
+    /// The OWASP Core Rule Set, as loaded by the host (natively: the Worker's bundle does without it).
+    #[cfg(not(target_arch = "wasm32"))]
+    Crs(Arc<edge_auth::waf::crs::RuleSet>),
 }
 
 /// The pipeline's quotas, each per client: the verified token's subject when the request carries one,
@@ -395,6 +395,7 @@ fn rate_limit_layer(limits: RateLimits) -> Option<RateLimitLayer> {
 fn waf_layer(profile: WafProfile, penalty: Option<Quota>) -> WafLayer {
     let waf = match profile {
         WafProfile::Lite => WafLayer::new(WafRules::new()),
+        #[cfg(not(target_arch = "wasm32"))]
         WafProfile::Crs(rules) => WafLayer::crs(rules),
     };
     match penalty {

@@ -9,6 +9,7 @@
 //! | `/__conformance/durable` | the storage kit on `WorkersStorage`, inside a `StorageKitObject` |
 //! | `/__conformance/alarm/{name}` | `POST` sets an `AlarmProbeObject`'s alarm, `GET` reads how often it fired |
 //! | `/__conformance/bad-input` | bad input at each binding; answers the typed error kind each one got |
+//! | `/__conformance/crs` | the OWASP Core Rule Set, embedded at build time, as `WafLayer::crs` in front of an echo: `403` for an attack, `200` for the rest |
 //!
 //! A kit case that fails panics, which traps the isolate: workerd answers 500 and logs the case's message
 //! (each case is logged before it runs). That is a failed test, as `cargo test` would report it.
@@ -46,6 +47,7 @@ pub(crate) async fn route(request: Request<Body>, env: &Env) -> Response<Body> {
         "cache" => cache().await.map(|cases| passed("cache", &cases)),
         "durable" => forward(env, "STORAGE_KIT", &random_name(), request).await,
         "bad-input" => bad_input(env).await,
+        "crs" => Ok(crs(request).await),
         other => match other.strip_prefix("alarm/") {
             Some(name) => forward(env, "ALARM_PROBE", name, request).await,
             None => Ok(json_response(
@@ -60,6 +62,62 @@ pub(crate) async fn route(request: Request<Body>, env: &Env) -> Response<Body> {
             &serde_json::json!({ "error": error.kind().as_str(), "detail": error.detail() }),
         )
     })
+}
+
+include!(concat!(env!("OUT_DIR"), "/crs_embedded.rs"));
+
+/// The embedded rule set, compiled on first use (an isolate is single-threaded; the rules are reused by
+/// every request it serves).
+fn crs_rules() -> Result<std::sync::Arc<edge_auth::waf::crs::RuleSet>, String> {
+    thread_local! {
+        static RULES: std::cell::OnceCell<Result<std::sync::Arc<edge_auth::waf::crs::RuleSet>, String>> =
+            const { std::cell::OnceCell::new() };
+    }
+    RULES.with(|cell| {
+        cell.get_or_init(|| {
+            if CRS_RULES.is_empty() {
+                return Err("no CRS was embedded (EDGE_CRS_DIR at build time)".to_owned());
+            }
+            let mut builder = edge_auth::waf::crs::RuleSet::builder();
+            for (name, text) in CRS_RULES {
+                builder = builder.rules(*name, *text);
+            }
+            for (name, text) in CRS_DATA {
+                builder = builder.data_file(*name, *text);
+            }
+            builder
+                .build()
+                .map(std::sync::Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+    })
+}
+
+/// The request through `WafLayer::crs` in front of an echo of its method and path.
+async fn crs(request: Request<Body>) -> Response<Body> {
+    use tower::{Layer, ServiceExt};
+    let rules = match crs_rules() {
+        Ok(rules) => rules,
+        Err(why) => {
+            return json_response(
+                StatusCode::NOT_IMPLEMENTED,
+                &serde_json::json!({ "error": why }),
+            );
+        }
+    };
+    let echo = tower::service_fn(|request: Request<Body>| async move {
+        let line = format!("passed {} {}", request.method(), request.uri());
+        Ok::<_, std::convert::Infallible>(Response::new(Body::from(line)))
+    });
+    match edge_auth::waf::WafLayer::crs(rules)
+        .layer(echo)
+        .oneshot(request)
+        .await
+    {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
 }
 
 /// The answer of a suite that passed.

@@ -257,6 +257,9 @@ fn main() {
         ("bad_input_at_a_binding_is_a_typed_error", |w| {
             Box::pin(bad_input(w))
         }),
+        ("the_core_rule_set_runs_inside_workerd", |w| {
+            Box::pin(core_rule_set(w))
+        }),
         ("the_worker_holds_the_native_pipelines_conversation", |w| {
             Box::pin(same_conversation(w))
         }),
@@ -371,6 +374,48 @@ async fn bad_input(world: &World) {
     assert!(
         ["accepted", "invalid cursor", "backend error"].contains(&forged),
         "{forged}"
+    );
+}
+
+/// CRS, embedded in the bundle, decides in workerd as it does natively: an injection is refused, an
+/// ordinary request passes.
+async fn core_rule_set(world: &World) {
+    let browser = [
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        ("accept", "text/html"),
+    ];
+    let attack = exchange_with_headers(
+        &world.worker,
+        Method::GET,
+        "/__conformance/crs?q=1%27%20UNION%20SELECT%20password%20FROM%20users--%20-",
+        &browser,
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        attack.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        String::from_utf8_lossy(&attack.body)
+    );
+    let benign = exchange_with_headers(
+        &world.worker,
+        Method::GET,
+        "/__conformance/crs?q=O%27Brien&size=select+your+size",
+        &browser,
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        benign.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&benign.body)
     );
 }
 
