@@ -129,7 +129,15 @@ fn corpus(blns_path: &Path, sqlmap: &Path) -> Result<Vec<Case>, String> {
                     .push(("Cookie".into(), format!("session={}", percent_encode(p))));
                 cases.push(case);
             }
-            _ => {}
+            _ => cases.push(Case::post(
+                "sqlmap xml attribute",
+                "text/xml",
+                format!(
+                    "<query id=\"{}\">list</query>",
+                    xml_text(p).replace('"', "&quot;")
+                )
+                .into_bytes(),
+            )),
         }
     }
     let lines = blns(blns_path)?

@@ -14,13 +14,33 @@ use super::decode;
 /// processing instructions and the DOCTYPE are skipped; element and attribute names are not values.
 pub(crate) fn xml_strings(document: &str) -> Vec<Cow<'_, str>> {
     let mut strings = Vec::new();
+    scan_xml(document, |_, s| strings.push(s));
+    strings
+}
+
+/// [`xml_strings`] apart: the text (text nodes and CDATA sections, in document order) and the attribute
+/// values, as CRS's `XML:/*` and `XML://@*` read them.
+pub(crate) fn xml_parts(document: &str) -> (Vec<Cow<'_, str>>, Vec<Cow<'_, str>>) {
+    let (mut text, mut attributes) = (Vec::new(), Vec::new());
+    scan_xml(document, |attribute, s| {
+        if attribute {
+            attributes.push(s);
+        } else {
+            text.push(s);
+        }
+    });
+    (text, attributes)
+}
+
+/// Hands each string of `document` to `sink`, with whether it is an attribute value.
+fn scan_xml<'a>(document: &'a str, mut sink: impl FnMut(bool, Cow<'a, str>)) {
     let mut rest = document;
     while !rest.is_empty() {
         let Some(open) = rest.find('<') else {
-            push_text(&mut strings, rest);
+            push_text(&mut sink, false, rest);
             break;
         };
-        push_text(&mut strings, rest.get(..open).unwrap_or_default());
+        push_text(&mut sink, false, rest.get(..open).unwrap_or_default());
         rest = rest.get(open..).unwrap_or_default();
         let (skip_to, cdata) = if rest.starts_with("<!--") {
             ("-->", false)
@@ -33,31 +53,30 @@ pub(crate) fn xml_strings(document: &str) -> Vec<Cow<'_, str>> {
         };
         let Some(end) = rest.find(skip_to) else {
             // Never closed: the rest is read as text.
-            push_text(&mut strings, rest);
+            push_text(&mut sink, false, rest);
             break;
         };
         let inside = rest.get(..end).unwrap_or_default();
         if cdata {
             let text = inside.get("<![CDATA[".len()..).unwrap_or_default();
             if !text.trim().is_empty() {
-                strings.push(Cow::Borrowed(text));
+                sink(false, Cow::Borrowed(text));
             }
         } else if !inside.starts_with("<!") && !inside.starts_with("<?") {
-            attribute_values(&mut strings, inside);
+            attribute_values(&mut sink, inside);
         }
         rest = rest.get(end + skip_to.len()..).unwrap_or_default();
     }
-    strings
 }
 
-fn push_text<'a>(strings: &mut Vec<Cow<'a, str>>, text: &'a str) {
+fn push_text<'a>(sink: &mut impl FnMut(bool, Cow<'a, str>), attribute: bool, text: &'a str) {
     if !text.trim().is_empty() {
-        strings.push(unescape(text));
+        sink(attribute, unescape(text));
     }
 }
 
 /// The quoted values inside a tag (`<a href="…" title='…'>`).
-fn attribute_values<'a>(strings: &mut Vec<Cow<'a, str>>, tag: &'a str) {
+fn attribute_values<'a>(sink: &mut impl FnMut(bool, Cow<'a, str>), tag: &'a str) {
     let mut rest = tag;
     while let Some(eq) = rest.find('=') {
         let after = rest.get(eq + 1..).unwrap_or_default().trim_start();
@@ -67,7 +86,7 @@ fn attribute_values<'a>(strings: &mut Vec<Cow<'a, str>>, tag: &'a str) {
         };
         let value = after.get(1..).unwrap_or_default();
         let end = value.find(quote).unwrap_or(value.len());
-        push_text(strings, value.get(..end).unwrap_or_default());
+        push_text(sink, true, value.get(..end).unwrap_or_default());
         rest = value.get(end + 1..).unwrap_or_default();
     }
 }

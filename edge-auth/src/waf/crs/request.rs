@@ -153,13 +153,11 @@ impl RequestData {
             }
             "XML" => {
                 self.body_processor = Some("XML");
-                let text = String::from_utf8_lossy(body);
-                let strings = body::xml_strings(&text);
-                let mut all = Vec::new();
-                for s in &strings {
-                    all.extend_from_slice(s.as_bytes());
-                }
-                self.xml_text = Some(all);
+                let document = String::from_utf8_lossy(body);
+                let (text, attributes) = body::xml_parts(&document);
+                // `XML:/*` is the root element's content: its text nodes, concatenated.
+                self.xml_text = Some(text.iter().flat_map(|s| s.bytes()).collect());
+                self.xml_attributes = attributes.iter().map(|s| s.as_bytes().to_vec()).collect();
             }
             _ => {}
         }
