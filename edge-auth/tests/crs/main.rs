@@ -273,3 +273,69 @@ async fn repeat_offenders_are_refused_and_oddities_do_not_count() {
         StatusCode::OK
     );
 }
+
+/// A user's own `.conf` after CRS: a run-time target removal for one path, a target removal by tag, a
+/// removal by message, an action update; each takes effect, and nowhere else.
+#[test]
+fn a_users_exclusions_and_overrides_apply() {
+    const USER: &str = r#"
+SecRule REQUEST_FILENAME "@beginsWith /admin/notes" \
+    "id:1000,phase:1,pass,nolog,ctl:ruleRemoveTargetById=942100;ARGS:note"
+SecRuleUpdateTargetByTag "attack-sqli" "!ARGS:essay"
+SecRuleUpdateActionById 941100 "nolog"
+"#;
+    // An injection only libinjection (942100) sees.
+    let payload = "1%20AND%204821%3D4821";
+    let with_user = RuleSet::builder()
+        .crs_dir(crs_dir())
+        .unwrap()
+        .rules("user.conf", USER)
+        .build()
+        .unwrap();
+    let get_with = |rules: &RuleSet, uri: &str| {
+        let (parts, ()) = http::Request::get(uri)
+            .header("host", "example.com")
+            .header("user-agent", "Mozilla/5.0")
+            .header("accept", "*/*")
+            .body(())
+            .unwrap()
+            .into_parts();
+        rules.evaluate(&parts, b"", None)
+    };
+    assert!(get(&format!("/admin/notes?note={payload}")).is_blocked());
+    assert!(!get_with(&with_user, &format!("/admin/notes?note={payload}")).is_blocked());
+    assert!(get_with(&with_user, &format!("/search?note={payload}")).is_blocked());
+    assert!(!get_with(&with_user, &format!("/search?essay={payload}")).is_blocked());
+    // 941100 still scores, but is no longer logged.
+    let xss = get_with(&with_user, "/search?q=%3Cscript%3Ealert(1)%3C/script%3E");
+    assert!(xss.is_blocked());
+    assert!(!ids(&xss).contains(&941_100), "{:?}", ids(&xss));
+    assert!(ids(&get("/search?q=%3Cscript%3Ealert(1)%3C/script%3E")).contains(&941_100));
+
+    let removed = RuleSet::builder()
+        .crs_dir(crs_dir())
+        .unwrap()
+        .rules(
+            "user.conf",
+            "SecRuleRemoveByMsg \"SQL Injection Attack Detected via libinjection\"\n",
+        )
+        .build()
+        .unwrap();
+    assert!(!get_with(&removed, &format!("/search?note={payload}")).is_blocked());
+
+    // Directives this engine does not support are refused with their place, not ignored.
+    let error = RuleSet::builder()
+        .rules(
+            "bad.conf",
+            "\n\nSecRuleUpdateActionById 942100 \"phase:1\"\n",
+        )
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().starts_with("bad.conf:3:"), "{error}");
+    assert!(
+        RuleSet::builder()
+            .rules("x", "SecNoSuchThing On")
+            .build()
+            .is_err()
+    );
+}

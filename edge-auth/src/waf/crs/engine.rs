@@ -14,7 +14,7 @@ use std::rc::Rc;
 use super::operator::{self, Compare, Operator};
 use super::request::RequestData;
 use super::rule::{
-    Collection, Compiled, Ctl, Disruptive, Exclusion, Member, Rule, SetOp, Step, Target,
+    Collection, Compiled, Ctl, Disruptive, Exclusion, Member, Rule, Selects, SetOp, Step, Target,
 };
 use super::transform::Transform;
 use super::{Outcome, RuleMatch};
@@ -28,7 +28,7 @@ pub(crate) struct Transaction<'r> {
     matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
     removed_ids: Vec<(u32, u32)>,
     removed_tags: Vec<String>,
-    removed_targets: Vec<(Which, Exclusion)>,
+    removed_targets: Vec<(Selects, Exclusion)>,
     pub(crate) body_processor: Option<String>,
     pub(crate) matches: Vec<RuleMatch>,
     /// Transformed request values, by the value's place in the request and the transformation list:
@@ -69,21 +69,6 @@ impl std::ops::Deref for Transformed<'_> {
         match self {
             Self::Same(bytes) => bytes,
             Self::New(bytes) => bytes,
-        }
-    }
-}
-
-/// Which rules a run-time target removal applies to.
-enum Which {
-    Ids(Vec<(u32, u32)>),
-    Tag(String),
-}
-
-impl Which {
-    fn covers(&self, rule: &Rule) -> bool {
-        match self {
-            Self::Ids(ranges) => ranges.iter().any(|(l, h)| (*l..=*h).contains(&rule.id)),
-            Self::Tag(tag) => rule.tags.iter().any(|t| t == tag),
         }
     }
 }
@@ -608,11 +593,11 @@ impl<'r> Transaction<'r> {
             Ctl::RemoveByTag(tag) => self.removed_tags.push(tag.clone()),
             Ctl::RemoveTargetById(ranges, target) => {
                 self.removed_targets
-                    .push((Which::Ids(ranges.clone()), target.clone()));
+                    .push((Selects::Ids(ranges.clone()), target.clone()));
             }
             Ctl::RemoveTargetByTag(tag, target) => {
                 self.removed_targets
-                    .push((Which::Tag(tag.clone()), target.clone()));
+                    .push((Selects::Tag(tag.clone()), target.clone()));
             }
             Ctl::BodyProcessor(name) => self.body_processor = Some(name.clone()),
             Ctl::Other => {}

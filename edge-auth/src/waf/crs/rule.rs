@@ -286,7 +286,11 @@ pub(crate) fn compile(
     let mut pending_chain: Vec<Rule> = Vec::new();
     let mut removed: Vec<(u32, u32)> = Vec::new();
     let mut removed_tags: Vec<String> = Vec::new();
-    let mut updates: Vec<(u32, Vec<VariableText>)> = Vec::new();
+    let mut removed_msgs: Vec<String> = Vec::new();
+    // Target and action updates, applied once every rule is read (ModSecurity applies them to the rules
+    // read before them; a CRS user writes them after the rules, as CRS documents).
+    let mut target_updates: Vec<(Selects, Vec<VariableText>)> = Vec::new();
+    let mut action_updates: Vec<(Vec<(u32, u32)>, Vec<(String, Option<String>)>)> = Vec::new();
     for (source, directives) in files {
         for d in directives {
             let at = |why: String| LoadError::at(source, d.line, why);
@@ -362,14 +366,32 @@ pub(crate) fn compile(
                     }
                 }
                 "SecRuleRemoveByTag" => removed_tags.push(arg(0)?.to_owned()),
-                "SecRuleUpdateTargetById" => {
-                    let ids = id_ranges(arg(0)?).map_err(&at)?;
-                    let vars = seclang::variables(arg(1)?).map_err(&at)?;
-                    for (low, high) in ids {
-                        for id in low..=high.min(low.saturating_add(10_000)) {
-                            updates.push((id, vars.clone()));
-                        }
+                "SecRuleRemoveByMsg" => removed_msgs.push(arg(0)?.to_owned()),
+                "SecRuleUpdateTargetById"
+                | "SecRuleUpdateTargetByTag"
+                | "SecRuleUpdateTargetByMsg" => {
+                    let which = match d.name.as_str() {
+                        "SecRuleUpdateTargetById" => Selects::Ids(id_ranges(arg(0)?).map_err(&at)?),
+                        "SecRuleUpdateTargetByTag" => Selects::Tag(arg(0)?.to_owned()),
+                        _ => Selects::Msg(arg(0)?.to_owned()),
+                    };
+                    if d.args.len() > 2 {
+                        return Err(at(
+                            "replacing a target (a third argument) is not supported".into()
+                        ));
                     }
+                    target_updates.push((which, seclang::variables(arg(1)?).map_err(&at)?));
+                }
+                "SecRuleUpdateActionById" => {
+                    let ids = id_ranges(arg(0)?).map_err(&at)?;
+                    let actions = seclang::actions(arg(1)?).map_err(&at)?;
+                    if let Some((name, _)) = actions
+                        .iter()
+                        .find(|(n, _)| matches!(n.as_str(), "id" | "phase" | "chain"))
+                    {
+                        return Err(at(format!("`{name}` cannot be updated")));
+                    }
+                    action_updates.push((ids, actions));
                 }
                 name if ACCEPTED_CONFIG.contains(&name) => {}
                 other => return Err(at(format!("unsupported directive `{other}`"))),
@@ -384,21 +406,56 @@ pub(crate) fn compile(
     for list in [&mut compiled.phase1, &mut compiled.phase2] {
         list.retain(|step| match step {
             Step::Rule(rule) => {
-                !removed.iter().any(|(l, h)| (*l..=*h).contains(&rule.id))
-                    && !rule.tags.iter().any(|t| removed_tags.contains(t))
+                !Selects::Ids(removed.clone()).covers(rule)
+                    && !removed_tags
+                        .iter()
+                        .any(|t| Selects::Tag(t.clone()).covers(rule))
+                    && !removed_msgs
+                        .iter()
+                        .any(|m| Selects::Msg(m.clone()).covers(rule))
             }
             Step::Marker(_) => true,
         });
         for step in list.iter_mut() {
             if let Step::Rule(rule) = step {
-                let id = rule.id;
-                for (_, vars) in updates.iter().filter(|(update, _)| *update == id) {
-                    update_targets(rule, vars).map_err(LoadError::new)?;
+                for (which, vars) in &target_updates {
+                    if which.covers(rule) {
+                        update_targets(rule, vars).map_err(LoadError::new)?;
+                    }
+                }
+                for (ids, actions) in &action_updates {
+                    if Selects::Ids(ids.clone()).covers(rule) {
+                        for (name, value) in actions {
+                            apply_action(rule, name, value.as_deref()).map_err(LoadError::new)?;
+                        }
+                    }
                 }
             }
         }
     }
     Ok(compiled)
+}
+
+/// Which rules a removal or an update names.
+#[derive(Clone, Debug)]
+pub(crate) enum Selects {
+    Ids(Vec<(u32, u32)>),
+    Tag(String),
+    Msg(String),
+}
+
+impl Selects {
+    pub(crate) fn covers(&self, rule: &Rule) -> bool {
+        match self {
+            Self::Ids(ranges) => ranges.iter().any(|(l, h)| (*l..=*h).contains(&rule.id)),
+            Self::Tag(tag) => rule.tags.iter().any(|t| t == tag),
+            Self::Msg(msg) => rule
+                .msg
+                .as_ref()
+                .and_then(super::macros::Expand::literal)
+                .is_some_and(|m| m == msg),
+        }
+    }
 }
 
 /// Configuration directives that are read and need nothing from the engine (body limits are the
