@@ -133,7 +133,6 @@ impl Evaluation {
 }
 
 /// A compiled rule set. Build it once ([`RuleSet::builder`]) and share it: evaluation takes `&self`.
-#[derive(Debug)]
 pub struct RuleSet {
     compiled: rule::Compiled,
     tx: Vec<(String, String)>,
@@ -182,8 +181,20 @@ impl RuleSet {
     }
 }
 
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hundreds of compiled rules say nothing in a log line: their numbers do.
+        let (request, response) = self.rule_counts();
+        f.debug_struct("RuleSet")
+            .field("request_rules", &request)
+            .field("response_rules", &response)
+            .field("tx", &self.tx)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Builds a [`RuleSet`] from configuration texts, in the order given (as ModSecurity's `Include`s).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RuleSetBuilder {
     texts: Vec<(String, String)>,
     data: HashMap<String, String>,
@@ -191,6 +202,18 @@ pub struct RuleSetBuilder {
     dirs: Vec<std::path::PathBuf>,
     tx: Vec<(String, String)>,
     modsecurity_quirks: bool,
+}
+
+impl fmt::Debug for RuleSetBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names =
+            |list: &[(String, String)]| list.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        f.debug_struct("RuleSetBuilder")
+            .field("files", &names(&self.texts))
+            .field("data_files", &self.data.keys().collect::<Vec<_>>())
+            .field("tx", &self.tx)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RuleSetBuilder {
