@@ -130,6 +130,10 @@ pub(crate) struct Part<'a> {
     /// The content, when it is text to read: a field, or a file whose type is text; `None` for a binary
     /// upload (its name is still read).
     pub(crate) value: Option<&'a [u8]>,
+    /// The part's header lines, as sent.
+    pub(crate) head: &'a str,
+    /// The content's length, binary or not.
+    pub(crate) len: usize,
 }
 
 /// The `boundary` parameter of a `multipart/form-data` content type (RFC 2046: 1 to 70 characters).
@@ -169,6 +173,8 @@ pub(crate) fn multipart_parts<'a>(body: &'a [u8], boundary: &str, max: usize) ->
             name: "",
             filename: None,
             value: Some(content),
+            head,
+            len: content.len(),
         };
         let mut binary = false;
         for line in head.lines() {
@@ -277,6 +283,9 @@ mod tests {
             .collect();
         assert_eq!(strings, ["7", "it's <b>", "O'Brien", "<raw> & text"]);
         assert_eq!(xml_strings("<a>unclosed <b"), ["unclosed ", "<b"]);
+        let (text, attributes) = xml_parts(document);
+        assert_eq!(text, ["O'Brien", "<raw> & text"]);
+        assert_eq!(attributes, ["7", "it's <b>"]);
         assert_eq!(
             unescape("fish &amp chips &#x41;&bogus;"),
             "fish &amp chips A&bogus;"
@@ -295,26 +304,19 @@ mod tests {
         );
         assert_eq!(boundary("multipart/form-data"), None);
         let parts = multipart_parts(body, "XyZ", 10);
+        let read: Vec<_> = parts
+            .iter()
+            .map(|p| (p.name, p.filename, p.value, p.len))
+            .collect();
         assert_eq!(
-            parts,
+            read,
             [
-                Part {
-                    name: "comment",
-                    filename: None,
-                    value: Some(&b"hello there"[..])
-                },
-                Part {
-                    name: "upload",
-                    filename: Some("../../etc/passwd"),
-                    value: None
-                },
-                Part {
-                    name: "notes",
-                    filename: Some("a.txt"),
-                    value: Some(&b"plain text"[..])
-                },
+                ("comment", None, Some(&b"hello there"[..]), 11),
+                ("upload", Some("../../etc/passwd"), None, 4),
+                ("notes", Some("a.txt"), Some(&b"plain text"[..]), 10),
             ]
         );
+        assert!(parts[2].head.contains("Content-Type: text/plain"));
         assert_eq!(multipart_parts(body, "XyZ", 1).len(), 1, "bounded");
         assert_eq!(multipart_parts(b"no delimiter at all", "XyZ", 10), []);
     }

@@ -489,8 +489,8 @@ impl<'r> Transaction<'r> {
             Collection::ReqbodyError => scalar(if r.body_error { b"1" } else { b"0" }, out),
             Collection::Files => pairs(&r.files, out),
             Collection::FilesNames => names(&r.files, out),
-            Collection::FilesCombinedSize => size(0, out),
-            Collection::MultipartPartHeaders => {}
+            Collection::FilesCombinedSize => size(r.files_size, out),
+            Collection::MultipartPartHeaders => pairs(&r.part_headers, out),
             Collection::Xml => match target.xpath.as_deref() {
                 Some("/*") => {
                     if let Some(text) = &r.xml_text {

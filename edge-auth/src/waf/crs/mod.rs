@@ -168,7 +168,11 @@ impl RuleSet {
         let mut transaction = engine::Transaction::new(&self.compiled, &self.tx);
         let mut outcome = transaction.run_phase(&request, 1);
         if outcome.is_none() {
-            request.read_body(body, transaction.body_processor.as_deref());
+            request.read_body(
+                body,
+                transaction.body_processor.as_deref(),
+                self.compiled.modsecurity_quirks,
+            );
             outcome = transaction.run_phase(&request, 2);
         }
         Evaluation {
@@ -238,14 +242,16 @@ impl RuleSetBuilder {
         self
     }
 
-    /// Reproduces two defects of ModSecurity 3 that CRS does not intend, for comparing verdicts with it
+    /// Reproduces three defects of ModSecurity 3 that CRS does not intend, for comparing verdicts with it
     /// (the differential oracle turns this on to show they are the reason for the differences left).
     /// Off by default:
     ///
     /// - `t:cssDecode` ends the value at the first NUL byte (ModSecurity copies a C string), so a `\0`
     ///   hides what follows from every rule that decodes CSS;
     /// - a `multiMatch` rule whose first link matched is reported as matched (logged, not scored) even
-    ///   when the rest of its chain did not match.
+    ///   when the rest of its chain did not match;
+    /// - a multipart part's header lines keep their carriage return, so CRS's check of a part's
+    ///   `Content-Type` (922110) refuses every one with parameters (`text/plain; charset=utf-8`).
     #[must_use]
     pub fn modsecurity_quirks(mut self, on: bool) -> Self {
         self.modsecurity_quirks = on;

@@ -31,6 +31,10 @@ pub(crate) struct RequestData {
     pub(crate) body_error: bool,
     /// `FILES`: field name and file name of each upload.
     pub(crate) files: Vec<Pair>,
+    /// `FILES_COMBINED_SIZE`: the uploads' bytes.
+    pub(crate) files_size: usize,
+    /// `MULTIPART_PART_HEADERS`: each part's header lines, by the part's name.
+    pub(crate) part_headers: Vec<Pair>,
     /// `XML:/*`: the document's text; `XML://@*`: its attribute values.
     pub(crate) xml_text: Option<Vec<u8>>,
     pub(crate) xml_attributes: Vec<Vec<u8>>,
@@ -94,7 +98,7 @@ impl RequestData {
 
     /// Phase 2's view: the body read by `processor`, or, when no rule chose one, by the content type's:
     /// forms, multipart, JSON and XML.
-    pub(crate) fn read_body(&mut self, body: &[u8], processor: Option<&str>) {
+    pub(crate) fn read_body(&mut self, body: &[u8], processor: Option<&str>, quirks: bool) {
         self.body = body.to_vec();
         if body.is_empty() {
             return;
@@ -129,6 +133,18 @@ impl RequestData {
                 match body::boundary(&boundary) {
                     Some(boundary) => {
                         for part in body::multipart_parts(body, boundary, 1024) {
+                            for line in part.head.lines().filter(|l| !l.trim().is_empty()) {
+                                let mut line = line.as_bytes().to_vec();
+                                // ModSecurity keeps the line's CR (see `modsecurity_quirks`).
+                                if quirks {
+                                    line.push(b'\r');
+                                }
+                                self.part_headers
+                                    .push((part.name.as_bytes().to_vec(), line));
+                            }
+                            if part.filename.is_some() {
+                                self.files_size += part.len;
+                            }
                             match part.filename {
                                 Some(file) => self.files.push((
                                     part.name.as_bytes().to_vec(),
