@@ -200,27 +200,9 @@ fn header_name(name: &str) -> Vec<u8> {
     out
 }
 
-/// `%XX` decoded (and with `plus`, `+` as a space); malformed escapes kept.
-pub(crate) fn percent_decode(input: &[u8], plus: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        let hex = |at: usize| input.get(at).and_then(|h| (*h as char).to_digit(16));
-        match b {
-            b'%' => match (hex(i + 1), hex(i + 2)) {
-                (Some(hi), Some(lo)) => {
-                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(0));
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' if plus => out.push(b' '),
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    out
+/// `%XX` decoded once (and with `plus`, `+` as a space); malformed escapes kept.
+fn percent_decode(input: &[u8], plus: bool) -> Vec<u8> {
+    super::super::decode::percent_decode_once(input, plus).into_owned()
 }
 
 /// `a=1&b=2` as ModSecurity splits it: on `&`, then at the first `=`, both sides decoded (`+` a space).

@@ -249,6 +249,36 @@ pub(crate) struct Rule {
     pub(crate) unconditional: bool,
 }
 
+impl Rule {
+    /// A rule with no targets and no actions yet (they are applied one by one), logging by default as
+    /// ModSecurity's rules do.
+    fn new(phase: u8, operator: Operator, negated: bool, unconditional: bool) -> Self {
+        Self {
+            id: 0,
+            phase,
+            targets: Vec::new(),
+            exclusions: Vec::new(),
+            operator,
+            negated,
+            transforms: Vec::new(),
+            disruptive: Disruptive::Pass,
+            status: None,
+            setvars: Vec::new(),
+            ctls: Vec::new(),
+            skip_after: None,
+            capture: false,
+            multi_match: false,
+            log: true,
+            msg: None,
+            logdata: None,
+            severity: None,
+            tags: Vec::new(),
+            chain: None,
+            unconditional,
+        }
+    }
+}
+
 /// An entry of a phase's rule list.
 #[derive(Debug)]
 pub(crate) enum Step {
@@ -565,29 +595,7 @@ fn rule(
         }
         None => (Operator::Unconditional, false, true),
     };
-    let mut rule = Rule {
-        id: 0,
-        phase,
-        targets: Vec::new(),
-        exclusions: Vec::new(),
-        operator,
-        negated,
-        transforms: Vec::new(),
-        disruptive: Disruptive::Pass,
-        status: None,
-        setvars: Vec::new(),
-        ctls: Vec::new(),
-        skip_after: None,
-        capture: false,
-        multi_match: false,
-        log: true,
-        msg: None,
-        logdata: None,
-        severity: None,
-        tags: Vec::new(),
-        chain: None,
-        unconditional,
-    };
+    let mut rule = Rule::new(phase, operator, negated, unconditional);
     if let Some(vars) = vars {
         update_targets(&mut rule, &seclang::variables(vars)?)?;
     }
@@ -603,29 +611,10 @@ fn rule(
 }
 
 fn response_rule(id: u32, phase: u8) -> Rule {
-    Rule {
-        id,
-        phase,
-        targets: Vec::new(),
-        exclusions: Vec::new(),
-        operator: Operator::NoMatch,
-        negated: false,
-        transforms: Vec::new(),
-        disruptive: Disruptive::Pass,
-        status: None,
-        setvars: Vec::new(),
-        ctls: Vec::new(),
-        skip_after: None,
-        capture: false,
-        multi_match: false,
-        log: false,
-        msg: None,
-        logdata: None,
-        severity: None,
-        tags: Vec::new(),
-        chain: None,
-        unconditional: false,
-    }
+    let mut rule = Rule::new(phase, Operator::NoMatch, false, false);
+    rule.id = id;
+    rule.log = false;
+    rule
 }
 
 fn update_targets(rule: &mut Rule, vars: &[VariableText]) -> Result<(), String> {
