@@ -246,7 +246,7 @@ impl<'r> Transaction<'r> {
         let values = self.values(request, link, top);
         let mut matched = false;
         for value in &values {
-            let mut candidates: Vec<Transformed<'_>> = Vec::with_capacity(1);
+            let mut candidates: Vec<Transformed<'_>> = Vec::new();
             if link.multi_match {
                 // The value, then each transformation's result that differs from the one before.
                 candidates.push(Transformed::Same(&value.bytes));
@@ -258,10 +258,9 @@ impl<'r> Transaction<'r> {
                     }
                     current = next;
                 }
-            } else {
-                candidates.push(self.transform(link, value));
             }
-            for candidate in candidates {
+            let single = (!link.multi_match).then(|| self.transform(link, value));
+            for candidate in single.into_iter().chain(candidates) {
                 let captures = self.test(request, &link.operator, &candidate, top, link.capture);
                 let hit = captures.is_some() != link.negated;
                 if !hit {
@@ -313,7 +312,14 @@ impl<'r> Transaction<'r> {
         };
         let found = |yes: bool| yes.then(Vec::new);
         match op {
-            Operator::Rx(pattern) if capture => pattern.captures(value),
+            // Most values match nothing: the groups are only worth building for a match.
+            Operator::Rx(pattern) if capture => {
+                if pattern.is_match(value) {
+                    pattern.captures(value)
+                } else {
+                    None
+                }
+            }
             Operator::Rx(pattern) => found(pattern.is_match(value)),
             Operator::Pm(automaton) => automaton
                 .find(value)
@@ -380,12 +386,23 @@ impl<'r> Transaction<'r> {
             };
             let first = out.len();
             self.collect(request, target, &mut out);
-            let mut index = 0;
-            out.retain(|v| {
-                let keep = index < first || !excluded(&v.member);
-                index += 1;
-                keep
-            });
+            // Exclusions name a collection: most of a rule's targets have none.
+            let may_exclude = link
+                .exclusions
+                .iter()
+                .any(|e| e.collection == target.collection)
+                || self
+                    .removed_targets
+                    .iter()
+                    .any(|(_, e)| e.collection == target.collection);
+            if may_exclude {
+                let mut index = 0;
+                out.retain(|v| {
+                    let keep = index < first || !excluded(&v.member);
+                    index += 1;
+                    keep
+                });
+            }
             if target.count {
                 let count = out.len() - first;
                 out.truncate(first);
