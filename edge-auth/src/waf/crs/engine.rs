@@ -26,8 +26,8 @@ pub(crate) struct Transaction<'r> {
     tx: HashMap<String, Vec<u8>>,
     matched_var: Option<(Vec<u8>, Vec<u8>)>,
     matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
-    removed_ids: Vec<(u32, u32)>,
-    removed_tags: Vec<String>,
+    /// Rules a `ctl` removed for the rest of the transaction.
+    removed: Vec<Selects>,
     removed_targets: Vec<(Selects, Exclusion)>,
     pub(crate) body_processor: Option<String>,
     pub(crate) matches: Vec<RuleMatch>,
@@ -92,8 +92,7 @@ impl<'r> Transaction<'r> {
                 .collect(),
             matched_var: None,
             matched_vars: Vec::new(),
-            removed_ids: Vec::new(),
-            removed_tags: Vec::new(),
+            removed: Vec::new(),
             removed_targets: Vec::new(),
             body_processor: None,
             matches: Vec::new(),
@@ -186,10 +185,7 @@ impl<'r> Transaction<'r> {
     }
 
     fn is_removed(&self, rule: &Rule) -> bool {
-        self.removed_ids
-            .iter()
-            .any(|(l, h)| (*l..=*h).contains(&rule.id))
-            || rule.tags.iter().any(|t| self.removed_tags.contains(t))
+        self.removed.iter().any(|which| which.covers(rule))
     }
 
     /// Runs a rule and, while its links match, the rest of its chain.
@@ -606,15 +602,9 @@ impl<'r> Transaction<'r> {
 
     fn apply_ctl(&mut self, ctl: &Ctl) {
         match ctl {
-            Ctl::RemoveById(ranges) => self.removed_ids.extend(ranges.iter().copied()),
-            Ctl::RemoveByTag(tag) => self.removed_tags.push(tag.clone()),
-            Ctl::RemoveTargetById(ranges, target) => {
-                self.removed_targets
-                    .push((Selects::Ids(ranges.clone()), target.clone()));
-            }
-            Ctl::RemoveTargetByTag(tag, target) => {
-                self.removed_targets
-                    .push((Selects::Tag(tag.clone()), target.clone()));
+            Ctl::Remove(which) => self.removed.push(which.clone()),
+            Ctl::RemoveTarget(which, target) => {
+                self.removed_targets.push((which.clone(), target.clone()));
             }
             Ctl::BodyProcessor(name) => self.body_processor = Some(name.clone()),
             Ctl::Other => {}

@@ -213,10 +213,10 @@ pub(crate) enum SetOp {
 /// `ctl:…` actions the engine honours per transaction.
 #[derive(Clone, Debug)]
 pub(crate) enum Ctl {
-    RemoveById(Vec<(u32, u32)>),
-    RemoveByTag(String),
-    RemoveTargetById(Vec<(u32, u32)>, Exclusion),
-    RemoveTargetByTag(String, Exclusion),
+    /// `ruleRemoveById`, `ruleRemoveByTag`: the rules are skipped for the rest of the transaction.
+    Remove(Selects),
+    /// `ruleRemoveTargetById`, `ruleRemoveTargetByTag`: the rules no longer read the target.
+    RemoveTarget(Selects, Exclusion),
     BodyProcessor(String),
     /// Accepted and without effect here (`auditEngine`, `forceRequestBodyVariable`, …).
     Other,
@@ -314,13 +314,11 @@ pub(crate) fn compile(
     };
     let mut defaults: HashMap<u8, Vec<(String, Option<String>)>> = HashMap::new();
     let mut pending_chain: Vec<Rule> = Vec::new();
-    let mut removed: Vec<(u32, u32)> = Vec::new();
-    let mut removed_tags: Vec<String> = Vec::new();
-    let mut removed_msgs: Vec<String> = Vec::new();
+    let mut removed: Vec<Selects> = Vec::new();
     // Target and action updates, applied once every rule is read (ModSecurity applies them to the rules
     // read before them; a CRS user writes them after the rules, as CRS documents).
     let mut target_updates: Vec<(Selects, Vec<VariableText>)> = Vec::new();
-    let mut action_updates: Vec<(Vec<(u32, u32)>, Vec<(String, Option<String>)>)> = Vec::new();
+    let mut action_updates: Vec<(Selects, Vec<(String, Option<String>)>)> = Vec::new();
     for (source, directives) in files {
         for d in directives {
             let at = |why: String| LoadError::at(source, d.line, why);
@@ -392,11 +390,11 @@ pub(crate) fn compile(
                 }
                 "SecRuleRemoveById" => {
                     for spec in &d.args {
-                        removed.extend(id_ranges(spec).map_err(&at)?);
+                        removed.push(Selects::Ids(id_ranges(spec).map_err(&at)?));
                     }
                 }
-                "SecRuleRemoveByTag" => removed_tags.push(arg(0)?.to_owned()),
-                "SecRuleRemoveByMsg" => removed_msgs.push(arg(0)?.to_owned()),
+                "SecRuleRemoveByTag" => removed.push(Selects::Tag(arg(0)?.to_owned())),
+                "SecRuleRemoveByMsg" => removed.push(Selects::Msg(arg(0)?.to_owned())),
                 "SecRuleUpdateTargetById"
                 | "SecRuleUpdateTargetByTag"
                 | "SecRuleUpdateTargetByMsg" => {
@@ -421,7 +419,7 @@ pub(crate) fn compile(
                     {
                         return Err(at(format!("`{name}` cannot be updated")));
                     }
-                    action_updates.push((ids, actions));
+                    action_updates.push((Selects::Ids(ids), actions));
                 }
                 name if ACCEPTED_CONFIG.contains(&name) => {}
                 other => return Err(at(format!("unsupported directive `{other}`"))),
@@ -435,15 +433,7 @@ pub(crate) fn compile(
     }
     for list in [&mut compiled.phase1, &mut compiled.phase2] {
         list.retain(|step| match step {
-            Step::Rule(rule) => {
-                !Selects::Ids(removed.clone()).covers(rule)
-                    && !removed_tags
-                        .iter()
-                        .any(|t| Selects::Tag(t.clone()).covers(rule))
-                    && !removed_msgs
-                        .iter()
-                        .any(|m| Selects::Msg(m.clone()).covers(rule))
-            }
+            Step::Rule(rule) => !removed.iter().any(|which| which.covers(rule)),
             Step::Marker(_) => true,
         });
         for step in list.iter_mut() {
@@ -453,8 +443,8 @@ pub(crate) fn compile(
                         update_targets(rule, vars).map_err(LoadError::new)?;
                     }
                 }
-                for (ids, actions) in &action_updates {
-                    if Selects::Ids(ids.clone()).covers(rule) {
+                for (which, actions) in &action_updates {
+                    if which.covers(rule) {
                         for (name, value) in actions {
                             apply_action(rule, name, value.as_deref()).map_err(LoadError::new)?;
                         }
@@ -823,17 +813,18 @@ fn ctl(text: &str) -> Result<Ctl, String> {
         Ok(Exclusion { collection, member })
     };
     Ok(match name.trim() {
-        "ruleRemoveById" => Ctl::RemoveById(id_ranges(value)?),
-        "ruleRemoveByTag" => Ctl::RemoveByTag(value.trim().to_owned()),
+        "ruleRemoveById" => Ctl::Remove(Selects::Ids(id_ranges(value)?)),
+        "ruleRemoveByTag" => Ctl::Remove(Selects::Tag(value.trim().to_owned())),
         "ruleRemoveTargetById" | "ruleRemoveTargetByTag" => {
             let (which, spec) = value
                 .split_once(';')
                 .ok_or_else(|| format!("`{text}` names no target"))?;
-            if name.trim() == "ruleRemoveTargetById" {
-                Ctl::RemoveTargetById(id_ranges(which)?, target(spec)?)
+            let which = if name.trim() == "ruleRemoveTargetById" {
+                Selects::Ids(id_ranges(which)?)
             } else {
-                Ctl::RemoveTargetByTag(which.trim().to_owned(), target(spec)?)
-            }
+                Selects::Tag(which.trim().to_owned())
+            };
+            Ctl::RemoveTarget(which, target(spec)?)
         }
         "requestBodyProcessor" => Ctl::BodyProcessor(value.trim().to_ascii_uppercase()),
         "auditEngine" | "auditLogParts" | "forceRequestBodyVariable" | "debugLogLevel" => {
