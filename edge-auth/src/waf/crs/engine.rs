@@ -302,10 +302,8 @@ impl<'r> Transaction<'r> {
         top: &Rule,
         capture: bool,
     ) -> Option<Vec<Vec<u8>>> {
-        let expand = |e: &super::macros::Expand| {
-            e.expand(&|c, m| self.lookup(request, top, c, m))
-                .into_owned()
-        };
+        // A literal argument (`@eq 0`, most of CRS's) is borrowed, not copied per value.
+        let lookup = |c: &str, m: Option<&str>| self.lookup(request, top, c, m);
         let found = |yes: bool| yes.then(Vec::new);
         match op {
             // Most values match nothing: the groups are only worth building for a match.
@@ -320,13 +318,17 @@ impl<'r> Transaction<'r> {
             Operator::Pm(automaton) => automaton
                 .find(value)
                 .map(|m| vec![value[m.start()..m.end()].to_vec()]),
-            Operator::Contains(arg) => found(memchr::memmem::find(value, &expand(arg)).is_some()),
-            Operator::BeginsWith(arg) => found(value.starts_with(&expand(arg))),
-            Operator::EndsWith(arg) => found(value.ends_with(&expand(arg))),
-            Operator::StrEq(arg) => found(value == expand(arg).as_slice()),
-            Operator::Within(arg) => found(memchr::memmem::find(&expand(arg), value).is_some()),
+            Operator::Contains(arg) => {
+                found(memchr::memmem::find(value, &arg.expand(&lookup)).is_some())
+            }
+            Operator::BeginsWith(arg) => found(value.starts_with(&arg.expand(&lookup))),
+            Operator::EndsWith(arg) => found(value.ends_with(&arg.expand(&lookup))),
+            Operator::StrEq(arg) => found(value == &*arg.expand(&lookup)),
+            Operator::Within(arg) => {
+                found(memchr::memmem::find(&arg.expand(&lookup), value).is_some())
+            }
             Operator::Compare(compare, arg) => {
-                let (a, b) = (operator::atoi(value), operator::atoi(&expand(arg)));
+                let (a, b) = (operator::atoi(value), operator::atoi(&arg.expand(&lookup)));
                 found(match compare {
                     Compare::Eq => a == b,
                     Compare::Ge => a >= b,
@@ -513,14 +515,20 @@ impl<'r> Transaction<'r> {
                 _ => out.extend(r.xml_attributes.iter().map(|v| value(b"", v))),
             },
             Collection::Tx => {
-                for (name, v) in &self.tx {
-                    if member.matches(name.as_bytes()) {
-                        out.push(Value {
-                            collection,
-                            member: Cow::Owned(name.as_bytes().to_vec()),
-                            bytes: Cow::Owned(v.clone()),
-                        });
-                    }
+                let tx_value = |(name, v): (&String, &Vec<u8>)| Value {
+                    collection,
+                    member: Cow::Owned(name.as_bytes().to_vec()),
+                    bytes: Cow::Owned(v.clone()),
+                };
+                match member {
+                    // TX names are kept in lower case, as selectors are: one lookup, not a scan.
+                    Member::Name(name) => out.extend(self.tx.get_key_value(name).map(tx_value)),
+                    _ => out.extend(
+                        self.tx
+                            .iter()
+                            .filter(|(name, _)| member.matches(name.as_bytes()))
+                            .map(tx_value),
+                    ),
                 }
             }
             Collection::MatchedVar => {
