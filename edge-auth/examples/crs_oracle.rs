@@ -30,19 +30,7 @@ use edge_auth::waf::crs::{Evaluation, Outcome, RuleSet};
 
 #[path = "corpus/mod.rs"]
 mod corpus;
-use corpus::{BENIGN_TEXT, blns, percent_encode, sqlmap_payloads};
-
-/// BLNS sections that hold attacks or probes: every other section is ordinary text.
-const NOT_BENIGN: [&str; 8] = [
-    "Script Injection",
-    "SQL Injection",
-    "Server Code Injection",
-    "Command Injection (Ruby)",
-    "XXE Injection (XML)",
-    "File Inclusion",
-    "Known CVEs and Vulnerabilities",
-    "Unwanted Interpolation",
-];
+use corpus::{BENIGN_TEXT, blns, blns_ordinary, percent_encode, sqlmap_payloads};
 
 /// One request of the corpus.
 struct Case {
@@ -143,7 +131,7 @@ fn corpus(blns_path: &Path, sqlmap: &Path) -> Result<Vec<Case>, String> {
     let lines = blns(blns_path)?
         .into_iter()
         .map(|(section, line)| {
-            let benign = !NOT_BENIGN.contains(&section.as_str());
+            let benign = blns_ordinary(&section);
             (format!("blns {section}"), line, benign)
         })
         .chain(

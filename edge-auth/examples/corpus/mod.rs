@@ -3,6 +3,27 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// BLNS's section of script injections.
+pub(crate) const BLNS_XSS: &str = "Script Injection";
+/// BLNS's section of SQL injections.
+pub(crate) const BLNS_SQLI: &str = "SQL Injection";
+
+/// BLNS sections that are neither XSS/SQL attacks nor ordinary text (server-side template and shell
+/// injection, XXE, known CVE probes, file inclusion).
+const BLNS_PROBES: [&str; 6] = [
+    "Server Code Injection",
+    "Command Injection (Ruby)",
+    "XXE Injection (XML)",
+    "File Inclusion",
+    "Known CVEs and Vulnerabilities",
+    "Unwanted Interpolation",
+];
+
+/// Whether a BLNS section is ordinary text: blocking its lines is a false positive.
+pub(crate) fn blns_ordinary(section: &str) -> bool {
+    section != BLNS_XSS && section != BLNS_SQLI && !BLNS_PROBES.contains(&section)
+}
+
 /// BLNS, split into (section, line) pairs.
 pub(crate) fn blns(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;

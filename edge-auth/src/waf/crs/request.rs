@@ -103,20 +103,20 @@ impl RequestData {
         if body.is_empty() {
             return;
         }
+        // As sent (a multipart boundary is case-sensitive), and in lower case to be compared.
         let content_type = self
             .header(b"content-type")
-            .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
+        let kind = content_type.to_ascii_lowercase();
         let processor = match processor {
             Some(p) => p.to_owned(),
-            None if content_type.starts_with("application/x-www-form-urlencoded") => {
-                "URLENCODED".into()
-            }
-            None if content_type.starts_with("multipart/form-data") => "MULTIPART".into(),
+            None if kind.starts_with("application/x-www-form-urlencoded") => "URLENCODED".into(),
+            None if kind.starts_with("multipart/form-data") => "MULTIPART".into(),
             // What ModSecurity's recommended configuration selects by rule (ids 200000 and 200001): a
             // JSON or XML body is read as such without the user having to add those rules.
-            None if content_type.starts_with("application/json") => "JSON".into(),
-            None if content_type.contains("xml") => "XML".into(),
+            None if kind.starts_with("application/json") => "JSON".into(),
+            None if kind.contains("xml") => "XML".into(),
             None => return,
         };
         match processor.as_str() {
@@ -126,11 +126,7 @@ impl RequestData {
             }
             "MULTIPART" => {
                 self.body_processor = Some("MULTIPART");
-                let boundary = self
-                    .header(b"content-type")
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default();
-                match body::boundary(&boundary) {
+                match body::boundary(&content_type) {
                     Some(boundary) => {
                         for part in body::multipart_parts(body, boundary, 1024) {
                             for line in part.head.lines().filter(|l| !l.trim().is_empty()) {
