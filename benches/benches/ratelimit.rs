@@ -112,6 +112,50 @@ fn keyed(c: &mut Criterion) {
     group.finish();
 }
 
+/// 10 000 clients under a quota so generous that each is idle again right after its request (the state
+/// a sweep may drop), next to the floor of any keyed GCRA: read the clock, find the key's atomic in a
+/// `dashmap` with the same hasher, move it with one atomic update. A limiter that swept such keys would
+/// make most checks inserts.
+fn keyed_idle(c: &mut Criterion) {
+    const KEYS: u64 = 10_000;
+    let mut group = c.benchmark_group("ratelimit/keyed, idle between requests");
+    let ours = KeyedLimiter::new(ours_quota());
+    let theirs = governor::RateLimiter::keyed(governor_quota());
+    let floor: dashmap::DashMap<u64, std::sync::atomic::AtomicU64, foldhash::fast::RandomState> =
+        dashmap::DashMap::with_hasher(foldhash::fast::RandomState::default());
+    for k in 0..KEYS {
+        let _ = (ours.check(&k), theirs.check_key(&k));
+        floor.insert(k, std::sync::atomic::AtomicU64::new(0));
+    }
+    group.bench_function("edge_auth", |b| {
+        b.iter_custom(|iters| {
+            run_threads(1, iters, KEYS, &|k| {
+                black_box(ours.check(&k).is_allowed());
+            })
+        })
+    });
+    group.bench_function("governor", |b| {
+        b.iter_custom(|iters| {
+            run_threads(1, iters, KEYS, &|k| {
+                black_box(theirs.check_key(&k).is_ok());
+            })
+        })
+    });
+    let clock = edge_core::SystemClock::new();
+    group.bench_function("floor (clock, dashmap lookup, atomic update)", |b| {
+        b.iter_custom(|iters| {
+            run_threads(1, iters, KEYS, &|k| {
+                let now = edge_core::Clock::now_nanos(&clock);
+                black_box(floor.get(&k).map(|cell| {
+                    cell.fetch_max(now + 1, std::sync::atomic::Ordering::AcqRel)
+                }));
+            })
+        })
+    });
+    group.finish();
+    assert!(ours.len() as u64 >= KEYS, "no client was swept between its requests");
+}
+
 fn kv_bucket(c: &mut Criterion) {
     let limiter = KvTokenBucket::builder(MemoryKv::new(), ours_quota()).build();
     c.bench_function("ratelimit/kv_token_bucket/MemoryKv", |b| {
@@ -123,5 +167,5 @@ fn kv_bucket(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, direct, keyed, kv_bucket);
+criterion_group!(benches, direct, keyed, keyed_idle, kv_bucket);
 criterion_main!(benches);
