@@ -154,6 +154,59 @@ fn memory_tier(c: &mut Criterion) {
     group.finish();
 }
 
+/// Inserting into a full memory tier, so every insert evicts: `MemoryCache::put_shared` next to
+/// quick_cache with the same key type (`Arc<str>`), weights (the entry's) and hasher.
+fn memory_insert_evict(c: &mut Criterion) {
+    #[derive(Clone)]
+    struct ByWeight;
+    impl quick_cache::Weighter<Arc<str>, Arc<CachedResponse>> for ByWeight {
+        fn weight(&self, key: &Arc<str>, value: &Arc<CachedResponse>) -> u64 {
+            (key.len() + value.weight()) as u64
+        }
+    }
+    let keys: Vec<String> = (0..100_000)
+        .map(|i| format!("https://shop.example/p/{i}"))
+        .collect();
+    let entry = Arc::new(CachedResponse::new(
+        StatusCode::OK,
+        HeaderMap::new(),
+        Bytes::from(vec![b'x'; 512]),
+        SystemTime::now(),
+    ));
+    // Room for about a thousand entries.
+    let capacity = 1_000 * (keys[0].len() + entry.weight()) as u64;
+    let ours = MemoryCache::new(capacity, SystemClock::new());
+    let quick = quick_cache::sync::Cache::<
+        Arc<str>,
+        Arc<CachedResponse>,
+        ByWeight,
+        foldhash::fast::RandomState,
+    >::with(
+        (capacity / 4096).max(16) as usize,
+        capacity,
+        ByWeight,
+        foldhash::fast::RandomState::default(),
+        quick_cache::sync::DefaultLifecycle::default(),
+    );
+    let mut group = c.benchmark_group("cache/memory insert, evicting");
+    let mut i = 0usize;
+    group.bench_function("edge_cache MemoryCache::put_shared", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(ours.put_shared(&keys[i], Arc::clone(&entry)).is_ok())
+        })
+    });
+    let mut i = 0usize;
+    group.bench_function("quick_cache", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            quick.insert(Arc::from(keys[i].as_str()), Arc::clone(&entry));
+        })
+    });
+    group.finish();
+    assert!(ours.len() < 2_000 && quick.len() < 2_000, "both evict");
+}
+
 fn layer_hit(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -223,5 +276,11 @@ fn layer_hit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, freshness, memory_tier, layer_hit);
+criterion_group!(
+    benches,
+    freshness,
+    memory_tier,
+    memory_insert_evict,
+    layer_hit
+);
 criterion_main!(benches);

@@ -33,7 +33,8 @@ impl Weighter<Key, Value> for ByWeight {
     }
 }
 
-/// Collects what an operation evicted, to be unindexed once the shard lock is released.
+/// Collects the tagged entries an operation evicted, to be unindexed once the shard lock is released
+/// (an untagged one is in no index: it is simply dropped).
 #[derive(Clone, Copy, Debug, Default)]
 struct CollectEvicted;
 
@@ -41,7 +42,9 @@ impl Lifecycle<Key, Value> for CollectEvicted {
     type RequestState = Vec<(Key, Value)>;
 
     fn on_evict(&self, state: &mut Self::RequestState, key: Key, value: Value) {
-        state.push((key, value));
+        if !value.1.tags.is_empty() {
+            state.push((key, value));
+        }
     }
 }
 
@@ -169,7 +172,7 @@ impl<C: Clock> MemoryCache<C> {
     ) -> Result<(), Error> {
         self.shared.limits.check_put(key, &response)?;
         let key: Key = Arc::from(key);
-        let tags = response.tags.clone();
+        let tagged = (!response.tags.is_empty()).then(|| Arc::clone(&response));
         let deadline = response.expires_at.map_or(u64::MAX, |at| {
             let left = at
                 .duration_since(self.shared.clock.wall_time())
@@ -187,10 +190,17 @@ impl<C: Clock> MemoryCache<C> {
             (deadline, response, parsed),
             &mut evicted,
         );
-        // Index after inserting: a purge racing this put either sees the key or ran before it.
+        // Index after inserting: a purge racing this put either sees the key or ran before it. Most
+        // entries have no tags and evict none that have: the index's lock is not taken for them.
+        if tagged.is_none() && evicted.is_empty() {
+            return Ok(());
+        }
         let mut index = self.tags();
-        for tag in tags {
-            index.entry(tag).or_default().insert(Arc::clone(&key));
+        for tag in tagged.iter().flat_map(|response| &response.tags) {
+            index
+                .entry(tag.clone())
+                .or_default()
+                .insert(Arc::clone(&key));
         }
         for (key, (_, value, _)) in evicted {
             unindex(&mut index, &key, &value);
