@@ -146,14 +146,19 @@ fn keyed_idle(c: &mut Criterion) {
         b.iter_custom(|iters| {
             run_threads(1, iters, KEYS, &|k| {
                 let now = edge_core::Clock::now_nanos(&clock);
-                black_box(floor.get(&k).map(|cell| {
-                    cell.fetch_max(now + 1, std::sync::atomic::Ordering::AcqRel)
-                }));
+                black_box(
+                    floor
+                        .get(&k)
+                        .map(|cell| cell.fetch_max(now + 1, std::sync::atomic::Ordering::AcqRel)),
+                );
             })
         })
     });
     group.finish();
-    assert!(ours.len() as u64 >= KEYS, "no client was swept between its requests");
+    assert!(
+        ours.len() as u64 >= KEYS,
+        "no client was swept between its requests"
+    );
 }
 
 fn kv_bucket(c: &mut Criterion) {
