@@ -196,14 +196,16 @@ impl<C: Clock> MemoryCache<C> {
             return Ok(());
         }
         let mut index = self.tags();
+        // What was evicted leaves the index first: it may be this key's previous entry, whose tags
+        // the new one shares (unindexing it afterwards would take the new entry out of a purge).
+        for (key, (_, value, _)) in evicted {
+            unindex(&mut index, &key, &value);
+        }
         for tag in tagged.iter().flat_map(|response| &response.tags) {
             index
                 .entry(tag.clone())
                 .or_default()
                 .insert(Arc::clone(&key));
-        }
-        for (key, (_, value, _)) in evicted {
-            unindex(&mut index, &key, &value);
         }
         Ok(())
     }
@@ -324,5 +326,77 @@ mod tests {
             n
         };
         assert!(purged > 0 && cache.is_empty() && cache.tags().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_entry_replaced_by_one_with_the_same_tag_is_still_purged() {
+        // Found by the property below: the replaced entry left the index after the new one entered
+        // it, taking the key out of the tag's set, and the purge missed the new entry.
+        let cache = MemoryCache::new(1 << 20, ManualClock::new());
+        let entry = || {
+            CachedResponse::new(
+                http::StatusCode::OK,
+                http::HeaderMap::new(),
+                bytes::Bytes::from_static(b"x"),
+                std::time::SystemTime::UNIX_EPOCH,
+            )
+            .with_tags(["product-42"])
+        };
+        cache.put("k", entry()).await.unwrap();
+        cache.put("k", entry()).await.unwrap();
+        assert_eq!(cache.purge_tag("product-42").await.unwrap(), 1);
+        assert!(cache.get("k").await.unwrap().is_none());
+    }
+
+    /// One step of the property below: a put (key, tags, body size) or a purge of a tag.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(u8, Vec<u8>, usize),
+        Purge(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u8..12, proptest::collection::vec(0u8..3, 0..3), 0usize..900)
+                .prop_map(|(k, tags, size)| Op::Put(k, tags, size)),
+            1 => (0u8..3).prop_map(Op::Purge),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the puts, replacements, evictions and purges, purging a tag removes every entry that
+        /// has it: the index never loses a present entry's tag.
+        #[test]
+        fn purging_a_tag_reaches_every_entry_that_has_it(ops in proptest::collection::vec(op(), 1..60)) {
+            let clock = ManualClock::new();
+            // Room for a handful of entries, so puts evict.
+            let cache = MemoryCache::new(8 * 1024, clock.clone());
+            for op in ops {
+                match op {
+                    Op::Put(key, tags, size) => {
+                        let entry = CachedResponse::new(
+                            http::StatusCode::OK,
+                            http::HeaderMap::new(),
+                            bytes::Bytes::from(vec![b'x'; size]),
+                            clock.wall_time(),
+                        )
+                        .with_tags(tags.iter().map(|t| format!("t{t}")));
+                        cache.put_shared(&format!("k{key}"), Arc::new(entry)).unwrap();
+                    }
+                    Op::Purge(tag) => {
+                        let tag = format!("t{tag}");
+                        futures::executor::block_on(cache.purge_tag(&tag)).unwrap();
+                        for key in 0..12u8 {
+                            let left = cache.get_shared(&format!("k{key}"));
+                            proptest::prop_assert!(
+                                !left.is_some_and(|e| e.tags.contains(&tag)),
+                                "k{key} still has {tag} after the purge"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -170,6 +170,20 @@ pub async fn purge_by_tag<S: CacheStore>(store: &S, clock: &ManualClock) {
         "old tags no longer apply"
     );
     assert_eq!(must("purge new tag", store.purge_tag("v2")).await, 1);
+
+    // Overwriting an entry with one that has the same tag: the purge still reaches it.
+    for body in ["v1", "v2"] {
+        must(
+            "put",
+            store.put("/same", response(clock, body).with_tags(["same"])),
+        )
+        .await;
+    }
+    assert_eq!(
+        must("purge a tag kept on overwrite", store.purge_tag("same")).await,
+        1
+    );
+    assert!(must("get", store.get("/same")).await.is_none());
 }
 
 /// Bad keys, tags and oversized entries get typed errors and leave the previous entry untouched.
