@@ -331,6 +331,48 @@ mod tests {
         assert!(limiter.is_empty());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Sweeping is invisible: over long runs of enough keys that shards grow and are swept, each key
+        /// coming back several times, every decision is the one a map that keeps every key's TAT
+        /// forever makes.
+        #[test]
+        fn sweeps_never_change_a_decision(
+            seed in proptest::prelude::any::<u64>(),
+            per_second in 1u32..100,
+            burst in 1u32..20,
+            keys in 4_096u32..8_192,
+            max_step_micros in 1u64..4_000,
+        ) {
+            let quota = Quota::per_second(std::num::NonZeroU32::new(per_second).unwrap())
+                .with_burst(burst)
+                .unwrap();
+            let clock = ManualClock::new();
+            let limiter = KeyedLimiter::with_clock(quota, clock.clone());
+            let mut model: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+            let mut state = seed | 1;
+            let mut next = move || {
+                // xorshift64*: a reproducible stream from the seed.
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            };
+            for _ in 0..40_000 {
+                clock.advance(Duration::from_micros(next() % max_step_micros));
+                let key = u32::try_from(next() % u64::from(keys)).unwrap();
+                let cost = u32::try_from(next() % 3).unwrap() + 1;
+                let now = clock.now_nanos();
+                let expected = crate::ratelimit::gcra::step(&quota, model.get(&key).copied().unwrap_or(0), now, cost);
+                if let Some(tat) = expected.new_tat {
+                    model.insert(key, tat);
+                }
+                let got = limiter.check_n(&key, cost);
+                proptest::prop_assert_eq!(got, expected.decision, "key {} cost {} at {}", key, cost, now);
+            }
+        }
+    }
+
     #[test]
     fn threads_never_share_out_more_than_the_burst() {
         let clock = ManualClock::new();
