@@ -588,4 +588,200 @@ mod tests {
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
     }
+
+    /// A load the property below controls: it finishes when told, records that it was polled, and
+    /// records being dropped (cancelled).
+    #[derive(Default)]
+    struct Controlled {
+        started: bool,
+        finished: bool,
+        returned: bool,
+        dropped: bool,
+        waker: Option<Waker>,
+    }
+
+    struct ControlledLoad {
+        id: usize,
+        loads: Arc<Mutex<Vec<Controlled>>>,
+    }
+
+    impl Future for ControlledLoad {
+        type Output = usize;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+            let mut loads = lock(&self.loads);
+            let load = &mut loads[self.id];
+            load.started = true;
+            if load.finished {
+                load.returned = true;
+                Poll::Ready(self.id)
+            } else {
+                load.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Drop for ControlledLoad {
+        fn drop(&mut self) {
+            lock(&self.loads)[self.id].dropped = true;
+        }
+    }
+
+    /// A waker that records being woken.
+    struct Flag(AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Join(u8),
+        Poll(usize),
+        Drop(usize),
+        Finish(usize),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0u8..2).prop_map(Step::Join),
+            4 => any::<usize>().prop_map(Step::Poll),
+            1 => any::<usize>().prop_map(Step::Drop),
+            2 => any::<usize>().prop_map(Step::Finish),
+        ]
+    }
+
+    struct Waiter {
+        key: u8,
+        /// The newest load of the key when this waiter joined: it may not get an older one's result.
+        not_before: Option<usize>,
+        future: Pin<Box<Coalesced<u8, usize>>>,
+        flag: Arc<Flag>,
+        polled: bool,
+    }
+
+    proptest::proptest! {
+        /// Any interleaving of callers joining, being polled, being dropped and loads finishing: one
+        /// live load per key at a time; a waiter gets the result of its key's load, never an older one;
+        /// a waiter left pending is woken when there is something to do (an executor that polls only
+        /// woken tasks finishes every one); a load whose waiters are all gone is dropped.
+        #[test]
+        fn interleavings_keep_the_coalescer_s_promises(steps in proptest::collection::vec(step(), 1..80)) {
+            let coalescer: Coalescer<u8, usize> = Coalescer::new();
+            let loads: Arc<Mutex<Vec<Controlled>>> = Arc::default();
+            let key_of: Arc<Mutex<Vec<u8>>> = Arc::default();
+            let mut waiters: Vec<Waiter> = Vec::new();
+            let poll = |w: &mut Waiter| -> Option<usize> {
+                w.polled = true;
+                w.flag.0.store(false, Ordering::SeqCst);
+                let waker = Waker::from(Arc::clone(&w.flag));
+                match w.future.as_mut().poll(&mut Context::from_waker(&waker)) {
+                    Poll::Ready(id) => Some(id),
+                    Poll::Pending => None,
+                }
+            };
+            let check = |w: &Waiter, id: usize, key_of: &Vec<u8>| -> Result<(), proptest::test_runner::TestCaseError> {
+                proptest::prop_assert_eq!(key_of[id], w.key, "a result of another key's load");
+                proptest::prop_assert!(w.not_before.is_none_or(|n| id >= n), "an older load's result");
+                Ok(())
+            };
+            for step in steps {
+                match step {
+                    Step::Join(key) => {
+                        let not_before = lock(&key_of).iter().rposition(|k| *k == key);
+                        let (loads, key_of) = (Arc::clone(&loads), Arc::clone(&key_of));
+                        let future = coalescer.run(key, move || {
+                            let id = {
+                                let mut all = lock(&loads);
+                                all.push(Controlled::default());
+                                all.len() - 1
+                            };
+                            lock(&key_of).push(key);
+                            ControlledLoad { id, loads }
+                        });
+                        waiters.push(Waiter {
+                            key,
+                            not_before,
+                            future: Box::pin(future),
+                            flag: Arc::new(Flag(AtomicBool::new(false))),
+                            polled: false,
+                        });
+                    }
+                    Step::Poll(i) if !waiters.is_empty() => {
+                        let i = i % waiters.len();
+                        if let Some(id) = poll(&mut waiters[i]) {
+                            check(&waiters[i], id, &lock(&key_of))?;
+                            waiters.remove(i);
+                        }
+                    }
+                    Step::Drop(i) if !waiters.is_empty() => {
+                        waiters.remove(i % waiters.len());
+                    }
+                    Step::Finish(i) => {
+                        let waker = {
+                            let mut all = lock(&loads);
+                            let count = all.len();
+                            all.get_mut(i % count.max(1))
+                                .filter(|l| l.started && !l.finished)
+                                .and_then(|l| {
+                                    l.finished = true;
+                                    l.waker.take()
+                                })
+                        };
+                        if let Some(waker) = waker {
+                            waker.wake();
+                        }
+                    }
+                    _ => {}
+                }
+                // One live load per key: started (or created) and neither returned nor dropped.
+                let all = lock(&loads);
+                let keys = lock(&key_of);
+                for key in 0..2u8 {
+                    let live = all
+                        .iter()
+                        .zip(keys.iter())
+                        .filter(|(l, k)| **k == key && !l.returned && !l.dropped)
+                        .count();
+                    proptest::prop_assert!(live <= 1, "{} loads of key {} at once", live, key);
+                }
+            }
+            // Drain as an executor would: poll only what was woken (or never polled), finish every
+            // started load, until nothing moves. Every waiter must then be done.
+            for _ in 0..1_000 {
+                if waiters.is_empty() {
+                    break;
+                }
+                let wakers: Vec<Waker> = lock(&loads)
+                    .iter_mut()
+                    .filter(|l| l.started && !l.finished)
+                    .filter_map(|l| {
+                        l.finished = true;
+                        l.waker.take()
+                    })
+                    .collect();
+                wakers.into_iter().for_each(Waker::wake);
+                let mut i = 0;
+                while i < waiters.len() {
+                    let due = !waiters[i].polled || waiters[i].flag.0.load(Ordering::SeqCst);
+                    match due.then(|| poll(&mut waiters[i])).flatten() {
+                        Some(id) => {
+                            check(&waiters[i], id, &lock(&key_of))?;
+                            waiters.remove(i);
+                        }
+                        None => i += 1,
+                    }
+                }
+            }
+            proptest::prop_assert!(waiters.is_empty(), "{} waiters never woken", waiters.len());
+            // Nothing left running: every load returned its result or was dropped.
+            for (id, load) in lock(&loads).iter().enumerate() {
+                proptest::prop_assert!(load.returned || load.dropped, "load {} leaked", id);
+            }
+        }
+    }
 }
