@@ -237,9 +237,9 @@ const STATEMENTS: [&str; 13] = [
 ];
 
 /// What one token stream shows. `quoted` says the stream was read as if inside a quoted string, so a
-/// leading string token is the input closing that string; `measurement`, that this closed string is a
-/// number and its quote an inch mark.
-fn rules_on(tokens: &[Token<'_>], quoted: bool, measurement: bool) -> Option<&'static str> {
+/// leading string token is the input closing that string; `prose`, that what closes it and the
+/// "comment" right after read as text (see [`detect`]).
+fn rules_on(tokens: &[Token<'_>], quoted: bool, prose: bool) -> Option<&'static str> {
     for (i, t) in tokens.iter().enumerate() {
         let next = |k: usize| tokens.get(i + k);
         match t {
@@ -381,7 +381,7 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool, measurement: bool) -> Option<&'s
                     && tokens.get(1..=i).is_some_and(|between| {
                         between.iter().all(|t| *t == Token::Close) || between.iter().any(is_sql)
                     })
-                    && !(i == 0 && measurement) =>
+                    && !(i == 0 && prose) =>
             {
                 return Some("sqli-comment-breakout");
             }
@@ -446,18 +446,24 @@ pub(crate) fn detect(text: &str) -> Option<&'static str> {
     if !might_inject(text) {
         return None;
     }
-    // Inside a double-quoted string, a value whose text before the quote ends in a digit reads as a
-    // measurement (`a 7" #2 pencil`), not as a string closed and the query cut off.
-    let inch_mark = text
-        .split('"')
-        .next()
-        .is_some_and(|tail| tail.trim_end().ends_with(|c: char| c.is_ascii_digit()));
     [None, Some(b'\''), Some(b'"')]
         .into_iter()
         .find_map(|context| {
-            let measurement = context == Some(b'"') && inch_mark;
-            rules_on(&tokenize(text, context), context.is_some(), measurement)
+            let prose = context.is_some_and(|quote| closes_prose(text, quote));
+            rules_on(&tokenize(text, context), context.is_some(), prose)
         })
+}
+
+/// Whether the first `quote` in `text`, read as the input closing a string, and a `--` or `#` right
+/// after it read as text rather than a breakout: a measurement (`a 7" #2 pencil`), a sentence before
+/// the quote (`from if '--long' flag is set`: an injected value is one word, `admin'--`), or a run of
+/// dashes after it (`'-----BEGIN CERTIFICATE-----'`).
+fn closes_prose(text: &str, quote: u8) -> bool {
+    let Some((before, after)) = text.split_once(char::from(quote)) else {
+        return false;
+    };
+    let inch_mark = quote == b'"' && before.trim_end().ends_with(|c: char| c.is_ascii_digit());
+    inch_mark || before.split_whitespace().count() >= 3 || after.trim_start().starts_with("---")
 }
 
 #[cfg(test)]
@@ -510,6 +516,9 @@ mod tests {
     fn ordinary_text_is_left_alone() {
         for text in [
             "o'brien",
+            // A sentence before the quote, a run of dashes after it (README prose and PEM blocks).
+            "returns integrity and from if '--long' flag is set.",
+            "cert: '-----begin certificate-----\\nxxxx\\n-----end certificate-----'",
             "select your size",
             "select your size from the list below",
             "tom & jerry",

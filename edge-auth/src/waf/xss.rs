@@ -30,12 +30,14 @@ pub(crate) fn detect(text: &str) -> Option<&'static str> {
             continue;
         }
         let name = rest.get(..name_len).unwrap_or_default();
-        if ACTIVE_TAGS.contains(&name) {
-            return Some("xss-active-tag");
-        }
         // The tag's inside: up to `>`, or the end of the value (a browser waits for the rest).
         let inside = rest.get(name_len..).unwrap_or_default();
         let inside = inside.split('>').next().unwrap_or_default();
+        // `<script>` runs what follows it; the other active tags load nothing without an attribute
+        // (`Promise<Object>` in a code comment is a type, not an embed).
+        if ACTIVE_TAGS.contains(&name) && (name == "script" || !inside.trim().is_empty()) {
+            return Some("xss-active-tag");
+        }
         if has_event_handler(inside) {
             return Some("xss-event-handler");
         }
@@ -111,6 +113,9 @@ fn known_event(text: &str) -> bool {
     EVENTS.iter().any(|e| text.contains(e))
 }
 
+/// Where [`SINKS`]' timers and `import(` begin.
+const FIRST_CODE_SINK: usize = 4;
+
 /// Script sinks called right after a quote or a statement break: the shape of a string breakout.
 const SINKS: [&str; 8] = [
     "alert(",
@@ -127,10 +132,12 @@ fn js_breakout(text: &str) -> bool {
     // Every sink ends with `(`: look back from each `(` rather than search for each sink.
     text.match_indices('(').any(|(open, _)| {
         let upto = text.get(..=open).unwrap_or_default();
-        SINKS.iter().any(|sink| {
+        SINKS.iter().enumerate().any(|(i, sink)| {
             upto.strip_suffix(sink).is_some_and(|before| {
                 let before = before.trim_end();
-                before.is_empty()
+                // A value that starts with the call: the dialog and `eval` sinks (a probe's
+                // `alert(1)`), not the timers and `import()`, which open most lines of ordinary code.
+                (before.is_empty() && i < FIRST_CODE_SINK)
                     || before.ends_with([';', '\'', '"', '+', '(', '{', '}', ',', '`', '|', '&'])
             })
         })
@@ -189,6 +196,10 @@ mod tests {
     fn ordinary_text_is_left_alone() {
         for text in [
             "a < b and c > d",
+            // Types and code in a comment: a bare `<object>` loads nothing, a timer is not a breakout.
+            "`access.getcollaborators(spec, opts) -> promise<object>`",
+            "settimeout(function() {",
+            "setinterval(() => poll(), 1000)",
             "i <3 edge",
             "learn javascript: the good parts",
             "<b>bold</b> and <i>italic</i>",
