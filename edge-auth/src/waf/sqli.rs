@@ -456,14 +456,21 @@ pub(crate) fn detect(text: &str) -> Option<&'static str> {
 
 /// Whether the first `quote` in `text`, read as the input closing a string, and a `--` or `#` right
 /// after it read as text rather than a breakout: a measurement (`a 7" #2 pencil`), a sentence before
-/// the quote (`from if '--long' flag is set`: an injected value is one word, `admin'--`), or a run of
-/// dashes after it (`'-----BEGIN CERTIFICATE-----'`).
+/// the quote (`from if '--long' flag is set`: an injected value is one word, `admin'--`), a run of
+/// dashes after it (`'-----BEGIN CERTIFICATE-----'`) or a command-line option (`'--cov'`: MySQL
+/// needs a space after `--`, and injections put one there or nothing at all).
 fn closes_prose(text: &str, quote: u8) -> bool {
     let Some((before, after)) = text.split_once(char::from(quote)) else {
         return false;
     };
     let inch_mark = quote == b'"' && before.trim_end().ends_with(|c: char| c.is_ascii_digit());
-    inch_mark || before.split_whitespace().count() >= 3 || after.trim_start().starts_with("---")
+    let option = after
+        .strip_prefix("--")
+        .is_some_and(|name| name.starts_with(|c: char| c.is_ascii_alphabetic()));
+    inch_mark
+        || option
+        || before.split_whitespace().count() >= 3
+        || after.trim_start().starts_with("---")
 }
 
 #[cfg(test)]
@@ -518,6 +525,7 @@ mod tests {
             "o'brien",
             // A sentence before the quote, a run of dashes after it (README prose and PEM blocks).
             "returns integrity and from if '--long' flag is set.",
+            "tap_flags='--cov' npm run test:code",
             "cert: '-----begin certificate-----\\nxxxx\\n-----end certificate-----'",
             "select your size",
             "select your size from the list below",
