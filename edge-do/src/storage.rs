@@ -736,4 +736,232 @@ mod tests {
         assert!(storage.put("b", b("2")).await.is_err());
         assert!(storage.get("a").await.is_err());
     }
+
+    /// Keys that stress ordering and prefixes: the empty key, SQL `LIKE` wildcards, a NUL, non-ASCII
+    /// text, keys that are prefixes of others.
+    const KEYS: [&str; 12] = [
+        "",
+        "a",
+        "a%",
+        "a_",
+        "a\0",
+        "ab",
+        "abc",
+        "a/b",
+        "b",
+        "é",
+        "éa",
+        "\u{10ffff}",
+    ];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(usize, u8),
+        Delete(usize),
+        Batch(Vec<(usize, Option<u8>)>),
+        DeleteAll,
+        Get(usize),
+        GetMany(Vec<usize>),
+        List(
+            Option<usize>,
+            Option<usize>,
+            Option<usize>,
+            Option<usize>,
+            bool,
+        ),
+        /// Ends the turn and waits until it is durable (as the runtime does before answering).
+        EndTurn,
+        /// The turn's handler failed: its writes are dropped and a new instance takes over.
+        Discard,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let key = 0..KEYS.len();
+        let bound = proptest::option::of(0..KEYS.len());
+        prop_oneof![
+            4 => (key.clone(), any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+            2 => key.clone().prop_map(Op::Delete),
+            2 => proptest::collection::vec((key.clone(), proptest::option::of(any::<u8>())), 0..4)
+                .prop_map(Op::Batch),
+            1 => Just(Op::DeleteAll),
+            2 => key.clone().prop_map(Op::Get),
+            1 => proptest::collection::vec(key, 0..4).prop_map(Op::GetMany),
+            4 => (bound.clone(), bound.clone(), bound, proptest::option::of(0..5usize), any::<bool>())
+                .prop_map(|(p, s, e, l, r)| Op::List(p, s, e, l, r)),
+            2 => Just(Op::EndTurn),
+            1 => Just(Op::Discard),
+        ]
+    }
+
+    fn range(
+        prefix: Option<usize>,
+        start: Option<usize>,
+        end: Option<usize>,
+        limit: Option<usize>,
+        reverse: bool,
+    ) -> ListRange {
+        let mut range = prefix.map_or_else(ListRange::all, |p| ListRange::prefix(KEYS[p]));
+        if let Some(s) = start {
+            range = range.with_start(KEYS[s]);
+        }
+        if let Some(e) = end {
+            range = range.with_end(KEYS[e]);
+        }
+        if let Some(l) = limit {
+            range = range.with_limit(l);
+        }
+        if reverse {
+            range = range.reversed();
+        }
+        range
+    }
+
+    type Model = BTreeMap<String, Bytes>;
+
+    fn listed(model: &Model, range: &ListRange) -> Vec<(String, Bytes)> {
+        let matching = model.iter().filter(|(k, _)| range.contains(k));
+        let limit = range.limit.unwrap_or(usize::MAX);
+        let out: Vec<(String, Bytes)> = if range.reverse {
+            matching
+                .rev()
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        } else {
+            matching
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        out
+    }
+
+    /// Runs `ops` on `storage` (turns ignored when `turns` is `None`) and on a `BTreeMap`, comparing
+    /// every read; with turns, the backing storage must hold exactly what ended turns wrote.
+    async fn against_the_model<S: Storage + Clone + 'static>(
+        backing: S,
+        ops: Vec<Op>,
+        turns: bool,
+    ) -> Result<(), String> {
+        let mut front = ObjectStorage::new(backing.clone());
+        let (mut view, mut durable) = (Model::new(), Model::new());
+        let value = |v: u8| Bytes::from(vec![v; usize::from(v % 3)]);
+        for (at, op) in ops.into_iter().enumerate() {
+            let fail = |what: &str| format!("step {at} ({what})");
+            match op {
+                Op::Put(k, v) => {
+                    front
+                        .put(KEYS[k], value(v))
+                        .await
+                        .map_err(|e| fail(&e.to_string()))?;
+                    view.insert(KEYS[k].to_owned(), value(v));
+                }
+                Op::Delete(k) => {
+                    let existed = front
+                        .delete(KEYS[k])
+                        .await
+                        .map_err(|e| fail(&e.to_string()))?;
+                    if existed != view.remove(KEYS[k]).is_some() {
+                        return Err(fail("delete said whether the key existed wrongly"));
+                    }
+                }
+                Op::Batch(writes) => {
+                    let mut batch = WriteBatch::new();
+                    for (k, v) in &writes {
+                        batch = match v {
+                            Some(v) => batch.put(KEYS[*k], value(*v)),
+                            None => batch.delete(KEYS[*k]),
+                        };
+                    }
+                    front.write(batch).await.map_err(|e| fail(&e.to_string()))?;
+                    for (k, v) in writes {
+                        match v {
+                            Some(v) => view.insert(KEYS[k].to_owned(), value(v)),
+                            None => view.remove(KEYS[k]),
+                        };
+                    }
+                }
+                Op::DeleteAll => {
+                    // A barrier, not part of the turn: what the turn wrote before it is committed, and
+                    // the clear is durable at once (a later discard undoes neither).
+                    front.delete_all().await.map_err(|e| fail(&e.to_string()))?;
+                    view.clear();
+                    durable.clear();
+                }
+                Op::Get(k) => {
+                    let got = front.get(KEYS[k]).await.map_err(|e| fail(&e.to_string()))?;
+                    if got.as_ref() != view.get(KEYS[k]) {
+                        return Err(fail(&format!("get {:?}: {got:?}", KEYS[k])));
+                    }
+                }
+                Op::GetMany(keys) => {
+                    let keys: Vec<String> = keys.iter().map(|k| KEYS[*k].to_owned()).collect();
+                    let got = front
+                        .get_many(&keys)
+                        .await
+                        .map_err(|e| fail(&e.to_string()))?;
+                    let want: Vec<(String, Bytes)> = view
+                        .iter()
+                        .filter(|(k, _)| keys.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    if got != want {
+                        return Err(fail(&format!("get_many {keys:?}: {got:?}, want {want:?}")));
+                    }
+                }
+                Op::List(p, s, e, l, r) => {
+                    let range = range(p, s, e, l, r);
+                    let got = front
+                        .list(range.clone())
+                        .await
+                        .map_err(|e| fail(&e.to_string()))?;
+                    let want = listed(&view, &range);
+                    if got != want {
+                        return Err(fail(&format!("list {range:?}: {got:?}, want {want:?}")));
+                    }
+                }
+                Op::EndTurn if turns => {
+                    front
+                        .end_turn()
+                        .durable()
+                        .await
+                        .map_err(|e| fail(&e.to_string()))?;
+                    durable = view.clone();
+                    let stored = backing
+                        .list(ListRange::all())
+                        .await
+                        .map_err(|e| fail(&e.to_string()))?;
+                    if stored != listed(&durable, &ListRange::all()) {
+                        return Err(fail(&format!("durable: {stored:?}, want {durable:?}")));
+                    }
+                }
+                Op::Discard if turns => {
+                    front.discard_turn();
+                    front = ObjectStorage::new(backing.clone());
+                    view = durable.clone();
+                }
+                Op::EndTurn | Op::Discard => {}
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// Every read through the turn buffer (own writes over the backing storage) and every commit
+        /// match a sorted map, over memory and SQLite backing storage.
+        #[test]
+        fn object_storage_matches_a_sorted_map(ops in proptest::collection::vec(op(), 1..40)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(against_the_model(MemoryStorage::new(), ops.clone(), true))
+                .map_err(proptest::test_runner::TestCaseError::fail)?;
+            #[cfg(feature = "sqlite")]
+            {
+                let store = crate::SqliteStore::in_memory().unwrap();
+                let sqlite = store.storage(&edge_core::durable::ObjectId::from_name("model"));
+                runtime.block_on(against_the_model(sqlite, ops, true))
+                    .map_err(proptest::test_runner::TestCaseError::fail)?;
+            }
+        }
+    }
 }
