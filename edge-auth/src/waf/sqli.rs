@@ -457,16 +457,17 @@ pub(crate) fn detect(text: &str) -> Option<&'static str> {
 /// Whether the first `quote` in `text`, read as the input closing a string, and a `--` or `#` right
 /// after it read as text rather than a breakout: a measurement (`a 7" #2 pencil`), a sentence before
 /// the quote (`from if '--long' flag is set`: an injected value is one word, `admin'--`), a run of
-/// dashes after it (`'-----BEGIN CERTIFICATE-----'`) or a command-line option (`'--cov'`: MySQL
-/// needs a space after `--`, and injections put one there or nothing at all).
+/// dashes after it (`'-----BEGIN CERTIFICATE-----'`), or a name glued to the marker: a command-line
+/// option (`'--cov'`: MySQL needs a space after `--`), a selector or key (`$('#main')`, `'#text'`),
+/// an arrow (`'-->'`). Injections put a space, a dash or nothing after the marker.
 fn closes_prose(text: &str, quote: u8) -> bool {
     let Some((before, after)) = text.split_once(char::from(quote)) else {
         return false;
     };
     let inch_mark = quote == b'"' && before.trim_end().ends_with(|c: char| c.is_ascii_digit());
-    let option = after
-        .strip_prefix("--")
-        .is_some_and(|name| name.starts_with(|c: char| c.is_ascii_alphabetic()));
+    let glued = |rest: &str| rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '>');
+    let option =
+        after.strip_prefix("--").is_some_and(glued) || after.strip_prefix('#').is_some_and(glued);
     inch_mark
         || option
         || before.split_whitespace().count() >= 3
@@ -526,6 +527,8 @@ mod tests {
             // A sentence before the quote, a run of dashes after it (README prose and PEM blocks).
             "returns integrity and from if '--long' flag is set.",
             "tap_flags='--cov' npm run test:code",
+            "$('#main').hide()",
+            "print(f\"{'-->' if line.is_current else '   '}\")",
             "cert: '-----begin certificate-----\\nxxxx\\n-----end certificate-----'",
             "select your size",
             "select your size from the list below",
