@@ -71,7 +71,8 @@ pub struct MemoryWindowStore<C = SystemClock> {
 
 #[derive(Default)]
 struct WindowState {
-    logs: HashMap<String, VecDeque<u64>>,
+    /// Each key's window (as its last hit gave it) and log.
+    logs: HashMap<String, (u64, VecDeque<u64>)>,
     sweep_at: usize,
 }
 
@@ -104,15 +105,18 @@ impl<C: Clock> MemoryWindowStore<C> {
     fn hit_now(&self, key: &str, window: Duration, limit: u32) -> WindowHit {
         let now = self.clock.now_nanos();
         let window = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        let expired = |t: u64| now.saturating_sub(t) >= window;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.logs.len() >= state.sweep_at {
-            state
-                .logs
-                .retain(|_, log| log.back().is_some_and(|&last| !expired(last)));
+            // Each log by its own key's window: one store may serve limits of different windows, and
+            // judging an hour's log by this call's second would forget hits still in it.
+            state.logs.retain(|_, (window, log)| {
+                log.back()
+                    .is_some_and(|&last| now.saturating_sub(last) < *window)
+            });
             state.sweep_at = (state.logs.len() * 2).max(FIRST_SWEEP);
         }
-        let log = state.logs.entry(key.to_owned()).or_default();
+        let (key_window, log) = state.logs.entry(key.to_owned()).or_default();
+        *key_window = window;
         let s = slide(log, now, window, limit);
         WindowHit {
             admitted: s.admitted,

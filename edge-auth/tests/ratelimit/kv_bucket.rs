@@ -258,6 +258,25 @@ mod windows {
     }
 
     #[test]
+    fn a_sweep_judges_each_key_by_its_own_window() {
+        use edge_auth::ratelimit::WindowStore;
+        // One store, two limits: an hour's for "login", a second's for many other keys.
+        let clock = ManualClock::new();
+        let store = MemoryWindowStore::with_clock(clock.clone());
+        let hour = Duration::from_secs(3600);
+        assert!(block_on(store.hit("login", hour, 1)).unwrap().admitted);
+        clock.advance(Duration::from_secs(10));
+        // Enough short-window keys to make the map grow past its first sweep.
+        for i in 0..5_000 {
+            let _ = block_on(store.hit(&format!("k{i}"), Duration::from_secs(1), 5));
+        }
+        assert!(
+            !block_on(store.hit("login", hour, 1)).unwrap().admitted,
+            "the hour's hit is still in its window"
+        );
+    }
+
+    #[test]
     fn sharding_stays_within_limit_plus_shards_minus_one() {
         let clock = ManualClock::new();
         let quota = Quota::per_minute(std::num::NonZeroU32::new(20).unwrap());
