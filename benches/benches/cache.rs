@@ -112,16 +112,25 @@ fn freshness(c: &mut Criterion) {
     group.finish();
 }
 
-fn memory_tier(c: &mut Criterion) {
-    let keys: Vec<String> = (0..10_000)
+/// `n` distinct page URLs, the keys the memory-tier benches use.
+fn page_keys(n: usize) -> Vec<String> {
+    (0..n)
         .map(|i| format!("https://shop.example/p/{i}"))
-        .collect();
-    let entry = Arc::new(CachedResponse::new(
+        .collect()
+}
+
+/// A 512-byte page with no header fields, the entry the memory-tier benches store.
+fn page() -> Arc<CachedResponse> {
+    Arc::new(CachedResponse::new(
         StatusCode::OK,
         HeaderMap::new(),
         Bytes::from(vec![b'x'; 512]),
         SystemTime::now(),
-    ));
+    ))
+}
+
+fn memory_tier(c: &mut Criterion) {
+    let (keys, entry) = (page_keys(10_000), page());
     let ours = MemoryCache::new(256 << 20, SystemClock::new());
     let quick = quick_cache::sync::Cache::<String, Arc<CachedResponse>>::new(20_000);
     let moka = moka::sync::Cache::<String, Arc<CachedResponse>>::new(20_000);
@@ -164,15 +173,7 @@ fn memory_insert_evict(c: &mut Criterion) {
             (key.len() + value.weight()) as u64
         }
     }
-    let keys: Vec<String> = (0..100_000)
-        .map(|i| format!("https://shop.example/p/{i}"))
-        .collect();
-    let entry = Arc::new(CachedResponse::new(
-        StatusCode::OK,
-        HeaderMap::new(),
-        Bytes::from(vec![b'x'; 512]),
-        SystemTime::now(),
-    ));
+    let (keys, entry) = (page_keys(100_000), page());
     // Room for about a thousand entries.
     let capacity = 1_000 * (keys[0].len() + entry.weight()) as u64;
     let ours = MemoryCache::new(capacity, SystemClock::new());
