@@ -837,12 +837,11 @@ mod tests {
         out
     }
 
-    /// Runs `ops` on `storage` (turns ignored when `turns` is `None`) and on a `BTreeMap`, comparing
-    /// every read; with turns, the backing storage must hold exactly what ended turns wrote.
+    /// Runs `ops` through an `ObjectStorage` over `backing` and on a `BTreeMap`, comparing every read;
+    /// after each ended turn, `backing` must hold exactly what the ended turns wrote.
     async fn against_the_model<S: Storage + Clone + 'static>(
         backing: S,
         ops: Vec<Op>,
-        turns: bool,
     ) -> Result<(), String> {
         let mut front = ObjectStorage::new(backing.clone());
         let (mut view, mut durable) = (Model::new(), Model::new());
@@ -921,7 +920,7 @@ mod tests {
                         return Err(fail(&format!("list {range:?}: {got:?}, want {want:?}")));
                     }
                 }
-                Op::EndTurn if turns => {
+                Op::EndTurn => {
                     front
                         .end_turn()
                         .durable()
@@ -936,12 +935,11 @@ mod tests {
                         return Err(fail(&format!("durable: {stored:?}, want {durable:?}")));
                     }
                 }
-                Op::Discard if turns => {
+                Op::Discard => {
                     front.discard_turn();
                     front = ObjectStorage::new(backing.clone());
                     view = durable.clone();
                 }
-                Op::EndTurn | Op::Discard => {}
             }
         }
         Ok(())
@@ -953,13 +951,13 @@ mod tests {
         #[test]
         fn object_storage_matches_a_sorted_map(ops in proptest::collection::vec(op(), 1..40)) {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            runtime.block_on(against_the_model(MemoryStorage::new(), ops.clone(), true))
+            runtime.block_on(against_the_model(MemoryStorage::new(), ops.clone()))
                 .map_err(proptest::test_runner::TestCaseError::fail)?;
             #[cfg(feature = "sqlite")]
             {
                 let store = crate::SqliteStore::in_memory().unwrap();
                 let sqlite = store.storage(&edge_core::durable::ObjectId::from_name("model"));
-                runtime.block_on(against_the_model(sqlite, ops, true))
+                runtime.block_on(against_the_model(sqlite, ops))
                     .map_err(proptest::test_runner::TestCaseError::fail)?;
             }
         }
