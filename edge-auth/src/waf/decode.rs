@@ -118,7 +118,9 @@ fn has_overlong(bytes: &[u8]) -> bool {
 /// NUL): what an XSS rule must look at.
 #[must_use]
 pub fn html_normalize(text: &str) -> Cow<'_, str> {
-    if !text.contains(['&', '\t', '\n', '\r', '\0', '\u{ff1c}', '\u{ff1e}']) {
+    // `\xef` starts the fullwidth `<` and `>`.
+    const REWRITTEN: super::ByteSet = super::ByteSet::new(b"&\t\n\r\0\xef");
+    if !REWRITTEN.any_in(text.as_bytes()) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());

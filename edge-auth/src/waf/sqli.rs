@@ -6,6 +6,8 @@
 //! two literals (`' OR 'a'='a`, `1 AND 5=5`), `UNION SELECT`, a statement after `;`, a string closed and
 //! the rest commented out, sleep and error functions, schema probes.
 
+use super::{ByteSet, Needles, contains_any};
+
 /// One SQL-ish token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Token<'a> {
@@ -25,10 +27,10 @@ enum Token<'a> {
 
 const MAX_TOKENS: usize = 512;
 
-fn tokenize<'a>(text: &'a str, quote_context: Option<u8>) -> Vec<Token<'a>> {
+/// Tokenizes `text` into `tokens` (cleared first: one buffer serves the three readings of a value).
+fn tokenize<'a>(text: &'a str, quote_context: Option<u8>, tokens: &mut Vec<Token<'a>>) {
     let bytes = text.as_bytes();
-    // Most values tokenize to a handful: one allocation, not a doubling from one.
-    let mut tokens = Vec::with_capacity(16);
+    tokens.clear();
     let mut i = 0;
     // Inside a quoted context, the text up to the first matching quote is the tail of a string.
     if let Some(q) = quote_context {
@@ -37,7 +39,7 @@ fn tokenize<'a>(text: &'a str, quote_context: Option<u8>) -> Vec<Token<'a>> {
                 tokens.push(Token::Str);
                 i = end + 1;
             }
-            None => return tokens,
+            None => return,
         }
     }
     while let Some(&b) = bytes.get(i) {
@@ -143,7 +145,6 @@ fn tokenize<'a>(text: &'a str, quote_context: Option<u8>) -> Vec<Token<'a>> {
             }
         }
     }
-    tokens
 }
 
 /// Where tokenizing resumes after a line comment starting at `at`: past the next newline, or the end.
@@ -427,8 +428,8 @@ fn stacked_select(tokens: &[Token<'_>]) -> bool {
 /// Plain words and digits cannot inject, unless they are the few keywords that work without punctuation:
 /// the common case costs one scan.
 fn might_inject(text: &str) -> bool {
-    const PUNCTUATION: &[u8] = b"'\"`(;=<>-#/|&@*";
-    const BARE_KEYWORDS: [&str; 8] = [
+    const PUNCTUATION: ByteSet = ByteSet::new(b"'\"`(;=<>-#/|&@*");
+    const BARE_KEYWORDS: Needles<'static> = Needles::new(&[
         "union",
         "information_schema",
         "waitfor",
@@ -437,8 +438,8 @@ fn might_inject(text: &str) -> bool {
         "sysobjects",
         "pg_catalog",
         "sqlite_master",
-    ];
-    text.bytes().any(|b| PUNCTUATION.contains(&b)) || super::contains_any(text, &BARE_KEYWORDS)
+    ]);
+    PUNCTUATION.any_in(text.as_bytes()) || contains_any(text, &BARE_KEYWORDS)
 }
 
 /// The first SQL injection rule `text` (decoded, lowercased) trips, if any.
@@ -446,11 +447,16 @@ pub(crate) fn detect(text: &str) -> Option<&'static str> {
     if !might_inject(text) {
         return None;
     }
+    // Most values tokenize to a handful: one allocation, not a doubling from one.
+    let mut tokens = Vec::with_capacity(16);
     [None, Some(b'\''), Some(b'"')]
         .into_iter()
+        // Read as if inside a string only when the input has the quote that would close it.
+        .filter(|context| context.is_none_or(|quote| text.as_bytes().contains(&quote)))
         .find_map(|context| {
+            tokenize(text, context, &mut tokens);
             let prose = context.is_some_and(|quote| closes_prose(text, quote));
-            rules_on(&tokenize(text, context), context.is_some(), prose)
+            rules_on(&tokens, context.is_some(), prose)
         })
 }
 

@@ -1,7 +1,7 @@
 //! Path traversal: `..` segments, well-known sensitive files, NUL bytes, overlong encodings.
 
 /// Files and directories a request has no business naming.
-const SENSITIVE: [&str; 12] = [
+const SENSITIVE: super::Needles<'static> = super::Needles::new(&[
     "/etc/passwd",
     "/etc/shadow",
     "/etc/hosts",
@@ -14,7 +14,7 @@ const SENSITIVE: [&str; 12] = [
     "/.git/",
     "/.env",
     "web-inf/web.xml",
-];
+]);
 
 /// The first traversal rule `text` (decoded, lowercased) trips, if any; `overlong` is the decoder's
 /// overlong-UTF-8 finding; `in_path` says `text` is the request's path, where any `..` is an attack.
@@ -22,10 +22,12 @@ pub(crate) fn detect(text: &str, overlong: bool, in_path: bool) -> Option<&'stat
     if overlong {
         return Some("traversal-overlong-encoding");
     }
-    if text.contains('\0') {
+    const NUL: super::ByteSet = super::ByteSet::new(b"\0");
+    const PATH: super::ByteSet = super::ByteSet::new(b"./\\");
+    if NUL.any_in(text.as_bytes()) {
         return Some("traversal-nul-byte");
     }
-    if !text.contains(['.', '/', '\\']) {
+    if !PATH.any_in(text.as_bytes()) {
         return None;
     }
     let unified = if text.contains('\\') {
@@ -55,6 +57,7 @@ pub(crate) fn detect(text: &str, overlong: bool, in_path: bool) -> Option<&'stat
     // Each name as the value holds it, or at its start as if the value were rooted (`etc/passwd`).
     let rooted = || {
         SENSITIVE
+            .words()
             .iter()
             .filter_map(|name| name.strip_prefix('/'))
             .any(|rest| unified.starts_with(rest))

@@ -5,6 +5,7 @@
 //! mentions `<` or "javascript" is not enough; the rules need a tag that runs script, an event-handler
 //! attribute inside a tag, or a script URL where a URL would go.
 
+use super::ByteSet;
 use super::decode::html_normalize;
 
 /// Tags that run or load active content on their own.
@@ -17,7 +18,10 @@ const SCRIPT_SCHEMES: [&str; 4] = ["javascript:", "vbscript:", "livescript:", "d
 
 /// The first XSS rule `text` (decoded, lowercased) trips, if any.
 pub(crate) fn detect(text: &str) -> Option<&'static str> {
-    if !text.contains(['<', ':', '&', '\t', '\n', '(', '`', '=', '\u{ff1c}']) {
+    // What every rule needs: a tag, a scheme, a reference, a call or an assignment (`\xef` starts a
+    // fullwidth `<`, which the normalisation turns into one).
+    const NEEDED: ByteSet = ByteSet::new(b"<:&\t\n(`=\xef");
+    if !NEEDED.any_in(text.as_bytes()) {
         return None;
     }
     let text = html_normalize(text);
