@@ -1054,24 +1054,43 @@ pub fn own_variant_key(key: &str, stored: &HeaderMap) -> Option<String> {
 /// `Vary` values).
 #[must_use]
 pub fn serve_headers(stored: &HeaderMap, age: u64) -> HeaderMap {
-    let mut headers = stored.clone();
-    strip_edge_fields(&mut headers);
+    // Copied field by field, leaving this edge's own out, into a map with room for what the layers add
+    // on the way out (Cache-Status, rate limits, Link, Server-Timing …): a clone followed by removals
+    // looks each edge field up, and the map then regrows (rehashing every field) as the layers add.
+    let mut headers = HeaderMap::with_capacity(stored.len() + ROOM_FOR_LAYERS);
+    for (name, value) in stored {
+        if !is_edge_field(name) && name != header::AGE {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     headers.insert(header::AGE, HeaderValue::from(age));
     headers
 }
 
-/// Removes the fields meant for this edge only, before a response (cached or not) leaves it.
-pub fn strip_edge_fields(headers: &mut HeaderMap) {
-    for name in [
+/// Fields the layers outside the cache typically add to a response it serves.
+const ROOM_FOR_LAYERS: usize = 12;
+
+/// The fields meant for this edge only, removed before a response (cached or not) leaves it.
+fn edge_fields() -> [&'static HeaderName; 6] {
+    [
         &CDN_CACHE_CONTROL,
         &SURROGATE_CONTROL,
         &CACHE_TAG,
         &SURROGATE_KEY,
-    ] {
+        &VARY_RECORD,
+        &REFRESH_EARLY,
+    ]
+}
+
+fn is_edge_field(name: &HeaderName) -> bool {
+    edge_fields().contains(&name)
+}
+
+/// Removes the fields meant for this edge only, before a response (cached or not) leaves it.
+pub fn strip_edge_fields(headers: &mut HeaderMap) {
+    for name in edge_fields() {
         headers.remove(name);
     }
-    headers.remove(&VARY_RECORD);
-    headers.remove(&REFRESH_EARLY);
 }
 
 impl Stored {
