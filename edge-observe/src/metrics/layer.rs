@@ -167,27 +167,17 @@ where
                 Ok(response) => response.map(Body::from_http_body),
                 Err(error) => {
                     // The service failed instead of answering: counted as the 500 it will become.
-                    layer
-                        .requests
-                        .with(&[method, route, "5xx", "NONE", colo])
-                        .inc();
+                    layer.requests.add(&[method, route, "5xx", "NONE", colo], 1);
                     layer
                         .latency
-                        .with(&[route, "5xx", "NONE", colo])
-                        .observe(elapsed);
+                        .observe(&[route, "5xx", "NONE", colo], elapsed);
                     return Err(error);
                 }
             };
             let class = status_class(response.status());
             let cache = cache_status(response.headers());
-            layer
-                .requests
-                .with(&[method, route, class, cache, colo])
-                .inc();
-            layer
-                .latency
-                .with(&[route, class, cache, colo])
-                .observe(elapsed);
+            layer.requests.add(&[method, route, class, cache, colo], 1);
+            layer.latency.observe(&[route, class, cache, colo], elapsed);
             if let Some(value) = ServerTiming::single("edge", elapsed) {
                 response.headers_mut().append(SERVER_TIMING, value);
             }

@@ -95,6 +95,12 @@ impl Family {
     }
 
     fn cells(&self, values: &[&str]) -> Arc<Cells> {
+        self.with_cells(values, Arc::clone)
+    }
+
+    /// Runs `use_cells` on the series for `values`, created if new, under the family's lock: a record
+    /// made once (a request's count) touches no reference count, which every core would contend for.
+    fn with_cells<T>(&self, values: &[&str], use_cells: impl FnOnce(&Arc<Cells>) -> T) -> T {
         let n = self.labels.len();
         let padded: Vec<&str>;
         // The common case, one value per label and none too long, is looked up as given.
@@ -109,7 +115,7 @@ impl Family {
             };
         let mut series = self.lock();
         if let Some(cells) = series.get(&Borrowed(key)) {
-            return Arc::clone(cells);
+            return use_cells(cells);
         }
         let key: Box<[String]> = if series.len() >= self.max_series {
             self.labels.iter().map(|_| OVERFLOW.to_owned()).collect()
@@ -120,7 +126,7 @@ impl Family {
             Kind::Histogram(bounds) => bounds.iter().map(|_| AtomicU64::new(0)).collect(),
             Kind::Counter | Kind::Gauge => Box::default(),
         };
-        Arc::clone(series.entry(key).or_insert_with(|| {
+        use_cells(series.entry(key).or_insert_with(|| {
             Arc::new(Cells {
                 value: AtomicU64::new(0),
                 gauge: AtomicI64::new(0),
@@ -128,6 +134,21 @@ impl Family {
                 sum_nanos: AtomicU64::new(0),
             })
         }))
+    }
+}
+
+impl Cells {
+    /// One observation of a histogram whose buckets end at `bounds`.
+    fn observe(&self, bounds: &[Duration], value: Duration) {
+        // Only the first bucket the value fits in is counted; rendering makes them cumulative.
+        if let Some(i) = bounds.iter().position(|bound| value <= *bound) {
+            if let Some(bucket) = self.buckets.get(i) {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.value.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 }
 
@@ -520,6 +541,22 @@ impl Counter {
     pub fn with(&self, values: &[&str]) -> CounterSeries {
         CounterSeries(self.0.cells(values))
     }
+
+    /// Adds `n` to the series for these label values: [`with`](Self::with)`(values).add(n)` without
+    /// holding on to the series, for a hot path that records once (nothing is cloned, so the cores
+    /// serving requests do not contend for a reference count).
+    ///
+    /// ```
+    /// let registry = edge_observe::Registry::new();
+    /// let requests = registry.counter("requests_total", "Requests.", &["status"]);
+    /// requests.add(&["2xx"], 1);
+    /// assert_eq!(requests.with(&["2xx"]).get(), 1);
+    /// ```
+    pub fn add(&self, values: &[&str], n: u64) {
+        self.0.with_cells(values, |cells| {
+            cells.value.fetch_add(n, Ordering::Relaxed);
+        });
+    }
 }
 
 impl CounterSeries {
@@ -579,20 +616,23 @@ impl Histogram {
             bounds,
         }
     }
+
+    /// Records `value` in the series for these label values: [`with`](Self::with)`(values).observe(value)`
+    /// without holding on to the series (see [`Counter::add`]).
+    pub fn observe(&self, values: &[&str], value: Duration) {
+        let bounds = match &self.0.kind {
+            Kind::Histogram(bounds) => &bounds[..],
+            Kind::Counter | Kind::Gauge => &[],
+        };
+        self.0
+            .with_cells(values, |cells| cells.observe(bounds, value));
+    }
 }
 
 impl HistogramSeries {
     /// Records one observation.
     pub fn observe(&self, value: Duration) {
-        // Only the first bucket the value fits in is counted; rendering makes them cumulative.
-        if let Some(i) = self.bounds.iter().position(|bound| value <= *bound) {
-            if let Some(bucket) = self.cells.buckets.get(i) {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.cells.value.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
-        self.cells.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.cells.observe(&self.bounds, value);
     }
 
     /// How many observations.
@@ -607,6 +647,30 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn recording_in_passing_is_recording_through_a_series() {
+        let registry = Registry::new();
+        let bounds = [Duration::from_millis(10), Duration::from_millis(100)];
+        let counter = registry.counter("c", "C.", &["k"]);
+        let histogram = registry.histogram_with_buckets("h", "H.", &["k"], &bounds);
+        for (k, ms) in [("a", 5), ("b", 50), ("a", 500), ("a", 50)] {
+            counter.add(&[k], 2);
+            histogram.observe(&[k], Duration::from_millis(ms));
+        }
+        let twin = Registry::new();
+        let (twin_counter, twin_histogram) = (
+            twin.counter("c", "C.", &["k"]),
+            twin.histogram_with_buckets("h", "H.", &["k"], &bounds),
+        );
+        for (k, ms) in [("a", 5), ("b", 50), ("a", 500), ("a", 50)] {
+            twin_counter.with(&[k]).add(2);
+            twin_histogram.with(&[k]).observe(Duration::from_millis(ms));
+        }
+        assert_eq!(registry.snapshot(), twin.snapshot());
+        assert_eq!(counter.with(&["a"]).get(), 6);
+        assert_eq!(histogram.with(&["a"]).count(), 3);
+    }
 
     #[test]
     fn snapshot_reads_every_kind() {
