@@ -79,18 +79,24 @@ struct Inner {
 /// The span of the request being handled; cheap to clone (clones share it). See the [module docs](self).
 #[derive(Clone)]
 pub struct RequestSpan {
+    // One reference count per request: the layers that clone the span from the extensions touch only
+    // it, never the id source's and clock's counts, which every core serving requests shares.
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     context: TraceContext,
     // `Send + Sync` on every target (not `MaybeSend`): `http::Extensions` holds only such values, also
     // on wasm32. `SystemClock`, `ManualClock` and `SplitMix` are.
     ids: Arc<dyn IdSource + Send + Sync>,
     clock: Arc<dyn Clock + Send + Sync>,
-    inner: Arc<Mutex<Inner>>,
+    inner: Mutex<Inner>,
 }
 
 impl std::fmt::Debug for RequestSpan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestSpan")
-            .field("context", &self.context)
+            .field("context", &self.shared.context)
             .finish_non_exhaustive()
     }
 }
@@ -107,15 +113,18 @@ impl RequestSpan {
     ) -> Self {
         let span = Span::start(name, kind, context.clone(), &clock);
         Self {
-            context,
-            ids,
-            clock,
-            inner: Arc::new(Mutex::new(Inner {
-                span: Some(span),
-                children: Vec::new(),
-                // A request usually records a few stages (waf, ratelimit, cache, origin): no regrowth.
-                stages: Vec::with_capacity(4),
-            })),
+            shared: Arc::new(Shared {
+                context,
+                ids,
+                clock,
+                inner: Mutex::new(Inner {
+                    span: Some(span),
+                    children: Vec::new(),
+                    // A request usually records a few stages (waf, ratelimit, cache, origin): no
+                    // regrowth.
+                    stages: Vec::with_capacity(4),
+                }),
+            }),
         }
     }
 
@@ -128,34 +137,34 @@ impl RequestSpan {
     /// Its place in the trace.
     #[must_use]
     pub fn context(&self) -> &TraceContext {
-        &self.context
+        &self.shared.context
     }
 
     /// Whether the trace is sampled (an unsampled span is still timed, for `Server-Timing`, but not
     /// exported).
     #[must_use]
     pub fn is_sampled(&self) -> bool {
-        self.context.flags.sampled()
+        self.shared.context.flags.sampled()
     }
 
     /// Sets an attribute of the request span (replacing one of the same key).
     pub fn set(&self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
-        if let Some(span) = &mut lock(&self.inner).span {
+        if let Some(span) = &mut lock(&self.shared.inner).span {
             span.set(key, value);
         }
     }
 
     /// Records an event on the request span now.
     pub fn event(&self, name: impl Into<Cow<'static, str>>) {
-        if let Some(span) = &mut lock(&self.inner).span {
-            span.event(name, &self.clock);
+        if let Some(span) = &mut lock(&self.shared.inner).span {
+            span.event(name, &self.shared.clock);
         }
     }
 
     /// The span's clock, now: the start of a stage to record with [`stage_since`](Self::stage_since).
     #[must_use]
     pub fn now(&self) -> Instant {
-        self.clock.now()
+        self.shared.clock.now()
     }
 
     /// Records a stage that started at `started` (from [`now`](Self::now)) and ends now.
@@ -165,7 +174,7 @@ impl RequestSpan {
         started: Instant,
         description: Option<&'static str>,
     ) {
-        let duration = self.clock.now().duration_since(started);
+        let duration = self.shared.clock.now().duration_since(started);
         self.stage(name, duration, description);
     }
 
@@ -176,7 +185,7 @@ impl RequestSpan {
         duration: Duration,
         description: Option<&'static str>,
     ) {
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.shared.inner);
         if inner.stages.len() < MAX_STAGES {
             inner.stages.push(Stage {
                 name: name.into(),
@@ -191,13 +200,18 @@ impl RequestSpan {
     /// Starts a child span now (same trace, a new span id, this request as its parent). Hand it back
     /// with [`end_child`](Self::end_child) when it is done.
     pub fn child(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
-        Span::start(name, kind, self.context.child(&*self.ids), &self.clock)
+        Span::start(
+            name,
+            kind,
+            self.shared.context.child(&*self.shared.ids),
+            &self.shared.clock,
+        )
     }
 
     /// Ends `child` (if it was not yet) and keeps it to be exported with the request.
     pub fn end_child(&self, mut child: Span) {
-        child.end(&self.clock);
-        let mut inner = lock(&self.inner);
+        child.end(&self.shared.clock);
+        let mut inner = lock(&self.shared.inner);
         if inner.children.len() < MAX_CHILDREN {
             inner.children.push(child);
         } else {
@@ -207,15 +221,15 @@ impl RequestSpan {
 
     /// Changes the request span itself (status, name, anything [`Span`] offers); `None` once finished.
     pub fn with_span<T>(&self, change: impl FnOnce(&mut Span) -> T) -> Option<T> {
-        lock(&self.inner).span.as_mut().map(change)
+        lock(&self.shared.inner).span.as_mut().map(change)
     }
 
     /// Ends the request span now and takes what it gathered; `None` if it was already finished. Clones
     /// still held by inner layers keep working, but what they record afterwards goes nowhere.
     pub fn finish(&self) -> Option<FinishedRequest> {
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.shared.inner);
         let mut span = inner.span.take()?;
-        span.end(&self.clock);
+        span.end(&self.shared.clock);
         Some(FinishedRequest {
             span,
             children: std::mem::take(&mut inner.children),
