@@ -244,6 +244,8 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool, prose: bool) -> Option<&'static 
     for (i, t) in tokens.iter().enumerate() {
         let next = |k: usize| tokens.get(i + k);
         match t {
+            // Most words are none of the keywords below: one match rules them out.
+            Token::Word(w) if !is_keyword(w) => {}
             // `union(select …)` tokenizes as a call.
             Token::Word("union") | Token::Call("union") => {
                 let mut k = 1;
@@ -392,6 +394,27 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool, prose: bool) -> Option<&'static 
     None
 }
 
+/// Whether a word is one the arms of [`rules_on`] look for where it stands (the rest pass in one match).
+/// The arms that take a word by a list ([`is_boolean`], [`is_comparison`], [`SCHEMA_WORDS`]) share it.
+fn is_keyword(word: &str) -> bool {
+    let token = Some(&Token::Word(word));
+    matches!(
+        word,
+        "union"
+            | "sleep"
+            | "pg_sleep"
+            | "benchmark"
+            | "having"
+            | "where"
+            | "waitfor"
+            | "into"
+            | "when"
+    ) || is_boolean(token)
+        || is_comparison(token)
+        || SCHEMA_WORDS.contains(&word)
+        || word.starts_with("information_schema.")
+}
+
 /// An operator, a function call or a clause keyword: what SQL between a closed string and a comment has
 /// and prose does not.
 fn is_sql(token: &Token<'_>) -> bool {
@@ -521,6 +544,22 @@ mod tests {
             "1 and sleep (5)",
             "1' or pg_sleep (5)--",
             "1 and benchmark (5000000,md5(1))",
+            // Each keyword the rules read where it stands.
+            "1 having 1=1",
+            "1 where 2>1",
+            "1 and case when 1=1 then 1 else 0 end",
+            "1 into outfile '/tmp/x'",
+            "1 rlike (select 1)",
+            "1 xor 1=1",
+            "1 div 1=1",
+            "select * from sysobjects",
+            "1 union select @@version",
+            "select * from information_schema.columns",
+            "1 or 1 like 1-- -",
+            "1 and 2 between 1 and 3--",
+            "1; waitfor time '00:00:05'",
+            "case when 1=1 then 1 else 0 end",
+            "select pg_sleep (5)",
         ] {
             assert!(detect(attack).is_some(), "missed: {attack}");
         }
