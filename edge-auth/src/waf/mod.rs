@@ -124,15 +124,14 @@ pub(crate) fn contains_any(text: &str, needles: &Needles<'_>) -> bool {
             .first()
             .map_or(0, |&b| needles.starting_with[usize::from(b)]);
         while candidates != 0 {
-            let needle = needles
-                .words
-                .get(candidates.trailing_zeros() as usize)
-                .map_or(&[][..], |word| word.as_bytes());
-            // Compared in line: a call to `memcmp` per candidate costs more than these few bytes.
-            if rest.len() >= needle.len() && rest.iter().zip(needle).all(|(a, b)| a == b) {
-                return true;
-            }
+            let word = needles.words.get(candidates.trailing_zeros() as usize);
             candidates &= candidates - 1;
+            // Compared in line: a call to `memcmp` per candidate costs more than these few bytes.
+            if let Some(needle) = word.map(|word| word.as_bytes()) {
+                if rest.len() >= needle.len() && rest.iter().zip(needle).all(|(a, b)| a == b) {
+                    return true;
+                }
+            }
         }
         false
     })
