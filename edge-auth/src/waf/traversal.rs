@@ -22,9 +22,8 @@ pub(crate) fn detect(text: &str, overlong: bool, in_path: bool) -> Option<&'stat
     if overlong {
         return Some("traversal-overlong-encoding");
     }
-    const NUL: super::ByteSet = super::ByteSet::new(b"\0");
     const PATH: super::ByteSet = super::ByteSet::new(b"./\\");
-    if NUL.any_in(text.as_bytes()) {
+    if text.as_bytes().contains(&0) {
         return Some("traversal-nul-byte");
     }
     if !PATH.any_in(text.as_bytes()) {

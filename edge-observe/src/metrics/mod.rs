@@ -650,11 +650,12 @@ mod tests {
 
     #[test]
     fn recording_in_passing_is_recording_through_a_series() {
+        const EVENTS: [(&str, u64); 4] = [("a", 5), ("b", 50), ("a", 500), ("a", 50)];
         let registry = Registry::new();
         let bounds = [Duration::from_millis(10), Duration::from_millis(100)];
         let counter = registry.counter("c", "C.", &["k"]);
         let histogram = registry.histogram_with_buckets("h", "H.", &["k"], &bounds);
-        for (k, ms) in [("a", 5), ("b", 50), ("a", 500), ("a", 50)] {
+        for (k, ms) in EVENTS {
             counter.add(&[k], 2);
             histogram.observe(&[k], Duration::from_millis(ms));
         }
@@ -663,7 +664,7 @@ mod tests {
             twin.counter("c", "C.", &["k"]),
             twin.histogram_with_buckets("h", "H.", &["k"], &bounds),
         );
-        for (k, ms) in [("a", 5), ("b", 50), ("a", 500), ("a", 50)] {
+        for (k, ms) in EVENTS {
             twin_counter.with(&[k]).add(2);
             twin_histogram.with(&[k]).observe(Duration::from_millis(ms));
         }
