@@ -358,8 +358,8 @@ fn rules_on(tokens: &[Token<'_>], quoted: bool, prose: bool) -> Option<&'static 
                 return Some("sqli-tautology");
             }
             // `RLIKE (SELECT …)`, `= (SELECT …)`: a subquery as the other side of a comparison.
-            _ if is_comparison(Some(t))
-                && matches!(next(1), Some(Token::Open))
+            _ if matches!(next(1), Some(Token::Open))
+                && is_comparison(Some(t))
                 && matches!(next(2), Some(Token::Word("select") | Token::Call("select"))) =>
             {
                 return Some("sqli-blind-oracle");
