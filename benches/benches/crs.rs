@@ -1,6 +1,6 @@
 //! The CRS engine (edge-auth feature `crs`) on the OWASP Core Rule Set 4 as published, at paranoia 1:
 //! a typical API request (10 headers, 5 query arguments, a 1 KB JSON body), a SQL injection in the
-//! query, and the lite profile on the same API request for scale. ModSecurity 3 runs the same requests
+//! query, and the lite profile on the same API request for scale and on a browser's page request. ModSecurity 3 runs the same requests
 //! in `scripts/crs-oracle.sh`, which times both engines per request in one run (a C library: it is timed
 //! by its own driver rather than through FFI here).
 //!
@@ -59,6 +59,34 @@ fn api_request() -> (Parts, Vec<u8>) {
     (parts, body.into_bytes())
 }
 
+/// A page as a browser asks for it: a query, its usual headers (a long `User-Agent`, `Accept` with
+/// weights, client hints with quotes), a referer and a cookie.
+fn browser_get() -> Parts {
+    let (parts, ()) = http::Request::get("https://shop.example/products/shoes?colour=blue&size=42")
+        .header("host", "shop.example")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/120.0.0.0 Safari/537.36",
+        )
+        .header(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+        )
+        .header("accept-language", "en-GB,en;q=0.9")
+        .header("accept-encoding", "gzip, deflate, br")
+        .header("referer", "https://shop.example/products?page=2")
+        .header(
+            "sec-ch-ua",
+            "\"Chromium\";v=\"120\", \"Not?A_Brand\";v=\"8\"",
+        )
+        .header("cookie", "session=8f3a9c2e1b; theme=dark")
+        .body(())
+        .unwrap()
+        .into_parts();
+    parts
+}
+
 fn bench(c: &mut Criterion) {
     let crs = RuleSet::builder()
         .crs_dir(crs_dir())
@@ -92,6 +120,15 @@ fn bench(c: &mut Criterion) {
     let lite = WafRules::default();
     group.bench_function("lite_api_request", |b| {
         b.iter(|| lite.inspect(&api.uri, &api.headers, Some(&body)))
+    });
+    let browser = browser_get();
+    assert!(
+        !lite
+            .inspect(&browser.uri, &browser.headers, None)
+            .is_blocked()
+    );
+    group.bench_function("lite_browser_get", |b| {
+        b.iter(|| lite.inspect(&browser.uri, &browser.headers, None))
     });
     group.finish();
 }
