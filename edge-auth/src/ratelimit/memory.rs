@@ -350,14 +350,9 @@ mod tests {
             let clock = ManualClock::new();
             let limiter = KeyedLimiter::with_clock(quota, clock.clone());
             let mut model: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
-            let mut state = seed | 1;
-            let mut next = move || {
-                // xorshift64*: a reproducible stream from the seed.
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-            };
+            // A reproducible stream from the seed (the trace ids' generator).
+            let ids = edge_core::trace::SplitMix::new(seed);
+            let next = || edge_core::trace::IdSource::next_u64(&ids);
             for _ in 0..40_000 {
                 clock.advance(Duration::from_micros(next() % max_step_micros));
                 let key = u32::try_from(next() % u64::from(keys)).unwrap();
