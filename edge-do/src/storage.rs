@@ -819,21 +819,18 @@ mod tests {
 
     type Model = BTreeMap<String, Bytes>;
 
+    /// What a list must answer, said plainly: every key in the range in order, reversed if asked, then
+    /// cut to the limit.
     fn listed(model: &Model, range: &ListRange) -> Vec<(String, Bytes)> {
-        let matching = model.iter().filter(|(k, _)| range.contains(k));
-        let limit = range.limit.unwrap_or(usize::MAX);
-        let out: Vec<(String, Bytes)> = if range.reverse {
-            matching
-                .rev()
-                .take(limit)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        } else {
-            matching
-                .take(limit)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
+        let mut out: Vec<(String, Bytes)> = model
+            .iter()
+            .filter(|(k, _)| range.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if range.reverse {
+            out.reverse();
+        }
+        out.truncate(range.limit.unwrap_or(usize::MAX));
         out
     }
 
