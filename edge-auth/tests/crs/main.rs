@@ -339,3 +339,36 @@ SecRuleUpdateActionById 941100 "nolog"
             .is_err()
     );
 }
+
+/// The prefilter (rules skipped when their regex's or phrase list's literals are in no value) changes
+/// no verdict: a literal that appears only once the rule's transformations ran still finds its rule, a
+/// negated rule matches where its literal is absent, `@pm` finds its phrases in any case, and a chain
+/// that reads `MATCHED_VAR` still sees what its first link matched.
+#[test]
+fn rules_the_prefilter_skips_are_exactly_those_that_cannot_match() {
+    const RULES: &str = r#"
+SecRule ARGS "@rx (?i)select\s+\w" "id:1,phase:2,pass,log,t:none,t:urlDecodeUni"
+SecRule ARGS:x "!@rx admin" "id:2,phase:2,pass,log"
+SecRule ARGS "@pm evil wicked" "id:3,phase:2,pass,log,t:none,t:lowercase"
+SecRule ARGS "@rx foo" "id:4,phase:2,pass,log,chain"
+    SecRule MATCHED_VAR "@rx foobar" "t:none"
+SecRule REQUEST_HEADERS:User-Agent "@rx (?i)curl/" "id:5,phase:1,pass,log"
+"#;
+    let rules = RuleSet::builder().rules("t.conf", RULES).build().unwrap();
+    let ids_for = |uri: &str, agent: &str| {
+        let (parts, ()) = http::Request::get(uri)
+            .header("user-agent", agent)
+            .body(())
+            .unwrap()
+            .into_parts();
+        ids(&rules.evaluate(&parts, b"", None))
+    };
+    // `%2573elect` is `%73elect` as an argument: `select` only after t:urlDecodeUni.
+    assert_eq!(ids_for("/?a=%2573elect%2520x&x=admin", "Mozilla"), [1]);
+    assert_eq!(ids_for("/?a=selec&x=admin", "Mozilla"), Vec::<u32>::new());
+    assert_eq!(ids_for("/?x=user", "Mozilla"), [2]);
+    assert_eq!(ids_for("/?x=admin&b=WiCkEd", "Mozilla"), [3]);
+    assert_eq!(ids_for("/?x=admin&c=foobar", "Mozilla"), [4]);
+    assert_eq!(ids_for("/?x=admin&c=food", "Mozilla"), Vec::<u32>::new());
+    assert_eq!(ids_for("/?x=admin", "CURL/8.1"), [5]);
+}

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::operator::{self, Compare, Operator};
+use super::prefilter;
 use super::request::RequestData;
 use super::rule::{
     Collection, Compiled, Ctl, Disruptive, Exclusion, Member, Rule, Selects, SetOp, Step, Target,
@@ -31,9 +32,23 @@ pub(crate) struct Transaction<'r> {
     removed_targets: Vec<(Selects, Exclusion)>,
     pub(crate) body_processor: Option<String>,
     pub(crate) matches: Vec<RuleMatch>,
-    /// Transformed request values, by the value's place in the request and the transformation list:
-    /// CRS runs the same few lists over the same values in hundreds of rules. `None`: unchanged.
-    transformed: HashMap<(usize, usize, u64), Option<Rc<[u8]>>, foldhash::fast::RandomState>,
+    /// Transformed request values, by the value's place in the request and the transformation list
+    /// ([`Rule::list`]): CRS runs the same few lists over the same values in hundreds of rules.
+    transformed: HashMap<(usize, usize, u16), Cached, foldhash::fast::RandomState>,
+    /// Per target list and transformation list ([`Rule::targets_id`], [`Rule::list`]), the rules the
+    /// prefilter found worth running on any of the targets' values.
+    unions: HashMap<(u32, u16), prefilter::Candidates, foldhash::fast::RandomState>,
+    /// The prefilter's candidates on request values as they came, by the value's place in the request.
+    raw_candidates: HashMap<(usize, usize), prefilter::Candidates, foldhash::fast::RandomState>,
+}
+
+/// A request value after one transformation list.
+struct Cached {
+    /// `None`: unchanged.
+    transformed: Option<Rc<[u8]>>,
+    /// The rules whose regexes may match the result; `None` when they are those of the value as it
+    /// came (unchanged, or changed in ASCII case only), kept once in `raw_candidates`.
+    candidates: Option<prefilter::Candidates>,
 }
 
 /// A value a target yields: its collection, its member name (empty for a scalar) and its bytes, borrowed
@@ -56,6 +71,18 @@ impl Value<'_> {
     }
 }
 
+/// `bytes` through `transforms`.
+fn apply<'v>(transforms: &[Transform], bytes: &'v [u8]) -> Transformed<'v> {
+    let mut current = Cow::Borrowed(bytes);
+    for t in transforms {
+        current = t.apply(current);
+    }
+    match current {
+        Cow::Borrowed(same) => Transformed::Same(same),
+        Cow::Owned(new) => Transformed::New(Rc::from(new)),
+    }
+}
+
 /// A value after its rule's transformations: the value itself, or a new one (shared with the cache).
 enum Transformed<'a> {
     Same(&'a [u8]),
@@ -73,15 +100,6 @@ impl std::ops::Deref for Transformed<'_> {
     }
 }
 
-/// A transformation list as one number (5 bits per transformation), for the cache; `None` past 12.
-fn list_key(transforms: &[Transform]) -> Option<u64> {
-    (transforms.len() <= 12).then(|| {
-        transforms
-            .iter()
-            .fold(0u64, |key, t| key << 5 | (*t as u64 + 1))
-    })
-}
-
 impl<'r> Transaction<'r> {
     pub(crate) fn new(rules: &'r Compiled, tx: &[(String, String)]) -> Self {
         Self {
@@ -97,6 +115,8 @@ impl<'r> Transaction<'r> {
             body_processor: None,
             matches: Vec::new(),
             transformed: HashMap::default(),
+            unions: HashMap::default(),
+            raw_candidates: HashMap::default(),
         }
     }
 
@@ -109,6 +129,8 @@ impl<'r> Transaction<'r> {
     pub(crate) fn run_phase(&mut self, request: &RequestData, phase: u8) -> Option<Outcome> {
         // The request grows between phases (the body is read): cached places may be reused.
         self.transformed.clear();
+        self.unions.clear();
+        self.raw_candidates.clear();
         let rules = self.rules;
         let steps = if phase == 1 {
             &rules.phase1
@@ -199,38 +221,125 @@ impl<'r> Transaction<'r> {
         }
     }
 
-    /// `value` through `link`'s transformations, from the cache when another rule did the same.
-    fn transform<'v>(&mut self, link: &Rule, value: &'v Value<'_>) -> Transformed<'v> {
-        let apply = |bytes: &'v [u8]| -> Transformed<'v> {
-            let mut current = Cow::Borrowed(bytes);
-            for t in &link.transforms {
-                current = t.apply(current);
+    /// `value` through `link`'s transformations (from the cache when another rule did the same), and
+    /// whether `link`'s operator may match it: `false` when its regex's required literals are not in it.
+    fn transform<'v>(&mut self, link: &Rule, value: &'v Value<'_>) -> (Transformed<'v>, bool) {
+        let Cow::Borrowed(bytes) = &value.bytes else {
+            // Made for this rule (a count, a TX variable): nothing to share.
+            let transformed = apply(&link.transforms, &value.bytes);
+            let may_match = match (link.prefilter_slot, &self.rules.prefilter) {
+                (Some(slot), Some(p)) => prefilter::has(&p.candidates(&transformed), slot),
+                _ => true,
+            };
+            return (transformed, may_match);
+        };
+        if link.transforms.is_empty() && link.prefilter_slot.is_none() {
+            return (Transformed::Same(bytes), true);
+        }
+        let (transformed, candidates) = self.cached(link, bytes);
+        let transformed = match transformed {
+            None => Transformed::Same(bytes),
+            Some(new) => Transformed::New(new),
+        };
+        let may_match = match (link.prefilter_slot, candidates) {
+            (Some(slot), Some(candidates)) => prefilter::has(&candidates, slot),
+            _ => true,
+        };
+        (transformed, may_match)
+    }
+
+    /// A request value through `link`'s transformation list (`None`: unchanged), once per value and
+    /// list, and the rules the prefilter found worth running on the result.
+    fn cached(
+        &mut self,
+        link: &Rule,
+        bytes: &[u8],
+    ) -> (Option<Rc<[u8]>>, Option<prefilter::Candidates>) {
+        let prefilter = self.rules.prefilter.as_ref();
+        let cached = self
+            .transformed
+            .entry((bytes.as_ptr() as usize, bytes.len(), link.list))
+            .or_insert_with(|| match apply(&link.transforms, bytes) {
+                Transformed::Same(_) => Cached {
+                    transformed: None,
+                    candidates: None,
+                },
+                Transformed::New(new) => Cached {
+                    // The prefilter ignores ASCII case: a value the list only lowercased has the
+                    // candidates of the value as it came.
+                    candidates: (!new.eq_ignore_ascii_case(bytes))
+                        .then(|| prefilter.map(|p| p.candidates(&new)))
+                        .flatten(),
+                    transformed: Some(new),
+                },
+            });
+        let transformed = cached.transformed.clone();
+        let candidates = match &cached.candidates {
+            Some(candidates) => Some(Rc::clone(candidates)),
+            None => prefilter.map(|p| {
+                Rc::clone(
+                    self.raw_candidates
+                        .entry((bytes.as_ptr() as usize, bytes.len()))
+                        .or_insert_with(|| p.candidates(bytes)),
+                )
+            }),
+        };
+        (transformed, candidates)
+    }
+
+    /// Whether the prefilter shows that `link` matches none of its targets' values: its regex's
+    /// required literals are in none of them (exclusions aside: without them the values are a
+    /// superset). Known once per phase for each target list and transformation list, so most of CRS's
+    /// regex rules cost one lookup on a request that holds nothing they look for.
+    fn matches_nothing(&mut self, request: &RequestData, link: &Rule) -> bool {
+        let (Some(slot), Some(targets)) = (link.prefilter_slot, link.targets_id) else {
+            return false;
+        };
+        // A negated operator matches what the regex does not; `multiMatch` tests the values part way
+        // through the transformations too.
+        if link.negated || link.multi_match {
+            return false;
+        }
+        let key = (targets, link.list);
+        if !self.unions.contains_key(&key) {
+            let union = self.union(request, link);
+            self.unions.insert(key, union);
+        }
+        self.unions
+            .get(&key)
+            .is_some_and(|union| !prefilter::has(union, slot))
+    }
+
+    /// The rules of `link`'s transformation list worth running on any of the values of its targets.
+    fn union(&mut self, request: &RequestData, link: &Rule) -> prefilter::Candidates {
+        let mut union: Vec<u64> = Vec::new();
+        let mut add = |candidates: &[u64]| {
+            if union.len() < candidates.len() {
+                union.resize(candidates.len(), 0);
             }
-            match current {
-                Cow::Borrowed(same) => Transformed::Same(same),
-                Cow::Owned(new) => Transformed::New(Rc::from(new)),
+            for (word, more) in union.iter_mut().zip(candidates) {
+                *word |= more;
             }
         };
-        if link.transforms.is_empty() {
-            return Transformed::Same(&value.bytes);
+        let mut values = Vec::new();
+        for target in &link.targets {
+            self.collect(request, target, &mut values);
         }
-        let (Cow::Borrowed(bytes), Some(list)) = (&value.bytes, list_key(&link.transforms)) else {
-            return apply(&value.bytes);
-        };
-        let key = (bytes.as_ptr() as usize, bytes.len(), list);
-        match self.transformed.get(&key) {
-            Some(None) => Transformed::Same(bytes),
-            Some(Some(new)) => Transformed::New(Rc::clone(new)),
-            None => {
-                let result = apply(bytes);
-                let cached = match &result {
-                    Transformed::Same(_) => None,
-                    Transformed::New(new) => Some(Rc::clone(new)),
-                };
-                self.transformed.insert(key, cached);
-                result
+        for value in &values {
+            match &value.bytes {
+                Cow::Borrowed(bytes) => {
+                    if let (_, Some(candidates)) = self.cached(link, bytes) {
+                        add(&candidates);
+                    }
+                }
+                Cow::Owned(bytes) => {
+                    if let Some(p) = &self.rules.prefilter {
+                        add(&p.candidates(&apply(&link.transforms, bytes)));
+                    }
+                }
             }
         }
+        union.into()
     }
 
     /// One link: its operator on each of its targets' values.
@@ -238,6 +347,11 @@ impl<'r> Transaction<'r> {
         if link.unconditional && link.targets.is_empty() {
             self.set_vars(request, link, top);
             return true;
+        }
+        if self.matches_nothing(request, link) {
+            self.matched_var = None;
+            self.matched_vars.clear();
+            return false;
         }
         let values = self.values(request, link, top);
         let mut matched = false;
@@ -255,9 +369,20 @@ impl<'r> Transaction<'r> {
                     current = next;
                 }
             }
-            let single = (!link.multi_match).then(|| self.transform(link, value));
+            // The transformed value, unless the prefilter says the operator cannot match it (then the
+            // test is known to fail: a negated operator matches).
+            let mut known_miss = false;
+            let single = (!link.multi_match).then(|| {
+                let (transformed, may_match) = self.transform(link, value);
+                known_miss = !may_match;
+                transformed
+            });
             for candidate in single.into_iter().chain(candidates) {
-                let captures = self.test(request, &link.operator, &candidate, top, link.capture);
+                let captures = if known_miss {
+                    None
+                } else {
+                    self.test(request, &link.operator, &candidate, top, link.capture)
+                };
                 let hit = captures.is_some() != link.negated;
                 if !hit {
                     continue;
@@ -315,7 +440,7 @@ impl<'r> Transaction<'r> {
                 }
             }
             Operator::Rx(pattern) => found(pattern.is_match(value)),
-            Operator::Pm(automaton) => automaton
+            Operator::Pm(automaton, _) => automaton
                 .find(value)
                 .map(|m| vec![value[m.start()..m.end()].to_vec()]),
             Operator::Contains(arg) => {

@@ -7,6 +7,7 @@
 //! | `rule.rs` | rules compiled from directives: targets, transformations, operator, actions, chains |
 //! | `transform.rs` | `t:urlDecodeUni`, `t:htmlEntityDecode`, `t:cmdLine`, … on bytes |
 //! | `operator.rs` | `@rx` (linear-time where the pattern allows), `@pm`, `@detectSQLi`, `@within`, … |
+//! | `prefilter.rs` | which rules' regexes and phrase lists can match a value, from their required literals |
 //! | `macros.rs` | `%{tx.score}` and friends in action values and operator arguments |
 //! | `request.rs` | the request as ModSecurity's collections (`ARGS`, `REQUEST_HEADERS`, `FILES`, …) |
 //! | `engine.rs` | one transaction: phases 1 and 2, `setvar`, chains, `skipAfter`, `ctl` |
@@ -31,6 +32,7 @@ mod engine;
 pub mod exclusions;
 mod macros;
 mod operator;
+mod prefilter;
 mod request;
 mod rule;
 mod seclang;

@@ -10,8 +10,8 @@ use super::macros::Expand;
 #[derive(Debug)]
 pub(crate) enum Operator {
     Rx(Pattern),
-    /// `@pm`/`@pmFromFile`: any of the phrases, without case.
-    Pm(AhoCorasick),
+    /// `@pm`/`@pmFromFile`: any of the phrases, without case (kept, lowercased, for the prefilter).
+    Pm(AhoCorasick, Vec<Vec<u8>>),
     Contains(Expand),
     BeginsWith(Expand),
     EndsWith(Expand),
@@ -135,11 +135,16 @@ fn byte_escapes(pattern: &str) -> std::borrow::Cow<'_, str> {
 
 /// The phrases of `@pm` (separated by spaces) or of a `@pmFromFile` data file (one per line, `#` lines
 /// are comments), as one case-insensitive automaton.
-pub(crate) fn phrases<'a>(list: impl Iterator<Item = &'a str>) -> Result<AhoCorasick, String> {
-    AhoCorasick::builder()
+pub(crate) fn phrases<'a>(list: impl Iterator<Item = &'a str>) -> Result<Operator, String> {
+    let phrases: Vec<Vec<u8>> = list
+        .filter(|p| !p.is_empty())
+        .map(|p| p.as_bytes().to_ascii_lowercase())
+        .collect();
+    let automaton = AhoCorasick::builder()
         .ascii_case_insensitive(true)
-        .build(list.filter(|p| !p.is_empty()))
-        .map_err(|e| e.to_string())
+        .build(&phrases)
+        .map_err(|e| e.to_string())?;
+    Ok(Operator::Pm(automaton, phrases))
 }
 
 /// `@validateByteRange 1-255,9`: the bytes allowed.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use super::LoadError;
 use super::macros::Expand;
 use super::operator::{self, Compare, Operator, Pattern};
+use super::prefilter::Prefilter;
 use super::seclang::{self, Directive, Selector, VariableText};
 use super::transform::Transform;
 
@@ -49,6 +50,19 @@ pub(crate) enum Collection {
 }
 
 impl Collection {
+    /// Whether the collection holds what the request holds, fixed while a phase runs (not the
+    /// transaction's own state).
+    pub(crate) fn is_request_data(self) -> bool {
+        !matches!(
+            self,
+            Self::Tx
+                | Self::MatchedVar
+                | Self::MatchedVarName
+                | Self::MatchedVars
+                | Self::MatchedVarsNames
+        )
+    }
+
     pub(crate) fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "ARGS" => Self::Args,
@@ -232,6 +246,13 @@ pub(crate) struct Rule {
     pub(crate) operator: Operator,
     pub(crate) negated: bool,
     pub(crate) transforms: Vec<Transform>,
+    /// The number of `transforms` among the rule set's distinct lists ([`super::prefilter::index`]).
+    pub(crate) list: u16,
+    /// The rule's place in the prefilter, if its regex has required literals.
+    pub(crate) prefilter_slot: Option<u32>,
+    /// The number of `targets` among the rule set's distinct target lists, if every target is request
+    /// data (fixed while a phase runs: not `TX`, not `MATCHED_VARS`, not a count).
+    pub(crate) targets_id: Option<u32>,
     pub(crate) disruptive: Disruptive,
     pub(crate) status: Option<u16>,
     pub(crate) setvars: Vec<SetVar>,
@@ -261,6 +282,9 @@ impl Rule {
             operator,
             negated,
             transforms: Vec::new(),
+            list: 0,
+            prefilter_slot: None,
+            targets_id: None,
             disruptive: Disruptive::Pass,
             status: None,
             setvars: Vec::new(),
@@ -297,6 +321,8 @@ pub(crate) struct Compiled {
     pub(crate) block_denies: [bool; 2],
     /// [`RuleSetBuilder::modsecurity_quirks`](super::RuleSetBuilder::modsecurity_quirks).
     pub(crate) modsecurity_quirks: bool,
+    /// The required literals of every rule's regex that has some, in one automaton.
+    pub(crate) prefilter: Option<Prefilter>,
 }
 
 /// Where data files (`@pmFromFile`) come from.
@@ -453,6 +479,7 @@ pub(crate) fn compile(
             }
         }
     }
+    super::prefilter::index(&mut compiled).map_err(LoadError::new)?;
     Ok(compiled)
 }
 
@@ -663,7 +690,7 @@ fn operator(text: &str, data: &DataFiles<'_>) -> Result<(Operator, bool), String
             }
             Operator::Rx(Pattern::new(arg)?)
         }
-        "pm" => Operator::Pm(operator::phrases(arg.split_whitespace())?),
+        "pm" => operator::phrases(arg.split_whitespace())?,
         "pmfromfile" | "pmf" => {
             let mut phrases = Vec::new();
             for file in arg.split_whitespace() {
@@ -677,7 +704,7 @@ fn operator(text: &str, data: &DataFiles<'_>) -> Result<(Operator, bool), String
                         .map(str::to_owned),
                 );
             }
-            Operator::Pm(operator::phrases(phrases.iter().map(String::as_str))?)
+            operator::phrases(phrases.iter().map(String::as_str))?
         }
         "contains" => Operator::Contains(expand()),
         "beginswith" => Operator::BeginsWith(expand()),
