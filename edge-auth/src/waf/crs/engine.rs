@@ -17,7 +17,7 @@ use super::request::RequestData;
 use super::rule::{
     Collection, Compiled, Ctl, Disruptive, Exclusion, Member, Rule, Selects, SetOp, Step, Target,
 };
-use super::transform::Transform;
+use super::transform::{self, Transform};
 use super::{Outcome, RuleMatch};
 
 /// The state of one request's evaluation. The request itself is passed to each phase (it is read, never
@@ -38,8 +38,10 @@ pub(crate) struct Transaction<'r> {
     /// Per target list and transformation list ([`Rule::targets_id`], [`Rule::list`]), the rules the
     /// prefilter found worth running on any of the targets' values.
     unions: HashMap<(u32, u16), prefilter::Candidates, foldhash::fast::RandomState>,
-    /// The prefilter's candidates on request values as they came, by the value's place in the request.
-    raw_candidates: HashMap<(usize, usize), prefilter::Candidates, foldhash::fast::RandomState>,
+    /// Request values as they came, by their place in the request: the kinds of bytes in them and the
+    /// prefilter's candidates on them.
+    raw_candidates:
+        HashMap<(usize, usize), (u16, Option<prefilter::Candidates>), foldhash::fast::RandomState>,
 }
 
 /// A request value after one transformation list.
@@ -276,15 +278,25 @@ impl<'r> Transaction<'r> {
         let transformed = cached.transformed.clone();
         let candidates = match &cached.candidates {
             Some(candidates) => Some(Rc::clone(candidates)),
-            None => prefilter.map(|p| {
-                Rc::clone(
-                    self.raw_candidates
-                        .entry((bytes.as_ptr() as usize, bytes.len()))
-                        .or_insert_with(|| p.candidates(bytes)),
-                )
-            }),
+            None => self.as_it_came(bytes).1,
         };
         (transformed, candidates)
+    }
+
+    /// A request value as it came: the kinds of bytes in it ([`transform::kinds`]) and the prefilter's
+    /// candidates on it, once per value.
+    fn as_it_came(&mut self, bytes: &[u8]) -> (u16, Option<prefilter::Candidates>) {
+        let prefilter = self.rules.prefilter.as_ref();
+        let (kinds, candidates) = self
+            .raw_candidates
+            .entry((bytes.as_ptr() as usize, bytes.len()))
+            .or_insert_with(|| {
+                (
+                    transform::kinds(bytes),
+                    prefilter.map(|p| p.candidates(bytes)),
+                )
+            });
+        (*kinds, candidates.clone())
     }
 
     /// Whether the prefilter shows that `link` matches none of its targets' values: its regex's
@@ -328,7 +340,15 @@ impl<'r> Transaction<'r> {
         for value in &values {
             match &value.bytes {
                 Cow::Borrowed(bytes) => {
-                    if let (_, Some(candidates)) = self.cached(link, bytes) {
+                    // Most values hold nothing the list's transformations act on: their candidates
+                    // are those of the value as it came, and the list need not run here.
+                    let (kinds, as_it_came) = self.as_it_came(bytes);
+                    let candidates = if kinds & link.acts_on == 0 {
+                        as_it_came
+                    } else {
+                        self.cached(link, bytes).1
+                    };
+                    if let Some(candidates) = candidates {
                         add(&candidates);
                     }
                 }

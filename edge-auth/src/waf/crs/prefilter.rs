@@ -71,6 +71,7 @@ pub(crate) fn index(compiled: &mut Compiled) -> Result<(), String> {
                 lists.len() - 1
             });
         rule.list = u16::try_from(list).unwrap_or(u16::MAX);
+        rule.acts_on = rule.transforms.iter().fold(0, |all, t| all | t.acts_on());
         let request_data = rule
             .targets
             .iter()

@@ -248,6 +248,9 @@ pub(crate) struct Rule {
     pub(crate) transforms: Vec<Transform>,
     /// The number of `transforms` among the rule set's distinct lists ([`super::prefilter::index`]).
     pub(crate) list: u16,
+    /// The kinds of bytes `transforms` act on ([`super::transform::kind`]): a value without them leaves
+    /// the list as it came, ASCII case aside.
+    pub(crate) acts_on: u16,
     /// The rule's place in the prefilter, if its regex has required literals.
     pub(crate) prefilter_slot: Option<u32>,
     /// The number of `targets` among the rule set's distinct target lists, if every target is request
@@ -283,6 +286,7 @@ impl Rule {
             negated,
             transforms: Vec::new(),
             list: 0,
+            acts_on: 0,
             prefilter_slot: None,
             targets_id: None,
             disruptive: Disruptive::Pass,

@@ -120,6 +120,82 @@ impl Transform {
     }
 }
 
+/// Kinds of bytes a transformation acts on, as bits: a value holding none of a transformation's comes
+/// out of it as it went in, ASCII case aside ([`Transform::acts_on`], [`kinds`]). None is a letter, so
+/// lowercasing a value leaves its kinds as they were.
+pub(crate) mod kind {
+    /// `%` and `+` (URL decoding).
+    pub(crate) const PERCENT_PLUS: u16 = 1;
+    /// `&` (HTML entities).
+    pub(crate) const AMPERSAND: u16 = 1 << 1;
+    /// `\` (JS, CSS and C escapes; Windows paths).
+    pub(crate) const BACKSLASH: u16 = 1 << 2;
+    /// NUL.
+    pub(crate) const NUL: u16 = 1 << 3;
+    /// Bytes above 0x7F (UTF-8 to `%u`).
+    pub(crate) const NON_ASCII: u16 = 1 << 4;
+    /// Whitespace as [`super::is_space`] reads it (the non-breaking space too).
+    pub(crate) const SPACE: u16 = 1 << 5;
+    /// `/ * - #` (comments).
+    pub(crate) const COMMENT: u16 = 1 << 6;
+    /// `" ' ^ , ;` and `\` and whitespace (`cmdLine`).
+    pub(crate) const SHELL: u16 = 1 << 7;
+    /// `.` and `/` (paths).
+    pub(crate) const PATH: u16 = 1 << 8;
+    /// In every value, the empty one too: only [`ANY`] holds it.
+    pub(crate) const EVERY_VALUE: u16 = 1 << 15;
+    /// Every kind: for transformations that change every value (`length`, `sha1`, …).
+    pub(crate) const ANY: u16 = u16::MAX;
+}
+
+/// The kinds of bytes in `value` (see [`kind`]).
+pub(crate) fn kinds(value: &[u8]) -> u16 {
+    value.iter().fold(kind::EVERY_VALUE, |found, &b| {
+        found
+            | match b {
+                b'%' | b'+' => kind::PERCENT_PLUS,
+                b'&' => kind::AMPERSAND,
+                b'\\' => kind::BACKSLASH | kind::SHELL,
+                0 => kind::NUL,
+                0xa0 => kind::NON_ASCII | kind::SPACE,
+                0x80.. => kind::NON_ASCII,
+                b' ' | b'\t' | b'\n' | b'\r' => kind::SPACE | kind::SHELL,
+                0x0b | 0x0c => kind::SPACE,
+                b'*' | b'-' | b'#' => kind::COMMENT,
+                b'/' => kind::COMMENT | kind::PATH,
+                b'.' => kind::PATH,
+                b'"' | b'\'' | b'^' | b',' | b';' => kind::SHELL,
+                _ => 0,
+            }
+    })
+}
+
+impl Transform {
+    /// The kinds of bytes without which this transformation leaves a value as it is, ASCII case aside
+    /// (`lowercase` changes nothing else; `cmdLine` lowercases too).
+    pub(crate) const fn acts_on(self) -> u16 {
+        match self {
+            Self::Lowercase => 0,
+            Self::UrlDecode | Self::UrlDecodeUni => kind::PERCENT_PLUS,
+            Self::HtmlEntityDecode => kind::AMPERSAND,
+            Self::JsDecode | Self::CssDecode | Self::EscapeSeqDecode => kind::BACKSLASH,
+            Self::CssDecodeToNul => kind::BACKSLASH | kind::NUL,
+            Self::Utf8ToUnicode => kind::NON_ASCII,
+            Self::RemoveNulls => kind::NUL,
+            Self::RemoveWhitespace
+            | Self::CompressWhitespace
+            | Self::Trim
+            | Self::TrimLeft
+            | Self::TrimRight => kind::SPACE,
+            Self::ReplaceComments | Self::RemoveCommentsChar => kind::COMMENT,
+            Self::CmdLine => kind::SHELL,
+            Self::NormalizePath => kind::PATH,
+            Self::NormalizePathWin => kind::PATH | kind::BACKSLASH,
+            Self::Length | Self::Base64Decode | Self::Sha1 | Self::HexEncode => kind::ANY,
+        }
+    }
+}
+
 /// Whitespace as ModSecurity's transformations see it: C's `isspace` and the non-breaking space.
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0)
@@ -634,7 +710,86 @@ fn trim(value: &[u8], left: bool, right: bool) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    const ALL: [Transform; 24] = [
+        Transform::Lowercase,
+        Transform::UrlDecode,
+        Transform::UrlDecodeUni,
+        Transform::HtmlEntityDecode,
+        Transform::JsDecode,
+        Transform::CssDecode,
+        Transform::CssDecodeToNul,
+        Transform::Utf8ToUnicode,
+        Transform::RemoveNulls,
+        Transform::RemoveWhitespace,
+        Transform::CompressWhitespace,
+        Transform::ReplaceComments,
+        Transform::RemoveCommentsChar,
+        Transform::CmdLine,
+        Transform::NormalizePath,
+        Transform::NormalizePathWin,
+        Transform::EscapeSeqDecode,
+        Transform::Length,
+        Transform::Base64Decode,
+        Transform::Sha1,
+        Transform::HexEncode,
+        Transform::Trim,
+        Transform::TrimLeft,
+        Transform::TrimRight,
+    ];
+
+    /// [`Transform::acts_on`]'s promise, which the CRS prefilter relies on: a value without those kinds
+    /// of bytes comes out as it went in, ASCII case aside.
+    fn assert_unchanged_without_its_bytes(value: &[u8]) -> Result<(), TestCaseError> {
+        for transform in ALL {
+            if kinds(value) & transform.acts_on() == 0 {
+                let out = transform.apply(Cow::Borrowed(value));
+                prop_assert!(
+                    out.eq_ignore_ascii_case(value),
+                    "{transform:?} changed {value:?} to {out:?}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn short_values_without_the_bytes_a_transformation_acts_on_pass_unchanged() {
+        let alphabet: Vec<u8> = (0..=255u8).collect();
+        for a in &alphabet {
+            assert_unchanged_without_its_bytes(&[*a]).unwrap();
+            for b in &alphabet {
+                assert_unchanged_without_its_bytes(&[*a, *b]).unwrap();
+            }
+        }
+        assert_unchanged_without_its_bytes(b"").unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+        /// Longer values mixing letters and digits with every byte some transformation acts on.
+        #[test]
+        fn values_without_the_bytes_a_transformation_acts_on_pass_unchanged(
+            value in proptest::collection::vec(
+                prop_oneof![
+                    4 => proptest::sample::select(b"aZ09xQuU=<>(){}:!?@$".to_vec()),
+                    1 => proptest::sample::select(
+                        b"%+&\\\0 \t\n\r\x0b\x0c*-#/.\"'^,;"
+                            .iter()
+                            .copied()
+                            .chain([0x80, 0xa0, 0xe9, 0xff])
+                            .collect::<Vec<u8>>()
+                    ),
+                ],
+                0..16,
+            ),
+        ) {
+            assert_unchanged_without_its_bytes(&value)?;
+        }
+    }
 
     fn t(transform: Transform, input: &str) -> Vec<u8> {
         transform
