@@ -42,6 +42,8 @@ pub(crate) struct Transaction<'r> {
     /// prefilter's candidates on them.
     raw_candidates:
         HashMap<(usize, usize), (u16, Option<prefilter::Candidates>), foldhash::fast::RandomState>,
+    /// libinjection's verdicts in this transaction by value: `@detectXSS`'s, then `@detectSQLi`'s.
+    injections: [HashMap<Box<[u8]>, Option<Vec<Vec<u8>>>, foldhash::fast::RandomState>; 2],
 }
 
 /// A request value after one transformation list.
@@ -70,6 +72,25 @@ impl Value<'_> {
             name.extend_from_slice(&self.member);
         }
         name
+    }
+}
+
+/// libinjection's verdict for `op` (`@detectSQLi`, with its fingerprint, or `@detectXSS`) on `value`.
+fn detect_injection(op: &Operator, value: &[u8]) -> Option<Vec<Vec<u8>>> {
+    if matches!(op, Operator::DetectSqli) {
+        let result = libinjectionrs::detect_sqli(value);
+        result.is_injection().then(|| {
+            vec![
+                result
+                    .fingerprint
+                    .map(|f| f.as_bytes().to_vec())
+                    .unwrap_or_default(),
+            ]
+        })
+    } else {
+        libinjectionrs::detect_xss(value)
+            .is_injection()
+            .then(Vec::new)
     }
 }
 
@@ -119,6 +140,7 @@ impl<'r> Transaction<'r> {
             transformed: HashMap::default(),
             unions: HashMap::default(),
             raw_candidates: HashMap::default(),
+            injections: Default::default(),
         }
     }
 
@@ -400,6 +422,8 @@ impl<'r> Transaction<'r> {
             for candidate in single.into_iter().chain(candidates) {
                 let captures = if known_miss {
                     None
+                } else if let Operator::DetectSqli | Operator::DetectXss = link.operator {
+                    self.detect_injection(&link.operator, &candidate)
                 } else {
                     self.test(request, &link.operator, &candidate, top, link.capture)
                 };
@@ -497,21 +521,22 @@ impl<'r> Transaction<'r> {
                     }),
                 )
             }
-            Operator::DetectSqli => {
-                let result = libinjectionrs::detect_sqli(value);
-                result.is_injection().then(|| {
-                    vec![
-                        result
-                            .fingerprint
-                            .map(|f| f.as_bytes().to_vec())
-                            .unwrap_or_default(),
-                    ]
-                })
-            }
-            Operator::DetectXss => found(libinjectionrs::detect_xss(value).is_injection()),
+            Operator::DetectSqli | Operator::DetectXss => detect_injection(op, value),
             Operator::Unconditional => Some(Vec::new()),
             Operator::NoMatch => None,
         }
+    }
+
+    /// `@detectSQLi` or `@detectXSS` on `value`, once per distinct value in a transaction: the slowest
+    /// operators CRS runs on every argument, and arguments often repeat (a JSON array's items).
+    fn detect_injection(&mut self, op: &Operator, value: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let known = &mut self.injections[usize::from(matches!(op, Operator::DetectSqli))];
+        if let Some(found) = known.get(value) {
+            return found.clone();
+        }
+        let found = detect_injection(op, value);
+        known.insert(value.into(), found.clone());
+        found
     }
 
     /// The values a link's targets yield, exclusions applied.
