@@ -35,14 +35,17 @@ pub(crate) type Candidates = Rc<[u64]>;
 impl Prefilter {
     /// The slots of the rules whose required literals occur in `value`.
     pub(crate) fn candidates(&self, value: &[u8]) -> Candidates {
-        let mut bits = vec![0u64; self.slots.div_ceil(64)];
-        for found in self.searcher.find_overlapping_iter(value) {
-            for &slot in &self.owners[found.pattern().as_usize()] {
-                let slot = slot as usize;
-                bits[slot / 64] |= 1 << (slot % 64);
+        // Built in place: one allocation (a `Vec` turned into an `Rc` would be two).
+        let mut candidates: Candidates = std::iter::repeat_n(0, self.slots.div_ceil(64)).collect();
+        if let Some(bits) = Rc::get_mut(&mut candidates) {
+            for found in self.searcher.find_overlapping_iter(value) {
+                for &slot in &self.owners[found.pattern().as_usize()] {
+                    let slot = slot as usize;
+                    bits[slot / 64] |= 1 << (slot % 64);
+                }
             }
         }
-        bits.into()
+        candidates
     }
 }
 
