@@ -1,13 +1,14 @@
-//! Which rules' regexes are worth running on a value, found in one search.
+//! Which rules' regexes (and phrase lists) are worth running on a value, found in one search.
 //!
 //! CRS runs ~90 regexes at paranoia 1 over every argument, header and cookie, and most request values
 //! hold none of the keywords or punctuation they look for. Each regex's *required literals* (one of which
 //! starts, or ends, every match) are found when the rules compile, by `regex-syntax`'s extractor on the
-//! parsed pattern; the literals of every rule that transforms its values the same way go into one
-//! Aho-Corasick automaton. Per value and transformation list the engine runs that automaton once and
-//! keeps the set of rules whose literals occur ([`Prefilter::candidates`]); a rule outside the set
-//! cannot match and its regex is not run. Sound by construction: a literal set is only used when it is
-//! finite and has no empty literal.
+//! parsed pattern; with each `@pm`'s phrases they go into one Aho-Corasick automaton, each literal
+//! naming the rules (their slots) that require it. The engine runs it once per request value as it came,
+//! and again on a value only where a rule's transformations changed it, and keeps the slots whose
+//! literals occur ([`Prefilter::candidates`]): a rule outside them cannot match that value, and a rule
+//! outside them for every value its targets hold is skipped without reading them. Sound by
+//! construction: a literal set is only used when it is finite and none of its literals is empty.
 
 use std::collections::HashMap;
 use std::rc::Rc;
