@@ -144,14 +144,7 @@ pub(crate) fn index(compiled: &mut Compiled) -> Result<(), String> {
 /// literal rather than 64 case variants; the search for them then ignores ASCII case, so every match
 /// of the pattern still contains one of them.
 pub(crate) fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let parsed = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .dot_matches_new_line(true)
-        .multi_line(true)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let parsed = parse(pattern).ok()?;
     let folded = fold_case(&parsed);
     [ExtractKind::Prefix, ExtractKind::Suffix]
         .into_iter()
@@ -173,6 +166,17 @@ pub(crate) fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
             let shortest = set.iter().map(Vec::len).min().unwrap_or(0);
             (shortest, std::cmp::Reverse(set.len()))
         })
+}
+
+/// `pattern` parsed as the engine compiles it: bytes, not text; `s` and `m` flags.
+fn parse(pattern: &str) -> Result<Hir, regex_syntax::Error> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .dot_matches_new_line(true)
+        .multi_line(true)
+        .build()
+        .parse(pattern)
 }
 
 /// `literals` without those that contain another of them: a value holding the longer one holds the
@@ -296,14 +300,7 @@ mod tests {
     }
 
     fn matching(pattern: &'static str) -> impl Strategy<Value = (usize, Vec<u8>)> {
-        let parsed = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .dot_matches_new_line(true)
-            .multi_line(true)
-            .build()
-            .parse(pattern)
-            .unwrap();
+        let parsed = super::parse(pattern).unwrap();
         let index = PATTERNS.iter().position(|p| *p == pattern).unwrap();
         proptest::string::bytes_regex_parsed(&without_looks(&parsed))
             .unwrap()
