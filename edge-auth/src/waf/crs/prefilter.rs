@@ -144,7 +144,7 @@ pub(crate) fn index(compiled: &mut Compiled) -> Result<(), String> {
 /// literal rather than 64 case variants; the search for them then ignores ASCII case, so every match
 /// of the pattern still contains one of them.
 pub(crate) fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let parsed = parse(pattern).ok()?;
+    let parsed = parse(pattern)?;
     let folded = fold_case(&parsed);
     [ExtractKind::Prefix, ExtractKind::Suffix]
         .into_iter()
@@ -169,7 +169,7 @@ pub(crate) fn required(pattern: &str) -> Option<Vec<Vec<u8>>> {
 }
 
 /// `pattern` parsed as the engine compiles it: bytes, not text; `s` and `m` flags.
-fn parse(pattern: &str) -> Result<Hir, regex_syntax::Error> {
+fn parse(pattern: &str) -> Option<Hir> {
     regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -177,6 +177,7 @@ fn parse(pattern: &str) -> Result<Hir, regex_syntax::Error> {
         .multi_line(true)
         .build()
         .parse(pattern)
+        .ok()
 }
 
 /// `literals` without those that contain another of them: a value holding the longer one holds the
